@@ -1,0 +1,50 @@
+//! The invalidation bus: a task that stays subscribed to `keyroll:invalidate` and drops what it
+//! hears from L1. While it is disconnected the cache runs with short TTLs; on every (re)connect
+//! L1 is flushed, since messages may have been missed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::KeyCache;
+use super::redis_tier::RedisTier;
+use crate::domain::KeyHash;
+
+/// Runs until the process ends.
+pub async fn run(client: redis::Client, prefix: String, cache: Arc<KeyCache>, ready: tokio::sync::oneshot::Sender<()>) {
+    let channel = RedisTier::channel(&prefix);
+    let mut ready = Some(ready);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match subscribe(&client, &channel).await {
+            Ok(mut pubsub) => {
+                cache.bus_up();
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
+                backoff = Duration::from_millis(50);
+                tracing::info!("invalidation bus subscribed");
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    let payload: String = msg.get_payload().unwrap_or_default();
+                    let hashes: Vec<KeyHash> = payload.split(' ').filter_map(KeyHash::from_hex).collect();
+                    cache.drop_local(&hashes);
+                }
+                tracing::warn!("invalidation bus disconnected; serving with short cache lifetimes");
+            }
+            Err(e) => tracing::warn!(error = %e, "invalidation bus cannot subscribe; retrying"),
+        }
+        cache.bus_down();
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn subscribe(client: &redis::Client, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
+    let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
+        .await
+        .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
+}

@@ -1,0 +1,122 @@
+//! L2: key records in Redis, shared by every node, with tombstones against stale fills.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+use crate::domain::KeyHash;
+use crate::store::keys::KeyRecordData;
+
+/// How long a tombstone blocks fills after a mutation: far longer than any read takes.
+const TOMBSTONE_SECONDS: u64 = 10;
+
+/// The Redis side of the key cache.
+#[derive(Clone)]
+pub struct RedisTier {
+    conn: ConnectionManager,
+    prefix: String,
+    ttl_seconds: u64,
+    timeout: Duration,
+    fill_script: Script,
+}
+
+/// Errors talking to Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum TierError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis did not answer in time")]
+    Timeout,
+    #[error("unreadable cached record: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+impl RedisTier {
+    #[must_use]
+    pub fn new(conn: ConnectionManager, prefix: &str, ttl_seconds: u64, timeout: Duration) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+            ttl_seconds,
+            timeout,
+            // Set the record only while no tombstone stands next to it.
+            fill_script: Script::new(
+                "if redis.call('EXISTS', KEYS[2]) == 0 then \
+                   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 \
+                 end return 0",
+            ),
+        }
+    }
+
+    /// The pub/sub channel of invalidations.
+    #[must_use]
+    pub fn channel(prefix: &str) -> String {
+        format!("{prefix}keyroll:invalidate")
+    }
+
+    // `{hash}` is a Redis Cluster hash tag: a record and its tombstone share a slot.
+    fn record_key(&self, h: &KeyHash) -> String {
+        format!("{}kr:{{{}}}:rec", self.prefix, h.to_hex())
+    }
+
+    fn tombstone_key(&self, h: &KeyHash) -> String {
+        format!("{}kr:{{{}}}:inv", self.prefix, h.to_hex())
+    }
+
+    async fn timed<T>(&self, f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, TierError> {
+        tokio::time::timeout(self.timeout, f).await.map_err(|_| TierError::Timeout)?.map_err(TierError::from)
+    }
+
+    /// # Errors
+    /// Redis unreachable, slow, or the record unreadable.
+    pub async fn get(&self, h: &KeyHash) -> Result<Option<KeyRecordData>, TierError> {
+        let mut conn = self.conn.clone();
+        let key = self.record_key(h);
+        let raw: Option<String> = self.timed(conn.get(&key)).await?;
+        raw.map(|s| serde_json::from_str(&s)).transpose().map_err(TierError::from)
+    }
+
+    /// # Errors
+    /// Redis unreachable or slow.
+    pub async fn fill(&self, h: &KeyHash, data: &KeyRecordData) -> Result<(), TierError> {
+        let mut conn = self.conn.clone();
+        let body = serde_json::to_string(data)?;
+        let mut inv = self.fill_script.key(self.record_key(h));
+        inv.key(self.tombstone_key(h)).arg(body).arg(self.ttl_seconds);
+        let _: i64 = self.timed(inv.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// Tombstones and deletes the records, then publishes the hashes on the bus.
+    ///
+    /// # Errors
+    /// Redis unreachable or slow.
+    pub async fn tombstone_and_publish(&self, hashes: &[KeyHash]) -> Result<(), TierError> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for h in hashes {
+            pipe.set_ex(self.tombstone_key(h), 1, TOMBSTONE_SECONDS).ignore();
+            pipe.del(self.record_key(h)).ignore();
+        }
+        let _: () = self.timed(pipe.query_async(&mut conn)).await?;
+        let payload = hashes.iter().map(KeyHash::to_hex).collect::<Vec<_>>().join(" ");
+        let _: i64 = self.timed(conn.publish(Self::channel(&self.prefix), payload)).await?;
+        Ok(())
+    }
+
+    /// A round trip, for readiness.
+    ///
+    /// # Errors
+    /// Redis unreachable or slow.
+    pub async fn ping(&self) -> Result<(), TierError> {
+        let mut conn = self.conn.clone();
+        let _: String = self.timed(redis::cmd("PING").query_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    #[must_use]
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}

@@ -1,0 +1,40 @@
+//! The command line: `serve` (default), `migrate`, `tenant create`.
+
+use clap::{Parser, Subcommand};
+
+/// Keyroll: API keys with zero-downtime rotation.
+#[derive(Debug, Parser)]
+#[command(name = "keyroll", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API, the verify endpoint and the pages (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its id and first root key (shown once).
+    Create {
+        /// The tenant's display name.
+        #[arg(long)]
+        name: String,
+        /// The owner's email address.
+        #[arg(long)]
+        owner_email: String,
+        /// Print `{"tenant_id":…,"root_key":…}` only.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,273 @@
+//! Layered, typed configuration: defaults → optional `keyroll.toml` → `KEYROLL_*` environment
+//! (`__` for nesting, `_FILE` suffix to read a secret from a file). Validated once at start-up;
+//! every error names the variable.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// What went wrong with the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+struct Raw {
+    listen: String,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    database_url_file: Option<PathBuf>,
+    redis_url: Option<String>,
+    redis_url_file: Option<PathBuf>,
+    redis_prefix: String,
+    public_url: Option<String>,
+    smtp_url: Option<String>,
+    smtp_url_file: Option<PathBuf>,
+    log_format: String,
+    workers: Option<usize>,
+    database_max_connections: u32,
+    cache: CacheSettings,
+    usage_flush_interval_ms: u64,
+}
+
+impl Default for Raw {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_url_file: None,
+            redis_url: None,
+            redis_url_file: None,
+            redis_prefix: String::new(),
+            public_url: None,
+            smtp_url: None,
+            smtp_url_file: None,
+            log_format: "pretty".into(),
+            workers: None,
+            database_max_connections: 20,
+            cache: CacheSettings::default(),
+            usage_flush_interval_ms: 5_000,
+        }
+    }
+}
+
+/// The verification caches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheSettings {
+    /// Entries held in process (L1).
+    pub l1_capacity: u64,
+    /// How long a found key stays in L1 while the invalidation bus is up.
+    pub l1_ttl_seconds: u64,
+    /// How long an unknown hash is remembered in L1.
+    pub negative_ttl_seconds: u64,
+    /// L1 lifetime of every entry while the invalidation bus is down.
+    pub degraded_ttl_ms: u64,
+    /// Lifetime of a record in Redis (L2).
+    pub l2_ttl_seconds: u64,
+    /// The longest we wait for Redis on the verify path before falling back to the database.
+    pub l2_timeout_ms: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            l1_capacity: 100_000,
+            l1_ttl_seconds: 300,
+            negative_ttl_seconds: 10,
+            degraded_ttl_ms: 1_000,
+            l2_ttl_seconds: 3_600,
+            l2_timeout_ms: 100,
+        }
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: SecretString,
+    pub redis_url: Option<SecretString>,
+    pub redis_prefix: String,
+    pub public_url: Option<String>,
+    pub smtp_url: Option<SecretString>,
+    pub log_format: LogFormat,
+    pub workers: Option<usize>,
+    pub database_max_connections: u32,
+    pub cache: CacheSettings,
+    pub usage_flush_interval_ms: u64,
+}
+
+impl Settings {
+    /// Reads defaults, `keyroll.toml` in the working directory (or `KEYROLL_CONFIG`), and the
+    /// environment.
+    ///
+    /// # Errors
+    /// A message naming the setting that is missing or wrong.
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = std::env::var("KEYROLL_CONFIG").unwrap_or_else(|_| "keyroll.toml".into());
+        Self::from_figment(
+            Figment::from(Serialized::defaults(Raw::default()))
+                .merge(Toml::file(file))
+                .merge(Env::prefixed("KEYROLL_").split("__")),
+        )
+    }
+
+    /// Defaults overlaid with the given values (for tests and tools).
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Raw::default()));
+        for (k, v) in pairs {
+            fig = fig.merge(Serialized::default(k, v));
+        }
+        Self::from_figment(fig)
+    }
+
+    fn from_figment(fig: Figment) -> Result<Self, ConfigError> {
+        let raw: Raw = fig.extract().map_err(|e| {
+            let key = e.path.join("__").to_uppercase();
+            let name = if key.is_empty() { String::new() } else { format!("KEYROLL_{key}: ") };
+            ConfigError(format!("{name}{}", e.kind))
+        })?;
+        let listen = parse_listen(&raw.listen).ok_or_else(|| {
+            ConfigError(format!("KEYROLL_LISTEN: {:?} is not an address like 127.0.0.1:8080 or :0", raw.listen))
+        })?;
+        let log_format = match raw.log_format.as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError(format!("KEYROLL_LOG_FORMAT: {other:?} is not one of pretty, json")));
+            }
+        };
+        let database_url = secret_or_file("KEYROLL_DATABASE_URL", raw.database_url, raw.database_url_file.as_deref())?
+            .unwrap_or_else(|| {
+                let path = raw.data_dir.join("keyroll.db");
+                format!("sqlite://{}?mode=rwc", path.display())
+            });
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError("KEYROLL_DATABASE_URL: must start with sqlite:, postgres:// or postgresql://".into()));
+        }
+        let redis_url = secret_or_file("KEYROLL_REDIS_URL", raw.redis_url, raw.redis_url_file.as_deref())?;
+        if let Some(u) = &redis_url {
+            if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("redis+unix://")) {
+                return Err(ConfigError("KEYROLL_REDIS_URL: must start with redis://, rediss:// or redis+unix://".into()));
+            }
+            redis::Client::open(u.as_str())
+                .map_err(|e| ConfigError(format!("KEYROLL_REDIS_URL: not a usable Redis address ({e})")))?;
+        }
+        let smtp_url = secret_or_file("KEYROLL_SMTP_URL", raw.smtp_url, raw.smtp_url_file.as_deref())?;
+        if let Some(u) = &smtp_url
+            && !(u.starts_with("smtp://") || u.starts_with("smtps://"))
+        {
+            return Err(ConfigError("KEYROLL_SMTP_URL: must start with smtp:// or smtps://".into()));
+        }
+        if let Some(u) = &raw.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(ConfigError("KEYROLL_PUBLIC_URL: must start with http:// or https://".into()));
+        }
+        if raw.workers == Some(0) {
+            return Err(ConfigError("KEYROLL_WORKERS: must be at least 1".into()));
+        }
+        if raw.database_max_connections == 0 {
+            return Err(ConfigError("KEYROLL_DATABASE_MAX_CONNECTIONS: must be at least 1".into()));
+        }
+        if raw.cache.l1_capacity == 0 {
+            return Err(ConfigError("KEYROLL_CACHE__L1_CAPACITY: must be at least 1".into()));
+        }
+        if raw.usage_flush_interval_ms < 10 {
+            return Err(ConfigError("KEYROLL_USAGE_FLUSH_INTERVAL_MS: must be at least 10".into()));
+        }
+        Ok(Self {
+            listen,
+            data_dir: raw.data_dir,
+            database_url: SecretString::from(database_url),
+            redis_url: redis_url.map(SecretString::from),
+            redis_prefix: raw.redis_prefix,
+            public_url: raw.public_url,
+            smtp_url: smtp_url.map(SecretString::from),
+            log_format,
+            workers: raw.workers,
+            database_max_connections: raw.database_max_connections,
+            cache: raw.cache,
+            usage_flush_interval_ms: raw.usage_flush_interval_ms,
+        })
+    }
+
+    #[must_use]
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.expose_secret().starts_with("sqlite:")
+    }
+}
+
+/// `127.0.0.1:8080`, `[::1]:8080`, or `:0` / `:8080` for 127.0.0.1.
+fn parse_listen(s: &str) -> Option<SocketAddr> {
+    if let Some(port) = s.strip_prefix(':') {
+        return port.parse::<u16>().ok().map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+    }
+    s.parse().ok()
+}
+
+fn secret_or_file(name: &str, value: Option<String>, file: Option<&Path>) -> Result<Option<String>, ConfigError> {
+    match (value, file) {
+        (Some(v), _) => Ok(Some(v)),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| Some(s.trim().to_owned()))
+            .map_err(|e| ConfigError(format!("{name}_FILE: cannot read {} ({e})", path.display()))),
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_embedded() {
+        let s = Settings::from_pairs([]).expect("defaults are valid");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert!(s.is_sqlite());
+        assert!(s.redis_url.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = Settings::from_pairs([("listen", "nowhere")]).expect_err("bad listen");
+        assert!(e.to_string().contains("KEYROLL_LISTEN"), "{e}");
+        let e = Settings::from_pairs([("log_format", "xml")]).expect_err("bad format");
+        assert!(e.to_string().contains("KEYROLL_LOG_FORMAT"), "{e}");
+        let e = Settings::from_pairs([("database_url", "mysql://x")]).expect_err("bad db");
+        assert!(e.to_string().contains("KEYROLL_DATABASE_URL"), "{e}");
+        let e = Settings::from_pairs([("cache.l1_capacity", "lots")]).expect_err("bad number");
+        assert!(e.to_string().contains("KEYROLL_CACHE__L1_CAPACITY"), "{e}");
+    }
+
+    #[test]
+    fn colon_zero_picks_a_free_port_on_loopback() {
+        let s = Settings::from_pairs([("listen", ":0")]).expect("valid");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:0");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let s = Settings::from_pairs([("redis_url", "redis://:hunter2@127.0.0.1:6379")]).expect("valid");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,125 @@
+//! Typed TypeID identifiers: `{prefix}_{26 chars}` over a UUIDv7, so ids sort by creation.
+
+use std::fmt;
+use std::str::FromStr;
+
+use mti::prelude::*;
+
+/// Why a string is not an id of the expected type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be an id of the form {prefix}_<26 characters>")]
+pub struct IdError {
+    pub prefix: &'static str,
+}
+
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new time-ordered id.
+            #[must_use]
+            pub fn generate() -> Self {
+                Self($prefix.create_type_id::<V7>().to_string())
+            }
+
+            /// Parses an id; the prefix must be this type's.
+            ///
+            /// # Errors
+            /// When the text is not a TypeID with this type's prefix.
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                let err = IdError { prefix: $prefix };
+                if s.len() != $prefix.len() + 27 || !s.starts_with(concat!($prefix, "_")) {
+                    return Err(err);
+                }
+                let parsed = MagicTypeId::from_str(s).map_err(|_| err.clone())?;
+                if parsed.prefix().as_str() != $prefix {
+                    return Err(err);
+                }
+                Ok(Self(parsed.to_string()))
+            }
+
+            /// Trusted conversion for values read back from our own database.
+            #[must_use]
+            pub fn from_trusted(s: String) -> Self {
+                Self(s)
+            }
+
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            #[must_use]
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+    };
+}
+
+typed_id!(/// A tenant (an API provider).
+    TenantId, "ten");
+typed_id!(/// A dashboard user.
+    UserId, "usr");
+typed_id!(/// An API (keyspace) of a tenant.
+    ApiId, "api");
+typed_id!(/// A consumer (the provider's customer).
+    ConsumerId, "con");
+typed_id!(/// One key version.
+    KeyId, "key");
+typed_id!(/// A request, for logs and problem bodies.
+    RequestId, "req");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_and_sort_by_creation() {
+        let a = KeyId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = KeyId::generate();
+        assert!(a < b, "{a} should sort before {b}");
+        assert_eq!(KeyId::parse(a.as_str()).as_ref(), Ok(&a));
+        assert_eq!(a.as_str().len(), 30);
+    }
+
+    #[test]
+    fn wrong_prefix_or_garbage_is_rejected() {
+        let a = ApiId::generate();
+        assert!(KeyId::parse(a.as_str()).is_err());
+        assert!(KeyId::parse("key_").is_err());
+        assert!(KeyId::parse("key_zzzzzzzzzzzzzzzzzzzzzzzzzz").is_err());
+        assert!(KeyId::parse("' OR 1=1 --").is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! Pure types and rules: no I/O, no database, no HTTP.
+
+pub mod ids;
+pub mod input;
+pub mod key_format;
+pub mod key_state;
+pub mod scope;
+
+pub use ids::*;
+pub use key_format::{ApiKey, Environment, KeyHash, KeyHead, KeyPrefix};
+pub use key_state::{KeyState, KeyTimes};
+pub use scope::{Scope, ScopeSet};

@@ -1,0 +1,124 @@
+//! `/v1/consumers`: the provider's customers.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use sea_orm::TransactionTrait;
+use serde::Deserialize;
+
+use super::views::{Checks, ConsumerList, ConsumerView, CreateConsumer, PatchConsumer};
+use crate::domain::ConsumerId;
+use crate::domain::input::{Email, ExternalId, Meta, Name};
+use crate::http::auth::Root;
+use crate::http::errors::{ApiError, Problem};
+use crate::http::idempotency;
+use crate::http::json::Body;
+use crate::http::pagination::{PageQuery, query};
+use crate::state::AppState;
+use crate::store::consumers::{self, ConsumerPatch, NewConsumer};
+use crate::store::keys;
+
+pub(crate) fn parse_id(s: &str) -> Result<ConsumerId, ApiError> {
+    ConsumerId::parse(s).map_err(|_| ApiError::NotFound("no such consumer"))
+}
+
+/// Create a consumer.
+#[utoipa::path(post, path = "/v1/consumers", tag = "consumers", request_body = CreateConsumer,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 201, body = ConsumerView), (status = 400, body = Problem), (status = 409, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn create(state: web::Data<AppState>, req: HttpRequest, root: Root, body: Body<CreateConsumer>) -> Result<HttpResponse, ApiError> {
+    root.require("consumers:write")?;
+    let b = body.value;
+    let mut c = Checks::default();
+    let external_id = c.take("external_id", ExternalId::parse(&b.external_id));
+    let name = c.take("name", Name::parse(&b.name));
+    let email = match &b.email {
+        Some(e) => c.take("email", Email::parse(e)).map(|e| Some(e.into_string())),
+        None => Some(None),
+    };
+    let meta = c.take("meta", Meta::parse(b.meta.unwrap_or_else(|| serde_json::json!({}))));
+    c.finish()?;
+    let (Some(external_id), Some(name), Some(email), Some(meta)) = (external_id, name, email, meta) else {
+        return Err(ApiError::field("body", "is invalid"));
+    };
+    idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
+        let new = NewConsumer { external_id: external_id.into_string(), name: name.into_string(), email, meta: meta.into_value() };
+        let con = consumers::create(&state.db, &root.tenant_id, new).await?;
+        Ok((StatusCode::CREATED, serde_json::to_value(ConsumerView::from(con)).map_err(|e| ApiError::Internal(e.into()))?))
+    })
+    .await
+}
+
+/// Filters of the consumer list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ConsumerQuery {
+    /// Only the consumer with this external id.
+    pub external_id: Option<String>,
+    /// 1 to 100; 20 when absent.
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List consumers, or find one by `external_id`.
+#[utoipa::path(get, path = "/v1/consumers", tag = "consumers", params(ConsumerQuery),
+    responses((status = 200, body = ConsumerList), (status = 400, body = Problem)), security(("root_key" = [])))]
+pub async fn list(state: web::Data<AppState>, req: HttpRequest, root: Root) -> Result<web::Json<ConsumerList>, ApiError> {
+    root.require("consumers:read")?;
+    let q = query::<ConsumerQuery>(&req)?;
+    let (limit, cursor) = PageQuery { limit: q.limit.clone(), cursor: q.cursor.clone() }.parse()?;
+    let page = consumers::list(&state.db, &root.tenant_id, q.external_id.as_deref(), limit, cursor.as_ref()).await?;
+    Ok(web::Json(ConsumerList::from_page(page)))
+}
+
+/// Read a consumer.
+#[utoipa::path(get, path = "/v1/consumers/{id}", tag = "consumers", params(("id" = String, Path)),
+    responses((status = 200, body = ConsumerView), (status = 404, body = Problem)), security(("root_key" = [])))]
+pub async fn get(state: web::Data<AppState>, root: Root, id: web::Path<String>) -> Result<web::Json<ConsumerView>, ApiError> {
+    root.require("consumers:read")?;
+    Ok(web::Json(consumers::get(&state.db, &root.tenant_id, &parse_id(&id)?).await?.into()))
+}
+
+/// Update a consumer.
+#[utoipa::path(patch, path = "/v1/consumers/{id}", tag = "consumers", params(("id" = String, Path)),
+    request_body = PatchConsumer,
+    responses((status = 200, body = ConsumerView), (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn update(state: web::Data<AppState>, root: Root, id: web::Path<String>, body: Body<PatchConsumer>) -> Result<web::Json<ConsumerView>, ApiError> {
+    root.require("consumers:write")?;
+    let id = parse_id(&id)?;
+    let b = body.value;
+    let mut c = Checks::default();
+    let mut patch = ConsumerPatch::default();
+    if let Some(n) = &b.name {
+        patch.name = c.take("name", Name::parse(n)).map(Name::into_string);
+    }
+    match b.email {
+        Some(Some(e)) => patch.email = c.take("email", Email::parse(&e)).map(|e| Some(e.into_string())),
+        Some(None) => patch.email = Some(None),
+        None => {}
+    }
+    if let Some(m) = b.meta {
+        patch.meta = c.take("meta", Meta::parse(m)).map(Meta::into_value);
+    }
+    c.finish()?;
+    let con = consumers::update(&state.db, &root.tenant_id, &id, patch).await?;
+    // Consumer meta is part of every verify answer of its keys.
+    let hashes = keys::hashes_of(&state.db, &root.tenant_id, None, Some(&id)).await?;
+    state.cache.invalidate(&hashes).await;
+    Ok(web::Json(con.into()))
+}
+
+/// Delete a consumer; its keys are revoked.
+#[utoipa::path(delete, path = "/v1/consumers/{id}", tag = "consumers", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)), security(("root_key" = [])))]
+pub async fn delete(state: web::Data<AppState>, root: Root, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    root.require("consumers:write")?;
+    let id = parse_id(&id)?;
+    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    consumers::soft_delete(&txn, &root.tenant_id, &id).await?;
+    let hashes = keys::revoke_all_of_consumer(&txn, &root.tenant_id, &id, "consumer deleted").await?;
+    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    state.cache.invalidate(&hashes).await;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,7 @@
+//! The management API (root key).
+
+pub mod apis;
+pub mod consumers;
+pub mod keys;
+pub mod root_keys;
+pub mod views;

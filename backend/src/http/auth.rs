@@ -1,0 +1,88 @@
+//! Management API authentication: `Authorization: Bearer kr_root_…`. The root key is looked
+//! up through the same caches as verification, so revoking it takes effect on every node at once.
+
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{FromRequest, HttpRequest, web};
+use chrono::Utc;
+use futures_util::future::LocalBoxFuture;
+
+use super::errors::ApiError;
+use crate::domain::{ApiKey, KeyHash, KeyId, KeyState, ScopeSet, TenantId};
+use crate::state::AppState;
+use crate::verify::Code;
+
+/// The scopes a root key can hold.
+pub const ROOT_SCOPES: &[&str] = &[
+    "apis:read",
+    "apis:write",
+    "consumers:read",
+    "consumers:write",
+    "keys:read",
+    "keys:write",
+    "keys:rotate",
+    "policies:write",
+    "playbooks:run",
+    "audit:read",
+    "webhooks:write",
+];
+
+/// An authenticated root key.
+#[derive(Debug, Clone)]
+pub struct Root {
+    pub tenant_id: TenantId,
+    pub key_id: KeyId,
+    pub scopes: ScopeSet,
+}
+
+impl Root {
+    /// # Errors
+    /// 403 naming the missing scope.
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        if self.scopes.grants(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("this root key lacks the scope {scope}")))
+        }
+    }
+
+    /// Who did it, for `created_by` and the audit trail.
+    #[must_use]
+    pub fn actor(&self) -> String {
+        format!("root_key:{}", self.key_id)
+    }
+}
+
+impl FromRequest for Root {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))?;
+            let header = header.ok_or(ApiError::Unauthenticated("send a root key as Authorization: Bearer kr_root_…"))?;
+            let token = header
+                .strip_prefix("Bearer ")
+                .or_else(|| header.strip_prefix("bearer "))
+                .ok_or(ApiError::Unauthenticated("the Authorization header must be Bearer <root key>"))?
+                .trim();
+            let invalid = ApiError::Unauthenticated("the root key is not valid");
+            if !matches!(ApiKey::check(token), Ok(true)) {
+                return Err(invalid);
+            }
+            let record = state.cache.get(&KeyHash::of(token), &state.db).await?.ok_or(invalid)?;
+            let now = Utc::now();
+            let st = KeyState::derive(&record.times, now);
+            if !record.data.is_root || !st.verifies() {
+                return Err(ApiError::Unauthenticated("the root key is not valid"));
+            }
+            state.usage.record(&record.key_id, &record.tenant_id, Code::Valid, now.timestamp_millis());
+            Ok(Self {
+                tenant_id: TenantId::from_trusted(record.data.tenant_id.clone()),
+                key_id: KeyId::from_trusted(record.data.id.clone()),
+                scopes: record.scopes.clone(),
+            })
+        })
+    }
+}

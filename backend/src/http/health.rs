@@ -1,0 +1,43 @@
+//! `/healthz` (process up, no I/O), `/readyz` (database and Redis reachable), `/metrics`.
+
+use actix_web::{HttpResponse, web};
+use sea_orm::ConnectionTrait;
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Up")))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(r#"{"status":"ok"}"#)
+}
+
+/// The database and, when configured, Redis answer.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down; the body names it")))]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let db = tokio::time::timeout(std::time::Duration::from_secs(2), state.db.execute_unprepared("SELECT 1"))
+        .await
+        .map(|r| r.is_ok())
+        .unwrap_or(false);
+    let redis = match state.cache.l2() {
+        Some(l2) => Some(l2.ping().await.is_ok()),
+        None => None,
+    };
+    let status = |ok: bool| if ok { "ok" } else { "down" };
+    let mut checks = json!({"database": status(db)});
+    if let Some(r) = redis {
+        checks["redis"] = json!(status(r));
+    }
+    let ready = db && redis.unwrap_or(true);
+    let body = json!({"status": if ready { "ready" } else { "unavailable" }, "checks": checks});
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+/// Prometheus text.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

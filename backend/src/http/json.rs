@@ -1,0 +1,152 @@
+//! JSON request bodies: at most 64 KiB (413 beyond), unknown fields refused, and every error
+//! a 400 that names the field in JSON notation.
+
+use actix_web::dev::Payload;
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::web::Bytes;
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::StreamExt;
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+
+use super::errors::{ApiError, FieldError};
+
+/// The largest body we read.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A parsed body and its raw bytes (for idempotency fingerprints).
+pub struct Body<T> {
+    pub value: T,
+    pub raw: Bytes,
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared.is_some_and(|n| n > MAX_BODY) {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            let raw = read_limited(&mut payload).await?;
+            let value = parse(&raw)?;
+            Ok(Self { value, raw })
+        })
+    }
+}
+
+async fn read_limited(payload: &mut Payload) -> Result<Bytes, ApiError> {
+    let mut buf = actix_web::web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::field("body", "could not be read"))?;
+        if buf.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Parses JSON, naming the offending field on error.
+///
+/// # Errors
+/// A 400 validation problem.
+pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::field("body", "must be a JSON object"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(raw);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::Validation {
+                detail: format!("the body is not valid JSON: {msg}"),
+                errors: vec![FieldError { field: "body".into(), message: format!("is not valid JSON: {msg}") }],
+            };
+        }
+        // serde names unknown and missing fields in the message; the path points at the parent.
+        let named = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| msg.strip_prefix(p))
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned);
+        let field = match (named, path.as_str()) {
+            (Some(n), "." | "") => n,
+            (Some(n), parent) => format!("{parent}.{n}"),
+            (None, "." | "") => "body".to_owned(),
+            (None, p) => p.to_owned(),
+        };
+        let message = if msg.starts_with("unknown field") {
+            "is not a known field".to_owned()
+        } else if msg.starts_with("missing field") {
+            "is required".to_owned()
+        } else {
+            msg
+        };
+        ApiError::field(field, message)
+    })
+}
+
+/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or a value.
+pub mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    /// # Errors
+    /// When the value is of the wrong type.
+    #[expect(clippy::option_option, reason = "absent, null and value are three different requests")]
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "fields are read by serde only")]
+    struct Inner {
+        limit: u32,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "fields are read by serde only")]
+    struct Outer {
+        name: String,
+        scopes: Option<Vec<String>>,
+        ratelimit: Option<Inner>,
+    }
+
+    fn field_of(body: &str) -> String {
+        match parse::<Outer>(body.as_bytes()) {
+            Err(ApiError::Validation { errors, .. }) => errors[0].field.clone(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field_of(r#"{"name":"a","bogus":1}"#), "bogus");
+        assert_eq!(field_of(r#"{"scopes":[]}"#), "name");
+        assert_eq!(field_of(r#"{"name":"a","scopes":["x",2]}"#), "scopes[1]");
+        assert_eq!(field_of(r#"{"name":"a","ratelimit":{"limit":"x"}}"#), "ratelimit.limit");
+        assert_eq!(field_of(r#"{"name":"a","ratelimit":{"limit":1,"x":2}}"#), "ratelimit.x");
+        assert_eq!(field_of("{not json"), "body");
+        assert_eq!(field_of(""), "body");
+        assert_eq!(field_of("[1]"), "body");
+    }
+}

@@ -1,0 +1,55 @@
+//! actix-web: routes, errors, extractors.
+
+pub mod api;
+pub mod auth;
+pub mod errors;
+pub mod health;
+pub mod idempotency;
+pub mod json;
+pub mod openapi;
+pub mod pagination;
+pub mod public;
+pub mod request_id;
+pub mod web;
+
+use actix_web::web as aw;
+
+use errors::ApiError;
+
+/// Every route of the application.
+pub fn routes(cfg: &mut aw::ServiceConfig) {
+    cfg.route("/healthz", aw::get().to(health::healthz))
+        .route("/readyz", aw::get().to(health::readyz))
+        .route("/metrics", aw::get().to(health::metrics))
+        .route("/openapi.json", aw::get().to(openapi::spec))
+        .route("/", aw::get().to(web::home))
+        .route("/static/{path:.*}", aw::get().to(web::static_file))
+        .route("/v1/verify", aw::post().to(public::verify::verify))
+        .service(
+            aw::scope("/v1")
+                .route("/apis", aw::post().to(api::apis::create))
+                .route("/apis", aw::get().to(api::apis::list))
+                .route("/apis/{id}", aw::get().to(api::apis::get))
+                .route("/apis/{id}", aw::patch().to(api::apis::update))
+                .route("/consumers", aw::post().to(api::consumers::create))
+                .route("/consumers", aw::get().to(api::consumers::list))
+                .route("/consumers/{id}", aw::get().to(api::consumers::get))
+                .route("/consumers/{id}", aw::patch().to(api::consumers::update))
+                .route("/consumers/{id}", aw::delete().to(api::consumers::delete))
+                .route("/keys", aw::post().to(api::keys::create))
+                .route("/keys", aw::get().to(api::keys::list))
+                .route("/keys/{id}", aw::get().to(api::keys::get))
+                .route("/keys/{id}", aw::patch().to(api::keys::update))
+                .route("/keys/{id}/revoke", aw::post().to(api::keys::revoke))
+                .route("/root-keys", aw::post().to(api::root_keys::create))
+                .route("/root-keys", aw::get().to(api::root_keys::list))
+                .route("/root-keys/{id}/revoke", aw::post().to(api::root_keys::revoke)),
+        )
+        .default_service(aw::to(not_found));
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    // A known path with the wrong method is a 405, anything else a 404; both as problems.
+    let _ = req;
+    Err(ApiError::NotFound("no such route"))
+}

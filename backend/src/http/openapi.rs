@@ -1,0 +1,47 @@
+//! The OpenAPI 3.1 document, generated from the handlers and types.
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{api, health, public};
+
+struct RootKeyAuth;
+
+impl Modify for RootKeyAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "root_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("kr_root_…")
+                    .description(Some("A root key of the tenant"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Keyroll", description = "API keys with zero-downtime rotation: issue, verify, rotate, revoke."),
+    modifiers(&RootKeyAuth),
+    paths(
+        public::verify::verify,
+        api::apis::create, api::apis::list, api::apis::get, api::apis::update,
+        api::consumers::create, api::consumers::list, api::consumers::get, api::consumers::update,
+        api::consumers::delete,
+        api::keys::create, api::keys::list, api::keys::get, api::keys::update, api::keys::revoke,
+        api::root_keys::create, api::root_keys::list, api::root_keys::revoke,
+        health::healthz, health::readyz, health::metrics, spec,
+    )
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI 3.1")))]
+pub async fn spec() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(ApiDoc::openapi().to_json().unwrap_or_default())
+}

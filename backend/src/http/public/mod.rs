@@ -1,0 +1,3 @@
+//! Public endpoints: verification (no auth).
+
+pub mod verify;

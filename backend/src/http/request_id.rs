@@ -1,0 +1,80 @@
+//! Request ids: echoed from `x-request-id` when the client sent a sane one, otherwise a new
+//! `req_…` TypeID. Available to handlers and error rendering through a task-local.
+
+use std::future::{Ready, ready};
+use std::rc::Rc;
+
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use futures_util::future::LocalBoxFuture;
+
+use crate::domain::RequestId;
+
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static CURRENT: String;
+}
+
+/// The id of the request being served (a fresh one outside a request).
+#[must_use]
+pub fn current() -> String {
+    CURRENT.try_with(Clone::clone).unwrap_or_else(|_| RequestId::generate().into_string())
+}
+
+fn accept(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| s.to_owned())
+}
+
+/// The middleware.
+pub struct RequestIds;
+
+impl<S, B> Transform<S, ServiceRequest> for RequestIds
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = RequestIdService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequestIdService { service: Rc::new(service) }))
+    }
+}
+
+pub struct RequestIdService<S> {
+    service: Rc<S>,
+}
+
+impl<S, B> Service<ServiceRequest> for RequestIdService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let id = req
+            .headers()
+            .get(&HEADER)
+            .and_then(accept)
+            .unwrap_or_else(|| RequestId::generate().into_string());
+        let service = self.service.clone();
+        Box::pin(CURRENT.scope(id.clone(), async move {
+            let mut res = service.call(req).await?;
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                res.headers_mut().insert(HEADER, v);
+            }
+            Ok(res)
+        }))
+    }
+}

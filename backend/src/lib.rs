@@ -1,0 +1,14 @@
+//! Keyroll: the whole life of API keys — issue, verify, rotate with zero downtime, revoke.
+
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+pub mod verify;

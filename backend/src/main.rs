@@ -1,0 +1,74 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use keyroll::cli::{Cli, Command, TenantCommand};
+use keyroll::config::Settings;
+use keyroll::domain::input::{Email, Name};
+use keyroll::startup::Application;
+use keyroll::{store, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("keyroll: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => migrate(&settings).await,
+        Command::Tenant { command: TenantCommand::Create { name, owner_email, json } } => {
+            create_tenant(&settings, &name, &owner_email, json).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keyroll: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let host = settings.listen.ip();
+    let app = Application::build(settings).await?;
+    let url = format!("http://{host}:{}", app.port());
+    let has_tenant = store::tenants::any(&app.state().db).await.unwrap_or(true);
+    println!("Keyroll is listening on {url} (open it in a browser; API contract at {url}/openapi.json)");
+    if !has_tenant {
+        println!("No tenant yet. Create the first one and its root key with:");
+        println!("  keyroll tenant create --name \"Acme\" --owner-email ops@acme.test");
+        println!("  (from the source tree: cargo run --release -- tenant create --name \"Acme\" --owner-email ops@acme.test)");
+    }
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = store::connect(&settings.database_url, 2).await?;
+    store::migrate(&db).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+async fn create_tenant(settings: &Settings, name: &str, email: &str, json: bool) -> anyhow::Result<()> {
+    let name = Name::parse(name).map_err(|m| anyhow::anyhow!("--name {m}"))?;
+    let email = Email::parse(email).map_err(|m| anyhow::anyhow!("--owner-email {m}"))?;
+    let db = store::connect(&settings.database_url, 2).await?;
+    store::migrate(&db).await?;
+    let created = store::tenants::create(&db, &name.into_string(), email.as_str()).await?;
+    if json {
+        println!("{}", serde_json::json!({"tenant_id": created.tenant.id, "root_key": created.root_key.expose()}));
+    } else {
+        println!("Tenant created: {} ({})", created.tenant.name, created.tenant.id);
+        println!("Root key (shown once, store it now):");
+        println!("  {}", created.root_key.expose());
+        println!("Use it as: Authorization: Bearer <root key>");
+    }
+    Ok(())
+}

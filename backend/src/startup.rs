@@ -1,0 +1,151 @@
+//! Builds the application: database, caches, background tasks, and the HTTP server bound to its
+//! own listener (port 0 works), so tests build exactly what `main` runs.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use redis::aio::ConnectionManagerConfig;
+use secrecy::ExposeSecret;
+
+use crate::cache::redis_tier::RedisTier;
+use crate::cache::{KeyCache, bus};
+use crate::config::Settings;
+use crate::http;
+use crate::http::request_id::RequestIds;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::store;
+use crate::verify::usage::UsageCounter;
+
+/// A built, bound, not yet running application.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    /// Connects, migrates, starts the cache bus and the usage flusher, and binds the listener.
+    ///
+    /// # Errors
+    /// When the database, Redis or the listen address cannot be used; the message says which.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = store::connect(&settings.database_url, settings.database_max_connections)
+            .await
+            .context("cannot open the database (KEYROLL_DATABASE_URL)")?;
+        store::migrate(&db).await.context("database migrations failed")?;
+        let metrics = Arc::new(Metrics::new(settings.redis_url.is_some()));
+        let mut tasks = Vec::new();
+
+        let redis_client = settings
+            .redis_url
+            .as_ref()
+            .map(|u| redis::Client::open(u.expose_secret()))
+            .transpose()
+            .context("KEYROLL_REDIS_URL is not a usable Redis address")?;
+        let l2 = match &redis_client {
+            Some(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(2)))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_secs(1));
+                let conn = tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager_with_config(config))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("Redis did not answer within 5 s"))?
+                    .context("cannot connect to Redis (KEYROLL_REDIS_URL)")?;
+                Some(RedisTier::new(
+                    conn,
+                    &settings.redis_prefix,
+                    settings.cache.l2_ttl_seconds,
+                    Duration::from_millis(settings.cache.l2_timeout_ms),
+                ))
+            }
+            None => None,
+        };
+        let cache = Arc::new(KeyCache::new(&settings.cache, l2, metrics.clone()));
+        if let Some(client) = redis_client {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tasks.push(tokio::spawn(bus::run(client, settings.redis_prefix.clone(), cache.clone(), tx)));
+            if tokio::time::timeout(Duration::from_secs(5), rx).await.is_err() {
+                tracing::warn!("the invalidation bus is not subscribed yet; serving with short cache lifetimes");
+            }
+        }
+
+        let usage = Arc::new(UsageCounter::default());
+        let state = AppState {
+            db,
+            cache,
+            usage,
+            metrics,
+            node_id: Arc::from(crate::domain::RequestId::generate().as_str().replacen("req_", "node_", 1)),
+            settings: Arc::new(settings),
+        };
+        tasks.push(tokio::spawn(flush_loop(state.clone())));
+
+        let listener = TcpListener::bind(state.settings.listen)
+            .with_context(|| format!("cannot listen on {} (KEYROLL_LISTEN)", state.settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(state.clone());
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(http::json::MAX_BODY))
+                .wrap(RequestIds)
+                .configure(http::routes)
+        })
+        .shutdown_timeout(10);
+        if let Some(w) = state.settings.workers {
+            server = server.workers(w);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self { port, server, state, tasks })
+    }
+
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    #[must_use]
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops the server gracefully (for tests and signals).
+    #[must_use]
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped, then flushes the last usage counts.
+    ///
+    /// # Errors
+    /// I/O errors of the server.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Err(e) = self.state.usage.flush(&self.state.db).await {
+            tracing::warn!(error = %e, "could not flush the last usage counts");
+        }
+        result
+    }
+}
+
+async fn flush_loop(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_millis(state.settings.usage_flush_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.usage.flush(&state.db).await {
+            tracing::warn!(error = %e, "usage flush failed; those counts are lost");
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::cache::KeyCache;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::verify::usage::UsageCounter;
+
+/// Shared application state (cheap to clone: everything is behind `Arc`).
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub cache: Arc<KeyCache>,
+    pub usage: Arc<UsageCounter>,
+    pub metrics: Arc<Metrics>,
+    pub settings: Arc<Settings>,
+    pub node_id: Arc<str>,
+}

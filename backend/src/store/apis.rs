@@ -1,0 +1,137 @@
+//! APIs (keyspaces) of a tenant. The system API that holds root keys is never listed here.
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set};
+use serde_json::Value;
+
+use super::entities::api;
+use super::page::{Cursor, Page, paginate};
+use super::StoreError;
+use crate::domain::input::RateLimit;
+use crate::domain::{ApiId, Environment, KeyPrefix, TenantId};
+
+/// The prefix and environment of every tenant's system API, whose keys are root keys.
+pub const SYSTEM_PREFIX: &str = "kr";
+pub const SYSTEM_ENVIRONMENT: &str = "root";
+
+/// Creates an API.
+///
+/// # Errors
+/// `Conflict` when the tenant already has an API with this prefix and environment.
+pub async fn create(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    name: String,
+    prefix: &KeyPrefix,
+    env: Environment,
+    scope_catalogue: Vec<String>,
+) -> Result<api::Model, StoreError> {
+    let now = Utc::now();
+    let model = api::Model {
+        id: ApiId::generate().into_string(),
+        tenant_id: tenant.as_str().to_owned(),
+        name,
+        key_prefix: prefix.as_str().to_owned(),
+        environment: env.as_str().to_owned(),
+        is_system: false,
+        scope_catalogue: Value::from(scope_catalogue),
+        default_ratelimit: None,
+        created_at: now,
+        updated_at: now,
+    };
+    model
+        .into_active_model()
+        .reset_all()
+        .insert(db)
+        .await
+        .map_err(|e| StoreError::from(e).unique_as_conflict("an API with this key_prefix and environment exists already"))
+}
+
+/// Creates the tenant's system API (root keys).
+///
+/// # Errors
+/// Database errors.
+pub async fn create_system(db: &impl ConnectionTrait, tenant: &TenantId) -> Result<api::Model, StoreError> {
+    let now = Utc::now();
+    let model = api::Model {
+        id: ApiId::generate().into_string(),
+        tenant_id: tenant.as_str().to_owned(),
+        name: "Root keys".into(),
+        key_prefix: SYSTEM_PREFIX.into(),
+        environment: SYSTEM_ENVIRONMENT.into(),
+        is_system: true,
+        scope_catalogue: Value::Array(vec![]),
+        default_ratelimit: None,
+        created_at: now,
+        updated_at: now,
+    };
+    Ok(model.into_active_model().reset_all().insert(db).await?)
+}
+
+/// The tenant's system API.
+///
+/// # Errors
+/// `NotFound` when the tenant has none (it always should).
+pub async fn system(db: &impl ConnectionTrait, tenant: &TenantId) -> Result<api::Model, StoreError> {
+    api::Entity::find()
+        .filter(api::Column::TenantId.eq(tenant.as_str()))
+        .filter(api::Column::IsSystem.eq(true))
+        .one(db)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+/// One of the tenant's (non-system) APIs.
+///
+/// # Errors
+/// `NotFound`.
+pub async fn get(db: &impl ConnectionTrait, tenant: &TenantId, id: &ApiId) -> Result<api::Model, StoreError> {
+    api::Entity::find_by_id(id.as_str())
+        .filter(api::Column::TenantId.eq(tenant.as_str()))
+        .filter(api::Column::IsSystem.eq(false))
+        .one(db)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+/// A page of the tenant's APIs, newest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn list(db: &impl ConnectionTrait, tenant: &TenantId, limit: u64, cursor: Option<&Cursor>) -> Result<Page<api::Model>, StoreError> {
+    let mut q = api::Entity::find()
+        .filter(api::Column::TenantId.eq(tenant.as_str()))
+        .filter(api::Column::IsSystem.eq(false));
+    if let Some(c) = cursor {
+        q = q.filter(api::Column::Id.lt(c.after_id.as_str()));
+    }
+    let rows = q.order_by_desc(api::Column::Id).limit(limit + 1).all(db).await?;
+    Ok(paginate(rows, limit, |a| &a.id))
+}
+
+/// Changes to an API.
+#[derive(Debug, Clone, Default)]
+pub struct ApiPatch {
+    pub name: Option<String>,
+    pub scope_catalogue: Option<Vec<String>>,
+    pub default_ratelimit: Option<Option<RateLimit>>,
+}
+
+/// Applies a patch.
+///
+/// # Errors
+/// `NotFound`.
+pub async fn update(db: &impl ConnectionTrait, tenant: &TenantId, id: &ApiId, p: ApiPatch) -> Result<api::Model, StoreError> {
+    let mut am = get(db, tenant, id).await?.into_active_model();
+    if let Some(v) = p.name {
+        am.name = Set(v);
+    }
+    if let Some(v) = p.scope_catalogue {
+        am.scope_catalogue = Set(Value::from(v));
+    }
+    if let Some(v) = p.default_ratelimit {
+        am.default_ratelimit = Set(v.and_then(|r| serde_json::to_value(r).ok()));
+    }
+    am.updated_at = Set(Utc::now());
+    Ok(am.update(db).await?)
+}

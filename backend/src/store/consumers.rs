@@ -1,0 +1,120 @@
+//! Consumers: the provider's customers. Deleting one is soft and revokes its keys.
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set};
+use serde_json::Value;
+
+use super::entities::consumer;
+use super::page::{Cursor, Page, paginate};
+use super::StoreError;
+use crate::domain::{ConsumerId, TenantId};
+
+/// A consumer to create.
+#[derive(Debug, Clone)]
+pub struct NewConsumer {
+    pub external_id: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub meta: Value,
+}
+
+/// Creates a consumer.
+///
+/// # Errors
+/// `Conflict` when the external id is taken in this tenant.
+pub async fn create(db: &impl ConnectionTrait, tenant: &TenantId, new: NewConsumer) -> Result<consumer::Model, StoreError> {
+    let now = Utc::now();
+    let model = consumer::Model {
+        id: ConsumerId::generate().into_string(),
+        tenant_id: tenant.as_str().to_owned(),
+        external_id: new.external_id,
+        name: new.name,
+        email: new.email,
+        meta: new.meta,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+    };
+    model
+        .into_active_model()
+        .reset_all()
+        .insert(db)
+        .await
+        .map_err(|e| StoreError::from(e).unique_as_conflict("a consumer with this external_id exists already"))
+}
+
+/// One live consumer of the tenant.
+///
+/// # Errors
+/// `NotFound`, also for deleted consumers.
+pub async fn get(db: &impl ConnectionTrait, tenant: &TenantId, id: &ConsumerId) -> Result<consumer::Model, StoreError> {
+    consumer::Entity::find_by_id(id.as_str())
+        .filter(consumer::Column::TenantId.eq(tenant.as_str()))
+        .filter(consumer::Column::DeletedAt.is_null())
+        .one(db)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+/// A page of live consumers, newest first, optionally only the one with `external_id`.
+///
+/// # Errors
+/// Database errors.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    external_id: Option<&str>,
+    limit: u64,
+    cursor: Option<&Cursor>,
+) -> Result<Page<consumer::Model>, StoreError> {
+    let mut q = consumer::Entity::find()
+        .filter(consumer::Column::TenantId.eq(tenant.as_str()))
+        .filter(consumer::Column::DeletedAt.is_null());
+    if let Some(x) = external_id {
+        q = q.filter(consumer::Column::ExternalId.eq(x));
+    }
+    if let Some(c) = cursor {
+        q = q.filter(consumer::Column::Id.lt(c.after_id.as_str()));
+    }
+    let rows = q.order_by_desc(consumer::Column::Id).limit(limit + 1).all(db).await?;
+    Ok(paginate(rows, limit, |c| &c.id))
+}
+
+/// Changes to a consumer.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerPatch {
+    pub name: Option<String>,
+    pub email: Option<Option<String>>,
+    pub meta: Option<Value>,
+}
+
+/// Applies a patch.
+///
+/// # Errors
+/// `NotFound`.
+pub async fn update(db: &impl ConnectionTrait, tenant: &TenantId, id: &ConsumerId, p: ConsumerPatch) -> Result<consumer::Model, StoreError> {
+    let mut am = get(db, tenant, id).await?.into_active_model();
+    if let Some(v) = p.name {
+        am.name = Set(v);
+    }
+    if let Some(v) = p.email {
+        am.email = Set(v);
+    }
+    if let Some(v) = p.meta {
+        am.meta = Set(v);
+    }
+    am.updated_at = Set(Utc::now());
+    Ok(am.update(db).await?)
+}
+
+/// Marks the consumer deleted (its keys are revoked by the caller in the same transaction).
+///
+/// # Errors
+/// `NotFound`.
+pub async fn soft_delete(db: &impl ConnectionTrait, tenant: &TenantId, id: &ConsumerId) -> Result<consumer::Model, StoreError> {
+    let mut am = get(db, tenant, id).await?.into_active_model();
+    let now = Utc::now();
+    am.deleted_at = Set(Some(now));
+    am.updated_at = Set(now);
+    Ok(am.update(db).await?)
+}

@@ -1,0 +1,11 @@
+//! sea-orm entities, one per table. Ids are TypeID strings; every tenant-owned row has
+//! `tenant_id`, and the queries in `store/` always filter on it.
+
+pub mod api;
+pub mod consumer;
+pub mod idempotency_key;
+pub mod key;
+pub mod membership;
+pub mod tenant;
+pub mod usage_rollup;
+pub mod user;

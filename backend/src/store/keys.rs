@@ -1,0 +1,397 @@
+//! Key versions: insert, read, list, update, revoke, and the record the verify path caches.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, Func, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, ExprTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect, Set,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::entities::{api, consumer, key};
+use super::page::{Cursor, Page, paginate};
+use super::StoreError;
+use crate::domain::input::{Credits, IpAllowlist, RateLimit};
+use crate::domain::{ApiId, ApiKey, ConsumerId, KeyHash, KeyHead, KeyId, KeyState, KeyTimes, ScopeSet, TenantId};
+
+/// A key to insert. The secret is generated here and returned once.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub tenant_id: TenantId,
+    pub api_id: ApiId,
+    pub consumer_id: Option<ConsumerId>,
+    pub is_root: bool,
+    /// `(lineage, version)` for a new version of an existing lineage; `None` starts one.
+    pub lineage: Option<(KeyId, i32)>,
+    pub name: Option<String>,
+    pub scopes: ScopeSet,
+    pub meta: Value,
+    pub enabled: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub ratelimit: Option<RateLimit>,
+    pub credits: Option<Credits>,
+    pub ip_allowlist: Option<IpAllowlist>,
+    pub created_by: Option<String>,
+}
+
+/// Inserts a key version with a fresh secret.
+///
+/// # Errors
+/// Database errors.
+pub async fn insert(db: &impl ConnectionTrait, new: NewKey, head: &KeyHead) -> Result<(key::Model, ApiKey), StoreError> {
+    let secret = ApiKey::generate(head);
+    let id = KeyId::generate();
+    let now = Utc::now();
+    let (lineage_id, version) = new.lineage.map_or_else(|| (id.clone(), 1), |(l, v)| (l, v));
+    let model = key::Model {
+        id: id.into_string(),
+        tenant_id: new.tenant_id.into_string(),
+        api_id: new.api_id.into_string(),
+        consumer_id: new.consumer_id.map(ConsumerId::into_string),
+        lineage_id: lineage_id.into_string(),
+        version,
+        is_root: new.is_root,
+        hash: secret.hash().to_hex(),
+        start: secret.start().to_owned(),
+        name: new.name,
+        scopes: serde_json::to_value(new.scopes.to_strings()).unwrap_or_default(),
+        meta: new.meta,
+        enabled: new.enabled,
+        expires_at: new.expires_at,
+        grace_ends_at: None,
+        superseded_at: None,
+        revoked_at: None,
+        revoked_reason: None,
+        last_used_at: None,
+        ratelimit: new.ratelimit.and_then(|r| serde_json::to_value(r).ok()),
+        credits: new.credits.and_then(|c| serde_json::to_value(c).ok()),
+        ip_allowlist: new.ip_allowlist.map(|l| Value::from(l.to_strings())),
+        created_by: new.created_by,
+        created_at: now,
+        updated_at: now,
+    };
+    let inserted = model.into_active_model().reset_all().insert(db).await?;
+    Ok((inserted, secret))
+}
+
+/// Which keys to list.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub api_id: Option<ApiId>,
+    pub consumer_id: Option<ConsumerId>,
+    pub lineage_id: Option<KeyId>,
+    pub state: Option<KeyState>,
+    pub root: bool,
+}
+
+/// A page of one tenant's keys (API keys, or root keys with `filter.root`), newest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    filter: &KeyFilter,
+    limit: u64,
+    cursor: Option<&Cursor>,
+) -> Result<Page<key::Model>, StoreError> {
+    let mut q = key::Entity::find()
+        .filter(key::Column::TenantId.eq(tenant.as_str()))
+        .filter(key::Column::IsRoot.eq(filter.root));
+    if let Some(a) = &filter.api_id {
+        q = q.filter(key::Column::ApiId.eq(a.as_str()));
+    }
+    if let Some(c) = &filter.consumer_id {
+        q = q.filter(key::Column::ConsumerId.eq(c.as_str()));
+    }
+    if let Some(l) = &filter.lineage_id {
+        q = q.filter(key::Column::LineageId.eq(l.as_str()));
+    }
+    if let Some(s) = filter.state {
+        q = q.filter(state_condition(s, Utc::now()));
+    }
+    if let Some(c) = cursor {
+        q = q.filter(key::Column::Id.lt(c.after_id.as_str()));
+    }
+    let rows = q.order_by_desc(key::Column::Id).limit(limit + 1).all(db).await?;
+    Ok(paginate(rows, limit, |k| &k.id))
+}
+
+/// The SQL form of [`KeyState::derive`].
+fn state_condition(state: KeyState, now: DateTime<Utc>) -> Condition {
+    use key::Column as C;
+    let live = Condition::all().add(C::RevokedAt.is_null()).add(C::Enabled.eq(true));
+    let not_expired = Condition::all()
+        .add(Condition::any().add(C::ExpiresAt.is_null()).add(C::ExpiresAt.gt(now)))
+        .add(Condition::any().add(C::GraceEndsAt.is_null()).add(C::GraceEndsAt.gt(now)));
+    let expired = Condition::any().add(C::ExpiresAt.lte(now)).add(C::GraceEndsAt.lte(now));
+    match state {
+        KeyState::Revoked => Condition::all().add(C::RevokedAt.is_not_null()),
+        KeyState::Disabled => Condition::all().add(C::RevokedAt.is_null()).add(C::Enabled.eq(false)),
+        KeyState::Expired => live.add(expired),
+        KeyState::Superseded => live.add(not_expired).add(C::GraceEndsAt.is_not_null()),
+        KeyState::Valid => live.add(not_expired).add(C::GraceEndsAt.is_null()),
+    }
+}
+
+/// One key of the tenant.
+///
+/// # Errors
+/// `NotFound` when it does not exist in this tenant, or is of the other kind (root vs API key).
+pub async fn get(db: &impl ConnectionTrait, tenant: &TenantId, id: &KeyId, root: bool) -> Result<key::Model, StoreError> {
+    key::Entity::find_by_id(id.as_str())
+        .filter(key::Column::TenantId.eq(tenant.as_str()))
+        .filter(key::Column::IsRoot.eq(root))
+        .one(db)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+/// Changes to a key; `None` leaves a field as it is, `Some(None)` clears a nullable one.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPatch {
+    pub name: Option<Option<String>>,
+    pub scopes: Option<ScopeSet>,
+    pub meta: Option<Value>,
+    pub enabled: Option<bool>,
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    pub ratelimit: Option<Option<RateLimit>>,
+    pub credits: Option<Option<Credits>>,
+    pub ip_allowlist: Option<Option<IpAllowlist>>,
+}
+
+/// Applies a patch.
+///
+/// # Errors
+/// `NotFound`, or `Conflict` for a revoked key (revocation is final).
+pub async fn update(db: &impl ConnectionTrait, tenant: &TenantId, id: &KeyId, root: bool, p: KeyPatch) -> Result<key::Model, StoreError> {
+    let current = get(db, tenant, id, root).await?;
+    if current.revoked_at.is_some() {
+        return Err(StoreError::Conflict("the key is revoked; a revoked key cannot be changed".into()));
+    }
+    let mut am = current.into_active_model();
+    if let Some(v) = p.name {
+        am.name = Set(v);
+    }
+    if let Some(v) = p.scopes {
+        am.scopes = Set(Value::from(v.to_strings()));
+    }
+    if let Some(v) = p.meta {
+        am.meta = Set(v);
+    }
+    if let Some(v) = p.enabled {
+        am.enabled = Set(v);
+    }
+    if let Some(v) = p.expires_at {
+        am.expires_at = Set(v);
+    }
+    if let Some(v) = p.ratelimit {
+        am.ratelimit = Set(v.and_then(|r| serde_json::to_value(r).ok()));
+    }
+    if let Some(v) = p.credits {
+        am.credits = Set(v.and_then(|c| serde_json::to_value(c).ok()));
+    }
+    if let Some(v) = p.ip_allowlist {
+        am.ip_allowlist = Set(v.map(|l| Value::from(l.to_strings())));
+    }
+    am.updated_at = Set(Utc::now());
+    Ok(am.update(db).await?)
+}
+
+/// Revokes now. Revoking a revoked key keeps the first revocation.
+///
+/// # Errors
+/// `NotFound`.
+pub async fn revoke(db: &impl ConnectionTrait, tenant: &TenantId, id: &KeyId, root: bool, reason: &str) -> Result<key::Model, StoreError> {
+    let current = get(db, tenant, id, root).await?;
+    if current.revoked_at.is_some() {
+        return Ok(current);
+    }
+    let now = Utc::now();
+    let mut am = current.into_active_model();
+    am.revoked_at = Set(Some(now));
+    am.revoked_reason = Set(Some(reason.to_owned()));
+    am.updated_at = Set(now);
+    Ok(am.update(db).await?)
+}
+
+/// Revokes every live key of a consumer; returns their hashes for invalidation.
+///
+/// # Errors
+/// Database errors.
+pub async fn revoke_all_of_consumer(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    consumer: &ConsumerId,
+    reason: &str,
+) -> Result<Vec<KeyHash>, StoreError> {
+    let hashes: Vec<String> = key::Entity::find()
+        .select_only()
+        .column(key::Column::Hash)
+        .filter(key::Column::TenantId.eq(tenant.as_str()))
+        .filter(key::Column::ConsumerId.eq(consumer.as_str()))
+        .filter(key::Column::RevokedAt.is_null())
+        .into_tuple()
+        .all(db)
+        .await?;
+    let now = Utc::now();
+    key::Entity::update_many()
+        .col_expr(key::Column::RevokedAt, Expr::value(now))
+        .col_expr(key::Column::RevokedReason, Expr::value(reason))
+        .col_expr(key::Column::UpdatedAt, Expr::value(now))
+        .filter(key::Column::TenantId.eq(tenant.as_str()))
+        .filter(key::Column::ConsumerId.eq(consumer.as_str()))
+        .filter(key::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect())
+}
+
+/// Hashes of every key of the tenant that a change to `api` or `consumer` affects.
+///
+/// # Errors
+/// Database errors.
+pub async fn hashes_of(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    api: Option<&ApiId>,
+    consumer: Option<&ConsumerId>,
+) -> Result<Vec<KeyHash>, StoreError> {
+    let mut q = key::Entity::find()
+        .select_only()
+        .column(key::Column::Hash)
+        .filter(key::Column::TenantId.eq(tenant.as_str()));
+    if let Some(a) = api {
+        q = q.filter(key::Column::ApiId.eq(a.as_str()));
+    }
+    if let Some(c) = consumer {
+        q = q.filter(key::Column::ConsumerId.eq(c.as_str()));
+    }
+    let hashes: Vec<String> = q.into_tuple().all(db).await?;
+    Ok(hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect())
+}
+
+/// What the verify path caches for one key: the key, its consumer and its API's id, as read
+/// from the database in one consistent moment. Serialized as is into the Redis tier.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyRecordData {
+    pub id: String,
+    pub tenant_id: String,
+    pub api_id: String,
+    pub lineage_id: String,
+    pub version: i32,
+    pub is_root: bool,
+    pub name: Option<String>,
+    pub scopes: Vec<String>,
+    pub meta: Value,
+    pub enabled: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub grace_ends_at: Option<DateTime<Utc>>,
+    pub superseded_at: Option<DateTime<Utc>>,
+    pub successor_version: Option<i32>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub ratelimit: Option<RateLimit>,
+    pub credits: Option<Credits>,
+    pub ip_allowlist: Option<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    pub consumer: Option<ConsumerData>,
+}
+
+/// The consumer part of a cached record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConsumerData {
+    pub id: String,
+    pub external_id: String,
+    pub meta: Value,
+}
+
+impl KeyRecordData {
+    #[must_use]
+    pub fn times(&self) -> KeyTimes {
+        KeyTimes {
+            revoked_at: self.revoked_at,
+            enabled: self.enabled,
+            expires_at: self.expires_at,
+            grace_ends_at: self.grace_ends_at,
+        }
+    }
+}
+
+/// Reads what the verify path needs for one hash, or `None` when no key has it.
+///
+/// # Errors
+/// Database errors.
+pub async fn load_record(db: &impl ConnectionTrait, hash: &KeyHash) -> Result<Option<KeyRecordData>, StoreError> {
+    let Some(k) = key::Entity::find().filter(key::Column::Hash.eq(hash.to_hex())).one(db).await? else {
+        return Ok(None);
+    };
+    // The API must still exist; consumers are soft-deleted and their keys revoked with them.
+    if api::Entity::find_by_id(k.api_id.as_str()).one(db).await?.is_none() {
+        return Ok(None);
+    }
+    let consumer = match &k.consumer_id {
+        Some(cid) => consumer::Entity::find_by_id(cid.as_str()).one(db).await?.map(|c| ConsumerData {
+            id: c.id,
+            external_id: c.external_id,
+            meta: c.meta,
+        }),
+        None => None,
+    };
+    let successor_version = if k.superseded_at.is_some() {
+        let max: Option<i32> = key::Entity::find()
+            .select_only()
+            .column_as(Expr::from(Func::max(Expr::col(key::Column::Version))), "max")
+            .filter(key::Column::LineageId.eq(k.lineage_id.as_str()))
+            .into_tuple()
+            .one(db)
+            .await?
+            .flatten();
+        max.filter(|m| *m > k.version)
+    } else {
+        None
+    };
+    Ok(Some(KeyRecordData {
+        scopes: serde_json::from_value(k.scopes).unwrap_or_default(),
+        ratelimit: k.ratelimit.and_then(|v| serde_json::from_value(v).ok()),
+        credits: k.credits.and_then(|v| serde_json::from_value(v).ok()),
+        ip_allowlist: k.ip_allowlist.and_then(|v| serde_json::from_value(v).ok()),
+        id: k.id,
+        tenant_id: k.tenant_id,
+        api_id: k.api_id,
+        lineage_id: k.lineage_id,
+        version: k.version,
+        is_root: k.is_root,
+        name: k.name,
+        meta: k.meta,
+        enabled: k.enabled,
+        expires_at: k.expires_at,
+        grace_ends_at: k.grace_ends_at,
+        superseded_at: k.superseded_at,
+        successor_version,
+        revoked_at: k.revoked_at,
+        created_at: k.created_at,
+        consumer,
+    }))
+}
+
+/// Sets `last_used_at` forward (never back) for each key.
+///
+/// # Errors
+/// Database errors.
+pub async fn touch_last_used(db: &impl ConnectionTrait, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
+    for (id, at) in uses {
+        let stmt = Query::update()
+            .table(key::Entity)
+            .value(key::Column::LastUsedAt, *at)
+            .and_where(Expr::col(key::Column::Id).eq(id.as_str()))
+            .cond_where(
+                Condition::any()
+                    .add(Expr::col(key::Column::LastUsedAt).is_null())
+                    .add(Expr::col(key::Column::LastUsedAt).lt(*at)),
+            )
+            .to_owned();
+        db.execute(&stmt).await?;
+    }
+    Ok(())
+}

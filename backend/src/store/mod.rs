@@ -1,0 +1,90 @@
+//! The database: connection, migrations, and the queries over the entities. Every query on a
+//! tenant-owned table filters on `tenant_id`.
+
+pub mod apis;
+pub mod consumers;
+pub mod entities;
+pub mod idempotency;
+pub mod keys;
+pub mod page;
+pub mod tenants;
+pub mod usage;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use secrecy::{ExposeSecret, SecretString};
+
+pub use page::{Cursor, Page};
+
+/// Errors of the store that callers act on; everything else is `Db`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+impl StoreError {
+    /// Unique-constraint violations become conflicts with the given message.
+    #[must_use]
+    pub fn unique_as_conflict(self, message: &str) -> Self {
+        match &self {
+            Self::Db(e) if is_unique_violation(e) => Self::Conflict(message.to_owned()),
+            _ => self,
+        }
+    }
+}
+
+/// Did this error come from a unique constraint?
+#[must_use]
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// Connects and, for SQLite, creates the data directory and switches to WAL.
+///
+/// # Errors
+/// When the database cannot be reached or opened.
+pub async fn connect(url: &SecretString, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let url = url.expose_secret();
+    let sqlite = url.starts_with("sqlite:");
+    if sqlite && let Some(dir) = sqlite_dir(url) {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| DbErr::Custom(format!("cannot create data directory {}: {e}", dir.display())))?;
+    }
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(if sqlite { max_connections.min(8) } else { max_connections })
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let db = Database::connect(opts).await?;
+    if sqlite {
+        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+        db.execute_unprepared("PRAGMA busy_timeout=10000").await?;
+        db.execute_unprepared("PRAGMA foreign_keys=ON").await?;
+    }
+    Ok(db)
+}
+
+fn sqlite_dir(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    std::path::Path::new(path).parent().map(std::path::Path::to_path_buf)
+}
+
+/// Applies every pending migration.
+///
+/// # Errors
+/// When a migration fails.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}

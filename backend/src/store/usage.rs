@@ -1,0 +1,53 @@
+//! Verification counts flushed from process memory: minute rollups, added up on conflict.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ConnectionTrait, EntityTrait, Set};
+
+use super::entities::usage_rollup;
+use super::StoreError;
+
+/// One counted cell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageCount {
+    pub bucket_start: DateTime<Utc>,
+    pub key_id: String,
+    pub tenant_id: String,
+    pub code: &'static str,
+    pub count: i64,
+}
+
+/// Adds the counts into the minute rollups.
+///
+/// # Errors
+/// Database errors.
+pub async fn add_minute_counts(db: &impl ConnectionTrait, counts: Vec<UsageCount>) -> Result<(), StoreError> {
+    // Chunks keep each statement well under the bind-parameter limits of both backends.
+    let mut counts = counts;
+    while !counts.is_empty() {
+        let rest = counts.split_off(counts.len().min(500));
+        let chunk = std::mem::replace(&mut counts, rest);
+        let rows = chunk.into_iter().map(|c| usage_rollup::ActiveModel {
+            bucket_start: Set(c.bucket_start),
+            granularity: Set("minute".into()),
+            key_id: Set(c.key_id),
+            code: Set(c.code.into()),
+            tenant_id: Set(c.tenant_id),
+            count: Set(c.count),
+        });
+        usage_rollup::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([
+                    usage_rollup::Column::BucketStart,
+                    usage_rollup::Column::Granularity,
+                    usage_rollup::Column::KeyId,
+                    usage_rollup::Column::Code,
+                ])
+                .value(usage_rollup::Column::Count, Expr::cust("usage_rollups.count + excluded.count"))
+                .to_owned(),
+            )
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}

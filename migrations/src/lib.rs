@@ -1,0 +1,15 @@
+//! Schema migrations for Keyroll. They run on SQLite and PostgreSQL alike, at server start-up
+//! and with `cargo run -p migration -- up|down|status`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261130_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261130_000001_initial::Migration)]
+    }
+}

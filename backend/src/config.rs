@@ -135,7 +135,9 @@ impl Settings {
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Raw::default()));
         for (k, v) in pairs {
-            fig = fig.merge(Serialized::default(k, v));
+            // Parsed as environment values are: "5" is a number, "true" a boolean.
+            let value = v.parse::<figment::value::Value>().unwrap_or_else(|_| v.into());
+            fig = fig.merge(Serialized::default(k, value));
         }
         Self::from_figment(fig)
     }
@@ -161,13 +163,20 @@ impl Settings {
                 let path = raw.data_dir.join("keyroll.db");
                 format!("sqlite://{}?mode=rwc", path.display())
             });
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(ConfigError("KEYROLL_DATABASE_URL: must start with sqlite:, postgres:// or postgresql://".into()));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(
+                "KEYROLL_DATABASE_URL: must start with sqlite:, postgres:// or postgresql://".into(),
+            ));
         }
         let redis_url = secret_or_file("KEYROLL_REDIS_URL", raw.redis_url, raw.redis_url_file.as_deref())?;
         if let Some(u) = &redis_url {
             if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("redis+unix://")) {
-                return Err(ConfigError("KEYROLL_REDIS_URL: must start with redis://, rediss:// or redis+unix://".into()));
+                return Err(ConfigError(
+                    "KEYROLL_REDIS_URL: must start with redis://, rediss:// or redis+unix://".into(),
+                ));
             }
             redis::Client::open(u.as_str())
                 .map_err(|e| ConfigError(format!("KEYROLL_REDIS_URL: not a usable Redis address ({e})")))?;

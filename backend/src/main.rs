@@ -43,7 +43,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if !has_tenant {
         println!("No tenant yet. Create the first one and its root key with:");
         println!("  keyroll tenant create --name \"Acme\" --owner-email ops@acme.test");
-        println!("  (from the source tree: cargo run --release -- tenant create --name \"Acme\" --owner-email ops@acme.test)");
+        println!(
+            "  (from the source tree: cargo run --release -- tenant create --name \"Acme\" --owner-email ops@acme.test)"
+        );
     }
     app.run_until_stopped().await?;
     Ok(())

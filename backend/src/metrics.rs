@@ -68,7 +68,12 @@ impl Metrics {
         out.push_str("# HELP keyroll_verify_requests_total Verifications by outcome code.\n");
         out.push_str("# TYPE keyroll_verify_requests_total counter\n");
         for code in Code::ALL {
-            let _ = writeln!(out, "keyroll_verify_requests_total{{code=\"{}\"}} {}", code.as_str(), self.verify_count(code));
+            let _ = writeln!(
+                out,
+                "keyroll_verify_requests_total{{code=\"{}\"}} {}",
+                code.as_str(),
+                self.verify_count(code)
+            );
         }
         out.push_str("# HELP keyroll_verify_duration_seconds Time to answer a verification.\n");
         out.push_str("# TYPE keyroll_verify_duration_seconds histogram\n");

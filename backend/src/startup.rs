@@ -55,10 +55,11 @@ impl Application {
                     .set_response_timeout(Some(Duration::from_secs(2)))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_secs(1));
-                let conn = tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager_with_config(config))
-                    .await
-                    .map_err(|_| anyhow::anyhow!("Redis did not answer within 5 s"))?
-                    .context("cannot connect to Redis (KEYROLL_REDIS_URL)")?;
+                let conn =
+                    tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager_with_config(config))
+                        .await
+                        .map_err(|_| anyhow::anyhow!("Redis did not answer within 5 s"))?
+                        .context("cannot connect to Redis (KEYROLL_REDIS_URL)")?;
                 Some(RedisTier::new(
                     conn,
                     &settings.redis_prefix,

@@ -14,34 +14,6 @@ pub fn http_date(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-/// Serde helpers for optional RFC 3339 fields.
-pub mod opt_rfc3339 {
-    use chrono::{DateTime, Utc};
-    use serde::Serializer;
-
-    /// # Errors
-    /// Never, beyond the serializer's own.
-    #[expect(clippy::ref_option, reason = "serde's serialize_with passes &Option<T>")]
-    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_str(&super::rfc3339(*t)),
-            None => s.serialize_none(),
-        }
-    }
-}
-
-/// Serde helper for RFC 3339 fields.
-pub mod as_rfc3339 {
-    use chrono::{DateTime, Utc};
-    use serde::Serializer;
-
-    /// # Errors
-    /// Never, beyond the serializer's own.
-    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::rfc3339(*t))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,11 +68,11 @@ impl KeyCache {
     /// # Errors
     /// When the database cannot be read (L1 and L2 missed).
     pub async fn get(&self, hash: &KeyHash, db: &DatabaseConnection) -> Result<Option<Arc<KeyRecord>>, StoreError> {
-        if let Some(e) = self.l1.get(&hash.0) {
-            if self.fresh(&e) {
-                self.metrics.cache_lookup(CacheTier::L1, true);
-                return Ok(e.record);
-            }
+        if let Some(e) = self.l1.get(&hash.0)
+            && self.fresh(&e)
+        {
+            self.metrics.cache_lookup(CacheTier::L1, true);
+            return Ok(e.record);
         }
         self.metrics.cache_lookup(CacheTier::L1, false);
         let epoch = self.epoch.load(Ordering::Acquire);
@@ -138,6 +138,17 @@ impl KeyCache {
             && let Err(e) = l2.tombstone_and_publish(hashes).await
         {
             tracing::warn!(error = %e, count = hashes.len(), "could not publish an invalidation");
+        }
+    }
+
+    /// Called after a new key commits: every node drops a negative entry for its hash. No
+    /// tombstone is needed, since Redis never holds a record for a hash that did not exist.
+    pub async fn announce_created(&self, hashes: &[KeyHash]) {
+        self.drop_local(hashes);
+        if let Some(l2) = &self.l2
+            && let Err(e) = l2.publish(hashes).await
+        {
+            tracing::warn!(error = %e, count = hashes.len(), "could not announce new keys");
         }
     }
 

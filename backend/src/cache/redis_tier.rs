@@ -100,6 +100,15 @@ impl RedisTier {
             pipe.del(self.record_key(h)).ignore();
         }
         let _: () = self.timed(pipe.query_async(&mut conn)).await?;
+        self.publish(hashes).await
+    }
+
+    /// Tells every node to drop the hashes from L1.
+    ///
+    /// # Errors
+    /// Redis unreachable or slow.
+    pub async fn publish(&self, hashes: &[KeyHash]) -> Result<(), TierError> {
+        let mut conn = self.conn.clone();
         let payload = hashes.iter().map(KeyHash::to_hex).collect::<Vec<_>>().join(" ");
         let _: i64 = self.timed(conn.publish(Self::channel(&self.prefix), payload)).await?;
         Ok(())

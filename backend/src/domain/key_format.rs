@@ -14,6 +14,8 @@ const CHECKSUM_LEN: usize = 6;
 const BODY_LEN: usize = RANDOM_LEN + CHECKSUM_LEN;
 /// The longest key we accept: a 12-character prefix, `_live_` and the body.
 pub const MAX_KEY_LEN: usize = 12 + 6 + BODY_LEN;
+/// The shortest key: a 2-character prefix, `_live_` and the body (root keys are as long).
+pub const MIN_KEY_LEN: usize = 2 + 6 + BODY_LEN;
 /// The head of every root key.
 pub const ROOT_HEAD: &str = "kr_root_";
 
@@ -149,7 +151,7 @@ impl ApiKey {
     /// As [`ApiKey::parse`].
     pub fn check(s: &str) -> Result<bool, KeyFormatError> {
         let b = s.as_bytes();
-        if b.len() < 3 + 6 + BODY_LEN || b.len() > MAX_KEY_LEN {
+        if b.len() < MIN_KEY_LEN || b.len() > MAX_KEY_LEN {
             return Err(KeyFormatError::Length);
         }
         let head_len = b.len() - BODY_LEN;
@@ -210,8 +212,7 @@ fn checksum(signed: &[u8]) -> [u8; CHECKSUM_LEN] {
     let mut n = u64::from(crc32fast::hash(signed));
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
-        // n % 62 < 62, so the index is in range and the cast cannot truncate.
-        #[expect(clippy::cast_possible_truncation, reason = "n % 62 fits in usize")]
+        // n % 62 < 62: the index is in range and the cast cannot truncate.
         let digit = (n % 62) as usize;
         *slot = BASE62[digit];
         n /= 62;
@@ -283,10 +284,7 @@ mod tests {
     use super::*;
 
     fn acme() -> KeyHead {
-        KeyHead::Api {
-            prefix: KeyPrefix::parse("acme").expect("valid prefix"),
-            env: Environment::Live,
-        }
+        KeyHead::Api { prefix: KeyPrefix::parse("acme").expect("valid prefix"), env: Environment::Live }
     }
 
     #[test]
@@ -298,6 +296,10 @@ mod tests {
         assert_eq!(k.start().len(), 14);
         let r = ApiKey::generate(&KeyHead::Root);
         assert!(r.is_root() && r.expose().starts_with("kr_root_"));
+        assert_eq!(r.expose().len(), MIN_KEY_LEN);
+        let short =
+            ApiKey::generate(&KeyHead::Api { prefix: KeyPrefix::parse("ab").expect("valid"), env: Environment::Test });
+        assert_eq!(ApiKey::parse(short.expose()), Ok(short.clone()));
         assert_eq!(ApiKey::parse(r.expose()).map(|k| k.is_root()), Ok(true));
     }
 

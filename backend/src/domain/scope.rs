@@ -59,8 +59,7 @@ fn valid_part(p: &str) -> bool {
     !b.is_empty()
         && b.len() <= MAX_PART
         && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'.'))
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'.'))
 }
 
 /// The scopes granted to a key: sorted, without duplicates.

@@ -61,7 +61,8 @@ impl FromRequest for Root {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))?;
-            let header = header.ok_or(ApiError::Unauthenticated("send a root key as Authorization: Bearer kr_root_…"))?;
+            let header =
+                header.ok_or(ApiError::Unauthenticated("send a root key as Authorization: Bearer kr_root_…"))?;
             let token = header
                 .strip_prefix("Bearer ")
                 .or_else(|| header.strip_prefix("bearer "))

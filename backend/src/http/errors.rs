@@ -41,32 +41,31 @@ impl ApiError {
     /// A 400 naming one field.
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         let (field, message) = (field.into(), message.into());
-        Self::Validation {
-            detail: format!("{field} {message}"),
-            errors: vec![FieldError { field, message }],
-        }
+        Self::Validation { detail: format!("{field} {message}"), errors: vec![FieldError { field, message }] }
     }
 
     /// A 400 naming several fields.
     #[must_use]
     pub fn fields(errors: Vec<FieldError>) -> Self {
-        let detail = errors
-            .iter()
-            .map(|e| format!("{} {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let detail = errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
         Self::Validation { detail, errors }
     }
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str, &'static str) {
         match self {
             Self::Validation { .. } => (StatusCode::BAD_REQUEST, "validation_failed", "validation", "Invalid request"),
-            Self::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated", "unauthenticated", "Unauthenticated"),
+            Self::Unauthenticated(_) => {
+                (StatusCode::UNAUTHORIZED, "unauthenticated", "unauthenticated", "Unauthenticated")
+            }
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "forbidden", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "not-found", "Not found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "conflict", "Conflict"),
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "payload-too-large", "Payload too large"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "unavailable", "Service unavailable"),
+            Self::PayloadTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "payload-too-large", "Payload too large")
+            }
+            Self::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "unavailable", "Service unavailable")
+            }
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal", "Internal error"),
         }
     }
@@ -125,11 +124,9 @@ impl ResponseError for ApiError {
             errors,
         };
         let mut res = HttpResponse::build(status).json(body);
-        res.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if matches!(self, Self::Unauthenticated(_)) {
-            res.headers_mut()
-                .insert(actix_web::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res.headers_mut().insert(actix_web::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
     }

@@ -83,9 +83,9 @@ where
     let key_hash = hex(&digest(&[b"keyroll idempotency lookup v1", tenant.as_str().as_bytes(), key.as_bytes()]));
     let request_hash = hex(&digest(&[req.method().as_str().as_bytes(), req.path().as_bytes(), body]));
     match idempotency::claim(&state.db, tenant, &key_hash, &request_hash).await? {
-        Claim::Mismatch => Err(ApiError::Conflict(
-            "this Idempotency-Key was already used with a different request".into(),
-        )),
+        Claim::Mismatch => {
+            Err(ApiError::Conflict("this Idempotency-Key was already used with a different request".into()))
+        }
         Claim::InProgress => Err(ApiError::Conflict(
             "a request with this Idempotency-Key is still being processed; retry shortly".into(),
         )),

@@ -25,11 +25,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
+        let declared =
+            req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
         Box::pin(async move {
             if declared.is_some_and(|n| n > MAX_BODY) {
@@ -59,28 +56,27 @@ async fn read_limited(payload: &mut Payload) -> Result<Bytes, ApiError> {
 /// # Errors
 /// A 400 validation problem.
 pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
-    if raw.iter().all(u8::is_ascii_whitespace) {
+    // serde would also accept an array for a struct; the contract speaks only of objects.
+    if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::field("body", "must be a JSON object"));
     }
     let de = &mut serde_json::Deserializer::from_slice(raw);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let msg = inner.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+        let full = inner.to_string();
         if inner.is_syntax() || inner.is_eof() {
+            let message = format!("is not valid JSON ({full})");
             return ApiError::Validation {
-                detail: format!("the body is not valid JSON: {msg}"),
-                errors: vec![FieldError { field: "body".into(), message: format!("is not valid JSON: {msg}") }],
+                detail: format!("the body {message}"),
+                errors: vec![FieldError { field: "body".into(), message }],
             };
         }
-        // serde names unknown and missing fields in the message; the path points at the parent.
-        let named = ["unknown field `", "missing field `"]
-            .iter()
-            .find_map(|p| msg.strip_prefix(p))
-            .and_then(|rest| rest.split('`').next())
-            .map(str::to_owned);
-        let field = match (named, path.as_str()) {
+        let msg = full.split(" at line ").next().unwrap_or(&full).to_owned();
+        // serde names a missing field in the message while the path points at its parent; an
+        // unknown field is already the last element of the path.
+        let missing = msg.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()).map(str::to_owned);
+        let field = match (missing, path.as_str()) {
             (Some(n), "." | "") => n,
             (Some(n), parent) => format!("{parent}.{n}"),
             (None, "." | "") => "body".to_owned(),
@@ -103,7 +99,6 @@ pub mod double_option {
 
     /// # Errors
     /// When the value is of the wrong type.
-    #[expect(clippy::option_option, reason = "absent, null and value are three different requests")]
     pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)
     }

@@ -25,12 +25,8 @@ impl PageQuery {
                 _ => return Err(ApiError::field("limit", "must be a whole number from 1 to 100")),
             },
         };
-        let cursor = self
-            .cursor
-            .as_deref()
-            .map(Cursor::decode)
-            .transpose()
-            .map_err(|m| ApiError::field("cursor", m))?;
+        let cursor =
+            self.cursor.as_deref().map(Cursor::decode).transpose().map_err(|m| ApiError::field("cursor", m))?;
         Ok((limit, cursor))
     }
 }

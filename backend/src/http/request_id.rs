@@ -24,7 +24,9 @@ pub fn current() -> String {
 
 fn accept(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
-    let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
     ok.then(|| s.to_owned())
 }
 
@@ -63,11 +65,7 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let id = req
-            .headers()
-            .get(&HEADER)
-            .and_then(accept)
-            .unwrap_or_else(|| RequestId::generate().into_string());
+        let id = req.headers().get(&HEADER).and_then(accept).unwrap_or_else(|| RequestId::generate().into_string());
         let service = self.service.clone();
         Box::pin(CURRENT.scope(id.clone(), async move {
             let mut res = service.call(req).await?;

@@ -1,12 +1,15 @@
 //! APIs (keyspaces) of a tenant. The system API that holds root keys is never listed here.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    Set,
+};
 use serde_json::Value;
 
+use super::StoreError;
 use super::entities::api;
 use super::page::{Cursor, Page, paginate};
-use super::StoreError;
 use crate::domain::input::RateLimit;
 use crate::domain::{ApiId, Environment, KeyPrefix, TenantId};
 
@@ -39,12 +42,9 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    model
-        .into_active_model()
-        .reset_all()
-        .insert(db)
-        .await
-        .map_err(|e| StoreError::from(e).unique_as_conflict("an API with this key_prefix and environment exists already"))
+    model.into_active_model().reset_all().insert(db).await.map_err(|e| {
+        StoreError::from(e).unique_as_conflict("an API with this key_prefix and environment exists already")
+    })
 }
 
 /// Creates the tenant's system API (root keys).
@@ -98,10 +98,14 @@ pub async fn get(db: &impl ConnectionTrait, tenant: &TenantId, id: &ApiId) -> Re
 ///
 /// # Errors
 /// Database errors.
-pub async fn list(db: &impl ConnectionTrait, tenant: &TenantId, limit: u64, cursor: Option<&Cursor>) -> Result<Page<api::Model>, StoreError> {
-    let mut q = api::Entity::find()
-        .filter(api::Column::TenantId.eq(tenant.as_str()))
-        .filter(api::Column::IsSystem.eq(false));
+pub async fn list(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    limit: u64,
+    cursor: Option<&Cursor>,
+) -> Result<Page<api::Model>, StoreError> {
+    let mut q =
+        api::Entity::find().filter(api::Column::TenantId.eq(tenant.as_str())).filter(api::Column::IsSystem.eq(false));
     if let Some(c) = cursor {
         q = q.filter(api::Column::Id.lt(c.after_id.as_str()));
     }
@@ -121,7 +125,12 @@ pub struct ApiPatch {
 ///
 /// # Errors
 /// `NotFound`.
-pub async fn update(db: &impl ConnectionTrait, tenant: &TenantId, id: &ApiId, p: ApiPatch) -> Result<api::Model, StoreError> {
+pub async fn update(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: &ApiId,
+    p: ApiPatch,
+) -> Result<api::Model, StoreError> {
     let mut am = get(db, tenant, id).await?.into_active_model();
     if let Some(v) = p.name {
         am.name = Set(v);

@@ -1,12 +1,15 @@
 //! Consumers: the provider's customers. Deleting one is soft and revokes its keys.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    Set,
+};
 use serde_json::Value;
 
+use super::StoreError;
 use super::entities::consumer;
 use super::page::{Cursor, Page, paginate};
-use super::StoreError;
 use crate::domain::{ConsumerId, TenantId};
 
 /// A consumer to create.
@@ -22,7 +25,11 @@ pub struct NewConsumer {
 ///
 /// # Errors
 /// `Conflict` when the external id is taken in this tenant.
-pub async fn create(db: &impl ConnectionTrait, tenant: &TenantId, new: NewConsumer) -> Result<consumer::Model, StoreError> {
+pub async fn create(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    new: NewConsumer,
+) -> Result<consumer::Model, StoreError> {
     let now = Utc::now();
     let model = consumer::Model {
         id: ConsumerId::generate().into_string(),
@@ -92,7 +99,12 @@ pub struct ConsumerPatch {
 ///
 /// # Errors
 /// `NotFound`.
-pub async fn update(db: &impl ConnectionTrait, tenant: &TenantId, id: &ConsumerId, p: ConsumerPatch) -> Result<consumer::Model, StoreError> {
+pub async fn update(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: &ConsumerId,
+    p: ConsumerPatch,
+) -> Result<consumer::Model, StoreError> {
     let mut am = get(db, tenant, id).await?.into_active_model();
     if let Some(v) = p.name {
         am.name = Set(v);
@@ -111,7 +123,11 @@ pub async fn update(db: &impl ConnectionTrait, tenant: &TenantId, id: &ConsumerI
 ///
 /// # Errors
 /// `NotFound`.
-pub async fn soft_delete(db: &impl ConnectionTrait, tenant: &TenantId, id: &ConsumerId) -> Result<consumer::Model, StoreError> {
+pub async fn soft_delete(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: &ConsumerId,
+) -> Result<consumer::Model, StoreError> {
     let mut am = get(db, tenant, id).await?.into_active_model();
     let now = Utc::now();
     am.deleted_at = Set(Some(now));

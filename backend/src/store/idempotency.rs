@@ -27,7 +27,12 @@ pub enum Claim {
 ///
 /// # Errors
 /// Database errors.
-pub async fn claim(db: &impl ConnectionTrait, tenant: &TenantId, key_hash: &str, request_hash: &str) -> Result<Claim, StoreError> {
+pub async fn claim(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    key_hash: &str,
+    request_hash: &str,
+) -> Result<Claim, StoreError> {
     for _ in 0..2 {
         let row = idempotency_key::Model {
             tenant_id: tenant.as_str().to_owned(),
@@ -58,7 +63,11 @@ pub async fn claim(db: &impl ConnectionTrait, tenant: &TenantId, key_hash: &str,
     Ok(Claim::InProgress)
 }
 
-async fn find(db: &impl ConnectionTrait, tenant: &TenantId, key_hash: &str) -> Result<Option<idempotency_key::Model>, StoreError> {
+async fn find(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    key_hash: &str,
+) -> Result<Option<idempotency_key::Model>, StoreError> {
     Ok(idempotency_key::Entity::find()
         .filter(idempotency_key::Column::TenantId.eq(tenant.as_str()))
         .filter(idempotency_key::Column::KeyHash.eq(key_hash))
@@ -70,7 +79,13 @@ async fn find(db: &impl ConnectionTrait, tenant: &TenantId, key_hash: &str) -> R
 ///
 /// # Errors
 /// Database errors.
-pub async fn complete(db: &impl ConnectionTrait, tenant: &TenantId, key_hash: &str, status: u16, body: String) -> Result<(), StoreError> {
+pub async fn complete(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    key_hash: &str,
+    status: u16,
+    body: String,
+) -> Result<(), StoreError> {
     if let Some(row) = find(db, tenant, key_hash).await? {
         let mut am = row.into_active_model();
         am.status = Set(Some(i32::from(status)));

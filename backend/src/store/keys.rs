@@ -9,9 +9,9 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::StoreError;
 use super::entities::{api, consumer, key};
 use super::page::{Cursor, Page, paginate};
-use super::StoreError;
 use crate::domain::input::{Credits, IpAllowlist, RateLimit};
 use crate::domain::{ApiId, ApiKey, ConsumerId, KeyHash, KeyHead, KeyId, KeyState, KeyTimes, ScopeSet, TenantId};
 
@@ -39,8 +39,23 @@ pub struct NewKey {
 ///
 /// # Errors
 /// Database errors.
-pub async fn insert(db: &impl ConnectionTrait, new: NewKey, head: &KeyHead) -> Result<(key::Model, ApiKey), StoreError> {
-    let secret = ApiKey::generate(head);
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    new: NewKey,
+    head: &KeyHead,
+) -> Result<(key::Model, ApiKey), StoreError> {
+    insert_with_secret(db, new, ApiKey::generate(head)).await
+}
+
+/// Inserts a key version with the given secret (tests and imports; callers normally use [`insert`]).
+///
+/// # Errors
+/// Database errors, including a unique violation should the secret exist already.
+pub async fn insert_with_secret(
+    db: &impl ConnectionTrait,
+    new: NewKey,
+    secret: ApiKey,
+) -> Result<(key::Model, ApiKey), StoreError> {
     let id = KeyId::generate();
     let now = Utc::now();
     let (lineage_id, version) = new.lineage.map_or_else(|| (id.clone(), 1), |(l, v)| (l, v));
@@ -139,7 +154,12 @@ fn state_condition(state: KeyState, now: DateTime<Utc>) -> Condition {
 ///
 /// # Errors
 /// `NotFound` when it does not exist in this tenant, or is of the other kind (root vs API key).
-pub async fn get(db: &impl ConnectionTrait, tenant: &TenantId, id: &KeyId, root: bool) -> Result<key::Model, StoreError> {
+pub async fn get(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: &KeyId,
+    root: bool,
+) -> Result<key::Model, StoreError> {
     key::Entity::find_by_id(id.as_str())
         .filter(key::Column::TenantId.eq(tenant.as_str()))
         .filter(key::Column::IsRoot.eq(root))
@@ -165,7 +185,13 @@ pub struct KeyPatch {
 ///
 /// # Errors
 /// `NotFound`, or `Conflict` for a revoked key (revocation is final).
-pub async fn update(db: &impl ConnectionTrait, tenant: &TenantId, id: &KeyId, root: bool, p: KeyPatch) -> Result<key::Model, StoreError> {
+pub async fn update(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: &KeyId,
+    root: bool,
+    p: KeyPatch,
+) -> Result<key::Model, StoreError> {
     let current = get(db, tenant, id, root).await?;
     if current.revoked_at.is_some() {
         return Err(StoreError::Conflict("the key is revoked; a revoked key cannot be changed".into()));
@@ -203,7 +229,13 @@ pub async fn update(db: &impl ConnectionTrait, tenant: &TenantId, id: &KeyId, ro
 ///
 /// # Errors
 /// `NotFound`.
-pub async fn revoke(db: &impl ConnectionTrait, tenant: &TenantId, id: &KeyId, root: bool, reason: &str) -> Result<key::Model, StoreError> {
+pub async fn revoke(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: &KeyId,
+    root: bool,
+    reason: &str,
+) -> Result<key::Model, StoreError> {
     let current = get(db, tenant, id, root).await?;
     if current.revoked_at.is_some() {
         return Ok(current);
@@ -258,10 +290,8 @@ pub async fn hashes_of(
     api: Option<&ApiId>,
     consumer: Option<&ConsumerId>,
 ) -> Result<Vec<KeyHash>, StoreError> {
-    let mut q = key::Entity::find()
-        .select_only()
-        .column(key::Column::Hash)
-        .filter(key::Column::TenantId.eq(tenant.as_str()));
+    let mut q =
+        key::Entity::find().select_only().column(key::Column::Hash).filter(key::Column::TenantId.eq(tenant.as_str()));
     if let Some(a) = api {
         q = q.filter(key::Column::ApiId.eq(a.as_str()));
     }

@@ -13,7 +13,10 @@ pub mod usage;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 pub use page::{Cursor, Page};
@@ -79,6 +82,20 @@ fn sqlite_dir(url: &str) -> Option<std::path::PathBuf> {
         return None;
     }
     std::path::Path::new(path).parent().map(std::path::Path::to_path_buf)
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`), so it waits for other writers instead of failing when it upgrades from
+/// reading to writing; elsewhere it is an ordinary transaction.
+///
+/// # Errors
+/// Database errors.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }
 
 /// Applies every pending migration.

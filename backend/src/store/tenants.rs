@@ -1,7 +1,9 @@
 //! Tenants and their owners. A new tenant gets its system API and a first root key.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
+};
 use serde_json::json;
 
 use super::entities::{membership, tenant, user};
@@ -22,7 +24,7 @@ pub struct CreatedTenant {
 /// # Errors
 /// Database errors.
 pub async fn create(db: &DatabaseConnection, name: &str, owner_email: &str) -> Result<CreatedTenant, StoreError> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let now = Utc::now();
     let id = TenantId::generate();
     let slug = format!("{}-{}", slugify(name), &id.as_str()[id.as_str().len() - 6..]);
@@ -89,10 +91,8 @@ pub async fn create(db: &DatabaseConnection, name: &str, owner_email: &str) -> R
 }
 
 fn slugify(name: &str) -> String {
-    let mut s: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
-        .collect();
+    let mut s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     s = s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-");
     s.truncate(40);
     if s.is_empty() { "tenant".into() } else { s }

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ConnectionTrait, EntityTrait, Set};
 
-use super::entities::usage_rollup;
 use super::StoreError;
+use super::entities::usage_rollup;
 
 /// One counted cell.
 #[derive(Debug, Clone, PartialEq, Eq)]

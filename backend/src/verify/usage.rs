@@ -135,9 +135,7 @@ impl UsageCounter {
 fn merge(counts: Vec<UsageCount>) -> Vec<UsageCount> {
     let mut by: HashMap<(DateTime<Utc>, String, &'static str), UsageCount> = HashMap::new();
     for c in counts {
-        by.entry((c.bucket_start, c.key_id.clone(), c.code))
-            .and_modify(|e| e.count += c.count)
-            .or_insert(c);
+        by.entry((c.bucket_start, c.key_id.clone(), c.code)).and_modify(|e| e.count += c.count).or_insert(c);
     }
     by.into_values().collect()
 }

@@ -38,7 +38,12 @@ fn catalogue(c: &mut Checks, field: &str, items: &[String]) -> Option<Vec<String
     responses((status = 201, body = ApiView), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 409, body = Problem)),
     security(("root_key" = [])))]
-pub async fn create(state: web::Data<AppState>, req: HttpRequest, root: Root, body: Body<CreateApi>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    root: Root,
+    body: Body<CreateApi>,
+) -> Result<HttpResponse, ApiError> {
     root.require("apis:write")?;
     let b = body.value;
     let mut c = Checks::default();
@@ -74,7 +79,11 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, root: Root) -> R
 /// Read an API.
 #[utoipa::path(get, path = "/v1/apis/{id}", tag = "apis", params(("id" = String, Path)),
     responses((status = 200, body = ApiView), (status = 404, body = Problem)), security(("root_key" = [])))]
-pub async fn get(state: web::Data<AppState>, root: Root, id: web::Path<String>) -> Result<web::Json<ApiView>, ApiError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+) -> Result<web::Json<ApiView>, ApiError> {
     root.require("apis:read")?;
     let api = apis::get(&state.db, &root.tenant_id, &parse_id(&id)?).await?;
     Ok(web::Json(api.into()))
@@ -84,7 +93,12 @@ pub async fn get(state: web::Data<AppState>, root: Root, id: web::Path<String>) 
 #[utoipa::path(patch, path = "/v1/apis/{id}", tag = "apis", params(("id" = String, Path)), request_body = PatchApi,
     responses((status = 200, body = ApiView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("root_key" = [])))]
-pub async fn update(state: web::Data<AppState>, root: Root, id: web::Path<String>, body: Body<PatchApi>) -> Result<web::Json<ApiView>, ApiError> {
+pub async fn update(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+    body: Body<PatchApi>,
+) -> Result<web::Json<ApiView>, ApiError> {
     root.require("apis:write")?;
     let id = parse_id(&id)?;
     let b = body.value;

@@ -2,7 +2,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use sea_orm::TransactionTrait;
 use serde::Deserialize;
 
 use super::views::{Checks, ConsumerList, ConsumerView, CreateConsumer, PatchConsumer};
@@ -26,7 +25,12 @@ pub(crate) fn parse_id(s: &str) -> Result<ConsumerId, ApiError> {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses((status = 201, body = ConsumerView), (status = 400, body = Problem), (status = 409, body = Problem)),
     security(("root_key" = [])))]
-pub async fn create(state: web::Data<AppState>, req: HttpRequest, root: Root, body: Body<CreateConsumer>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    root: Root,
+    body: Body<CreateConsumer>,
+) -> Result<HttpResponse, ApiError> {
     root.require("consumers:write")?;
     let b = body.value;
     let mut c = Checks::default();
@@ -42,9 +46,17 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, root: Root, bo
         return Err(ApiError::field("body", "is invalid"));
     };
     idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
-        let new = NewConsumer { external_id: external_id.into_string(), name: name.into_string(), email, meta: meta.into_value() };
+        let new = NewConsumer {
+            external_id: external_id.into_string(),
+            name: name.into_string(),
+            email,
+            meta: meta.into_value(),
+        };
         let con = consumers::create(&state.db, &root.tenant_id, new).await?;
-        Ok((StatusCode::CREATED, serde_json::to_value(ConsumerView::from(con)).map_err(|e| ApiError::Internal(e.into()))?))
+        Ok((
+            StatusCode::CREATED,
+            serde_json::to_value(ConsumerView::from(con)).map_err(|e| ApiError::Internal(e.into()))?,
+        ))
     })
     .await
 }
@@ -63,7 +75,11 @@ pub struct ConsumerQuery {
 /// List consumers, or find one by `external_id`.
 #[utoipa::path(get, path = "/v1/consumers", tag = "consumers", params(ConsumerQuery),
     responses((status = 200, body = ConsumerList), (status = 400, body = Problem)), security(("root_key" = [])))]
-pub async fn list(state: web::Data<AppState>, req: HttpRequest, root: Root) -> Result<web::Json<ConsumerList>, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    root: Root,
+) -> Result<web::Json<ConsumerList>, ApiError> {
     root.require("consumers:read")?;
     let q = query::<ConsumerQuery>(&req)?;
     let (limit, cursor) = PageQuery { limit: q.limit.clone(), cursor: q.cursor.clone() }.parse()?;
@@ -74,7 +90,11 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, root: Root) -> R
 /// Read a consumer.
 #[utoipa::path(get, path = "/v1/consumers/{id}", tag = "consumers", params(("id" = String, Path)),
     responses((status = 200, body = ConsumerView), (status = 404, body = Problem)), security(("root_key" = [])))]
-pub async fn get(state: web::Data<AppState>, root: Root, id: web::Path<String>) -> Result<web::Json<ConsumerView>, ApiError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+) -> Result<web::Json<ConsumerView>, ApiError> {
     root.require("consumers:read")?;
     Ok(web::Json(consumers::get(&state.db, &root.tenant_id, &parse_id(&id)?).await?.into()))
 }
@@ -84,7 +104,12 @@ pub async fn get(state: web::Data<AppState>, root: Root, id: web::Path<String>) 
     request_body = PatchConsumer,
     responses((status = 200, body = ConsumerView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("root_key" = [])))]
-pub async fn update(state: web::Data<AppState>, root: Root, id: web::Path<String>, body: Body<PatchConsumer>) -> Result<web::Json<ConsumerView>, ApiError> {
+pub async fn update(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+    body: Body<PatchConsumer>,
+) -> Result<web::Json<ConsumerView>, ApiError> {
     root.require("consumers:write")?;
     let id = parse_id(&id)?;
     let b = body.value;
@@ -115,7 +140,7 @@ pub async fn update(state: web::Data<AppState>, root: Root, id: web::Path<String
 pub async fn delete(state: web::Data<AppState>, root: Root, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     root.require("consumers:write")?;
     let id = parse_id(&id)?;
-    let txn = state.db.begin().await.map_err(crate::store::StoreError::from)?;
+    let txn = crate::store::begin_write(&state.db).await.map_err(crate::store::StoreError::from)?;
     consumers::soft_delete(&txn, &root.tenant_id, &id).await?;
     let hashes = keys::revoke_all_of_consumer(&txn, &root.tenant_id, &id, "consumer deleted").await?;
     txn.commit().await.map_err(crate::store::StoreError::from)?;

@@ -66,7 +66,12 @@ fn allowlist(c: &mut Checks, items: &[String]) -> Option<IpAllowlist> {
     responses((status = 201, body = CreatedKey), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 413, body = Problem)),
     security(("root_key" = [])))]
-pub async fn create(state: web::Data<AppState>, req: HttpRequest, root: Root, body: Body<CreateKey>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    root: Root,
+    body: Body<CreateKey>,
+) -> Result<HttpResponse, ApiError> {
     root.require("keys:write")?;
     let b = body.value;
     let api_id = ApiId::parse(&b.api_id).map_err(|e| ApiError::field("api_id", e.to_string()))?;
@@ -119,7 +124,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, root: Root, bo
     idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
         let (model, secret) = store::insert(&state.db, new, &head).await?;
         // Drops a negative cache entry for this hash, should anyone have guessed it.
-        state.cache.invalidate(&[secret.hash()]).await;
+        state.cache.announce_created(&[secret.hash()]).await;
         let created = CreatedKey { key: model.into(), secret: secret.expose().to_owned() };
         Ok((StatusCode::CREATED, serde_json::to_value(created).map_err(|e| ApiError::Internal(e.into()))?))
     })
@@ -150,8 +155,14 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, root: Root) -> R
     let mut c = Checks::default();
     let filter = KeyFilter {
         api_id: q.api_id.as_deref().and_then(|s| c.take("api_id", ApiId::parse(s).map_err(|e| e.to_string()))),
-        consumer_id: q.consumer_id.as_deref().and_then(|s| c.take("consumer_id", ConsumerId::parse(s).map_err(|e| e.to_string()))),
-        lineage_id: q.lineage_id.as_deref().and_then(|s| c.take("lineage_id", KeyId::parse(s).map_err(|e| e.to_string()))),
+        consumer_id: q
+            .consumer_id
+            .as_deref()
+            .and_then(|s| c.take("consumer_id", ConsumerId::parse(s).map_err(|e| e.to_string()))),
+        lineage_id: q
+            .lineage_id
+            .as_deref()
+            .and_then(|s| c.take("lineage_id", KeyId::parse(s).map_err(|e| e.to_string()))),
         state: q.state.as_deref().and_then(|s| {
             c.take("state", KeyState::parse(s).ok_or("must be valid, superseded, expired, disabled or revoked"))
         }),
@@ -165,7 +176,11 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, root: Root) -> R
 /// Read a key.
 #[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path)),
     responses((status = 200, body = KeyView), (status = 404, body = Problem)), security(("root_key" = [])))]
-pub async fn get(state: web::Data<AppState>, root: Root, id: web::Path<String>) -> Result<web::Json<KeyView>, ApiError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+) -> Result<web::Json<KeyView>, ApiError> {
     root.require("keys:read")?;
     Ok(web::Json(store::get(&state.db, &root.tenant_id, &parse_id(&id)?, false).await?.into()))
 }
@@ -175,7 +190,12 @@ pub async fn get(state: web::Data<AppState>, root: Root, id: web::Path<String>) 
     responses((status = 200, body = KeyView), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem)),
     security(("root_key" = [])))]
-pub async fn update(state: web::Data<AppState>, root: Root, id: web::Path<String>, body: Body<PatchKey>) -> Result<web::Json<KeyView>, ApiError> {
+pub async fn update(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+    body: Body<PatchKey>,
+) -> Result<web::Json<KeyView>, ApiError> {
     root.require("keys:write")?;
     let id = parse_id(&id)?;
     let current = store::get(&state.db, &root.tenant_id, &id, false).await?;
@@ -220,12 +240,23 @@ pub async fn update(state: web::Data<AppState>, root: Root, id: web::Path<String
 #[utoipa::path(post, path = "/v1/keys/{id}/revoke", tag = "keys", params(("id" = String, Path)), request_body = RevokeKey,
     responses((status = 200, body = KeyView), (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("root_key" = [])))]
-pub async fn revoke(state: web::Data<AppState>, root: Root, id: web::Path<String>, body: Body<RevokeKey>) -> Result<web::Json<KeyView>, ApiError> {
+pub async fn revoke(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+    body: Body<RevokeKey>,
+) -> Result<web::Json<KeyView>, ApiError> {
     root.require("keys:write")?;
     revoke_one(&state, &root, &id, &body.value.reason, false).await.map(web::Json)
 }
 
-pub(crate) async fn revoke_one(state: &AppState, root: &Root, id: &str, reason: &str, is_root: bool) -> Result<KeyView, ApiError> {
+pub(crate) async fn revoke_one(
+    state: &AppState,
+    root: &Root,
+    id: &str,
+    reason: &str,
+    is_root: bool,
+) -> Result<KeyView, ApiError> {
     let id = parse_id(id)?;
     let reason = reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {

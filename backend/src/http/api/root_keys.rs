@@ -21,7 +21,12 @@ use crate::store::keys::{self as store, KeyFilter, NewKey};
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses((status = 201, body = CreatedKey), (status = 400, body = Problem), (status = 403, body = Problem)),
     security(("root_key" = [])))]
-pub async fn create(state: web::Data<AppState>, req: HttpRequest, root: Root, body: Body<CreateRootKey>) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    root: Root,
+    body: Body<CreateRootKey>,
+) -> Result<HttpResponse, ApiError> {
     root.require("*")?;
     let b = body.value;
     let mut c = Checks::default();
@@ -40,7 +45,8 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, root: Root, bo
     let expires_at = future(&mut c, "expires_at", b.expires_at);
     c.finish()?;
     let Some(name) = name else { return Err(ApiError::field("name", "is invalid")) };
-    let scopes = ScopeSet::parse_all(&b.scopes).map_err(|(i, e)| ApiError::field(format!("scopes[{i}]"), e.to_string()))?;
+    let scopes =
+        ScopeSet::parse_all(&b.scopes).map_err(|(i, e)| ApiError::field(format!("scopes[{i}]"), e.to_string()))?;
     idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
         let system = apis::system(&state.db, &root.tenant_id).await?;
         let new = NewKey {
@@ -60,7 +66,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, root: Root, bo
             created_by: Some(root.actor()),
         };
         let (model, secret) = store::insert(&state.db, new, &KeyHead::Root).await?;
-        state.cache.invalidate(&[secret.hash()]).await;
+        state.cache.announce_created(&[secret.hash()]).await;
         let created = CreatedKey { key: model.into(), secret: secret.expose().to_owned() };
         Ok((StatusCode::CREATED, serde_json::to_value(created).map_err(|e| ApiError::Internal(e.into()))?))
     })
@@ -82,7 +88,12 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, root: Root) -> R
 #[utoipa::path(post, path = "/v1/root-keys/{id}/revoke", tag = "root-keys", params(("id" = String, Path)),
     request_body = RevokeKey,
     responses((status = 200, body = KeyView), (status = 404, body = Problem)), security(("root_key" = [])))]
-pub async fn revoke(state: web::Data<AppState>, root: Root, id: web::Path<String>, body: Body<RevokeKey>) -> Result<web::Json<KeyView>, ApiError> {
+pub async fn revoke(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+    body: Body<RevokeKey>,
+) -> Result<web::Json<KeyView>, ApiError> {
     root.require("*")?;
     revoke_one(&state, &root, &id, &body.value.reason, true).await.map(web::Json)
 }

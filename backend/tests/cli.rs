@@ -1,0 +1,65 @@
+//! The command line, run as a newcomer would: `tenant create`, and a bad setting at start-up.
+
+use std::process::Command;
+
+fn keyroll(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_keyroll"));
+    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("KEYROLL_DATA_DIR", dir).current_dir(dir);
+    c
+}
+
+fn temp_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("keyroll-cli-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+#[test]
+fn tenant_create_prints_the_id_and_root_key_once() {
+    let dir = temp_dir();
+    let out = keyroll(&dir)
+        .args(["tenant", "create", "--name", "Acme", "--owner-email", "ops@acme.test", "--json"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert!(v["tenant_id"].as_str().is_some_and(|t| t.starts_with("ten_")));
+    let root = v["root_key"].as_str().expect("root key");
+    assert!(keyroll::domain::ApiKey::parse(root).is_ok_and(|k| k.is_root()));
+    assert!(dir.join("keyroll.db").exists(), "SQLite under the data directory");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(root), "the key is not logged");
+
+    let human = keyroll(&dir)
+        .args(["tenant", "create", "--name", "Globex", "--owner-email", "ops@globex.test"])
+        .output()
+        .expect("runs");
+    assert!(human.status.success());
+    assert!(String::from_utf8_lossy(&human.stdout).contains("shown once"));
+
+    let bad = keyroll(&dir)
+        .args(["tenant", "create", "--name", "X", "--owner-email", "not-an-email"])
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--owner-email"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_naming_it() {
+    let dir = temp_dir();
+    for (var, value) in [
+        ("KEYROLL_LISTEN", "nowhere"),
+        ("KEYROLL_LOG_FORMAT", "xml"),
+        ("KEYROLL_DATABASE_URL", "mysql://localhost/x"),
+        ("KEYROLL_REDIS_URL", "http://localhost"),
+        ("KEYROLL_CACHE__L1_CAPACITY", "lots"),
+    ] {
+        let out = keyroll(&dir).arg("serve").env(var, value).output().expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{var}={value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(var), "{var}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,276 @@
+//! `spawn_app()`: the real application on port 0 with a fresh database — SQLite always, and
+//! PostgreSQL + Redis when `KEYROLL_TEST_DATABASE_URL` / `KEYROLL_TEST_REDIS_URL` are set.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use keyroll::config::Settings;
+use keyroll::startup::Application;
+use keyroll::state::AppState;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+
+/// Where a test app keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file, in-process cache only.
+    Sqlite,
+    /// PostgreSQL (a fresh database) and Redis (a fresh key prefix).
+    Services,
+}
+
+fn require_services() -> bool {
+    std::env::var("KEYROLL_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// The PostgreSQL and Redis URLs, or why they are not available. With
+/// `KEYROLL_TEST_REQUIRE_SERVICES=1` a missing service fails the test instead.
+pub fn services() -> Option<(String, String)> {
+    let db = std::env::var("KEYROLL_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty());
+    let redis = std::env::var("KEYROLL_TEST_REDIS_URL").ok().filter(|s| !s.is_empty());
+    match (db, redis) {
+        (Some(d), Some(r)) => Some((d, r)),
+        (d, r) => {
+            let missing = [("KEYROLL_TEST_DATABASE_URL", d.is_none()), ("KEYROLL_TEST_REDIS_URL", r.is_none())]
+                .iter()
+                .filter(|(_, m)| *m)
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(" and ");
+            assert!(!require_services(), "KEYROLL_TEST_REQUIRE_SERVICES=1 but {missing} is not set");
+            eprintln!("skipping the PostgreSQL + Redis variant: {missing} not set");
+            None
+        }
+    }
+}
+
+/// A running application and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub handle: actix_web::dev::ServerHandle,
+    _data_dir: Option<TempDir>,
+    pub shared: Shared,
+}
+
+/// What two nodes of one install share.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn unique() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+fn init_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            keyroll::telemetry::init(keyroll::config::LogFormat::Pretty);
+        }
+    });
+}
+
+/// Creates what a fresh install of `backend` needs and returns it, or `None` to skip.
+pub async fn fresh(backend: Backend) -> Option<(Shared, Option<TempDir>)> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("keyroll-test-{}", unique()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let url = format!("sqlite://{}/keyroll.db?mode=rwc", dir.display());
+            Some((Shared { database_url: url, redis_url: None, redis_prefix: String::new() }, Some(TempDir(dir))))
+        }
+        Backend::Services => {
+            let (base, redis) = services()?;
+            let name = format!("kr_test_{}", unique());
+            let admin = Database::connect(base.as_str()).await.expect("connect to KEYROLL_TEST_DATABASE_URL");
+            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create a test database");
+            admin.close().await.ok();
+            let (head, _) = base.rsplit_once('/').expect("database url with a database name");
+            let url = format!("{head}/{name}");
+            Some((
+                Shared { database_url: url, redis_url: Some(redis), redis_prefix: format!("kr_test_{}:", unique()) },
+                None,
+            ))
+        }
+    }
+}
+
+/// Spawns one node of an install.
+pub async fn spawn_node(shared: &Shared, dir: Option<TempDir>) -> TestApp {
+    init_logs();
+    let flush = "100".to_owned();
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("listen", "127.0.0.1:0"),
+        ("database_url", &shared.database_url),
+        ("usage_flush_interval_ms", &flush),
+        ("workers", "2"),
+        ("database_max_connections", "5"),
+    ];
+    if let Some(r) = &shared.redis_url {
+        pairs.push(("redis_url", r));
+        pairs.push(("redis_prefix", &shared.redis_prefix));
+    }
+    let settings = Settings::from_pairs(pairs).expect("test settings");
+    let app = Application::build(settings).await.expect("application builds");
+    let port = app.port();
+    let state = app.state().clone();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client"),
+        state,
+        handle,
+        _data_dir: dir,
+        shared: shared.clone(),
+    }
+}
+
+/// A fresh single-node install, or `None` when the backend is not available (reason printed).
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    let (shared, dir) = fresh(backend).await?;
+    Some(spawn_node(&shared, dir).await)
+}
+
+/// A tenant and its root key.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub root: String,
+}
+
+/// A key made through the API.
+#[derive(Debug, Clone)]
+pub struct Made {
+    pub api_id: String,
+    pub consumer_id: String,
+    pub key_id: String,
+    pub secret: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn tenant(&self, name: &str) -> Tenant {
+        let created =
+            keyroll::store::tenants::create(&self.state.db, name, &format!("ops@{}.test", name.to_lowercase()))
+                .await
+                .expect("tenant created");
+        Tenant { id: created.tenant.id, root: created.root_key.expose().to_owned() }
+    }
+
+    /// Sends JSON with a root key; returns status and parsed body (`Value::Null` when empty).
+    pub async fn call(&self, method: reqwest::Method, path: &str, root: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, self.url(path)).bearer_auth(root);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status().as_u16();
+        let text = res.text().await.expect("body read");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, root: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, root, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, root: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, root, None).await
+    }
+
+    pub async fn verify(&self, body: Value) -> Value {
+        let res = self.client.post(self.url("/v1/verify")).json(&body).send().await.expect("verify sent");
+        assert_eq!(res.status().as_u16(), 200, "verify of {body} should answer 200");
+        res.json().await.expect("verify json")
+    }
+
+    pub async fn verify_code(&self, key: &str) -> String {
+        self.verify(json!({"key": key})).await["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// An API, a consumer and a key with `extra` fields.
+    pub async fn make_key(&self, t: &Tenant, prefix: &str, extra: Value) -> Made {
+        let (st, api) = self
+            .post("/v1/apis", &t.root, json!({"name": "Orders", "key_prefix": prefix, "environment": "live"}))
+            .await;
+        let api_id = if st == 201 {
+            api["id"].as_str().expect("api id").to_owned()
+        } else {
+            // The prefix exists already in this tenant: reuse that API.
+            let (_, list) = self.get("/v1/apis?limit=100", &t.root).await;
+            list["data"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["key_prefix"] == prefix))
+                .and_then(|x| x["id"].as_str())
+                .expect("api exists")
+                .to_owned()
+        };
+        let (st, con) = self
+            .post("/v1/consumers", &t.root, json!({"external_id": format!("cus_{}", unique()), "name": "Bob"}))
+            .await;
+        assert_eq!(st, 201, "{con}");
+        let consumer_id = con["id"].as_str().expect("consumer id").to_owned();
+        let mut body = json!({"api_id": api_id, "consumer_id": consumer_id, "name": "prod", "scopes": ["orders:*"]});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let (st, k) = self.post("/v1/keys", &t.root, body).await;
+        assert_eq!(st, 201, "{k}");
+        Made {
+            api_id,
+            consumer_id,
+            key_id: k["key"]["id"].as_str().expect("key id").to_owned(),
+            secret: k["secret"].as_str().expect("secret").to_owned(),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop the server without waiting; the runtime ends with the test anyway.
+        drop(self.handle.stop(false));
+    }
+}
+
+/// Runs a test body once per backend: always on SQLite, and on PostgreSQL + Redis when set.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await {
+                    $body(app).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_redis() {
+                if let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Services).await {
+                    $body(app).await;
+                }
+            }
+        }
+    };
+}

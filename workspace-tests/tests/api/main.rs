@@ -1,0 +1,9 @@
+//! One integration binary: every black-box test of the HTTP contract.
+
+mod bad_input;
+mod cache;
+mod helpers;
+mod isolation;
+mod management;
+mod nodes;
+mod verify;

@@ -18,15 +18,13 @@ impl Scope {
     /// # Errors
     /// When the text is not `*` or `resource:action`.
     pub fn parse(s: &str) -> Result<Self, ScopeError> {
-        if s == "*" {
-            return Ok(Self(s.to_owned()));
-        }
-        let (resource, action) = s.split_once(':').ok_or(ScopeError)?;
-        if valid_part(resource) && (action == "*" || valid_part(action)) {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(ScopeError)
-        }
+        if Self::is_valid(s) { Ok(Self(s.to_owned())) } else { Err(ScopeError) }
+    }
+
+    /// [`Scope::parse`] without allocating, for requested scopes on the verify path.
+    #[must_use]
+    pub fn is_valid(s: &str) -> bool {
+        s == "*" || s.split_once(':').is_some_and(|(r, a)| valid_part(r) && (a == "*" || valid_part(a)))
     }
 
     #[must_use]

@@ -18,13 +18,14 @@ use errors::ApiError;
 
 /// Every route of the application.
 pub fn routes(cfg: &mut aw::ServiceConfig) {
-    cfg.route("/healthz", aw::get().to(health::healthz))
+    // Routes are tried in order: the hot path first, and before any pattern that needs a regex.
+    cfg.route("/v1/verify", aw::post().to(public::verify::verify))
+        .route("/healthz", aw::get().to(health::healthz))
         .route("/readyz", aw::get().to(health::readyz))
         .route("/metrics", aw::get().to(health::metrics))
         .route("/openapi.json", aw::get().to(openapi::spec))
         .route("/", aw::get().to(web::home))
         .route("/static/{path:.*}", aw::get().to(web::static_file))
-        .route("/v1/verify", aw::post().to(public::verify::verify))
         .service(
             aw::scope("/v1")
                 .route("/apis", aw::post().to(api::apis::create))

@@ -82,8 +82,8 @@ pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Re
     if scopes.len() > 100 {
         return Err(ApiError::field("scopes", "must have at most 100 entries"));
     }
-    for (i, s) in scopes.iter().enumerate() {
-        Scope::parse(s).map_err(|e| ApiError::field(format!("scopes[{i}]"), e.to_string()))?;
+    if let Some(i) = scopes.iter().position(|s| !Scope::is_valid(s)) {
+        return Err(ApiError::field(format!("scopes[{i}]"), crate::domain::scope::ScopeError.to_string()));
     }
     if req.cost.is_some_and(|c| c > 1_000_000) {
         return Err(ApiError::field("cost", "must be at most 1000000"));

@@ -63,3 +63,22 @@ fn a_bad_setting_stops_start_up_naming_it() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn keyroll_toml_and_file_secrets_are_read() {
+    let dir = temp_dir();
+    std::fs::write(dir.join("keyroll.toml"), "listen = \"not-an-address\"\n").expect("toml written");
+    let out = keyroll(&dir).arg("serve").output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KEYROLL_LISTEN"), "the file's value was read");
+    // The environment wins over the file.
+    std::fs::write(dir.join("keyroll.toml"), "log_format = \"json\"\n").expect("toml written");
+    let out = keyroll(&dir).arg("serve").env("KEYROLL_LOG_FORMAT", "xml").output().expect("runs");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KEYROLL_LOG_FORMAT"));
+    // A secret read from a file.
+    std::fs::write(dir.join("db-url"), "mysql://nope\n").expect("secret written");
+    let out = keyroll(&dir).arg("migrate").env("KEYROLL_DATABASE_URL_FILE", dir.join("db-url")).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KEYROLL_DATABASE_URL"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod rotation;
 pub mod startup;
 pub mod state;
 pub mod store;

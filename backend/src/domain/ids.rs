@@ -97,6 +97,8 @@ typed_id!(/// A consumer (the provider's customer).
     ConsumerId, "con");
 typed_id!(/// One key version.
     KeyId, "key");
+typed_id!(/// A rotation of a lineage.
+    RotationId, "rot");
 typed_id!(/// A request, for logs and problem bodies.
     RequestId, "req");
 

@@ -21,6 +21,12 @@ impl Modify for RootKeyAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "consumer_key",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("The consumer's own key")).build(),
+            ),
+        );
     }
 }
 
@@ -35,6 +41,9 @@ impl Modify for RootKeyAuth {
         api::consumers::delete,
         api::keys::create, api::keys::list, api::keys::get, api::keys::update, api::keys::revoke,
         api::root_keys::create, api::root_keys::list, api::root_keys::revoke,
+        api::rotations::rotate_key, api::rotations::rotate_root_key, api::rotations::list, api::rotations::get,
+        api::rotations::complete, api::rotations::rollback, api::rotations::extend,
+        public::self_service::get, public::self_service::rotate,
         health::healthz, health::readyz, health::metrics, spec,
     )
 )]

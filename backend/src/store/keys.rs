@@ -168,6 +168,18 @@ pub async fn get(
         .ok_or(StoreError::NotFound)
 }
 
+/// One key of the tenant, root or not.
+///
+/// # Errors
+/// `NotFound`.
+pub async fn get_any(db: &impl ConnectionTrait, tenant: &TenantId, id: &KeyId) -> Result<key::Model, StoreError> {
+    key::Entity::find_by_id(id.as_str())
+        .filter(key::Column::TenantId.eq(tenant.as_str()))
+        .one(db)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
 /// Changes to a key; `None` leaves a field as it is, `Some(None)` clears a nullable one.
 #[derive(Debug, Clone, Default)]
 pub struct KeyPatch {

@@ -7,6 +7,7 @@ pub mod entities;
 pub mod idempotency;
 pub mod keys;
 pub mod page;
+pub mod rotations;
 pub mod tenants;
 pub mod usage;
 

@@ -6,4 +6,5 @@ mod helpers;
 mod isolation;
 mod management;
 mod nodes;
+mod rotation;
 mod verify;

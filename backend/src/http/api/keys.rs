@@ -263,7 +263,7 @@ pub(crate) async fn revoke_one(
         return Err(ApiError::field("reason", "must be 1 to 500 characters"));
     }
     let model = store::revoke(&state.db, &root.tenant_id, &id, is_root, reason).await?;
-    invalidate_one(state, &model.hash).await;
+    super::rotations::after_revoke(state, &model.id, &model.hash).await?;
     Ok(model.into())
 }
 

@@ -4,4 +4,5 @@ pub mod apis;
 pub mod consumers;
 pub mod keys;
 pub mod root_keys;
+pub mod rotations;
 pub mod views;

@@ -6,6 +6,7 @@ pub mod consumer;
 pub mod idempotency_key;
 pub mod key;
 pub mod membership;
+pub mod rotation;
 pub mod tenant;
 pub mod usage_rollup;
 pub mod user;

@@ -1,0 +1,344 @@
+//! Rotation: `POST /v1/keys/{id}/rotate`, `POST /v1/root-keys/{id}/rotate`, and `/v1/rotations`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::keys::{invalidate_one, parse_id, scopes};
+use super::views::{Checks, KeyView};
+use crate::domain::input::Meta;
+use crate::domain::rotation::{RetireMode, RotationError, RotationState, Trigger};
+use crate::domain::{ApiId, KeyId, RotationId, TenantId};
+use crate::http::auth::Root;
+use crate::http::errors::{ApiError, Problem};
+use crate::http::idempotency;
+use crate::http::json::Body;
+use crate::http::pagination::{PageQuery, query};
+use crate::rotation::progress::{Progress, progress};
+use crate::rotation::{self, RotateError, RotateRequest};
+use crate::state::AppState;
+use crate::store::entities::rotation as rotation_entity;
+use crate::store::{apis, keys, rotations};
+
+/// The default overlap: 24 hours.
+pub const DEFAULT_OVERLAP_SECONDS: i64 = 86_400;
+
+impl From<RotateError> for ApiError {
+    fn from(e: RotateError) -> Self {
+        match e {
+            RotateError::Rule(r @ RotationError::OverlapOutOfBounds(_)) => {
+                ApiError::field("overlap_seconds", r.to_string())
+            }
+            RotateError::Rule(
+                r @ (RotationError::ExtendIntoPast
+                | RotationError::ExtendShortens
+                | RotationError::ExtendBeyondLimit(_)
+                | RotationError::ExtendBeyondExpiry),
+            ) => ApiError::field("grace_ends_at", r.to_string()),
+            RotateError::Rule(r) => ApiError::Conflict(r.to_string()),
+            RotateError::Conflict(m) => ApiError::Conflict(m.to_owned()),
+            RotateError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// `POST /v1/keys/{id}/rotate`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    /// How long the current version stays valid beside the new one (default 86400; 0 ends it now).
+    pub overlap_seconds: Option<i64>,
+    /// Scopes of the new version (default: the current version's).
+    pub scopes: Option<Vec<String>>,
+    /// Metadata of the new version (default: the current version's).
+    pub meta: Option<serde_json::Value>,
+    /// `at_deadline` (default) or `when_drained`.
+    pub retire_mode: Option<String>,
+}
+
+/// `POST /v1/rotations/{id}/extend`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    pub grace_ends_at: DateTime<Utc>,
+}
+
+/// A rotation and its migration progress.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotationView {
+    pub id: String,
+    pub lineage_id: String,
+    pub from_key_id: String,
+    pub to_key_id: String,
+    /// `manual`, `policy`, `self_service`, `playbook` or `api`.
+    pub trigger: String,
+    pub actor: Option<String>,
+    pub retire_mode: String,
+    pub compromise: bool,
+    /// `in_progress`, `completed`, `rolled_back` or `cancelled`.
+    pub state: String,
+    pub reason: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub grace_ends_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub progress: Option<Progress>,
+}
+
+/// A page of rotations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotationList {
+    pub data: Vec<RotationView>,
+    pub next_cursor: Option<String>,
+}
+
+/// A new version, its secret (shown once) and the rotation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedView {
+    pub key: KeyView,
+    pub secret: String,
+    pub rotation: RotationView,
+}
+
+async fn view(
+    state: &AppState,
+    tenant: &TenantId,
+    r: rotation_entity::Model,
+    with_progress: bool,
+) -> Result<RotationView, ApiError> {
+    let progress = if with_progress {
+        let from = keys::get_any(&state.db, tenant, &KeyId::from_trusted(r.from_key_id.clone())).await?;
+        let to = keys::get_any(&state.db, tenant, &KeyId::from_trusted(r.to_key_id.clone())).await?;
+        Some(progress(&state.db, &r, &from, &to).await?)
+    } else {
+        None
+    };
+    Ok(RotationView {
+        state: rotation::effective_state(&r, Utc::now()).as_str().to_owned(),
+        id: r.id,
+        lineage_id: r.lineage_id,
+        from_key_id: r.from_key_id,
+        to_key_id: r.to_key_id,
+        trigger: r.trigger,
+        actor: r.actor,
+        retire_mode: r.retire_mode,
+        compromise: r.compromise,
+        reason: r.reason,
+        started_at: r.started_at,
+        grace_ends_at: r.grace_ends_at,
+        ended_at: r.ended_at,
+        progress,
+    })
+}
+
+fn parse_rotation_id(s: &str) -> Result<RotationId, ApiError> {
+    RotationId::parse(s).map_err(|_| ApiError::NotFound("no such rotation"))
+}
+
+/// Checks a rotate body against the key being rotated.
+async fn rotate_request(
+    state: &AppState,
+    root: &Root,
+    key_id: &KeyId,
+    is_root: bool,
+    b: RotateBody,
+) -> Result<RotateRequest, ApiError> {
+    let current = keys::get(&state.db, &root.tenant_id, key_id, is_root).await?;
+    let mut c = Checks::default();
+    let overlap = b.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECONDS);
+    if overlap < 0 {
+        c.push("overlap_seconds", "must be 0 or more");
+    }
+    let retire_mode = match b.retire_mode.as_deref() {
+        None => Some(RetireMode::AtDeadline),
+        Some(s) => c.take("retire_mode", RetireMode::parse(s).ok_or("must be at_deadline or when_drained")),
+    };
+    let scope_set = match &b.scopes {
+        Some(s) if is_root => {
+            for (i, x) in s.iter().enumerate() {
+                if x != "*" && !crate::http::auth::ROOT_SCOPES.contains(&x.as_str()) {
+                    c.push(format!("scopes[{i}]"), "is not a management scope");
+                }
+            }
+            Some(scopes(&mut c, s, &[]))
+        }
+        Some(s) => {
+            let api = apis::get(&state.db, &root.tenant_id, &ApiId::from_trusted(current.api_id.clone())).await?;
+            let catalogue: Vec<String> = serde_json::from_value(api.scope_catalogue).unwrap_or_default();
+            Some(scopes(&mut c, s, &catalogue))
+        }
+        None => None,
+    };
+    let meta = b.meta.map(|m| c.take("meta", Meta::parse(m)));
+    c.finish()?;
+    Ok(RotateRequest {
+        overlap: TimeDelta::seconds(overlap),
+        scopes: scope_set.flatten(),
+        meta: meta.flatten().map(Meta::into_value),
+        retire_mode: retire_mode.unwrap_or(RetireMode::AtDeadline),
+        trigger: Trigger::Api,
+        actor: Some(root.actor()),
+        compromise: false,
+    })
+}
+
+async fn rotate_any(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    root: Root,
+    id: &str,
+    body: Body<RotateBody>,
+    is_root: bool,
+) -> Result<HttpResponse, ApiError> {
+    let key_id = parse_id(id)?;
+    let request = rotate_request(&state, &root, &key_id, is_root, body.value).await?;
+    idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
+        let rotated = rotation::rotate(&state, &root.tenant_id, &key_id, is_root, request).await?;
+        let out = RotatedView {
+            rotation: view(&state, &root.tenant_id, rotated.rotation, false).await?,
+            key: rotated.key.into(),
+            secret: rotated.secret.expose().to_owned(),
+        };
+        Ok((StatusCode::CREATED, serde_json::to_value(out).map_err(|e| ApiError::Internal(e.into()))?))
+    })
+    .await
+}
+
+/// Rotate a key: a new version in the same lineage, the current one valid beside it until the
+/// end of the overlap window.
+#[utoipa::path(post, path = "/v1/keys/{id}/rotate", tag = "rotations", params(("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    request_body = RotateBody,
+    responses((status = 201, body = RotatedView), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "In grace, revoked, or the lineage is full")),
+    security(("root_key" = [])))]
+pub async fn rotate_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    root: Root,
+    id: web::Path<String>,
+    body: Body<RotateBody>,
+) -> Result<HttpResponse, ApiError> {
+    root.require("keys:rotate")?;
+    rotate_any(state, req, root, &id, body, false).await
+}
+
+/// Rotate a root key, with the same overlap rules as any key.
+#[utoipa::path(post, path = "/v1/root-keys/{id}/rotate", tag = "root-keys", params(("id" = String, Path)),
+    request_body = RotateBody,
+    responses((status = 201, body = RotatedView), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn rotate_root_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    root: Root,
+    id: web::Path<String>,
+    body: Body<RotateBody>,
+) -> Result<HttpResponse, ApiError> {
+    root.require("*")?;
+    rotate_any(state, req, root, &id, body, true).await
+}
+
+/// Filters of the rotation list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct RotationQuery {
+    /// `in_progress`, `completed`, `rolled_back` or `cancelled`.
+    pub state: Option<String>,
+    /// 1 to 100; 20 when absent.
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List rotations, newest first.
+#[utoipa::path(get, path = "/v1/rotations", tag = "rotations", params(RotationQuery),
+    responses((status = 200, body = RotationList), (status = 400, body = Problem)), security(("root_key" = [])))]
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    root: Root,
+) -> Result<web::Json<RotationList>, ApiError> {
+    root.require("keys:read")?;
+    let q = query::<RotationQuery>(&req)?;
+    let (limit, cursor) = PageQuery { limit: q.limit.clone(), cursor: q.cursor.clone() }.parse()?;
+    let st = match q.state.as_deref() {
+        Some(s) => Some(
+            RotationState::parse(s)
+                .ok_or_else(|| ApiError::field("state", "must be in_progress, completed, rolled_back or cancelled"))?,
+        ),
+        None => None,
+    };
+    let page = rotations::list(&state.db, &root.tenant_id, st, limit, cursor.as_ref()).await?;
+    let mut data = Vec::with_capacity(page.items.len());
+    for r in page.items {
+        data.push(view(&state, &root.tenant_id, r, false).await?);
+    }
+    Ok(web::Json(RotationList { data, next_cursor: page.next_cursor }))
+}
+
+/// A rotation with its migration progress.
+#[utoipa::path(get, path = "/v1/rotations/{id}", tag = "rotations", params(("id" = String, Path)),
+    responses((status = 200, body = RotationView), (status = 404, body = Problem)), security(("root_key" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+) -> Result<web::Json<RotationView>, ApiError> {
+    root.require("keys:read")?;
+    let r = rotations::get(&state.db, &root.tenant_id, &parse_rotation_id(&id)?).await?;
+    Ok(web::Json(view(&state, &root.tenant_id, r, true).await?))
+}
+
+/// Retire the old version now.
+#[utoipa::path(post, path = "/v1/rotations/{id}/complete", tag = "rotations", params(("id" = String, Path)),
+    responses((status = 200, body = RotationView), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn complete(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+) -> Result<web::Json<RotationView>, ApiError> {
+    root.require("keys:rotate")?;
+    let r = rotation::complete(&state, &root.tenant_id, &parse_rotation_id(&id)?).await?;
+    Ok(web::Json(view(&state, &root.tenant_id, r, true).await?))
+}
+
+/// Undo: the old version becomes current again and the new one is revoked (refused for
+/// rotations caused by a compromise).
+#[utoipa::path(post, path = "/v1/rotations/{id}/rollback", tag = "rotations", params(("id" = String, Path)),
+    responses((status = 200, body = RotationView), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn rollback(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+) -> Result<web::Json<RotationView>, ApiError> {
+    root.require("keys:rotate")?;
+    let r = rotation::rollback(&state, &root.tenant_id, &parse_rotation_id(&id)?).await?;
+    Ok(web::Json(view(&state, &root.tenant_id, r, true).await?))
+}
+
+/// Move the end of the overlap window, within the policy's limit and the old key's expiry.
+#[utoipa::path(post, path = "/v1/rotations/{id}/extend", tag = "rotations", params(("id" = String, Path)),
+    request_body = ExtendBody,
+    responses((status = 200, body = RotationView), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn extend(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+    body: Body<ExtendBody>,
+) -> Result<web::Json<RotationView>, ApiError> {
+    root.require("keys:rotate")?;
+    let r = rotation::extend(&state, &root.tenant_id, &parse_rotation_id(&id)?, body.value.grace_ends_at).await?;
+    Ok(web::Json(view(&state, &root.tenant_id, r, true).await?))
+}
+
+/// After a revocation: rotations involving the key are cancelled.
+pub(crate) async fn after_revoke(state: &AppState, key_id: &str, hash_hex: &str) -> Result<(), ApiError> {
+    invalidate_one(state, hash_hex).await;
+    rotation::cancel_for_revoked(state, &KeyId::from_trusted(key_id.to_owned())).await?;
+    Ok(())
+}

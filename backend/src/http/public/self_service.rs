@@ -1,0 +1,139 @@
+//! Self-service for consumers, authenticated by their own key: `GET /v1/self` and
+//! `POST /v1/self/rotate`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use chrono::{TimeDelta, Utc};
+use futures_util::future::LocalBoxFuture;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::rotation::{RetireMode, Trigger};
+use crate::domain::{ApiKey, KeyHash, KeyId, KeyState, TenantId};
+use crate::http::api::rotations::{RotatedView, RotationView};
+use crate::http::api::views::KeyView;
+use crate::http::errors::{ApiError, Problem};
+use crate::http::json::Body;
+use crate::rotation::{self, RotateRequest};
+use crate::state::AppState;
+use crate::store::{keys, rotations};
+
+/// The overlap a consumer gets when it does not ask for one: one hour.
+pub const SELF_DEFAULT_OVERLAP_SECONDS: i64 = 3_600;
+/// The longest overlap a consumer may ask for itself: seven days.
+pub const SELF_MAX_OVERLAP_SECONDS: i64 = 7 * 86_400;
+
+/// A consumer authenticated by one of its keys (valid or in grace).
+pub struct ConsumerKey {
+    tenant_id: TenantId,
+    key_id: KeyId,
+    consumer_id: Option<String>,
+}
+
+impl FromRequest for ConsumerKey {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))?;
+            let token = header
+                .as_deref()
+                .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+                .map(str::trim)
+                .ok_or(ApiError::Unauthenticated("send your key as Authorization: Bearer <key>"))?;
+            let invalid = ApiError::Unauthenticated("the key is not valid");
+            if !matches!(ApiKey::check(token), Ok(false)) {
+                return Err(invalid);
+            }
+            let record = state.cache.get(&KeyHash::of(token), &state.db).await?.ok_or(invalid)?;
+            if record.data.is_root || !KeyState::derive(&record.times, Utc::now()).verifies() {
+                return Err(ApiError::Unauthenticated("the key is not valid"));
+            }
+            Ok(Self {
+                tenant_id: TenantId::from_trusted(record.data.tenant_id.clone()),
+                key_id: KeyId::from_trusted(record.data.id.clone()),
+                consumer_id: record.data.consumer.as_ref().map(|c| c.id.clone()),
+            })
+        })
+    }
+}
+
+/// What a consumer sees of its key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SelfView {
+    pub key: KeyView,
+    /// The rotation this key takes part in, if one is in progress.
+    pub rotation: Option<RotationView>,
+}
+
+/// `POST /v1/self/rotate`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelfRotateBody {
+    /// How long the presented key stays valid beside the new one (default 3600, at most 604800).
+    pub overlap_seconds: Option<i64>,
+}
+
+fn rotation_view(r: crate::store::entities::rotation::Model) -> RotationView {
+    RotationView {
+        state: rotation::effective_state(&r, Utc::now()).as_str().to_owned(),
+        id: r.id,
+        lineage_id: r.lineage_id,
+        from_key_id: r.from_key_id,
+        to_key_id: r.to_key_id,
+        trigger: r.trigger,
+        actor: r.actor,
+        retire_mode: r.retire_mode,
+        compromise: r.compromise,
+        reason: r.reason,
+        started_at: r.started_at,
+        grace_ends_at: r.grace_ends_at,
+        ended_at: r.ended_at,
+        progress: None,
+    }
+}
+
+/// This key's metadata, state, and rotation in progress.
+#[utoipa::path(get, path = "/v1/self", tag = "self-service",
+    responses((status = 200, body = SelfView), (status = 401, body = Problem)), security(("consumer_key" = [])))]
+pub async fn get(state: web::Data<AppState>, me: ConsumerKey) -> Result<web::Json<SelfView>, ApiError> {
+    let key = keys::get(&state.db, &me.tenant_id, &me.key_id, false).await?;
+    let rotation = rotations::open_involving(&state.db, &me.key_id).await?.map(rotation_view);
+    Ok(web::Json(SelfView { key: key.into(), rotation }))
+}
+
+/// Rotate the presented key: a new version, the presented one valid beside it for the overlap.
+#[utoipa::path(post, path = "/v1/self/rotate", tag = "self-service", request_body = SelfRotateBody,
+    responses((status = 201, body = RotatedView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 409, body = Problem, description = "The key is already in grace")),
+    security(("consumer_key" = [])))]
+pub async fn rotate(
+    state: web::Data<AppState>,
+    me: ConsumerKey,
+    body: Body<SelfRotateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let overlap = body.value.overlap_seconds.unwrap_or(SELF_DEFAULT_OVERLAP_SECONDS);
+    if !(0..=SELF_MAX_OVERLAP_SECONDS).contains(&overlap) {
+        return Err(ApiError::field("overlap_seconds", format!("must be between 0 and {SELF_MAX_OVERLAP_SECONDS}")));
+    }
+    let request = RotateRequest {
+        overlap: TimeDelta::seconds(overlap),
+        scopes: None,
+        meta: None,
+        retire_mode: RetireMode::AtDeadline,
+        trigger: Trigger::SelfService,
+        actor: Some(format!("consumer:{}", me.consumer_id.as_deref().unwrap_or("unknown"))),
+        compromise: false,
+    };
+    let rotated = rotation::rotate(&state, &me.tenant_id, &me.key_id, false, request).await?;
+    let out = RotatedView {
+        rotation: rotation_view(rotated.rotation),
+        key: rotated.key.into(),
+        secret: rotated.secret.expose().to_owned(),
+    };
+    Ok(HttpResponse::build(StatusCode::CREATED).json(out))
+}

@@ -1,0 +1,282 @@
+//! Zero-downtime rotation as a service: rotate, complete, roll back, extend, and the migration
+//! progress of a rotation. The rules live in `domain::rotation`; this module applies them to the
+//! database in one transaction each and invalidates caches after commit.
+
+pub mod progress;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::Value;
+
+use crate::domain::rotation::{
+    self as rules, RetireMode, RotationAction, RotationError, RotationRules, RotationState, Trigger, Version,
+};
+use crate::domain::{
+    ApiId, ApiKey, ConsumerId, Environment, KeyHash, KeyHead, KeyId, KeyPrefix, KeyState, KeyTimes, RotationId,
+    ScopeSet, TenantId,
+};
+use crate::state::AppState;
+use crate::store::entities::{key, rotation};
+use crate::store::keys::{self, NewKey};
+use crate::store::{StoreError, apis, begin_write, rotations};
+
+/// Why a rotation step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error(transparent)]
+    Rule(#[from] RotationError),
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sea_orm::DbErr> for RotateError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        if crate::store::is_unique_violation(&e) {
+            Self::Conflict("the key was rotated at the same moment by another request")
+        } else {
+            Self::Store(StoreError::Db(e))
+        }
+    }
+}
+
+/// What to rotate to.
+#[derive(Debug, Clone)]
+pub struct RotateRequest {
+    pub overlap: TimeDelta,
+    pub scopes: Option<ScopeSet>,
+    pub meta: Option<Value>,
+    pub retire_mode: RetireMode,
+    pub trigger: Trigger,
+    pub actor: Option<String>,
+    pub compromise: bool,
+}
+
+/// The new version, its secret (shown once) and the rotation record.
+#[derive(Debug)]
+pub struct Rotated {
+    pub key: key::Model,
+    pub secret: ApiKey,
+    pub rotation: rotation::Model,
+}
+
+fn times(k: &key::Model) -> KeyTimes {
+    KeyTimes { revoked_at: k.revoked_at, enabled: k.enabled, expires_at: k.expires_at, grace_ends_at: k.grace_ends_at }
+}
+
+fn version(k: &key::Model) -> Version<String> {
+    Version { id: k.id.clone(), version: k.version, times: times(k) }
+}
+
+fn hash(k: &key::Model) -> Option<KeyHash> {
+    KeyHash::from_hex(&k.hash)
+}
+
+/// The rules in force (rotation policies refine these per API and consumer).
+#[must_use]
+pub fn rules_for(_key: &key::Model) -> RotationRules {
+    RotationRules::default()
+}
+
+/// Issues version n+1 of `key_id`'s lineage and puts version n in grace.
+///
+/// # Errors
+/// `NotFound`, a rule that refuses (in grace, revoked, lineage full, overlap out of bounds), or a
+/// concurrent rotation of the same key.
+pub async fn rotate(
+    state: &AppState,
+    tenant: &TenantId,
+    key_id: &KeyId,
+    is_root: bool,
+    req: RotateRequest,
+) -> Result<Rotated, RotateError> {
+    let txn = begin_write(&state.db).await?;
+    let current = keys::get(&txn, tenant, key_id, is_root).await?;
+    let lineage = rotations::lineage(&txn, tenant, &current.lineage_id).await?;
+    let others: Vec<Version<String>> = lineage.iter().filter(|k| k.id != current.id).map(version).collect();
+    let now = Utc::now();
+    let r = rules_for(&current);
+    let plan = rules::plan(now, &version(&current), &others, req.overlap, &r)?;
+
+    let mut ended = Vec::new();
+    for id in &plan.end_now {
+        if let Some(k) = lineage.iter().find(|k| &k.id == id) {
+            rotations::set_key_grace(&txn, id, k.superseded_at.or(Some(now)), Some(now)).await?;
+            ended.extend(hash(k));
+        }
+        for open in rotations::open_from(&txn, id).await? {
+            rotations::set_state(
+                &txn,
+                open,
+                RotationState::Completed,
+                Some(now),
+                Some("retired: lineage at max_active".into()),
+            )
+            .await?;
+        }
+    }
+
+    let head = if current.is_root {
+        KeyHead::Root
+    } else {
+        let api = apis::get(&txn, tenant, &ApiId::from_trusted(current.api_id.clone())).await?;
+        KeyHead::Api {
+            prefix: KeyPrefix::parse(&api.key_prefix).map_err(|_| StoreError::NotFound)?,
+            env: Environment::parse(&api.environment).unwrap_or(Environment::Live),
+        }
+    };
+    let next_version = lineage.iter().map(|k| k.version).max().unwrap_or(current.version) + 1;
+    let new = NewKey {
+        tenant_id: tenant.clone(),
+        api_id: ApiId::from_trusted(current.api_id.clone()),
+        consumer_id: current.consumer_id.clone().map(ConsumerId::from_trusted),
+        is_root: current.is_root,
+        lineage: Some((KeyId::from_trusted(current.lineage_id.clone()), next_version)),
+        name: current.name.clone(),
+        scopes: req.scopes.unwrap_or_else(|| {
+            ScopeSet::from_stored(&serde_json::from_value::<Vec<String>>(current.scopes.clone()).unwrap_or_default())
+        }),
+        meta: req.meta.unwrap_or_else(|| current.meta.clone()),
+        enabled: true,
+        expires_at: None,
+        ratelimit: current.ratelimit.clone().and_then(|v| serde_json::from_value(v).ok()),
+        credits: current.credits.clone().and_then(|v| serde_json::from_value(v).ok()),
+        ip_allowlist: current
+            .ip_allowlist
+            .clone()
+            .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+            .and_then(|l| crate::domain::input::IpAllowlist::parse(&l).ok()),
+        created_by: req.actor.clone(),
+    };
+    let (new_key, secret) = keys::insert(&txn, new, &head).await.map_err(|e| match e {
+        StoreError::Db(db) => RotateError::from(db),
+        other => RotateError::Store(other),
+    })?;
+    rotations::set_key_grace(&txn, &current.id, Some(now), Some(plan.grace_ends_at)).await?;
+    let mut record = rotations::insert(
+        &txn,
+        rotations::new_record(
+            tenant,
+            &current.lineage_id,
+            &current.id,
+            &new_key.id,
+            req.trigger.as_str(),
+            req.actor,
+            req.retire_mode.as_str(),
+            req.compromise,
+            plan.grace_ends_at,
+        ),
+    )
+    .await?;
+    if plan.grace_ends_at <= now {
+        // Overlap 0: the old version is retired at once; nothing stays in progress.
+        record = rotations::set_state(&txn, record, RotationState::Completed, None, Some("immediate".into())).await?;
+    }
+    txn.commit().await?;
+    ended.extend(hash(&current));
+    state.cache.invalidate(&ended).await;
+    state.cache.announce_created(&[secret.hash()]).await;
+    Ok(Rotated { key: new_key, secret, rotation: record })
+}
+
+async fn load(
+    txn: &sea_orm::DatabaseTransaction,
+    tenant: &TenantId,
+    id: &RotationId,
+) -> Result<(rotation::Model, key::Model, key::Model), RotateError> {
+    let r = rotations::get(txn, tenant, id).await?;
+    let from = keys::get_any(txn, tenant, &KeyId::from_trusted(r.from_key_id.clone())).await?;
+    let to = keys::get_any(txn, tenant, &KeyId::from_trusted(r.to_key_id.clone())).await?;
+    Ok((r, from, to))
+}
+
+fn current_state(r: &rotation::Model) -> RotationState {
+    RotationState::parse(&r.state).unwrap_or(RotationState::Cancelled)
+}
+
+/// Retires the old version now.
+///
+/// # Errors
+/// `NotFound`, or the rotation is not in progress.
+pub async fn complete(state: &AppState, tenant: &TenantId, id: &RotationId) -> Result<rotation::Model, RotateError> {
+    let txn = begin_write(&state.db).await?;
+    let (r, from, _) = load(&txn, tenant, id).await?;
+    let next = effective_state(&r, Utc::now()).apply(RotationAction::Complete, r.compromise)?;
+    let now = Utc::now();
+    rotations::set_key_grace(&txn, &from.id, from.superseded_at.or(Some(now)), Some(now)).await?;
+    let r = rotations::set_state(&txn, r, next, Some(now), Some("completed early".into())).await?;
+    txn.commit().await?;
+    state.cache.invalidate(&hash(&from).into_iter().collect::<Vec<_>>()).await;
+    Ok(r)
+}
+
+/// Makes the old version current again and revokes the new one.
+///
+/// # Errors
+/// `NotFound`, not in progress, caused by a compromise, the old version already retired, or
+/// the new version rotated further.
+pub async fn rollback(state: &AppState, tenant: &TenantId, id: &RotationId) -> Result<rotation::Model, RotateError> {
+    let txn = begin_write(&state.db).await?;
+    let (r, from, to) = load(&txn, tenant, id).await?;
+    let now = Utc::now();
+    let next = effective_state(&r, now).apply(RotationAction::Rollback, r.compromise)?;
+    if KeyState::derive(&times(&from), now) != KeyState::Superseded {
+        return Err(RotateError::Conflict("the old version is no longer valid, so it cannot become current again"));
+    }
+    if KeyState::derive(&times(&to), now) != KeyState::Valid {
+        return Err(RotateError::Conflict(
+            "the new version is no longer the current one; roll back the later rotation first",
+        ));
+    }
+    rotations::set_key_grace(&txn, &from.id, None, None).await?;
+    keys::revoke(&txn, tenant, &KeyId::from_trusted(to.id.clone()), to.is_root, "rotation rolled back").await?;
+    let r = rotations::set_state(&txn, r, next, None, Some("rolled back".into())).await?;
+    txn.commit().await?;
+    state.cache.invalidate(&[hash(&from), hash(&to)].into_iter().flatten().collect::<Vec<_>>()).await;
+    Ok(r)
+}
+
+/// Moves the end of the overlap window (within the rules' limit and the old key's expiry).
+///
+/// # Errors
+/// `NotFound`, not in progress, or a limit.
+pub async fn extend(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &RotationId,
+    new_end: DateTime<Utc>,
+) -> Result<rotation::Model, RotateError> {
+    let txn = begin_write(&state.db).await?;
+    let (r, from, _) = load(&txn, tenant, id).await?;
+    let now = Utc::now();
+    let next = effective_state(&r, now).apply(RotationAction::Extend, r.compromise)?;
+    let current_end = from.grace_ends_at.unwrap_or(r.grace_ends_at);
+    rules::check_extension(now, r.started_at, current_end, new_end, from.expires_at, &rules_for(&from))?;
+    rotations::set_key_grace(&txn, &from.id, from.superseded_at.or(Some(now)), Some(new_end)).await?;
+    let r = rotations::set_state(&txn, r, next, Some(new_end), None).await?;
+    txn.commit().await?;
+    state.cache.invalidate(&hash(&from).into_iter().collect::<Vec<_>>()).await;
+    Ok(r)
+}
+
+/// Cancels in-progress rotations that involve a revoked key.
+///
+/// # Errors
+/// Database errors.
+pub async fn cancel_for_revoked(state: &AppState, key_id: &KeyId) -> Result<(), StoreError> {
+    while let Some(open) = rotations::open_involving(&state.db, key_id).await? {
+        rotations::set_state(&state.db, open, RotationState::Cancelled, None, Some("a version was revoked".into()))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The state as of `now`: an in-progress rotation whose deadline has passed is completed, since
+/// the old version's state (derived from the same timestamp) is already expired.
+#[must_use]
+pub fn effective_state(r: &rotation::Model, now: DateTime<Utc>) -> RotationState {
+    match current_state(r) {
+        RotationState::InProgress if r.grace_ends_at <= now => RotationState::Completed,
+        s => s,
+    }
+}

@@ -41,6 +41,8 @@ struct Raw {
     database_max_connections: u32,
     cache: CacheSettings,
     usage_flush_interval_ms: u64,
+    jobs: JobSettings,
+    rotation: RotationSettings,
 }
 
 impl Default for Raw {
@@ -61,7 +63,43 @@ impl Default for Raw {
             database_max_connections: 20,
             cache: CacheSettings::default(),
             usage_flush_interval_ms: 5_000,
+            jobs: JobSettings::default(),
+            rotation: RotationSettings::default(),
         }
+    }
+}
+
+/// The durable job worker that runs on every node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobSettings {
+    /// How often an idle worker looks for due jobs.
+    pub poll_ms: u64,
+    /// How long a claimed job stays leased without a heartbeat before another node may take it.
+    pub lease_ms: u64,
+    /// How often periodic work (rotation sweeps) is scheduled.
+    pub tick_ms: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self { poll_ms: 500, lease_ms: 30_000, tick_ms: 10_000 }
+    }
+}
+
+/// Drain-aware retirement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RotationSettings {
+    /// How long the old version must have been silent before `when_drained` retires it.
+    pub quiet_period_seconds: u64,
+    /// `when_drained` never retires before this much of the overlap has passed.
+    pub min_overlap_seconds: u64,
+}
+
+impl Default for RotationSettings {
+    fn default() -> Self {
+        Self { quiet_period_seconds: 3_600, min_overlap_seconds: 1_800 }
     }
 }
 
@@ -111,6 +149,8 @@ pub struct Settings {
     pub database_max_connections: u32,
     pub cache: CacheSettings,
     pub usage_flush_interval_ms: u64,
+    pub jobs: JobSettings,
+    pub rotation: RotationSettings,
 }
 
 impl Settings {
@@ -201,6 +241,12 @@ impl Settings {
         if raw.cache.l1_capacity == 0 {
             return Err(ConfigError("KEYROLL_CACHE__L1_CAPACITY: must be at least 1".into()));
         }
+        if raw.jobs.poll_ms < 10 || raw.jobs.tick_ms < 10 {
+            return Err(ConfigError("KEYROLL_JOBS__POLL_MS and KEYROLL_JOBS__TICK_MS: must be at least 10".into()));
+        }
+        if raw.jobs.lease_ms < 300 {
+            return Err(ConfigError("KEYROLL_JOBS__LEASE_MS: must be at least 300".into()));
+        }
         if raw.usage_flush_interval_ms < 10 {
             return Err(ConfigError("KEYROLL_USAGE_FLUSH_INTERVAL_MS: must be at least 10".into()));
         }
@@ -217,6 +263,8 @@ impl Settings {
             database_max_connections: raw.database_max_connections,
             cache: raw.cache,
             usage_flush_interval_ms: raw.usage_flush_interval_ms,
+            jobs: raw.jobs,
+            rotation: raw.rotation,
         })
     }
 

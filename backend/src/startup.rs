@@ -88,6 +88,8 @@ impl Application {
             settings: Arc::new(settings),
         };
         tasks.push(tokio::spawn(flush_loop(state.clone())));
+        tasks.push(tokio::spawn(crate::jobs::run_worker(state.clone())));
+        tasks.push(tokio::spawn(crate::jobs::run_scheduler(state.clone())));
 
         let listener = TcpListener::bind(state.settings.listen)
             .with_context(|| format!("cannot listen on {} (KEYROLL_LISTEN)", state.settings.listen))?;

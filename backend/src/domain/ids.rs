@@ -99,6 +99,8 @@ typed_id!(/// One key version.
     KeyId, "key");
 typed_id!(/// A rotation of a lineage.
     RotationId, "rot");
+typed_id!(/// A durable job.
+    JobId, "job");
 typed_id!(/// A request, for logs and problem bodies.
     RequestId, "req");
 

@@ -3,6 +3,7 @@
 //! database in one transaction each and invalidates caches after commit.
 
 pub mod progress;
+pub mod retire;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;

@@ -5,6 +5,7 @@ pub mod apis;
 pub mod consumers;
 pub mod entities;
 pub mod idempotency;
+pub mod jobs;
 pub mod keys;
 pub mod page;
 pub mod rotations;

@@ -111,6 +111,11 @@ pub async fn fresh(backend: Backend) -> Option<(Shared, Option<TempDir>)> {
 
 /// Spawns one node of an install.
 pub async fn spawn_node(shared: &Shared, dir: Option<TempDir>) -> TestApp {
+    spawn_node_with(shared, dir, &[]).await
+}
+
+/// Spawns one node with extra settings (`("jobs.lease_ms", "600")`).
+pub async fn spawn_node_with(shared: &Shared, dir: Option<TempDir>, extra: &[(&str, &str)]) -> TestApp {
     init_logs();
     let flush = "100".to_owned();
     let mut pairs: Vec<(&str, &str)> = vec![
@@ -124,6 +129,7 @@ pub async fn spawn_node(shared: &Shared, dir: Option<TempDir>) -> TestApp {
         pairs.push(("redis_url", r));
         pairs.push(("redis_prefix", &shared.redis_prefix));
     }
+    pairs.extend_from_slice(extra);
     let settings = Settings::from_pairs(pairs).expect("test settings");
     let app = Application::build(settings).await.expect("application builds");
     let port = app.port();

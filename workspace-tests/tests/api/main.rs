@@ -4,6 +4,7 @@ mod bad_input;
 mod cache;
 mod helpers;
 mod isolation;
+mod jobs;
 mod management;
 mod nodes;
 mod rotation;

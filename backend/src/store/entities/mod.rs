@@ -4,6 +4,7 @@
 pub mod api;
 pub mod consumer;
 pub mod idempotency_key;
+pub mod job;
 pub mod key;
 pub mod membership;
 pub mod rotation;

@@ -108,6 +108,12 @@ impl KeyCache {
         Ok(rec)
     }
 
+    /// What L1 holds for a hash, fresh or not: `Some(true)` a key, `Some(false)` a cached miss.
+    #[must_use]
+    pub fn cached(&self, hash: &KeyHash) -> Option<bool> {
+        self.l1.get(&hash.0).map(|e| e.record.is_some())
+    }
+
     fn fresh(&self, e: &Entry) -> bool {
         let ttl = if self.degraded.load(Ordering::Relaxed) {
             self.degraded_ttl

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cache;
+mod faults;
 mod helpers;
 mod isolation;
 mod jobs;

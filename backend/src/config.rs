@@ -36,6 +36,7 @@ struct Raw {
     public_url: Option<String>,
     smtp_url: Option<String>,
     smtp_url_file: Option<PathBuf>,
+    smtp_from: String,
     log_format: String,
     workers: Option<usize>,
     database_max_connections: u32,
@@ -43,6 +44,7 @@ struct Raw {
     usage_flush_interval_ms: u64,
     jobs: JobSettings,
     rotation: RotationSettings,
+    notify: NotifySettings,
 }
 
 impl Default for Raw {
@@ -58,6 +60,7 @@ impl Default for Raw {
             public_url: None,
             smtp_url: None,
             smtp_url_file: None,
+            smtp_from: "Keyroll <keyroll@localhost>".into(),
             log_format: "pretty".into(),
             workers: None,
             database_max_connections: 20,
@@ -65,7 +68,28 @@ impl Default for Raw {
             usage_flush_interval_ms: 5_000,
             jobs: JobSettings::default(),
             rotation: RotationSettings::default(),
+            notify: NotifySettings::default(),
         }
+    }
+}
+
+/// Webhook and email delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotifySettings {
+    /// How often the delivery worker looks for due deliveries.
+    pub poll_ms: u64,
+    /// The first retry delay; later ones grow (×60, ×360, ×1440, ×3600, ×7200 …).
+    pub retry_base_ms: u64,
+    /// Attempts before a delivery is given up.
+    pub max_attempts: i32,
+    /// How long one webhook call may take.
+    pub timeout_ms: u64,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self { poll_ms: 500, retry_base_ms: 5_000, max_attempts: 10, timeout_ms: 10_000 }
     }
 }
 
@@ -144,6 +168,7 @@ pub struct Settings {
     pub redis_prefix: String,
     pub public_url: Option<String>,
     pub smtp_url: Option<SecretString>,
+    pub smtp_from: String,
     pub log_format: LogFormat,
     pub workers: Option<usize>,
     pub database_max_connections: u32,
@@ -151,6 +176,7 @@ pub struct Settings {
     pub usage_flush_interval_ms: u64,
     pub jobs: JobSettings,
     pub rotation: RotationSettings,
+    pub notify: NotifySettings,
 }
 
 impl Settings {
@@ -241,6 +267,14 @@ impl Settings {
         if raw.cache.l1_capacity == 0 {
             return Err(ConfigError("KEYROLL_CACHE__L1_CAPACITY: must be at least 1".into()));
         }
+        if raw.smtp_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError("KEYROLL_SMTP_FROM: must be an address like Keyroll <keys@example.com>".into()));
+        }
+        if raw.notify.max_attempts < 1 || raw.notify.retry_base_ms < 10 {
+            return Err(ConfigError(
+                "KEYROLL_NOTIFY__MAX_ATTEMPTS and KEYROLL_NOTIFY__RETRY_BASE_MS: must be positive".into(),
+            ));
+        }
         if raw.jobs.poll_ms < 10 || raw.jobs.tick_ms < 10 {
             return Err(ConfigError("KEYROLL_JOBS__POLL_MS and KEYROLL_JOBS__TICK_MS: must be at least 10".into()));
         }
@@ -258,6 +292,7 @@ impl Settings {
             redis_prefix: raw.redis_prefix,
             public_url: raw.public_url,
             smtp_url: smtp_url.map(SecretString::from),
+            smtp_from: raw.smtp_from,
             log_format,
             workers: raw.workers,
             database_max_connections: raw.database_max_connections,
@@ -265,6 +300,7 @@ impl Settings {
             usage_flush_interval_ms: raw.usage_flush_interval_ms,
             jobs: raw.jobs,
             rotation: raw.rotation,
+            notify: raw.notify,
         })
     }
 

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod notify;
 pub mod rotation;
 pub mod startup;
 pub mod state;

@@ -35,6 +35,8 @@ impl Application {
     /// # Errors
     /// When the database, Redis or the listen address cannot be used; the message says which.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // One TLS provider for every outgoing connection (webhooks); a second call is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let db = store::connect(&settings.database_url, settings.database_max_connections)
             .await
             .context("cannot open the database (KEYROLL_DATABASE_URL)")?;
@@ -90,6 +92,7 @@ impl Application {
         tasks.push(tokio::spawn(flush_loop(state.clone())));
         tasks.push(tokio::spawn(crate::jobs::run_worker(state.clone())));
         tasks.push(tokio::spawn(crate::jobs::run_scheduler(state.clone())));
+        tasks.push(tokio::spawn(crate::notify::deliver::run(state.clone())));
 
         let listener = TcpListener::bind(state.settings.listen)
             .with_context(|| format!("cannot listen on {} (KEYROLL_LISTEN)", state.settings.listen))?;

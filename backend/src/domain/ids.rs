@@ -101,6 +101,12 @@ typed_id!(/// A rotation of a lineage.
     RotationId, "rot");
 typed_id!(/// A durable job.
     JobId, "job");
+typed_id!(/// An event of the event log.
+    EventId, "evt");
+typed_id!(/// A webhook endpoint.
+    WebhookEndpointId, "whk");
+typed_id!(/// One delivery of an event.
+    DeliveryId, "dlv");
 typed_id!(/// A request, for logs and problem bodies.
     RequestId, "req");
 

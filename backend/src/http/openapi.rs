@@ -44,6 +44,7 @@ impl Modify for RootKeyAuth {
         api::rotations::rotate_key, api::rotations::rotate_root_key, api::rotations::list, api::rotations::get,
         api::rotations::complete, api::rotations::rollback, api::rotations::extend,
         public::self_service::get, public::self_service::rotate,
+        api::webhooks::create, api::webhooks::list, api::webhooks::events,
         health::healthz, health::readyz, health::metrics, spec,
     )
 )]

@@ -6,7 +6,7 @@ pub mod progress;
 pub mod retire;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::domain::rotation::{
     self as rules, RetireMode, RotationAction, RotationError, RotationRules, RotationState, Trigger, Version,
@@ -15,6 +15,7 @@ use crate::domain::{
     ApiId, ApiKey, ConsumerId, Environment, KeyHash, KeyHead, KeyId, KeyPrefix, KeyState, KeyTimes, RotationId,
     ScopeSet, TenantId,
 };
+use crate::notify;
 use crate::state::AppState;
 use crate::store::entities::{key, rotation};
 use crate::store::keys::{self, NewKey};
@@ -173,6 +174,11 @@ pub async fn rotate(
         // Overlap 0: the old version is retired at once; nothing stays in progress.
         record = rotations::set_state(&txn, record, RotationState::Completed, None, Some("immediate".into())).await?;
     }
+    let audience = notify::audience_of(&txn, current.consumer_id.as_deref()).await?;
+    let mut data = event_data(&record, &current);
+    data["new_key_id"] = json!(new_key.id);
+    data["new_version"] = json!(new_key.version);
+    notify::emit(&txn, tenant, "rotation.started", data, &audience).await?;
     txn.commit().await?;
     ended.extend(hash(&current));
     state.cache.invalidate(&ended).await;
@@ -206,6 +212,7 @@ pub async fn complete(state: &AppState, tenant: &TenantId, id: &RotationId) -> R
     let now = Utc::now();
     rotations::set_key_grace(&txn, &from.id, from.superseded_at.or(Some(now)), Some(now)).await?;
     let r = rotations::set_state(&txn, r, next, Some(now), Some("completed early".into())).await?;
+    announce(&txn, tenant, "rotation.completed", &r, &from).await?;
     txn.commit().await?;
     state.cache.invalidate(&hash(&from).into_iter().collect::<Vec<_>>()).await;
     Ok(r)
@@ -232,6 +239,7 @@ pub async fn rollback(state: &AppState, tenant: &TenantId, id: &RotationId) -> R
     rotations::set_key_grace(&txn, &from.id, None, None).await?;
     keys::revoke(&txn, tenant, &KeyId::from_trusted(to.id.clone()), to.is_root, "rotation rolled back").await?;
     let r = rotations::set_state(&txn, r, next, None, Some("rolled back".into())).await?;
+    announce(&txn, tenant, "rotation.rolled_back", &r, &from).await?;
     txn.commit().await?;
     state.cache.invalidate(&[hash(&from), hash(&to)].into_iter().flatten().collect::<Vec<_>>()).await;
     Ok(r)
@@ -255,9 +263,44 @@ pub async fn extend(
     rules::check_extension(now, r.started_at, current_end, new_end, from.expires_at, &rules_for(&from))?;
     rotations::set_key_grace(&txn, &from.id, from.superseded_at.or(Some(now)), Some(new_end)).await?;
     let r = rotations::set_state(&txn, r, next, Some(new_end), None).await?;
+    announce(&txn, tenant, "rotation.extended", &r, &from).await?;
     txn.commit().await?;
     state.cache.invalidate(&hash(&from).into_iter().collect::<Vec<_>>()).await;
     Ok(r)
+}
+
+/// What every rotation event says. Never a secret: ids, versions, the old key's start.
+#[must_use]
+pub fn event_data(r: &rotation::Model, old: &key::Model) -> Value {
+    json!({
+        "rotation_id": r.id,
+        "lineage_id": r.lineage_id,
+        "key_id": old.id,
+        "key_start": old.start,
+        "version": old.version,
+        "consumer_id": old.consumer_id,
+        "state": r.state,
+        "trigger": r.trigger,
+        "retire_mode": r.retire_mode,
+        "started_at": crate::time::rfc3339(r.started_at),
+        "grace_ends_at": crate::time::rfc3339(r.grace_ends_at),
+    })
+}
+
+/// Writes a rotation event for the old key's consumer, in the caller's transaction.
+///
+/// # Errors
+/// Database errors.
+pub async fn announce(
+    db: &impl sea_orm::ConnectionTrait,
+    tenant: &TenantId,
+    event_type: &str,
+    r: &rotation::Model,
+    old: &key::Model,
+) -> Result<(), StoreError> {
+    let audience = notify::audience_of(db, old.consumer_id.as_deref()).await?;
+    notify::emit(db, tenant, event_type, event_data(r, old), &audience).await?;
+    Ok(())
 }
 
 /// Cancels in-progress rotations that involve a revoked key.

@@ -40,8 +40,14 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<()> {
     let min_overlap = TimeDelta::seconds(i64::try_from(state.settings.rotation.min_overlap_seconds).unwrap_or(1_800));
     for r in open {
         if r.grace_ends_at <= now {
-            rotations::set_state(&state.db, r, RotationState::Completed, None, Some("retired at the deadline".into()))
-                .await?;
+            let tenant = TenantId::from_trusted(r.tenant_id.clone());
+            let txn = crate::store::begin_write(&state.db).await?;
+            let from = keys::get_any(&txn, &tenant, &KeyId::from_trusted(r.from_key_id.clone())).await?;
+            let r =
+                rotations::set_state(&txn, r, RotationState::Completed, None, Some("retired at the deadline".into()))
+                    .await?;
+            super::announce(&txn, &tenant, "rotation.completed", &r, &from).await?;
+            txn.commit().await?;
             continue;
         }
         if RetireMode::parse(&r.retire_mode) != Some(RetireMode::WhenDrained) {

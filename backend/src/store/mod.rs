@@ -7,6 +7,7 @@ pub mod entities;
 pub mod idempotency;
 pub mod jobs;
 pub mod keys;
+pub mod notify;
 pub mod page;
 pub mod rotations;
 pub mod tenants;

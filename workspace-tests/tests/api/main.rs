@@ -8,5 +8,6 @@ mod isolation;
 mod jobs;
 mod management;
 mod nodes;
+mod notifications;
 mod rotation;
 mod verify;

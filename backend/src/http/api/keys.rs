@@ -262,7 +262,18 @@ pub(crate) async fn revoke_one(
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::field("reason", "must be 1 to 500 characters"));
     }
-    let model = store::revoke(&state.db, &root.tenant_id, &id, is_root, reason).await?;
+    let txn = crate::store::begin_write(&state.db).await.map_err(StoreError::from)?;
+    let before = store::get(&txn, &root.tenant_id, &id, is_root).await?;
+    let model = store::revoke(&txn, &root.tenant_id, &id, is_root, reason).await?;
+    if before.revoked_at.is_none() {
+        let audience = crate::notify::audience_of(&txn, model.consumer_id.as_deref()).await?;
+        let data = serde_json::json!({
+            "key_id": model.id, "key_start": model.start, "lineage_id": model.lineage_id, "version": model.version,
+            "consumer_id": model.consumer_id, "reason": reason, "revoked_by": root.actor(),
+        });
+        crate::notify::emit(&txn, &root.tenant_id, "key.revoked", data, &audience).await?;
+    }
+    txn.commit().await.map_err(StoreError::from)?;
     super::rotations::after_revoke(state, &model.id, &model.hash).await?;
     Ok(model.into())
 }

@@ -6,3 +6,4 @@ pub mod keys;
 pub mod root_keys;
 pub mod rotations;
 pub mod views;
+pub mod webhooks;

@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod consumer;
+pub mod delivery;
+pub mod event;
 pub mod idempotency_key;
 pub mod job;
 pub mod key;
@@ -11,3 +13,4 @@ pub mod rotation;
 pub mod tenant;
 pub mod usage_rollup;
 pub mod user;
+pub mod webhook_endpoint;

@@ -1,0 +1,129 @@
+//! The delivery worker: claims due deliveries (leased, `SKIP LOCKED` on PostgreSQL), sends
+//! them, and schedules retries with growing delays and jitter.
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use serde_json::json;
+
+use super::email::Mailer;
+use super::webhook;
+use crate::state::AppState;
+use crate::store::entities::delivery;
+use crate::store::notify::{self as store, DEAD, DELIVERED, HELD, PENDING};
+
+/// Multiples of the base delay: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, then 10 h.
+const STEPS: [i64; 6] = [1, 60, 360, 1_440, 3_600, 7_200];
+/// Endpoints are disabled after this many deliveries in a row were given up.
+const DISABLE_AFTER: i32 = 20;
+
+fn retry_delay(base_ms: u64, attempts: i32) -> TimeDelta {
+    let step = STEPS[usize::try_from(attempts.max(1) - 1).unwrap_or(0).min(STEPS.len() - 1)];
+    let ms = i64::try_from(base_ms).unwrap_or(5_000).saturating_mul(step);
+    TimeDelta::milliseconds(ms + rand::random_range(0..=ms / 10))
+}
+
+/// Runs until the task is dropped.
+pub async fn run(state: AppState) {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
+    let mailer = state.settings.smtp_url.as_ref().and_then(|u| {
+        use secrecy::ExposeSecret;
+        Mailer::new(u.expose_secret(), &state.settings.smtp_from)
+            .map_err(|e| tracing::error!(error = %e, "email disabled: KEYROLL_SMTP_URL unusable"))
+            .ok()
+    });
+    let poll = Duration::from_millis(state.settings.notify.poll_ms);
+    loop {
+        let lease =
+            Utc::now() + TimeDelta::milliseconds(i64::try_from(state.settings.notify.timeout_ms).unwrap_or(10_000) * 3);
+        match store::claim(&state.db, lease, 20).await {
+            Ok(batch) if !batch.is_empty() => {
+                for d in batch {
+                    attempt(&state, &client, mailer.as_ref(), d).await;
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not claim deliveries"),
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+async fn attempt(state: &AppState, client: &reqwest::Client, mailer: Option<&Mailer>, d: delivery::Model) {
+    let Ok(Some(event)) = store::event(&state.db, &d.event_id).await else {
+        let _ = store::record_attempt(&state.db, &d.id, DEAD, None, Some("event missing".into()), Utc::now()).await;
+        return;
+    };
+    let (ok, status, error) = match d.channel.as_str() {
+        "webhook" => {
+            let Ok(Some(ep)) = store::endpoint(&state.db, d.endpoint_id.as_deref().unwrap_or_default()).await else {
+                let _ =
+                    store::record_attempt(&state.db, &d.id, DEAD, None, Some("endpoint deleted".into()), Utc::now())
+                        .await;
+                return;
+            };
+            if !ep.enabled {
+                let _ =
+                    store::record_attempt(&state.db, &d.id, HELD, None, Some("endpoint disabled".into()), Utc::now())
+                        .await;
+                return;
+            }
+            let body = json!({"type": event.event_type, "timestamp": crate::time::rfc3339(event.created_at), "data": event.payload})
+                .to_string();
+            let timeout = Duration::from_millis(state.settings.notify.timeout_ms);
+            let sent = webhook::send(client, &ep.url, &ep.secret, &event.id, &body, timeout).await;
+            (sent.ok(), sent.status.map(i32::from), sent.error)
+        }
+        "email" => match mailer {
+            None => {
+                tracing::info!(event_id = %event.id, "no SMTP server configured: email kept in the outbox");
+                let _ = store::record_attempt(
+                    &state.db,
+                    &d.id,
+                    HELD,
+                    None,
+                    Some("no SMTP server configured".into()),
+                    Utc::now(),
+                )
+                .await;
+                return;
+            }
+            Some(m) => {
+                match m.send(d.recipient.as_deref().unwrap_or_default(), &event.event_type, &event.payload).await {
+                    Ok(()) => (true, None, None),
+                    Err(e) => (false, None, Some(format!("{e:#}"))),
+                }
+            }
+        },
+        other => (false, None, Some(format!("unknown channel {other}"))),
+    };
+    let (state_after, next) = if ok {
+        (DELIVERED, Utc::now())
+    } else if d.attempts >= state.settings.notify.max_attempts {
+        (DEAD, Utc::now())
+    } else {
+        (PENDING, Utc::now() + retry_delay(state.settings.notify.retry_base_ms, d.attempts))
+    };
+    if let Err(e) = store::record_attempt(&state.db, &d.id, state_after, status, error, next).await {
+        tracing::warn!(error = %e, "could not record a delivery attempt");
+    }
+    if let Some(ep) = &d.endpoint_id
+        && (ok || state_after == DEAD)
+        && let Err(e) = store::endpoint_outcome(&state.db, ep, ok, DISABLE_AFTER).await
+    {
+        tracing::warn!(error = %e, "could not update the endpoint");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off() {
+        assert!((5_000..=5_500).contains(&retry_delay(5_000, 1).num_milliseconds()));
+        assert!((300_000..=330_000).contains(&retry_delay(5_000, 2).num_milliseconds()));
+        assert_eq!(retry_delay(5_000, 50).num_hours(), 10);
+    }
+}

@@ -37,6 +37,8 @@ struct Raw {
     smtp_url: Option<String>,
     smtp_url_file: Option<PathBuf>,
     smtp_from: String,
+    master_key: Option<String>,
+    master_key_file: Option<PathBuf>,
     log_format: String,
     workers: Option<usize>,
     database_max_connections: u32,
@@ -61,6 +63,8 @@ impl Default for Raw {
             smtp_url: None,
             smtp_url_file: None,
             smtp_from: "Keyroll <keyroll@localhost>".into(),
+            master_key: None,
+            master_key_file: None,
             log_format: "pretty".into(),
             workers: None,
             database_max_connections: 20,
@@ -169,6 +173,9 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub smtp_url: Option<SecretString>,
     pub smtp_from: String,
+    /// Seals secrets at rest (new keys awaiting pickup). On SQLite one is made under the data
+    /// directory when none is given; nodes sharing PostgreSQL must all be given the same one.
+    pub master_key: Option<SecretString>,
     pub log_format: LogFormat,
     pub workers: Option<usize>,
     pub database_max_connections: u32,
@@ -248,6 +255,10 @@ impl Settings {
                 .map_err(|e| ConfigError(format!("KEYROLL_REDIS_URL: not a usable Redis address ({e})")))?;
         }
         let smtp_url = secret_or_file("KEYROLL_SMTP_URL", raw.smtp_url, raw.smtp_url_file.as_deref())?;
+        let master_key = secret_or_file("KEYROLL_MASTER_KEY", raw.master_key, raw.master_key_file.as_deref())?;
+        if let Some(k) = &master_key {
+            crate::crypto::SealKey::from_base64(k).map_err(|m| ConfigError(format!("KEYROLL_MASTER_KEY: {m}")))?;
+        }
         if let Some(u) = &smtp_url
             && !(u.starts_with("smtp://") || u.starts_with("smtps://"))
         {
@@ -293,6 +304,7 @@ impl Settings {
             public_url: raw.public_url,
             smtp_url: smtp_url.map(SecretString::from),
             smtp_from: raw.smtp_from,
+            master_key: master_key.map(SecretString::from),
             log_format,
             workers: raw.workers,
             database_max_connections: raw.database_max_connections,

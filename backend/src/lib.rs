@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod domain;
 pub mod http;
 pub mod jobs;

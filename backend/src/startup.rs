@@ -80,6 +80,7 @@ impl Application {
             }
         }
 
+        let master_key = master_key(&settings)?;
         let usage = Arc::new(UsageCounter::default());
         let state = AppState {
             db,
@@ -88,6 +89,7 @@ impl Application {
             metrics,
             node_id: Arc::from(crate::domain::RequestId::generate().as_str().replacen("req_", "node_", 1)),
             settings: Arc::new(settings),
+            master_key,
         };
         tasks.push(tokio::spawn(flush_loop(state.clone())));
         tasks.push(tokio::spawn(crate::jobs::run_worker(state.clone())));
@@ -143,6 +145,44 @@ impl Application {
         }
         result
     }
+}
+
+/// The configured master key or, on the embedded SQLite default, one kept under the data
+/// directory (made on first start).
+fn master_key(settings: &Settings) -> anyhow::Result<Option<Arc<crate::crypto::SealKey>>> {
+    use crate::crypto::SealKey;
+    if let Some(k) = &settings.master_key {
+        let key = SealKey::from_base64(k.expose_secret()).map_err(|m| anyhow::anyhow!("KEYROLL_MASTER_KEY: {m}"))?;
+        return Ok(Some(Arc::new(key)));
+    }
+    if !settings.is_sqlite() {
+        tracing::warn!("no KEYROLL_MASTER_KEY: rotation policies cannot hold new keys for pickup");
+        return Ok(None);
+    }
+    let path = settings.data_dir.join("master.key");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(_) => {
+            std::fs::create_dir_all(&settings.data_dir)?;
+            let fresh = SealKey::generate_base64();
+            write_private(&path, &fresh).with_context(|| format!("cannot write {}", path.display()))?;
+            fresh
+        }
+    };
+    let key = SealKey::from_base64(&text).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    Ok(Some(Arc::new(key)))
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(text.as_bytes())
 }
 
 async fn flush_loop(state: AppState) {

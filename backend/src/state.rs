@@ -18,4 +18,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     pub node_id: Arc<str>,
+    /// Seals secrets at rest; `None` when no master key is configured (multi-node without one).
+    pub master_key: Option<Arc<crate::crypto::SealKey>>,
 }

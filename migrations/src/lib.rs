@@ -7,6 +7,7 @@ mod m20261130_000001_initial;
 mod m20261130_000002_rotations;
 mod m20261130_000003_jobs;
 mod m20261130_000004_notifications;
+mod m20261130_000005_policies;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000002_rotations::Migration),
             Box::new(m20261130_000003_jobs::Migration),
             Box::new(m20261130_000004_notifications::Migration),
+            Box::new(m20261130_000005_policies::Migration),
         ]
     }
 }

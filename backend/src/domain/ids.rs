@@ -107,6 +107,8 @@ typed_id!(/// A webhook endpoint.
     WebhookEndpointId, "whk");
 typed_id!(/// One delivery of an event.
     DeliveryId, "dlv");
+typed_id!(/// A rotation policy.
+    PolicyId, "pol");
 typed_id!(/// A request, for logs and problem bodies.
     RequestId, "req");
 

@@ -6,14 +6,10 @@ use std::future::Future;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::errors::ApiError;
+use crate::crypto::SealKey;
 use crate::domain::TenantId;
 use crate::state::AppState;
 use crate::store::idempotency::{self, Claim};
@@ -33,26 +29,8 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn cipher(tenant: &TenantId, key: &str) -> Aes256Gcm {
-    let k = digest(&[b"keyroll idempotency encryption v1", tenant.as_str().as_bytes(), key.as_bytes()]);
-    Aes256Gcm::new(&k.into())
-}
-
-fn seal(c: &Aes256Gcm, plain: &[u8]) -> Option<String> {
-    let mut nonce = [0u8; 12];
-    rand::rng().fill_bytes(&mut nonce);
-    let mut out = nonce.to_vec();
-    out.extend(c.encrypt(Nonce::from_slice(&nonce), plain).ok()?);
-    Some(STANDARD.encode(out))
-}
-
-fn open(c: &Aes256Gcm, sealed: &str) -> Option<Vec<u8>> {
-    let raw = STANDARD.decode(sealed).ok()?;
-    if raw.len() < 12 {
-        return None;
-    }
-    let (nonce, ct) = raw.split_at(12);
-    c.decrypt(Nonce::from_slice(nonce), ct).ok()
+fn cipher(tenant: &TenantId, key: &str) -> SealKey {
+    SealKey::from_bytes(digest(&[b"keyroll idempotency encryption v1", tenant.as_str().as_bytes(), key.as_bytes()]))
 }
 
 /// Runs `create` at most once per `Idempotency-Key` (when the header is present).
@@ -90,7 +68,8 @@ where
             "a request with this Idempotency-Key is still being processed; retry shortly".into(),
         )),
         Claim::Replay { status, body } => {
-            let plain = open(&cipher(tenant, key), &body)
+            let plain = cipher(tenant, key)
+                .open(&body)
                 .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("stored idempotent response unreadable")))?;
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             Ok(HttpResponse::build(status)
@@ -101,7 +80,7 @@ where
         Claim::New => match create().await {
             Ok((status, json)) => {
                 let bytes = serde_json::to_vec(&json).map_err(|e| ApiError::Internal(e.into()))?;
-                if let Some(sealed) = seal(&cipher(tenant, key), &bytes) {
+                if let Some(sealed) = cipher(tenant, key).seal(&bytes) {
                     idempotency::complete(&state.db, tenant, &key_hash, status.as_u16(), sealed).await?;
                 }
                 Ok(HttpResponse::build(status).content_type("application/json").body(bytes))
@@ -124,9 +103,9 @@ mod tests {
     #[test]
     fn sealed_bodies_open_only_with_the_same_key() {
         let t = TenantId::generate();
-        let sealed = seal(&cipher(&t, "k1"), b"secret").expect("sealed");
-        assert_eq!(open(&cipher(&t, "k1"), &sealed).as_deref(), Some(&b"secret"[..]));
-        assert_eq!(open(&cipher(&t, "k2"), &sealed), None);
+        let sealed = cipher(&t, "k1").seal(b"secret").expect("sealed");
+        assert_eq!(cipher(&t, "k1").open(&sealed).as_deref(), Some(&b"secret"[..]));
+        assert_eq!(cipher(&t, "k2").open(&sealed), None);
         assert!(!sealed.contains("secret"));
     }
 }

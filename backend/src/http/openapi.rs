@@ -45,6 +45,8 @@ impl Modify for RootKeyAuth {
         api::rotations::complete, api::rotations::rollback, api::rotations::extend,
         public::self_service::get, public::self_service::rotate,
         api::webhooks::create, api::webhooks::list, api::webhooks::events,
+        api::policies::create, api::policies::list, api::policies::get, api::policies::update, api::policies::delete,
+        public::self_service::pickup,
         health::healthz, health::readyz, health::metrics, spec,
     )
 )]

@@ -14,6 +14,8 @@ use crate::store::jobs::{self, NewJob};
 
 /// Periodic: finalize rotations past their deadline and retire drained ones.
 pub const ROTATION_SWEEP: &str = "rotation.sweep";
+/// Periodic: advance notices and due rotations of every rotation policy.
+pub const POLICY_SCAN: &str = "policy.scan";
 /// Diagnostic: sleeps `payload.ms` milliseconds, then completes (for checking the worker).
 pub const DIAGNOSTIC_SLEEP: &str = "diagnostic.sleep";
 
@@ -82,6 +84,7 @@ fn backoff(attempts: i32) -> TimeDelta {
 async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
     match j.kind.as_str() {
         ROTATION_SWEEP => crate::rotation::retire::sweep(state).await,
+        POLICY_SCAN => crate::rotation::policy_scan::scan(state).await,
         DIAGNOSTIC_SLEEP => {
             let ms = j.payload.get("ms").and_then(serde_json::Value::as_u64).unwrap_or(0).min(600_000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -99,11 +102,13 @@ pub async fn run_scheduler(state: AppState) {
     loop {
         interval.tick().await;
         let slot = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0) / tick.max(1);
-        let mut job = NewJob::now(ROTATION_SWEEP, json!({}));
-        job.dedupe_key = Some(format!("{ROTATION_SWEEP}:{slot}"));
-        job.max_attempts = 1;
-        if let Err(e) = jobs::enqueue(&state.db, job).await {
-            tracing::warn!(error = %e, "could not schedule the rotation sweep");
+        for kind in [ROTATION_SWEEP, POLICY_SCAN] {
+            let mut job = NewJob::now(kind, json!({}));
+            job.dedupe_key = Some(format!("{kind}:{slot}"));
+            job.max_attempts = 1;
+            if let Err(e) = jobs::enqueue(&state.db, job).await {
+                tracing::warn!(error = %e, kind, "could not schedule periodic work");
+            }
         }
     }
 }

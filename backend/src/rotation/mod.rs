@@ -2,6 +2,7 @@
 //! progress of a rotation. The rules live in `domain::rotation`; this module applies them to the
 //! database in one transaction each and invalidates caches after commit.
 
+pub mod policy_scan;
 pub mod progress;
 pub mod retire;
 
@@ -52,6 +53,8 @@ pub struct RotateRequest {
     pub trigger: Trigger,
     pub actor: Option<String>,
     pub compromise: bool,
+    /// The bounds in force (from the key's rotation policy, or the defaults).
+    pub rules: RotationRules,
 }
 
 /// The new version, its secret (shown once) and the rotation record.
@@ -74,10 +77,24 @@ fn hash(k: &key::Model) -> Option<KeyHash> {
     KeyHash::from_hex(&k.hash)
 }
 
-/// The rules in force (rotation policies refine these per API and consumer).
+/// The rules in force for a key: its rotation policy's, or the defaults.
+///
+/// # Errors
+/// Database errors.
+pub async fn rules_for(db: &impl sea_orm::ConnectionTrait, k: &key::Model) -> Result<RotationRules, StoreError> {
+    Ok(crate::store::policies::effective(db, &k.api_id, k.consumer_id.as_deref())
+        .await?
+        .map_or_else(RotationRules::default, |p| policy_rules(&p)))
+}
+
+/// The bounds a policy sets.
 #[must_use]
-pub fn rules_for(_key: &key::Model) -> RotationRules {
-    RotationRules::default()
+pub fn policy_rules(p: &crate::store::entities::rotation_policy::Model) -> RotationRules {
+    RotationRules {
+        max_active: u32::try_from(p.max_active).unwrap_or(2).max(1),
+        end_oldest_when_full: p.on_full != "refuse",
+        ..RotationRules::default()
+    }
 }
 
 /// Issues version n+1 of `key_id`'s lineage and puts version n in grace.
@@ -97,8 +114,7 @@ pub async fn rotate(
     let lineage = rotations::lineage(&txn, tenant, &current.lineage_id).await?;
     let others: Vec<Version<String>> = lineage.iter().filter(|k| k.id != current.id).map(version).collect();
     let now = Utc::now();
-    let r = rules_for(&current);
-    let plan = rules::plan(now, &version(&current), &others, req.overlap, &r)?;
+    let plan = rules::plan(now, &version(&current), &others, req.overlap, &req.rules)?;
 
     let mut ended = Vec::new();
     for id in &plan.end_now {
@@ -260,7 +276,8 @@ pub async fn extend(
     let now = Utc::now();
     let next = effective_state(&r, now).apply(RotationAction::Extend, r.compromise)?;
     let current_end = from.grace_ends_at.unwrap_or(r.grace_ends_at);
-    rules::check_extension(now, r.started_at, current_end, new_end, from.expires_at, &rules_for(&from))?;
+    let bounds = rules_for(&txn, &from).await?;
+    rules::check_extension(now, r.started_at, current_end, new_end, from.expires_at, &bounds)?;
     rotations::set_key_grace(&txn, &from.id, from.superseded_at.or(Some(now)), Some(new_end)).await?;
     let r = rotations::set_state(&txn, r, next, Some(new_end), None).await?;
     announce(&txn, tenant, "rotation.extended", &r, &from).await?;

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod keys;
 pub mod notify;
 pub mod page;
+pub mod policies;
 pub mod rotations;
 pub mod tenants;
 pub mod usage;

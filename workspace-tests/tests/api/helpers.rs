@@ -126,6 +126,8 @@ pub async fn spawn_node_with(shared: &Shared, dir: Option<TempDir>, extra: &[(&s
         ("database_max_connections", "5"),
     ];
     if let Some(r) = &shared.redis_url {
+        // Nodes of one install share a master key (SQLite keeps its own under the data dir).
+        pairs.push(("master_key", "a2V5cm9sbC10ZXN0LW1hc3Rlci1rZXktMzItYnl0ZXM="));
         pairs.push(("redis_url", r));
         pairs.push(("redis_prefix", &shared.redis_prefix));
     }

@@ -9,5 +9,6 @@ mod jobs;
 mod management;
 mod nodes;
 mod notifications;
+mod policies;
 mod rotation;
 mod verify;

@@ -3,6 +3,7 @@
 pub mod apis;
 pub mod consumers;
 pub mod keys;
+pub mod policies;
 pub mod root_keys;
 pub mod rotations;
 pub mod views;

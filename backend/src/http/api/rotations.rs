@@ -180,6 +180,7 @@ async fn rotate_request(
         trigger: Trigger::Api,
         actor: Some(root.actor()),
         compromise: false,
+        rules: rotation::rules_for(&state.db, &current).await?,
     })
 }
 

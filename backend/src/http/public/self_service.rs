@@ -120,7 +120,9 @@ pub async fn rotate(
     if !(0..=SELF_MAX_OVERLAP_SECONDS).contains(&overlap) {
         return Err(ApiError::field("overlap_seconds", format!("must be between 0 and {SELF_MAX_OVERLAP_SECONDS}")));
     }
+    let current = keys::get(&state.db, &me.tenant_id, &me.key_id, false).await?;
     let request = RotateRequest {
+        rules: rotation::rules_for(&state.db, &current).await?,
         overlap: TimeDelta::seconds(overlap),
         scopes: None,
         meta: None,
@@ -136,4 +138,30 @@ pub async fn rotate(
         secret: rotated.secret.expose().to_owned(),
     };
     Ok(HttpResponse::build(StatusCode::CREATED).json(out))
+}
+
+/// A new key issued by a rotation policy, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PickedUp {
+    pub key: KeyView,
+    pub secret: String,
+}
+
+/// Fetch the new version a rotation policy issued for this key's lineage (once).
+#[utoipa::path(post, path = "/v1/self/pickup", tag = "self-service",
+    responses((status = 200, body = PickedUp), (status = 401, body = Problem),
+        (status = 404, body = Problem, description = "Nothing waiting, or already picked up")),
+    security(("consumer_key" = [])))]
+pub async fn pickup(state: web::Data<AppState>, me: ConsumerKey) -> Result<web::Json<PickedUp>, ApiError> {
+    let current = keys::get(&state.db, &me.tenant_id, &me.key_id, false).await?;
+    let master = state.master_key.clone().ok_or(ApiError::NotFound("no new key is waiting for pickup"))?;
+    let pending = crate::store::policies::take_secret(&state.db, &me.tenant_id, &current.lineage_id)
+        .await?
+        .ok_or(ApiError::NotFound("no new key is waiting for pickup"))?;
+    let secret = master
+        .open(&pending.sealed)
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a held secret cannot be opened with this master key")))?;
+    let key = keys::get(&state.db, &me.tenant_id, &KeyId::from_trusted(pending.key_id), false).await?;
+    Ok(web::Json(PickedUp { key: key.into(), secret }))
 }

@@ -1,0 +1,133 @@
+//! The policy scheduler's work: for every enabled policy, send the advance notices that are due
+//! (`key.expiring`, once per version and lead time) and rotate the versions that are due. With
+//! `pickup` delivery the new secret is sealed with the master key until the consumer fetches it.
+
+use chrono::{TimeDelta, Utc};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
+use serde_json::json;
+
+use super::{RotateError, RotateRequest, policy_rules};
+use crate::domain::policy::{Schedule, notices_due};
+use crate::domain::rotation::{RetireMode, Trigger};
+use crate::domain::{KeyId, TenantId};
+use crate::notify;
+use crate::state::AppState;
+use crate::store::entities::{key, rotation_policy};
+use crate::store::{begin_write, policies};
+
+/// One pass over every enabled policy.
+///
+/// # Errors
+/// Database errors.
+pub async fn scan(state: &AppState) -> anyhow::Result<()> {
+    for p in policies::enabled(&state.db).await? {
+        if let Err(e) = scan_policy(state, &p).await {
+            tracing::warn!(policy_id = %p.id, error = %e, "policy scan failed");
+        }
+    }
+    Ok(())
+}
+
+fn schedule(p: &rotation_policy::Model) -> Option<Schedule> {
+    Schedule::parse(p.interval_days, p.cron.as_deref(), TimeDelta::seconds(p.window_seconds)).ok()
+}
+
+async fn scan_policy(state: &AppState, p: &rotation_policy::Model) -> anyhow::Result<()> {
+    let Some(schedule) = schedule(p) else { return Ok(()) };
+    let now = Utc::now();
+    let tenant = TenantId::from_trusted(p.tenant_id.clone());
+    // Current versions: not revoked, enabled, not superseded, not expired.
+    let mut q = key::Entity::find()
+        .filter(key::Column::TenantId.eq(p.tenant_id.as_str()))
+        .filter(key::Column::ApiId.eq(p.api_id.as_str()))
+        .filter(key::Column::IsRoot.eq(false))
+        .filter(key::Column::RevokedAt.is_null())
+        .filter(key::Column::Enabled.eq(true))
+        .filter(key::Column::GraceEndsAt.is_null())
+        .filter(Condition::any().add(key::Column::ExpiresAt.is_null()).add(key::Column::ExpiresAt.gt(now)));
+    match &p.consumer_id {
+        Some(c) => q = q.filter(key::Column::ConsumerId.eq(c.as_str())),
+        None => {
+            let own = policies::overridden_consumers(&state.db, &p.api_id).await?;
+            if !own.is_empty() {
+                q = q.filter(key::Column::ConsumerId.is_not_in(own));
+            }
+        }
+    }
+    let leads: Vec<TimeDelta> = serde_json::from_value::<Vec<i64>>(p.notice_seconds.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(TimeDelta::seconds)
+        .collect();
+    for k in q.all(&state.db).await? {
+        if let Some(due) = schedule.next_due(k.created_at) {
+            for lead in notices_due(due, &leads, now) {
+                notice(state, &tenant, &k, due, lead).await?;
+            }
+        }
+        if schedule.due_now(k.created_at, now) {
+            rotate(state, &tenant, p, &k).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn notice(
+    state: &AppState,
+    tenant: &TenantId,
+    k: &key::Model,
+    due: chrono::DateTime<Utc>,
+    lead: TimeDelta,
+) -> anyhow::Result<()> {
+    let txn = begin_write(&state.db).await?;
+    if policies::mark_notice(&txn, &k.id, lead.num_seconds()).await? {
+        let audience = notify::audience_of(&txn, k.consumer_id.as_deref()).await?;
+        let data = json!({
+            "key_id": k.id, "key_start": k.start, "lineage_id": k.lineage_id, "version": k.version,
+            "consumer_id": k.consumer_id, "rotation_due_at": crate::time::rfc3339(due),
+            "lead_seconds": lead.num_seconds(),
+        });
+        notify::emit(&txn, tenant, "key.expiring", data, &audience).await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+async fn rotate(state: &AppState, tenant: &TenantId, p: &rotation_policy::Model, k: &key::Model) -> anyhow::Result<()> {
+    let request = RotateRequest {
+        overlap: TimeDelta::seconds(p.overlap_seconds),
+        scopes: None,
+        meta: None,
+        retire_mode: RetireMode::parse(&p.retire_mode).unwrap_or(RetireMode::AtDeadline),
+        trigger: Trigger::Policy,
+        actor: Some(format!("policy:{}", p.id)),
+        compromise: false,
+        rules: policy_rules(p),
+    };
+    let rotated = match super::rotate(state, tenant, &KeyId::from_trusted(k.id.clone()), false, request).await {
+        Ok(r) => r,
+        // Another node rotated it first, or the lineage is full and the policy says refuse.
+        Err(RotateError::Rule(e)) => {
+            tracing::info!(key_id = %k.id, reason = %e, "policy rotation skipped");
+            return Ok(());
+        }
+        Err(RotateError::Conflict(_)) => return Ok(()),
+        Err(RotateError::Store(e)) => return Err(e.into()),
+    };
+    if p.delivery == "pickup" {
+        match &state.master_key {
+            Some(mk) => {
+                let sealed =
+                    mk.seal(rotated.secret.expose().as_bytes()).ok_or_else(|| anyhow::anyhow!("seal failed"))?;
+                // Available until the old version's grace ends, plus a week to recover.
+                let until = rotated.rotation.grace_ends_at + TimeDelta::days(7);
+                policies::hold_secret(&state.db, tenant, &rotated.key.id, &rotated.key.lineage_id, sealed, until)
+                    .await?;
+            }
+            None => {
+                tracing::error!(key_id = %rotated.key.id, "no master key: the new secret cannot be held for pickup")
+            }
+        }
+    }
+    Ok(())
+}

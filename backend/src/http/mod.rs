@@ -44,6 +44,8 @@ pub fn routes(cfg: &mut aw::ServiceConfig) {
                 .route("/keys/{id}/revoke", aw::post().to(api::keys::revoke))
                 .route("/keys/{id}/rotate", aw::post().to(api::rotations::rotate_key))
                 .route("/rotations", aw::get().to(api::rotations::list))
+                .route("/rotations/bulk", aw::post().to(api::rotations::bulk))
+                .route("/jobs/{id}", aw::get().to(api::rotations::job))
                 .route("/rotations/{id}", aw::get().to(api::rotations::get))
                 .route("/rotations/{id}/complete", aw::post().to(api::rotations::complete))
                 .route("/rotations/{id}/rollback", aw::post().to(api::rotations::rollback))

@@ -16,6 +16,8 @@ use crate::store::jobs::{self, NewJob};
 pub const ROTATION_SWEEP: &str = "rotation.sweep";
 /// Periodic: advance notices and due rotations of every rotation policy.
 pub const POLICY_SCAN: &str = "policy.scan";
+/// A bulk rotation: payload is a `rotation::bulk::BulkRequest`.
+pub const ROTATION_BULK: &str = "rotation.bulk";
 /// Diagnostic: sleeps `payload.ms` milliseconds, then completes (for checking the worker).
 pub const DIAGNOSTIC_SLEEP: &str = "diagnostic.sleep";
 
@@ -85,6 +87,10 @@ async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
     match j.kind.as_str() {
         ROTATION_SWEEP => crate::rotation::retire::sweep(state).await,
         POLICY_SCAN => crate::rotation::policy_scan::scan(state).await,
+        ROTATION_BULK => {
+            let req: crate::rotation::bulk::BulkRequest = serde_json::from_value(j.payload.clone())?;
+            crate::rotation::bulk::run(state, &j.id, &req).await
+        }
         DIAGNOSTIC_SLEEP => {
             let ms = j.payload.get("ms").and_then(serde_json::Value::as_u64).unwrap_or(0).min(600_000);
             tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -2,6 +2,7 @@
 //! progress of a rotation. The rules live in `domain::rotation`; this module applies them to the
 //! database in one transaction each and invalidates caches after commit.
 
+pub mod bulk;
 pub mod policy_scan;
 pub mod progress;
 pub mod retire;

@@ -95,6 +95,21 @@ pub async fn endpoints_for(
         .await?)
 }
 
+/// Every enabled endpoint of the tenant, tenant-wide and per consumer (for bulk work).
+///
+/// # Errors
+/// Database errors.
+pub async fn endpoints_for_all(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+) -> Result<Vec<webhook_endpoint::Model>, StoreError> {
+    Ok(webhook_endpoint::Entity::find()
+        .filter(webhook_endpoint::Column::TenantId.eq(tenant.as_str()))
+        .filter(webhook_endpoint::Column::Enabled.eq(true))
+        .all(db)
+        .await?)
+}
+
 /// A new endpoint.
 ///
 /// # Errors

@@ -49,7 +49,7 @@ pub struct PolicyBody {
     pub max_active: Option<i32>,
     /// At `max_active`: `end_oldest` (default) or `refuse`.
     pub on_full: Option<String>,
-    /// `pickup` (default): the consumer fetches the new key with its current one; or `webhook`.
+    /// `pickup` (the default and only mode): the consumer fetches the new key with its current one.
     pub delivery: Option<String>,
     pub enabled: Option<bool>,
 }
@@ -161,11 +161,8 @@ fn apply(p: &mut rotation_policy::Model, b: &PolicyBody, master_key: bool) -> Re
         }
     }
     if let Some(v) = &b.delivery {
-        if matches!(v.as_str(), "pickup" | "webhook") {
-            p.delivery.clone_from(v)
-        } else {
-            c.push("delivery", "must be pickup or webhook")
-        }
+        // Sending new secrets to consumers' own webhook endpoints is not offered yet.
+        if v == "pickup" { p.delivery.clone_from(v) } else { c.push("delivery", "must be pickup") }
     }
     if p.delivery == "pickup" && !master_key {
         c.push("delivery", "pickup needs KEYROLL_MASTER_KEY on every node");

@@ -343,3 +343,110 @@ pub(crate) async fn after_revoke(state: &AppState, key_id: &str, hash_hex: &str)
     rotation::cancel_for_revoked(state, &KeyId::from_trusted(key_id.to_owned())).await?;
     Ok(())
 }
+
+/// `POST /v1/rotations/bulk`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkBody {
+    pub api_id: String,
+    #[serde(default)]
+    pub filter: crate::rotation::bulk::BulkFilter,
+    /// Overlap of every old version (default 86400; 0 ends them at once).
+    pub overlap_seconds: Option<i64>,
+    /// Only report what would change.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The keys are compromised: their rotations cannot be rolled back.
+    #[serde(default)]
+    pub compromise: bool,
+}
+
+/// A dry run's report, or the job that does the work.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkAnswer {
+    pub dry_run: bool,
+    #[serde(flatten)]
+    pub plan: crate::rotation::bulk::BulkPlan,
+    /// The job running the rotation (follow it at `/v1/jobs/{id}`).
+    pub job_id: Option<String>,
+}
+
+/// Rotate every current key of an API that matches the filter (incident response). With
+/// `dry_run` only counts what would change; otherwise starts a tracked job.
+#[utoipa::path(post, path = "/v1/rotations/bulk", tag = "rotations", request_body = BulkBody,
+    responses((status = 200, body = BulkAnswer, description = "Dry run"), (status = 202, body = BulkAnswer),
+        (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn bulk(state: web::Data<AppState>, root: Root, body: Body<BulkBody>) -> Result<HttpResponse, ApiError> {
+    root.require("keys:rotate")?;
+    let b = body.value;
+    let api = apis::get(&state.db, &root.tenant_id, &super::apis::parse_id(&b.api_id)?).await?;
+    let overlap = b.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECONDS);
+    if !(0..=30 * 86_400).contains(&overlap) {
+        return Err(ApiError::field("overlap_seconds", "must be between 0 and 2592000"));
+    }
+    if let Some(c) = &b.filter.consumer_id {
+        super::consumers::parse_id(c).map_err(|_| ApiError::field("filter.consumer_id", "must be a consumer id"))?;
+    }
+    let plan = crate::rotation::bulk::plan(&state.db, &root.tenant_id, &api.id, &b.filter).await?;
+    if b.dry_run {
+        return Ok(HttpResponse::Ok().json(BulkAnswer { dry_run: true, plan, job_id: None }));
+    }
+    let req = crate::rotation::bulk::BulkRequest {
+        tenant_id: root.tenant_id.as_str().to_owned(),
+        api_id: api.id,
+        filter: b.filter,
+        overlap_seconds: overlap,
+        compromise: b.compromise,
+        actor: root.actor(),
+        as_of: Utc::now(),
+    };
+    let mut job = crate::store::jobs::NewJob::now(
+        crate::jobs::ROTATION_BULK,
+        serde_json::to_value(&req).map_err(|e| ApiError::Internal(e.into()))?,
+    );
+    job.tenant_id = Some(root.tenant_id.as_str().to_owned());
+    let job_id = crate::store::jobs::enqueue(&state.db, job).await?;
+    Ok(HttpResponse::Accepted().json(BulkAnswer { dry_run: false, plan, job_id }))
+}
+
+/// A tracked job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: String,
+    pub kind: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub state: String,
+    /// `{"done": n, "total": m}` for bulk work.
+    pub progress: serde_json::Value,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A job of this tenant, with its progress.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "rotations", params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 404, body = Problem)), security(("root_key" = [])))]
+pub async fn job(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+) -> Result<web::Json<JobView>, ApiError> {
+    root.require("keys:read")?;
+    let id = crate::domain::JobId::parse(&id).map_err(|_| ApiError::NotFound("no such job"))?;
+    let j = crate::store::jobs::get(&state.db, id.as_str()).await?;
+    if j.tenant_id.as_deref() != Some(root.tenant_id.as_str()) {
+        return Err(ApiError::NotFound("no such job"));
+    }
+    Ok(web::Json(JobView {
+        id: j.id,
+        kind: j.kind,
+        state: j.state,
+        progress: j.progress,
+        attempts: j.attempts,
+        last_error: j.last_error,
+        created_at: j.created_at,
+        updated_at: j.updated_at,
+    }))
+}

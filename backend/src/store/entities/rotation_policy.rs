@@ -19,7 +19,7 @@ pub struct Model {
     pub max_active: i32,
     /// `end_oldest` or `refuse`.
     pub on_full: String,
-    /// `pickup` (the consumer fetches the new key with its current one) or `webhook`.
+    /// `pickup`: the consumer fetches the new key with its current one.
     pub delivery: String,
     pub enabled: bool,
     pub created_at: DateTimeUtc,

@@ -1,0 +1,299 @@
+//! Bulk rotation (incident response): every current key of an API that matches a filter gets a
+//! new version, in set-based batches — one transaction per batch for the new versions, the
+//! grace windows, the rotation records, the outbox and the secrets held for pickup. A batch that
+//! is interrupted is simply redone: rotated keys are no longer current, so they are not picked
+//! again.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::sea_query::{Expr, Func};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::domain::rotation::{RetireMode, RotationState, Trigger};
+use crate::domain::{ApiKey, Environment, KeyHash, KeyHead, KeyId, KeyPrefix, TenantId};
+use crate::notify::{self, Audience};
+use crate::state::AppState;
+use crate::store::entities::{consumer, key, pending_secret, rotation};
+use crate::store::{StoreError, apis, begin_write, jobs, rotations};
+
+/// Rows per transaction.
+const BATCH: u64 = 1_000;
+
+/// Which keys of the API to rotate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkFilter {
+    /// Only keys whose current version was issued before this moment.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only this consumer's keys.
+    pub consumer_id: Option<String>,
+}
+
+/// The work, as stored in the job's payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BulkRequest {
+    pub tenant_id: String,
+    pub api_id: String,
+    pub filter: BulkFilter,
+    pub overlap_seconds: i64,
+    pub compromise: bool,
+    pub actor: String,
+    /// Only versions issued before this moment (the request's): the new versions a run makes,
+    /// also in an earlier attempt of the same job, are never rotated again.
+    pub as_of: DateTime<Utc>,
+}
+
+/// What a run would change.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkPlan {
+    pub keys: u64,
+    pub consumer_count: u64,
+    /// Up to 100 of the consumers concerned.
+    pub consumers: Vec<String>,
+}
+
+fn candidates(tenant: &str, api_id: &str, f: &BulkFilter, now: DateTime<Utc>) -> sea_orm::Select<key::Entity> {
+    let mut q = key::Entity::find()
+        .filter(key::Column::TenantId.eq(tenant))
+        .filter(key::Column::ApiId.eq(api_id))
+        .filter(key::Column::IsRoot.eq(false))
+        .filter(key::Column::RevokedAt.is_null())
+        .filter(key::Column::Enabled.eq(true))
+        .filter(key::Column::GraceEndsAt.is_null())
+        .filter(Condition::any().add(key::Column::ExpiresAt.is_null()).add(key::Column::ExpiresAt.gt(now)));
+    if let Some(t) = f.created_before {
+        q = q.filter(key::Column::CreatedAt.lt(t));
+    }
+    if let Some(c) = &f.consumer_id {
+        q = q.filter(key::Column::ConsumerId.eq(c.as_str()));
+    }
+    q
+}
+
+/// The dry run: exactly what a run started now would rotate.
+///
+/// # Errors
+/// Database errors.
+pub async fn plan(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    api_id: &str,
+    f: &BulkFilter,
+) -> Result<BulkPlan, StoreError> {
+    let now = Utc::now();
+    let keys = candidates(tenant.as_str(), api_id, f, now).count(db).await?;
+    let consumers: Vec<Option<String>> = candidates(tenant.as_str(), api_id, f, now)
+        .select_only()
+        .column(key::Column::ConsumerId)
+        .distinct()
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut consumers: Vec<String> = consumers.into_iter().flatten().collect();
+    consumers.sort();
+    let consumer_count = u64::try_from(consumers.len()).unwrap_or(0);
+    consumers.truncate(100);
+    Ok(BulkPlan { keys, consumer_count, consumers })
+}
+
+/// Runs a bulk rotation as job `job_id`, reporting `{done, total}` progress.
+///
+/// # Errors
+/// Database errors (the job is retried; finished batches stay done).
+pub async fn run(state: &AppState, job_id: &str, req: &BulkRequest) -> anyhow::Result<()> {
+    let tenant = TenantId::from_trusted(req.tenant_id.clone());
+    let api = apis::get(&state.db, &tenant, &crate::domain::ApiId::from_trusted(req.api_id.clone())).await?;
+    let head = KeyHead::Api {
+        prefix: KeyPrefix::parse(&api.key_prefix).map_err(|e| anyhow::anyhow!("{e}"))?,
+        env: Environment::parse(&api.environment).unwrap_or(Environment::Live),
+    };
+    let total = candidates(tenant.as_str(), &req.api_id, &req.filter, Utc::now())
+        .filter(key::Column::CreatedAt.lt(req.as_of))
+        .count(&state.db)
+        .await?;
+    let mut done = 0u64;
+    jobs::set_progress(&state.db, job_id, json!({"done": 0, "total": total})).await?;
+    loop {
+        let now = Utc::now();
+        let batch = candidates(tenant.as_str(), &req.api_id, &req.filter, now)
+            .filter(key::Column::CreatedAt.lt(req.as_of))
+            .order_by_asc(key::Column::Id)
+            .limit(BATCH)
+            .all(&state.db)
+            .await?;
+        if batch.is_empty() {
+            break;
+        }
+        let n = u64::try_from(batch.len()).unwrap_or(0);
+        rotate_batch(state, &tenant, &head, req, batch).await?;
+        done += n;
+        jobs::set_progress(&state.db, job_id, json!({"done": done, "total": total.max(done)})).await?;
+    }
+    Ok(())
+}
+
+async fn rotate_batch(
+    state: &AppState,
+    tenant: &TenantId,
+    head: &KeyHead,
+    req: &BulkRequest,
+    batch: Vec<key::Model>,
+) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let overlap = TimeDelta::seconds(req.overlap_seconds);
+    let lineages: Vec<String> = batch.iter().map(|k| k.lineage_id.clone()).collect();
+    let txn = begin_write(&state.db).await?;
+
+    // Earlier versions still in grace end now, so each lineage stays within two active versions.
+    let ending: Vec<(String, String)> = key::Entity::find()
+        .select_only()
+        .column(key::Column::Id)
+        .column(key::Column::Hash)
+        .filter(key::Column::LineageId.is_in(lineages.iter().map(String::as_str)))
+        .filter(key::Column::GraceEndsAt.gt(now))
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    if !ending.is_empty() {
+        key::Entity::update_many()
+            .col_expr(key::Column::GraceEndsAt, Expr::value(now))
+            .filter(key::Column::Id.is_in(ending.iter().map(|(id, _)| id.as_str())))
+            .exec(&txn)
+            .await?;
+        rotation::Entity::update_many()
+            .col_expr(rotation::Column::State, Expr::value(RotationState::Completed.as_str()))
+            .col_expr(rotation::Column::EndedAt, Expr::value(now))
+            .col_expr(rotation::Column::Reason, Expr::value("retired by a bulk rotation"))
+            .filter(rotation::Column::FromKeyId.is_in(ending.iter().map(|(id, _)| id.as_str())))
+            .filter(rotation::Column::State.eq(RotationState::InProgress.as_str()))
+            .exec(&txn)
+            .await?;
+    }
+
+    let max_versions: HashMap<String, i32> = key::Entity::find()
+        .select_only()
+        .column(key::Column::LineageId)
+        .column_as(Expr::from(Func::max(Expr::col(key::Column::Version))), "max")
+        .filter(key::Column::LineageId.is_in(lineages.iter().map(String::as_str)))
+        .group_by(key::Column::LineageId)
+        .into_tuple::<(String, i32)>()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .collect();
+
+    let consumer_ids: HashSet<&str> = batch.iter().filter_map(|k| k.consumer_id.as_deref()).collect();
+    let emails: HashMap<String, Option<String>> = consumer::Entity::find()
+        .filter(consumer::Column::Id.is_in(consumer_ids.iter().copied()))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.email))
+        .collect();
+
+    let mut new_keys = Vec::with_capacity(batch.len());
+    let mut records = Vec::with_capacity(batch.len());
+    let mut held = Vec::new();
+    let mut events = Vec::with_capacity(batch.len());
+    let mut announce = Vec::with_capacity(batch.len());
+    let grace = now + overlap;
+    for old in &batch {
+        let secret = ApiKey::generate(head);
+        let id = KeyId::generate().into_string();
+        let version = max_versions.get(&old.lineage_id).copied().unwrap_or(old.version) + 1;
+        let mut new = old.clone();
+        new.id.clone_from(&id);
+        new.version = version;
+        new.hash = secret.hash().to_hex();
+        new.start = secret.start().to_owned();
+        new.expires_at = None;
+        new.grace_ends_at = None;
+        new.superseded_at = None;
+        new.last_used_at = None;
+        new.created_by = Some(req.actor.clone());
+        new.created_at = now;
+        new.updated_at = now;
+        let old_grace = old.expires_at.map_or(grace, |e| e.min(grace));
+        let record = rotations::new_record(
+            tenant,
+            &old.lineage_id,
+            &old.id,
+            &id,
+            Trigger::Api.as_str(),
+            Some(req.actor.clone()),
+            RetireMode::AtDeadline.as_str(),
+            req.compromise,
+            old_grace,
+        );
+        let mut data = super::event_data(&record, old);
+        data["new_key_id"] = json!(id);
+        data["new_version"] = json!(version);
+        data["bulk"] = json!(true);
+        let audience = Audience {
+            consumer_id: old.consumer_id.clone(),
+            consumer_email: old.consumer_id.as_ref().and_then(|c| emails.get(c).cloned().flatten()),
+        };
+        events.push((data, audience));
+        if let Some(mk) = &state.master_key
+            && let Some(sealed) = mk.seal(secret.expose().as_bytes())
+        {
+            held.push(pending_secret::ActiveModel {
+                key_id: Set(id.clone()),
+                tenant_id: Set(tenant.as_str().to_owned()),
+                lineage_id: Set(old.lineage_id.clone()),
+                sealed: Set(sealed),
+                created_at: Set(now),
+                expires_at: Set(old_grace + TimeDelta::days(7)),
+            });
+        }
+        announce.push(secret.hash());
+        records.push(record);
+        new_keys.push(new);
+    }
+    for chunk in new_keys.chunks(500) {
+        key::Entity::insert_many(
+            chunk.iter().map(|k| sea_orm::IntoActiveModel::into_active_model(k.clone()).reset_all()),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    }
+    let old_ids: Vec<&str> = batch.iter().map(|k| k.id.as_str()).collect();
+    key::Entity::update_many()
+        .col_expr(key::Column::SupersededAt, Expr::value(now))
+        .col_expr(key::Column::GraceEndsAt, Expr::value(grace))
+        .col_expr(key::Column::UpdatedAt, Expr::value(now))
+        .filter(key::Column::Id.is_in(old_ids.iter().copied()))
+        .exec(&txn)
+        .await?;
+    // Grace never outlasts a key's own expiry.
+    key::Entity::update_many()
+        .col_expr(key::Column::GraceEndsAt, Expr::col(key::Column::ExpiresAt))
+        .filter(key::Column::Id.is_in(old_ids.iter().copied()))
+        .filter(key::Column::ExpiresAt.lt(grace))
+        .exec(&txn)
+        .await?;
+    for chunk in records.chunks(1_000) {
+        rotation::Entity::insert_many(
+            chunk.iter().map(|r| sea_orm::IntoActiveModel::into_active_model(r.clone()).reset_all()),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    }
+    for chunk in held.chunks(1_000) {
+        pending_secret::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+    }
+    notify::emit_many(&txn, tenant, "rotation.started", events).await?;
+    txn.commit().await?;
+
+    let mut dropped: Vec<KeyHash> = batch.iter().filter_map(|k| KeyHash::from_hex(&k.hash)).collect();
+    dropped.extend(ending.iter().filter_map(|(_, h)| KeyHash::from_hex(h)));
+    state.cache.invalidate(&dropped).await;
+    state.cache.announce_created(&announce).await;
+    Ok(())
+}

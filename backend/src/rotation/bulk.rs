@@ -118,11 +118,14 @@ pub async fn run(state: &AppState, job_id: &str, req: &BulkRequest) -> anyhow::R
         .count(&state.db)
         .await?;
     let mut done = 0u64;
+    let mut after = String::new();
     jobs::set_progress(&state.db, job_id, json!({"done": 0, "total": total})).await?;
     loop {
         let now = Utc::now();
+        // Keyset order: each batch starts where the last one ended instead of rescanning.
         let batch = candidates(tenant.as_str(), &req.api_id, &req.filter, now)
             .filter(key::Column::CreatedAt.lt(req.as_of))
+            .filter(key::Column::Id.gt(after.as_str()))
             .order_by_asc(key::Column::Id)
             .limit(BATCH)
             .all(&state.db)
@@ -131,6 +134,7 @@ pub async fn run(state: &AppState, job_id: &str, req: &BulkRequest) -> anyhow::R
             break;
         }
         let n = u64::try_from(batch.len()).unwrap_or(0);
+        after = batch.last().map(|k| k.id.clone()).unwrap_or_default();
         rotate_batch(state, &tenant, &head, req, batch).await?;
         done += n;
         jobs::set_progress(&state.db, job_id, json!({"done": done, "total": total.max(done)})).await?;

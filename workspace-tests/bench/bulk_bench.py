@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Bulk rotation on PostgreSQL: N current keys (default 100 000, spread over 1 000 consumers with
+an email each and one tenant webhook endpoint, so every rotation queues notifications) are
+rotated by one POST /v1/rotations/bulk; prints the time until the job is done and the server's
+peak memory.
+
+Run from the project root:  python3 workspace-tests/bench/bulk_bench.py
+Environment: BENCH_KEYS (100000), BENCH_DATABASE_URL, BENCH_REDIS_URL."""
+import http.client, json, os, shutil, socket, subprocess, sys, tempfile, time, uuid
+
+ROOT = os.getcwd()
+BIN = os.path.join(ROOT, "target", "release", "keyroll")
+N = int(os.environ.get("BENCH_KEYS", "100000"))
+PG = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def call(port, method, path, body=None, token=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    h = {"content-type": "application/json", "authorization": f"Bearer {token}"} if token else {"content-type": "application/json"}
+    c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
+    r = c.getresponse()
+    return r.status, json.loads(r.read() or b"null")
+
+
+def rss_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
+    db = f"kr_bench_{uuid.uuid4().hex[:12]}"
+    url = PG.rsplit("/", 1)[0] + "/" + db
+    subprocess.run(["psql", PG, "-qc", f"CREATE DATABASE {db}"], check=True)
+    data = tempfile.mkdtemp(prefix="kr-bulk-")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    env = dict(os.environ, KEYROLL_DATABASE_URL=url, KEYROLL_REDIS_URL=REDIS, KEYROLL_REDIS_PREFIX=f"{db}:",
+               KEYROLL_DATA_DIR=data, KEYROLL_LISTEN=f"127.0.0.1:{port}", RUST_LOG="warn",
+               KEYROLL_MASTER_KEY="a2V5cm9sbC10ZXN0LW1hc3Rlci1rZXktMzItYnl0ZXM=", KEYROLL_JOBS__POLL_MS="50",
+               # Deliveries stay queued during the measurement (nobody listens at the endpoint).
+               KEYROLL_NOTIFY__POLL_MS="600000")
+    proc = None
+    try:
+        subprocess.run([BIN, "migrate"], env=env, check=True, capture_output=True)
+        out = subprocess.run([BIN, "tenant", "create", "--name", "Bench", "--owner-email", "ops@bench.test", "--json"],
+                             env=env, capture_output=True, text=True, check=True).stdout
+        t = json.loads(out.strip().splitlines()[-1])
+        proc = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        st, api = call(port, "POST", "/v1/apis", {"name": "Bulk", "key_prefix": "bulk", "environment": "live"}, t["root_key"])
+        call(port, "POST", "/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/hook"}, t["root_key"])
+        tid, aid = t["tenant_id"], api["id"]
+        t0 = time.time()
+        sql = f"""
+        INSERT INTO consumers (id, tenant_id, external_id, name, email, meta, created_at, updated_at)
+          SELECT 'con_bench' || lpad(i::text, 21, '0'), '{tid}', 'cus_' || i, 'Customer ' || i,
+                 'c' || i || '@bench.test', '{{}}', now(), now() FROM generate_series(1, 1000) i;
+        INSERT INTO keys (id, tenant_id, api_id, consumer_id, lineage_id, version, is_root, hash, start, name, scopes,
+                          meta, enabled, created_at, updated_at)
+          SELECT 'key_bench' || lpad(i::text, 21, '0'), '{tid}', '{aid}', 'con_bench' || lpad((i % 1000 + 1)::text, 21, '0'),
+                 'key_bench' || lpad(i::text, 21, '0'), 1, false, md5(i::text) || md5((i + 7)::text), 'bulk_live_x' || i,
+                 'k', '["orders:*"]', '{{}}', true, now() - interval '1 hour', now() FROM generate_series(1, {N}) i;
+        """
+        subprocess.run(["psql", url, "-qc", sql], check=True)
+        print(f"seeded {N} keys in {time.time() - t0:.1f} s")
+        base = rss_kib(proc.pid, "VmRSS:")
+        st, dry = call(port, "POST", "/v1/rotations/bulk", {"api_id": aid, "dry_run": True, "overlap_seconds": 600}, t["root_key"])
+        assert dry["keys"] == N, dry
+        t1 = time.perf_counter()
+        st, run = call(port, "POST", "/v1/rotations/bulk", {"api_id": aid, "overlap_seconds": 600, "compromise": True}, t["root_key"])
+        assert st == 202, run
+        while True:
+            st, job = call(port, "GET", f"/v1/jobs/{run['job_id']}", None, t["root_key"])
+            if job["state"] in ("done", "failed"):
+                break
+            time.sleep(0.05)
+        took = time.perf_counter() - t1
+        peak = rss_kib(proc.pid, "VmHWM:")
+        counts = subprocess.run(["psql", url, "-Atc",
+                                 "SELECT (SELECT count(*) FROM rotations), (SELECT count(*) FROM events), "
+                                 "(SELECT count(*) FROM deliveries), (SELECT count(*) FROM pending_secrets), "
+                                 "(SELECT count(*) FROM keys)"], capture_output=True, text=True).stdout.strip()
+        print(f"\n== bulk rotation on PostgreSQL, {N} keys")
+        print(f"  job {job['state']} in {took:.2f} s ({N / took:.0f} keys/s); progress {job['progress']}")
+        print(f"  server RSS before {base / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB")
+        print(f"  rotations | events | deliveries queued | secrets held | keys: {counts}")
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(10)
+        subprocess.run(["psql", PG, "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"])
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

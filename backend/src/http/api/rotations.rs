@@ -101,6 +101,29 @@ pub struct RotatedView {
     pub rotation: RotationView,
 }
 
+impl RotationView {
+    /// The record as of now, with its progress when computed.
+    #[must_use]
+    pub fn from_model(r: rotation_entity::Model, progress: Option<Progress>) -> Self {
+        Self {
+            state: rotation::effective_state(&r, Utc::now()).as_str().to_owned(),
+            id: r.id,
+            lineage_id: r.lineage_id,
+            from_key_id: r.from_key_id,
+            to_key_id: r.to_key_id,
+            trigger: r.trigger,
+            actor: r.actor,
+            retire_mode: r.retire_mode,
+            compromise: r.compromise,
+            reason: r.reason,
+            started_at: r.started_at,
+            grace_ends_at: r.grace_ends_at,
+            ended_at: r.ended_at,
+            progress,
+        }
+    }
+}
+
 async fn view(
     state: &AppState,
     tenant: &TenantId,
@@ -114,22 +137,7 @@ async fn view(
     } else {
         None
     };
-    Ok(RotationView {
-        state: rotation::effective_state(&r, Utc::now()).as_str().to_owned(),
-        id: r.id,
-        lineage_id: r.lineage_id,
-        from_key_id: r.from_key_id,
-        to_key_id: r.to_key_id,
-        trigger: r.trigger,
-        actor: r.actor,
-        retire_mode: r.retire_mode,
-        compromise: r.compromise,
-        reason: r.reason,
-        started_at: r.started_at,
-        grace_ends_at: r.grace_ends_at,
-        ended_at: r.ended_at,
-        progress,
-    })
+    Ok(RotationView::from_model(r, progress))
 }
 
 fn parse_rotation_id(s: &str) -> Result<RotationId, ApiError> {

@@ -79,22 +79,7 @@ pub struct SelfRotateBody {
 }
 
 fn rotation_view(r: crate::store::entities::rotation::Model) -> RotationView {
-    RotationView {
-        state: rotation::effective_state(&r, Utc::now()).as_str().to_owned(),
-        id: r.id,
-        lineage_id: r.lineage_id,
-        from_key_id: r.from_key_id,
-        to_key_id: r.to_key_id,
-        trigger: r.trigger,
-        actor: r.actor,
-        retire_mode: r.retire_mode,
-        compromise: r.compromise,
-        reason: r.reason,
-        started_at: r.started_at,
-        grace_ends_at: r.grace_ends_at,
-        ended_at: r.ended_at,
-        progress: None,
-    }
+    RotationView::from_model(r, None)
 }
 
 /// This key's metadata, state, and rotation in progress.

@@ -69,8 +69,7 @@ pub fn routes(cfg: &mut aw::ServiceConfig) {
         .default_service(aw::to(not_found));
 }
 
-async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    // A known path with the wrong method is a 405, anything else a 404; both as problems.
-    let _ = req;
+/// Unknown paths (and known paths with another method) answer a 404 problem.
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::NotFound("no such route"))
 }

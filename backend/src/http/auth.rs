@@ -52,22 +52,34 @@ impl Root {
     }
 }
 
+/// The bearer token of a request (if any) and the application state.
+///
+/// # Errors
+/// When the application state is missing (a wiring error).
+pub fn bearer_and_state(req: &HttpRequest) -> Result<(Option<String>, web::Data<AppState>), ApiError> {
+    let token = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(|t| t.trim().to_owned());
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))?;
+    Ok((token, state))
+}
+
 impl FromRequest for Root {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let parts = bearer_and_state(req);
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))?;
-            let header =
-                header.ok_or(ApiError::Unauthenticated("send a root key as Authorization: Bearer kr_root_…"))?;
-            let token = header
-                .strip_prefix("Bearer ")
-                .or_else(|| header.strip_prefix("bearer "))
-                .ok_or(ApiError::Unauthenticated("the Authorization header must be Bearer <root key>"))?
-                .trim();
+            let (token, state) = parts?;
+            let token = token.ok_or(ApiError::Unauthenticated("send a root key as Authorization: Bearer kr_root_…"))?;
+            let token = token.as_str();
             let invalid = ApiError::Unauthenticated("the root key is not valid");
             if !matches!(ApiKey::check(token), Ok(true)) {
                 return Err(invalid);

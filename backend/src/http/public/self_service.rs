@@ -2,7 +2,6 @@
 //! `POST /v1/self/rotate`.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use chrono::{TimeDelta, Utc};
 use futures_util::future::LocalBoxFuture;
@@ -36,15 +35,11 @@ impl FromRequest for ConsumerKey {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let header = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let parts = crate::http::auth::bearer_and_state(req);
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))?;
-            let token = header
-                .as_deref()
-                .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-                .map(str::trim)
-                .ok_or(ApiError::Unauthenticated("send your key as Authorization: Bearer <key>"))?;
+            let (token, state) = parts?;
+            let token = token.ok_or(ApiError::Unauthenticated("send your key as Authorization: Bearer <key>"))?;
+            let token = token.as_str();
             let invalid = ApiError::Unauthenticated("the key is not valid");
             if !matches!(ApiKey::check(token), Ok(false)) {
                 return Err(invalid);

@@ -34,8 +34,24 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
-/// Prometheus text.
+/// Prometheus text: the node's counters, and the depth of the shared job queue and outbox.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+    use std::fmt::Write as _;
+    let mut body = state.metrics.render();
+    let gauges = [
+        ("keyroll_jobs_pending", "Jobs queued or running.", crate::store::jobs::pending(&state.db).await),
+        (
+            "keyroll_outbox_pending",
+            "Deliveries waiting to be sent.",
+            crate::store::notify::pending_count(&state.db).await,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        // A database that does not answer leaves the gauge out rather than failing the scrape.
+        if let Ok(v) = value {
+            let _ = write!(body, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n");
+        }
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
 }

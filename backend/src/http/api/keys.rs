@@ -86,10 +86,7 @@ pub async fn create(
     };
     let catalogue: Vec<String> = serde_json::from_value(api.scope_catalogue.clone()).unwrap_or_default();
     let mut c = Checks::default();
-    let name = match &b.name {
-        Some(n) => c.take("name", Name::parse(n)).map(|n| Some(n.into_string())),
-        None => Some(None),
-    };
+    let name = c.optional_name(b.name.as_deref());
     let scopes = scopes(&mut c, b.scopes.as_deref().unwrap_or_default(), &catalogue);
     let meta = c.take("meta", Meta::parse(b.meta.unwrap_or_else(|| serde_json::json!({}))));
     let expires_at = future(&mut c, "expires_at", b.expires_at);

@@ -5,7 +5,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::keys::{future, revoke_one};
 use super::views::{Checks, CreateRootKey, CreatedKey, KeyList, KeyView, RevokeKey};
-use crate::domain::input::Name;
 use crate::domain::{ApiId, KeyHead, ScopeSet};
 use crate::http::auth::{ROOT_SCOPES, Root};
 use crate::http::errors::{ApiError, Problem};
@@ -30,10 +29,7 @@ pub async fn create(
     root.require("*")?;
     let b = body.value;
     let mut c = Checks::default();
-    let name = match &b.name {
-        Some(n) => c.take("name", Name::parse(n)).map(|n| Some(n.into_string())),
-        None => Some(None),
-    };
+    let name = c.optional_name(b.name.as_deref());
     for (i, s) in b.scopes.iter().enumerate() {
         if s != "*" && !ROOT_SCOPES.contains(&s.as_str()) {
             c.push(format!("scopes[{i}]"), format!("must be * or one of {}", ROOT_SCOPES.join(", ")));

@@ -6,6 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::domain::KeyState;
+use crate::domain::input::Name;
 use crate::domain::input::{Credits, RateLimit, Refill, RefillInterval};
 use crate::http::errors::{ApiError, FieldError};
 use crate::http::json::double_option;
@@ -337,6 +338,14 @@ impl Checks {
     /// Keeps the value or records the error.
     pub fn take<T, E: Into<String>>(&mut self, field: &str, r: Result<T, E>) -> Option<T> {
         r.map_err(|m| self.push(field, m)).ok()
+    }
+
+    /// An optional name: absent stays `None`; present must be a valid [`Name`].
+    pub fn optional_name(&mut self, name: Option<&str>) -> Option<Option<String>> {
+        match name {
+            Some(n) => self.take("name", Name::parse(n)).map(|n| Some(n.into_string())),
+            None => Some(None),
+        }
     }
 
     /// # Errors

@@ -73,16 +73,12 @@ pub struct SelfRotateBody {
     pub overlap_seconds: Option<i64>,
 }
 
-fn rotation_view(r: crate::store::entities::rotation::Model) -> RotationView {
-    RotationView::from_model(r, None)
-}
-
 /// This key's metadata, state, and rotation in progress.
 #[utoipa::path(get, path = "/v1/self", tag = "self-service",
     responses((status = 200, body = SelfView), (status = 401, body = Problem)), security(("consumer_key" = [])))]
 pub async fn get(state: web::Data<AppState>, me: ConsumerKey) -> Result<web::Json<SelfView>, ApiError> {
     let key = keys::get(&state.db, &me.tenant_id, &me.key_id, false).await?;
-    let rotation = rotations::open_involving(&state.db, &me.key_id).await?.map(rotation_view);
+    let rotation = rotations::open_involving(&state.db, &me.key_id).await?.map(|r| RotationView::from_model(r, None));
     Ok(web::Json(SelfView { key: key.into(), rotation }))
 }
 
@@ -113,7 +109,7 @@ pub async fn rotate(
     };
     let rotated = rotation::rotate(&state, &me.tenant_id, &me.key_id, false, request).await?;
     let out = RotatedView {
-        rotation: rotation_view(rotated.rotation),
+        rotation: RotationView::from_model(rotated.rotation, None),
         key: rotated.key.into(),
         secret: rotated.secret.expose().to_owned(),
     };

@@ -89,11 +89,22 @@ pub struct NotifySettings {
     pub max_attempts: i32,
     /// How long one webhook call may take.
     pub timeout_ms: u64,
+    /// An endpoint is disabled once this many deliveries in a row were given up…
+    pub disable_after_failures: i32,
+    /// …and it has been failing for this long without a success.
+    pub disable_after_hours: i64,
 }
 
 impl Default for NotifySettings {
     fn default() -> Self {
-        Self { poll_ms: 500, retry_base_ms: 5_000, max_attempts: 10, timeout_ms: 10_000 }
+        Self {
+            poll_ms: 500,
+            retry_base_ms: 5_000,
+            max_attempts: 10,
+            timeout_ms: 10_000,
+            disable_after_failures: 5,
+            disable_after_hours: 72,
+        }
     }
 }
 

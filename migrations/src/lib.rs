@@ -8,6 +8,8 @@ mod m20261130_000002_rotations;
 mod m20261130_000003_jobs;
 mod m20261130_000004_notifications;
 mod m20261130_000005_policies;
+mod m20261130_000006_keys_fillfactor;
+mod m20261130_000007_endpoint_secrets;
 
 pub struct Migrator;
 
@@ -20,6 +22,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000003_jobs::Migration),
             Box::new(m20261130_000004_notifications::Migration),
             Box::new(m20261130_000005_policies::Migration),
+            Box::new(m20261130_000006_keys_fillfactor::Migration),
+            Box::new(m20261130_000007_endpoint_secrets::Migration),
         ]
     }
 }

@@ -14,8 +14,6 @@ use crate::store::notify::{self as store, DEAD, DELIVERED, HELD, PENDING};
 
 /// Multiples of the base delay: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, then 10 h.
 const STEPS: [i64; 6] = [1, 60, 360, 1_440, 3_600, 7_200];
-/// Endpoints are disabled after this many deliveries in a row were given up.
-const DISABLE_AFTER: i32 = 20;
 
 fn retry_delay(base_ms: u64, attempts: i32) -> TimeDelta {
     let step = STEPS[usize::try_from(attempts.max(1) - 1).unwrap_or(0).min(STEPS.len() - 1)];
@@ -69,10 +67,25 @@ async fn attempt(state: &AppState, client: &reqwest::Client, mailer: Option<&Mai
                         .await;
                 return;
             }
-            let body = json!({"type": event.event_type, "timestamp": crate::time::rfc3339(event.created_at), "data": event.payload})
-                .to_string();
+            let mut data = event.payload.clone();
+            let handed = hand_over(state, &event, ep.consumer_id.as_deref(), &mut data).await;
+            let body =
+                json!({"type": event.event_type, "timestamp": crate::time::rfc3339(event.created_at), "data": data})
+                    .to_string();
             let timeout = Duration::from_millis(state.settings.notify.timeout_ms);
-            let sent = webhook::send(client, &ep.url, &ep.secret, &event.id, &body, timeout).await;
+            let mut secrets = vec![ep.secret.as_str()];
+            if let (Some(old), Some(until)) = (&ep.previous_secret, ep.previous_secret_until)
+                && until > Utc::now()
+            {
+                secrets.push(old.as_str());
+            }
+            let sent = webhook::send(client, &ep.url, &secrets, &event.id, &body, timeout).await;
+            if sent.ok()
+                && let Some(key_id) = handed
+                && let Err(e) = crate::store::policies::forget_secret(&state.db, &key_id).await
+            {
+                tracing::warn!(error = %e, "could not forget a handed-over secret");
+            }
             (sent.ok(), sent.status.map(i32::from), sent.error)
         }
         "email" => match mailer {
@@ -110,10 +123,40 @@ async fn attempt(state: &AppState, client: &reqwest::Client, mailer: Option<&Mai
     }
     if let Some(ep) = &d.endpoint_id
         && (ok || state_after == DEAD)
-        && let Err(e) = store::endpoint_outcome(&state.db, ep, ok, DISABLE_AFTER).await
+        && let Err(e) = store::endpoint_outcome(
+            &state.db,
+            ep,
+            ok,
+            state.settings.notify.disable_after_failures,
+            TimeDelta::hours(state.settings.notify.disable_after_hours),
+        )
+        .await
     {
         tracing::warn!(error = %e, "could not update the endpoint");
     }
+}
+
+/// A rotation whose policy delivers by webhook: the consumer's own endpoint gets the new secret
+/// as `data.new_key`, unsealed only for this request. Returns the key id whose secret was added.
+async fn hand_over(
+    state: &AppState,
+    event: &crate::store::entities::event::Model,
+    endpoint_consumer: Option<&str>,
+    data: &mut serde_json::Value,
+) -> Option<String> {
+    let p = &event.payload;
+    if event.event_type != "rotation.started"
+        || p["secret_delivery"] != "webhook"
+        || endpoint_consumer.is_none()
+        || p["consumer_id"].as_str() != endpoint_consumer
+    {
+        return None;
+    }
+    let key_id = p["new_key_id"].as_str()?;
+    let kept = crate::store::policies::kept_secret(&state.db, key_id).await.ok().flatten()?;
+    let secret = state.master_key.as_ref()?.open(&kept.sealed)?;
+    data["new_key"] = json!(String::from_utf8(secret).ok()?);
+    Some(key_id.to_owned())
 }
 
 #[cfg(test)]

@@ -60,60 +60,44 @@ pub async fn emit_many(
     event_type: &str,
     items: Vec<(Value, Audience)>,
 ) -> Result<(), StoreError> {
-    use crate::domain::{DeliveryId, EventId};
+    use crate::domain::EventId;
     use crate::store::entities::{delivery, event};
-    use sea_orm::{EntityTrait, Set};
     let endpoints = store::endpoints_for_all(db, tenant).await?;
+    let subscribed: Vec<_> = endpoints
+        .iter()
+        .filter(|ep| {
+            let types: Vec<String> = serde_json::from_value(ep.event_types.clone()).unwrap_or_default();
+            types.iter().any(|t| t == "*" || t == event_type)
+        })
+        .collect();
     let now = chrono::Utc::now();
     let mut events = Vec::with_capacity(items.len());
     let mut deliveries = Vec::new();
+    let delivery = |event_id: &str, channel: &str, endpoint_id: Option<String>, recipient: Option<String>| {
+        store::new_delivery(tenant, event_id, channel, endpoint_id, recipient, now)
+    };
     for (data, to) in items {
         let id = EventId::generate().into_string();
-        for ep in &endpoints {
-            let types: Vec<String> = serde_json::from_value(ep.event_types.clone()).unwrap_or_default();
-            let mine = ep.consumer_id.is_none() || ep.consumer_id == to.consumer_id;
-            if mine && types.iter().any(|t| t == "*" || t == event_type) {
-                deliveries.push((id.clone(), "webhook", Some(ep.id.clone()), None));
+        for ep in &subscribed {
+            if ep.consumer_id.is_none() || ep.consumer_id == to.consumer_id {
+                deliveries.push(delivery(&id, "webhook", Some(ep.id.clone()), None));
             }
         }
-        if let Some(email) = &to.consumer_email
+        if let Some(email) = to.consumer_email
             && EMAILED.contains(&event_type)
         {
-            deliveries.push((id.clone(), "email", None, Some(email.clone())));
+            deliveries.push(delivery(&id, "email", None, Some(email)));
         }
-        events.push(event::ActiveModel {
-            id: Set(id),
-            tenant_id: Set(tenant.as_str().to_owned()),
-            event_type: Set(event_type.to_owned()),
-            payload: Set(data),
-            created_at: Set(now),
+        events.push(event::Model {
+            id,
+            tenant_id: tenant.as_str().to_owned(),
+            event_type: event_type.to_owned(),
+            payload: data,
+            created_at: now,
         });
     }
-    for chunk in events.chunks(1_000) {
-        event::Entity::insert_many(chunk.to_vec()).exec_without_returning(db).await?;
-    }
-    let rows: Vec<delivery::ActiveModel> = deliveries
-        .into_iter()
-        .map(|(event_id, channel, endpoint_id, recipient)| delivery::ActiveModel {
-            id: Set(DeliveryId::generate().into_string()),
-            tenant_id: Set(tenant.as_str().to_owned()),
-            event_id: Set(event_id),
-            channel: Set(channel.to_owned()),
-            endpoint_id: Set(endpoint_id),
-            recipient: Set(recipient),
-            state: Set(store::PENDING.to_owned()),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            locked_until: Set(None),
-            last_status: Set(None),
-            last_error: Set(None),
-            delivered_at: Set(None),
-            created_at: Set(now),
-        })
-        .collect();
-    for chunk in rows.chunks(1_000) {
-        delivery::Entity::insert_many(chunk.to_vec()).exec_without_returning(db).await?;
-    }
+    crate::store::insert_rows::<event::Entity>(db, &events).await?;
+    crate::store::insert_rows::<delivery::Entity>(db, &deliveries).await?;
     Ok(())
 }
 

@@ -29,18 +29,21 @@ impl Sent {
     }
 }
 
-/// Signs and posts `body` to `url`.
+/// Signs `body` with every secret (the current one first; the previous one too while the
+/// endpoint's secret is being rotated) and posts it to `url`.
 pub async fn send(
     client: &reqwest::Client,
     url: &str,
-    secret: &str,
+    secrets: &[&str],
     event_id: &str,
     body: &str,
     timeout: Duration,
 ) -> Sent {
     let ts = chrono::Utc::now().timestamp();
-    let signature = match Webhook::new(secret).and_then(|w| w.sign(event_id, ts, body.as_bytes())) {
-        Ok(s) => s,
+    let signed: Result<Vec<String>, _> =
+        secrets.iter().map(|s| Webhook::new(s).and_then(|w| w.sign(event_id, ts, body.as_bytes()))).collect();
+    let signature = match signed {
+        Ok(s) => s.join(" "),
         Err(e) => return Sent { status: None, error: Some(format!("cannot sign: {e}")) },
     };
     let res = client

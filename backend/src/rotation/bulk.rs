@@ -5,12 +5,12 @@
 //! again.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::sea_query::{Expr, Func};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -20,10 +20,12 @@ use crate::domain::{ApiKey, Environment, KeyHash, KeyHead, KeyId, KeyPrefix, Ten
 use crate::notify::{self, Audience};
 use crate::state::AppState;
 use crate::store::entities::{consumer, key, pending_secret, rotation};
-use crate::store::{StoreError, apis, begin_write, jobs, rotations};
+use crate::store::{StoreError, apis, begin_write, insert_rows, jobs, rotations};
 
 /// Rows per transaction.
 const BATCH: u64 = 1_000;
+/// Batches written at once.
+const LANES: usize = 2;
 
 /// Which keys of the API to rotate.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -117,30 +119,55 @@ pub async fn run(state: &AppState, job_id: &str, req: &BulkRequest) -> anyhow::R
         .filter(key::Column::CreatedAt.lt(req.as_of))
         .count(&state.db)
         .await?;
-    let mut done = 0u64;
-    let mut after = String::new();
     jobs::set_progress(&state.db, job_id, json!({"done": 0, "total": total})).await?;
+    let shared = Arc::new((state.clone(), tenant.clone(), head, req.clone()));
+    let mut lanes = tokio::task::JoinSet::new();
+    let mut after = String::new();
+    let mut exhausted = false;
+    let mut done = 0u64;
     loop {
-        let now = Utc::now();
-        // Keyset order: each batch starts where the last one ended instead of rescanning.
-        let batch = candidates(tenant.as_str(), &req.api_id, &req.filter, now)
-            .filter(key::Column::CreatedAt.lt(req.as_of))
-            .filter(key::Column::Id.gt(after.as_str()))
-            .order_by_asc(key::Column::Id)
-            .limit(BATCH)
-            .all(&state.db)
-            .await?;
-        if batch.is_empty() {
-            break;
+        // Batches are disjoint sets of lineages, so they are written side by side: the database
+        // spends most of a batch on index and constraint work that a second connection overlaps.
+        while !exhausted && lanes.len() < LANES {
+            let batch = next_batch(state, &tenant, req, &after).await?;
+            let Some(last) = batch.last() else {
+                exhausted = true;
+                break;
+            };
+            after.clone_from(&last.id);
+            let shared = Arc::clone(&shared);
+            lanes.spawn(async move {
+                let (state, tenant, head, req) = &*shared;
+                let n = u64::try_from(batch.len()).unwrap_or(0);
+                rotate_batch(state, tenant, head, req, batch).await.map(|()| n)
+            });
         }
-        let n = u64::try_from(batch.len()).unwrap_or(0);
-        after = batch.last().map(|k| k.id.clone()).unwrap_or_default();
-        rotate_batch(state, &tenant, &head, req, batch).await?;
-        done += n;
+        let Some(finished) = lanes.join_next().await else { break };
+        done += finished??;
         jobs::set_progress(&state.db, job_id, json!({"done": done, "total": total.max(done)})).await?;
     }
     Ok(())
 }
+
+/// Up to `BATCH` candidates with ids after `after`, in id order: each batch starts where the
+/// last one ended instead of rescanning.
+async fn next_batch(
+    state: &AppState,
+    tenant: &TenantId,
+    req: &BulkRequest,
+    after: &str,
+) -> Result<Vec<key::Model>, StoreError> {
+    Ok(candidates(tenant.as_str(), &req.api_id, &req.filter, Utc::now())
+        .filter(key::Column::CreatedAt.lt(req.as_of))
+        .filter(key::Column::Id.gt(after))
+        .order_by_asc(key::Column::Id)
+        .limit(BATCH)
+        .all(&state.db)
+        .await?)
+}
+
+/// A version of a lineage: id, hash, lineage, version number, end of grace.
+type VersionRow = (String, String, String, i32, Option<DateTime<Utc>>);
 
 async fn rotate_batch(
     state: &AppState,
@@ -151,54 +178,53 @@ async fn rotate_batch(
 ) -> anyhow::Result<()> {
     let now = Utc::now();
     let overlap = TimeDelta::seconds(req.overlap_seconds);
-    let lineages: Vec<String> = batch.iter().map(|k| k.lineage_id.clone()).collect();
+    let lineages: HashSet<&str> = batch.iter().map(|k| k.lineage_id.as_str()).collect();
     let txn = begin_write(&state.db).await?;
 
-    // Earlier versions still in grace end now, so each lineage stays within two active versions.
-    let ending: Vec<(String, String)> = key::Entity::find()
+    // Every version of these lineages: the highest version number, and the earlier versions
+    // still in grace, which end now so each lineage stays within two active versions.
+    let versions: Vec<VersionRow> = key::Entity::find()
         .select_only()
-        .column(key::Column::Id)
-        .column(key::Column::Hash)
-        .filter(key::Column::LineageId.is_in(lineages.iter().map(String::as_str)))
-        .filter(key::Column::GraceEndsAt.gt(now))
+        .columns([key::Column::Id, key::Column::Hash, key::Column::LineageId, key::Column::Version])
+        .column(key::Column::GraceEndsAt)
+        .filter(key::Column::LineageId.is_in(lineages.iter().copied()))
         .into_tuple()
         .all(&txn)
         .await?;
+    let mut max_versions: HashMap<&str, i32> = HashMap::with_capacity(lineages.len());
+    let mut ending: Vec<(&str, &str)> = Vec::new();
+    for (id, hash, lineage, version, grace) in &versions {
+        let max = max_versions.entry(lineage.as_str()).or_insert(*version);
+        *max = (*max).max(*version);
+        if grace.is_some_and(|g| g > now) {
+            ending.push((id.as_str(), hash.as_str()));
+        }
+    }
     if !ending.is_empty() {
         key::Entity::update_many()
             .col_expr(key::Column::GraceEndsAt, Expr::value(now))
-            .filter(key::Column::Id.is_in(ending.iter().map(|(id, _)| id.as_str())))
+            .filter(key::Column::Id.is_in(ending.iter().map(|(id, _)| *id)))
             .exec(&txn)
             .await?;
         rotation::Entity::update_many()
             .col_expr(rotation::Column::State, Expr::value(RotationState::Completed.as_str()))
             .col_expr(rotation::Column::EndedAt, Expr::value(now))
             .col_expr(rotation::Column::Reason, Expr::value("retired by a bulk rotation"))
-            .filter(rotation::Column::FromKeyId.is_in(ending.iter().map(|(id, _)| id.as_str())))
+            .filter(rotation::Column::FromKeyId.is_in(ending.iter().map(|(id, _)| *id)))
             .filter(rotation::Column::State.eq(RotationState::InProgress.as_str()))
             .exec(&txn)
             .await?;
     }
 
-    let max_versions: HashMap<String, i32> = key::Entity::find()
-        .select_only()
-        .column(key::Column::LineageId)
-        .column_as(Expr::from(Func::max(Expr::col(key::Column::Version))), "max")
-        .filter(key::Column::LineageId.is_in(lineages.iter().map(String::as_str)))
-        .group_by(key::Column::LineageId)
-        .into_tuple::<(String, i32)>()
-        .all(&txn)
-        .await?
-        .into_iter()
-        .collect();
-
     let consumer_ids: HashSet<&str> = batch.iter().filter_map(|k| k.consumer_id.as_deref()).collect();
     let emails: HashMap<String, Option<String>> = consumer::Entity::find()
-        .filter(consumer::Column::Id.is_in(consumer_ids.iter().copied()))
+        .select_only()
+        .columns([consumer::Column::Id, consumer::Column::Email])
+        .filter(consumer::Column::Id.is_in(consumer_ids))
+        .into_tuple()
         .all(&txn)
         .await?
         .into_iter()
-        .map(|c| (c.id, c.email))
         .collect();
 
     let mut new_keys = Vec::with_capacity(batch.len());
@@ -210,19 +236,7 @@ async fn rotate_batch(
     for old in &batch {
         let secret = ApiKey::generate(head);
         let id = KeyId::generate().into_string();
-        let version = max_versions.get(&old.lineage_id).copied().unwrap_or(old.version) + 1;
-        let mut new = old.clone();
-        new.id.clone_from(&id);
-        new.version = version;
-        new.hash = secret.hash().to_hex();
-        new.start = secret.start().to_owned();
-        new.expires_at = None;
-        new.grace_ends_at = None;
-        new.superseded_at = None;
-        new.last_used_at = None;
-        new.created_by = Some(req.actor.clone());
-        new.created_at = now;
-        new.updated_at = now;
+        let version = max_versions.get(old.lineage_id.as_str()).copied().unwrap_or(old.version) + 1;
         let old_grace = old.expires_at.map_or(grace, |e| e.min(grace));
         let record = rotations::new_record(
             tenant,
@@ -247,51 +261,48 @@ async fn rotate_batch(
         if let Some(mk) = &state.master_key
             && let Some(sealed) = mk.seal(secret.expose().as_bytes())
         {
-            held.push(pending_secret::ActiveModel {
-                key_id: Set(id.clone()),
-                tenant_id: Set(tenant.as_str().to_owned()),
-                lineage_id: Set(old.lineage_id.clone()),
-                sealed: Set(sealed),
-                created_at: Set(now),
-                expires_at: Set(old_grace + TimeDelta::days(7)),
+            held.push(pending_secret::Model {
+                key_id: id.clone(),
+                tenant_id: tenant.as_str().to_owned(),
+                lineage_id: old.lineage_id.clone(),
+                sealed,
+                created_at: now,
+                expires_at: old_grace + TimeDelta::days(7),
             });
         }
         announce.push(secret.hash());
         records.push(record);
-        new_keys.push(new);
+        new_keys.push(key::Model {
+            id,
+            version,
+            hash: secret.hash().to_hex(),
+            start: secret.start().to_owned(),
+            expires_at: None,
+            grace_ends_at: None,
+            superseded_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+            last_used_at: None,
+            created_by: Some(req.actor.clone()),
+            created_at: now,
+            updated_at: now,
+            ..old.clone()
+        });
     }
-    for chunk in new_keys.chunks(500) {
-        key::Entity::insert_many(
-            chunk.iter().map(|k| sea_orm::IntoActiveModel::into_active_model(k.clone()).reset_all()),
-        )
-        .exec_without_returning(&txn)
-        .await?;
-    }
-    let old_ids: Vec<&str> = batch.iter().map(|k| k.id.as_str()).collect();
-    key::Entity::update_many()
-        .col_expr(key::Column::SupersededAt, Expr::value(now))
-        .col_expr(key::Column::GraceEndsAt, Expr::value(grace))
-        .col_expr(key::Column::UpdatedAt, Expr::value(now))
-        .filter(key::Column::Id.is_in(old_ids.iter().copied()))
-        .exec(&txn)
-        .await?;
+    insert_rows::<key::Entity>(&txn, &new_keys).await?;
     // Grace never outlasts a key's own expiry.
     key::Entity::update_many()
-        .col_expr(key::Column::GraceEndsAt, Expr::col(key::Column::ExpiresAt))
-        .filter(key::Column::Id.is_in(old_ids.iter().copied()))
-        .filter(key::Column::ExpiresAt.lt(grace))
+        .col_expr(key::Column::SupersededAt, Expr::value(now))
+        .col_expr(
+            key::Column::GraceEndsAt,
+            Expr::case(key::Column::ExpiresAt.lt(grace), Expr::col(key::Column::ExpiresAt)).finally(grace).into(),
+        )
+        .col_expr(key::Column::UpdatedAt, Expr::value(now))
+        .filter(key::Column::Id.is_in(batch.iter().map(|k| k.id.as_str())))
         .exec(&txn)
         .await?;
-    for chunk in records.chunks(1_000) {
-        rotation::Entity::insert_many(
-            chunk.iter().map(|r| sea_orm::IntoActiveModel::into_active_model(r.clone()).reset_all()),
-        )
-        .exec_without_returning(&txn)
-        .await?;
-    }
-    for chunk in held.chunks(1_000) {
-        pending_secret::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
-    }
+    insert_rows::<rotation::Entity>(&txn, &records).await?;
+    insert_rows::<pending_secret::Entity>(&txn, &held).await?;
     notify::emit_many(&txn, tenant, "rotation.started", events).await?;
     txn.commit().await?;
 

@@ -21,7 +21,7 @@ use crate::notify;
 use crate::state::AppState;
 use crate::store::entities::{key, rotation};
 use crate::store::keys::{self, NewKey};
-use crate::store::{StoreError, apis, begin_write, rotations};
+use crate::store::{StoreError, apis, begin_write, policies, rotations};
 
 /// Why a rotation step failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,39 @@ pub struct RotateRequest {
     pub compromise: bool,
     /// The bounds in force (from the key's rotation policy, or the defaults).
     pub rules: RotationRules,
+    /// Keep the new secret, sealed, for the consumer: fetched with the current key, or sent to
+    /// the consumer's own webhook endpoints. Written in the rotation's own transaction, so a
+    /// rotation never happens without its secret being kept.
+    pub handoff: Option<Handoff>,
+}
+
+/// How a rotation the consumer did not ask for reaches the consumer with its new secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// `POST /v1/self/pickup` with the current key, once.
+    Pickup,
+    /// In the `rotation.started` webhook to the consumer's own endpoints (the first one that
+    /// accepts it); picked up as above until then.
+    Webhook,
+}
+
+impl Handoff {
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pickup" => Some(Self::Pickup),
+            "webhook" => Some(Self::Webhook),
+            _ => None,
+        }
+    }
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pickup => "pickup",
+            Self::Webhook => "webhook",
+        }
+    }
 }
 
 /// The new version, its secret (shown once) and the rotation record.
@@ -195,6 +228,16 @@ pub async fn rotate(
     let mut data = event_data(&record, &current);
     data["new_key_id"] = json!(new_key.id);
     data["new_version"] = json!(new_key.version);
+    if let Some(handoff) = req.handoff {
+        let sealed =
+            state.master_key.as_ref().and_then(|mk| mk.seal(secret.expose().as_bytes())).ok_or_else(|| {
+                RotateError::Store(StoreError::Conflict("no master key to keep the new secret".into()))
+            })?;
+        // Available until the old version's grace ends, plus a week to recover.
+        let until = record.grace_ends_at.max(now) + TimeDelta::days(7);
+        policies::hold_secret(&txn, tenant, &new_key.id, &new_key.lineage_id, sealed, until).await?;
+        data["secret_delivery"] = json!(handoff.as_str());
+    }
     notify::emit(&txn, tenant, "rotation.started", data, &audience).await?;
     txn.commit().await?;
     ended.extend(hash(&current));

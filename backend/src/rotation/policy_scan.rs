@@ -1,12 +1,13 @@
 //! The policy scheduler's work: for every enabled policy, send the advance notices that are due
-//! (`key.expiring`, once per version and lead time) and rotate the versions that are due. With
-//! `pickup` delivery the new secret is sealed with the master key until the consumer fetches it.
+//! (`key.expiring`, once per version and lead time) and rotate the versions that are due. The
+//! new secret is sealed with the master key until the consumer fetches it or, with `webhook`
+//! delivery, until one of the consumer's endpoints has accepted it.
 
 use chrono::{TimeDelta, Utc};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 use serde_json::json;
 
-use super::{RotateError, RotateRequest, policy_rules};
+use super::{Handoff, RotateError, RotateRequest, policy_rules};
 use crate::domain::policy::{Schedule, notices_due};
 use crate::domain::rotation::{RetireMode, Trigger};
 use crate::domain::{KeyId, TenantId};
@@ -94,6 +95,12 @@ async fn notice(
 }
 
 async fn rotate(state: &AppState, tenant: &TenantId, p: &rotation_policy::Model, k: &key::Model) -> anyhow::Result<()> {
+    let handoff = Handoff::parse(&p.delivery).unwrap_or(Handoff::Pickup);
+    if state.master_key.is_none() {
+        // Rotating now would make a secret nobody can ever be given.
+        tracing::error!(key_id = %k.id, "no master key: a policy rotation is due but the new secret could not be kept");
+        return Ok(());
+    }
     let request = RotateRequest {
         overlap: TimeDelta::seconds(p.overlap_seconds),
         scopes: None,
@@ -103,31 +110,16 @@ async fn rotate(state: &AppState, tenant: &TenantId, p: &rotation_policy::Model,
         actor: Some(format!("policy:{}", p.id)),
         compromise: false,
         rules: policy_rules(p),
+        handoff: Some(handoff),
     };
-    let rotated = match super::rotate(state, tenant, &KeyId::from_trusted(k.id.clone()), false, request).await {
-        Ok(r) => r,
+    match super::rotate(state, tenant, &KeyId::from_trusted(k.id.clone()), false, request).await {
+        Ok(_) => Ok(()),
         // Another node rotated it first, or the lineage is full and the policy says refuse.
         Err(RotateError::Rule(e)) => {
             tracing::info!(key_id = %k.id, reason = %e, "policy rotation skipped");
-            return Ok(());
+            Ok(())
         }
-        Err(RotateError::Conflict(_)) => return Ok(()),
-        Err(RotateError::Store(e)) => return Err(e.into()),
-    };
-    if p.delivery == "pickup" {
-        match &state.master_key {
-            Some(mk) => {
-                let sealed =
-                    mk.seal(rotated.secret.expose().as_bytes()).ok_or_else(|| anyhow::anyhow!("seal failed"))?;
-                // Available until the old version's grace ends, plus a week to recover.
-                let until = rotated.rotation.grace_ends_at + TimeDelta::days(7);
-                policies::hold_secret(&state.db, tenant, &rotated.key.id, &rotated.key.lineage_id, sealed, until)
-                    .await?;
-            }
-            None => {
-                tracing::error!(key_id = %rotated.key.id, "no master key: the new secret cannot be held for pickup")
-            }
-        }
+        Err(RotateError::Conflict(_)) => Ok(()),
+        Err(RotateError::Store(e)) => Err(e.into()),
     }
-    Ok(())
 }

@@ -38,19 +38,16 @@ pub async fn insert_event(
     Ok(m.into_active_model().reset_all().insert(db).await?)
 }
 
-/// Queues one delivery of an event.
-///
-/// # Errors
-/// Database errors.
-pub async fn insert_delivery(
-    db: &impl ConnectionTrait,
+/// A delivery of an event, due now.
+#[must_use]
+pub fn new_delivery(
     tenant: &TenantId,
     event_id: &str,
     channel: &str,
     endpoint_id: Option<String>,
     recipient: Option<String>,
-) -> Result<(), StoreError> {
-    let now = Utc::now();
+    now: DateTime<Utc>,
+) -> delivery::Model {
     delivery::Model {
         id: DeliveryId::generate().into_string(),
         tenant_id: tenant.as_str().to_owned(),
@@ -67,10 +64,25 @@ pub async fn insert_delivery(
         delivered_at: None,
         created_at: now,
     }
-    .into_active_model()
-    .reset_all()
-    .insert(db)
-    .await?;
+}
+
+/// Queues one delivery of an event.
+///
+/// # Errors
+/// Database errors.
+pub async fn insert_delivery(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    event_id: &str,
+    channel: &str,
+    endpoint_id: Option<String>,
+    recipient: Option<String>,
+) -> Result<(), StoreError> {
+    new_delivery(tenant, event_id, channel, endpoint_id, recipient, Utc::now())
+        .into_active_model()
+        .reset_all()
+        .insert(db)
+        .await?;
     Ok(())
 }
 
@@ -133,6 +145,9 @@ pub async fn create_endpoint(
         enabled: true,
         failures: 0,
         disabled_at: None,
+        previous_secret: None,
+        previous_secret_until: None,
+        failing_since: None,
         created_at: now,
         updated_at: now,
     }
@@ -267,8 +282,9 @@ pub async fn event(db: &impl ConnectionTrait, id: &str) -> Result<Option<event::
     Ok(event::Entity::find_by_id(id).one(db).await?)
 }
 
-/// Counts a delivery given up (and disables the endpoint after too many in a row), or resets
-/// the count after a success.
+/// Records how a delivery to an endpoint ended. A success clears the failure streak; an endpoint
+/// is disabled once `disable_after` deliveries in a row were given up *and* the streak has lasted
+/// `disable_after_time` — a receiver that is down for an hour loses nothing.
 ///
 /// # Errors
 /// Database errors.
@@ -277,27 +293,80 @@ pub async fn endpoint_outcome(
     id: &str,
     ok: bool,
     disable_after: i32,
+    disable_after_time: chrono::TimeDelta,
 ) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let col = |c| Expr::col((webhook_endpoint::Entity, c));
     if ok {
         webhook_endpoint::Entity::update_many()
             .col_expr(webhook_endpoint::Column::Failures, Expr::value(0))
+            .col_expr(webhook_endpoint::Column::FailingSince, Expr::value(Option::<DateTime<Utc>>::None))
             .filter(webhook_endpoint::Column::Id.eq(id))
             .exec(db)
             .await?;
         return Ok(());
     }
     webhook_endpoint::Entity::update_many()
-        .col_expr(webhook_endpoint::Column::Failures, Expr::col(webhook_endpoint::Column::Failures).add(1))
+        .col_expr(webhook_endpoint::Column::Failures, col(webhook_endpoint::Column::Failures).add(1))
+        .col_expr(
+            webhook_endpoint::Column::FailingSince,
+            Expr::case(webhook_endpoint::Column::FailingSince.is_null(), now)
+                .finally(col(webhook_endpoint::Column::FailingSince))
+                .into(),
+        )
         .filter(webhook_endpoint::Column::Id.eq(id))
         .exec(db)
         .await?;
     webhook_endpoint::Entity::update_many()
         .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
-        .col_expr(webhook_endpoint::Column::DisabledAt, Expr::value(Utc::now()))
+        .col_expr(webhook_endpoint::Column::DisabledAt, Expr::value(now))
         .filter(webhook_endpoint::Column::Id.eq(id))
+        .filter(webhook_endpoint::Column::Enabled.eq(true))
         .filter(webhook_endpoint::Column::Failures.gte(disable_after))
+        .filter(webhook_endpoint::Column::FailingSince.lte(now - disable_after_time))
         .exec(db)
         .await?;
+    Ok(())
+}
+
+/// One endpoint of the tenant.
+///
+/// # Errors
+/// `NotFound`, or database errors.
+pub async fn tenant_endpoint(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<webhook_endpoint::Model, StoreError> {
+    webhook_endpoint::Entity::find_by_id(id)
+        .filter(webhook_endpoint::Column::TenantId.eq(tenant.as_str()))
+        .one(db)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+/// Saves a changed endpoint.
+///
+/// # Errors
+/// Database errors.
+pub async fn save_endpoint(
+    db: &impl ConnectionTrait,
+    mut ep: webhook_endpoint::Model,
+) -> Result<webhook_endpoint::Model, StoreError> {
+    ep.updated_at = Utc::now();
+    Ok(ep.into_active_model().reset_all().update(db).await?)
+}
+
+/// Deletes an endpoint with its delivery log.
+///
+/// # Errors
+/// `NotFound`, or database errors.
+pub async fn delete_endpoint(db: &DatabaseConnection, tenant: &TenantId, id: &str) -> Result<(), StoreError> {
+    let txn = begin_write(db).await?;
+    let ep = tenant_endpoint(&txn, tenant, id).await?;
+    delivery::Entity::delete_many().filter(delivery::Column::EndpointId.eq(ep.id.as_str())).exec(&txn).await?;
+    webhook_endpoint::Entity::delete_by_id(ep.id.as_str()).exec(&txn).await?;
+    txn.commit().await?;
     Ok(())
 }
 

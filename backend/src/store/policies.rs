@@ -186,3 +186,23 @@ pub async fn take_secret(
     }
     Ok(found)
 }
+
+/// The unexpired secret kept for this key version, if any (left in place).
+///
+/// # Errors
+/// Database errors.
+pub async fn kept_secret(db: &impl ConnectionTrait, key_id: &str) -> Result<Option<pending_secret::Model>, StoreError> {
+    Ok(pending_secret::Entity::find_by_id(key_id)
+        .filter(pending_secret::Column::ExpiresAt.gt(Utc::now()))
+        .one(db)
+        .await?)
+}
+
+/// Forgets the secret kept for this key version: it has been handed over.
+///
+/// # Errors
+/// Database errors.
+pub async fn forget_secret(db: &impl ConnectionTrait, key_id: &str) -> Result<(), StoreError> {
+    pending_secret::Entity::delete_by_id(key_id).exec(db).await?;
+    Ok(())
+}

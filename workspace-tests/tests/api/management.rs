@@ -212,7 +212,7 @@ async fn request_ids_openapi_and_health(app: TestApp) {
         .as_object()
         .map(|p| p.values().map(|v| v.as_object().map_or(0, serde_json::Map::len)).sum())
         .unwrap_or(0);
-    assert_eq!(ops, 42, "every operation is documented");
+    assert_eq!(ops, 46, "every operation is documented");
     let home = app.client.get(app.url("/")).send().await.expect("sent").text().await.expect("html");
     assert!(home.contains("keyroll tenant create"), "a fresh install says what to do next");
 }

@@ -8,6 +8,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
+use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -129,6 +130,39 @@ fn signature_holds(secret: &str, r: &Received) -> bool {
     r.signature.split(' ').any(|s| s == format!("v1,{expected}"))
 }
 
+/// Standard Webhooks, checked by an independent implementation: PyPI's `standardwebhooks`.
+/// `None` when the package is missing (a failure with `KEYROLL_TEST_REQUIRE_SERVICES=1`).
+fn python_verifies(secret: &str, r: &Received) -> Option<bool> {
+    const CHECK: &str = "import os, sys\n\
+from standardwebhooks.webhooks import Webhook\n\
+h = {'webhook-id': os.environ['WID'], 'webhook-timestamp': os.environ['WTS'], 'webhook-signature': os.environ['WSIG']}\n\
+Webhook(os.environ['WSECRET']).verify(sys.stdin.buffer.read(), h)\n";
+    let has = std::process::Command::new("python3").args(["-c", "import standardwebhooks"]).status();
+    if !has.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("KEYROLL_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "PyPI's standardwebhooks is required (pip install standardwebhooks)"
+        );
+        eprintln!("skipping the interop check: PyPI's standardwebhooks is not installed");
+        return None;
+    }
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", CHECK])
+        .env("WID", &r.id)
+        .env("WTS", &r.timestamp)
+        .env("WSIG", &r.signature)
+        .env("WSECRET", secret)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(r.body.as_bytes()).expect("body written");
+    }
+    Some(child.wait().expect("python3 ends").success())
+}
+
 async fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let started = Instant::now();
     loop {
@@ -181,6 +215,9 @@ async fn rotation_events_are_delivered(backend: Backend) {
     assert!(got[1].id.starts_with("evt_"));
     for g in &got {
         assert!(signature_holds(&secret, g), "signature of {g:?}");
+        assert_ne!(python_verifies(&secret, g), Some(false), "standardwebhooks rejects {g:?}");
+        let tampered = Received { body: g.body.replace("rotation", "rotatiom"), ..g.clone() };
+        assert_ne!(python_verifies(&secret, &tampered), Some(true), "a changed body must not verify");
         let ts: i64 = g.timestamp.parse().expect("unix seconds");
         assert!((chrono::Utc::now().timestamp() - ts).abs() < 300);
     }
@@ -246,4 +283,168 @@ async fn delivered_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_postgres_redis() {
     rotation_events_are_delivered(Backend::Services).await;
+}
+
+/// A policy that delivers by webhook: the consumer's own endpoint receives the new secret in
+/// `rotation.started`; the tenant's endpoint and the event log never do; once handed over it
+/// cannot be picked up again.
+async fn policy_hands_the_new_key_to_the_consumer(backend: Backend) {
+    let Some((shared, dir)) = fresh(backend).await else { return };
+    let tenant_hook = Receiver::default();
+    let consumer_hook = Receiver::default();
+    // The consumer's endpoint fails once: the secret survives the retry.
+    *consumer_hook.fail_first.lock().expect("lock") = 1;
+    let tenant_url = start_receiver(tenant_hook.clone());
+    let consumer_url = start_receiver(consumer_hook.clone());
+    let settings =
+        [("jobs.tick_ms", "200"), ("jobs.poll_ms", "50"), ("notify.retry_base_ms", "100"), ("notify.poll_ms", "50")];
+    let app: TestApp = spawn_node_with(&shared, dir, &settings).await;
+    let t = app.tenant("Acme").await;
+    let k = app.make_key(&t, "acme", json!({})).await;
+    let consumer = k.consumer_id.clone();
+    let (st, _) = app.post("/v1/webhook-endpoints", &t.root, json!({"url": tenant_url})).await;
+    assert_eq!(st, 201);
+    let (st, ep) =
+        app.post("/v1/webhook-endpoints", &t.root, json!({"url": consumer_url, "consumer_id": consumer})).await;
+    assert_eq!(st, 201, "{ep}");
+    let consumer_secret = ep["secret"].as_str().expect("secret").to_owned();
+    let (st, bad) = app
+        .post(
+            "/v1/policies",
+            &t.root,
+            json!({"api_id": k.api_id, "interval_days": 30, "overlap_seconds": 7200, "delivery": "email"}),
+        )
+        .await;
+    assert_eq!((st, bad["errors"][0]["field"].as_str()), (400, Some("delivery")), "{bad}");
+    let (st, p) = app
+        .post(
+            "/v1/policies",
+            &t.root,
+            json!({"api_id": k.api_id, "interval_days": 30, "overlap_seconds": 7200, "delivery": "webhook"}),
+        )
+        .await;
+    assert_eq!((st, p["delivery"].as_str()), (201, Some("webhook")), "{p}");
+    crate::policies::backdate(&app, &k.key_id, 31).await;
+
+    let got = wait_until("the new key at the consumer's endpoint", || {
+        let g = consumer_hook.got.lock().expect("lock").clone();
+        g.iter().any(|r| r.body.contains("new_key")).then_some(g)
+    })
+    .await;
+    let delivered = got.iter().rev().find(|r| r.body.contains("new_key")).expect("delivered");
+    assert!(signature_holds(&consumer_secret, delivered));
+    let body: Value = serde_json::from_str(&delivered.body).expect("json");
+    assert_eq!(
+        (body["type"].as_str(), body["data"]["key_id"].as_str()),
+        (Some("rotation.started"), Some(k.key_id.as_str()))
+    );
+    let new_key = body["data"]["new_key"].as_str().expect("the new secret").to_owned();
+    assert_eq!(app.verify_code(&new_key).await, "VALID");
+    assert_eq!(app.verify_code(&k.secret).await, "VALID", "the old key stays valid during the overlap");
+
+    // Handed over once: no pickup afterwards, and nobody else ever saw it.
+    let log = wait_until_delivered(&app, &t.root).await;
+    assert!(!log.to_string().contains(&new_key), "the event log never holds a secret");
+    let pickup = app.client.post(app.url("/v1/self/pickup")).bearer_auth(k.secret.clone()).send().await.expect("sent");
+    assert_eq!(pickup.status().as_u16(), 404);
+    wait_until("the tenant's copy of the event", || {
+        tenant_hook.got.lock().expect("lock").iter().any(|r| r.body.contains("rotation.started")).then_some(())
+    })
+    .await;
+    assert!(tenant_hook.got.lock().expect("lock").iter().all(|r| !r.body.contains(&new_key)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handover_sqlite() {
+    policy_hands_the_new_key_to_the_consumer(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handover_postgres_redis() {
+    policy_hands_the_new_key_to_the_consumer(Backend::Services).await;
+}
+
+/// An endpoint's own secret is rotated: both secrets sign during the overlap. An endpoint that
+/// keeps failing is disabled, and turned back on with PATCH; endpoints are the tenant's own.
+async fn endpoint_secrets_rotate_and_failing_endpoints_stop(backend: Backend) {
+    let Some((shared, dir)) = fresh(backend).await else { return };
+    let good = Receiver::default();
+    let bad = Receiver::default();
+    *bad.fail_first.lock().expect("lock") = 1_000;
+    let (good_url, bad_url) = (start_receiver(good.clone()), start_receiver(bad.clone()));
+    let settings = [
+        ("notify.retry_base_ms", "50"),
+        ("notify.poll_ms", "50"),
+        ("notify.max_attempts", "1"),
+        ("notify.disable_after_failures", "2"),
+        ("notify.disable_after_hours", "0"),
+    ];
+    let app: TestApp = spawn_node_with(&shared, dir, &settings).await;
+    let t = app.tenant("Acme").await;
+    let (_, ep) = app.post("/v1/webhook-endpoints", &t.root, json!({"url": good_url})).await;
+    let (_, failing) = app.post("/v1/webhook-endpoints", &t.root, json!({"url": bad_url})).await;
+    let old_secret = ep["secret"].as_str().expect("secret").to_owned();
+    let path = format!("/v1/webhook-endpoints/{}", ep["id"].as_str().expect("id"));
+
+    let (st, v) = app.post(&format!("{path}/rotate-secret"), &t.root, json!({"overlap_seconds": -1})).await;
+    assert_eq!((st, v["errors"][0]["field"].as_str()), (400, Some("overlap_seconds")));
+    let (st, rotated) = app.post(&format!("{path}/rotate-secret"), &t.root, json!({"overlap_seconds": 3600})).await;
+    assert_eq!(st, 200, "{rotated}");
+    let new_secret = rotated["secret"].as_str().expect("new secret shown once").to_owned();
+    assert_ne!(new_secret, old_secret);
+    assert!(rotated["previous_secret_until"].is_string());
+    assert!(app.get(&path, &t.root).await.1.get("secret").is_none(), "never shown again");
+
+    let k = app.make_key(&t, "acme", json!({})).await;
+    app.post(&format!("/v1/keys/{}/rotate", k.key_id), &t.root, json!({"overlap_seconds": 60})).await;
+    let got = wait_until("a signed call", || good.got.lock().expect("lock").first().cloned()).await;
+    assert_eq!(got.signature.split(' ').count(), 2, "old and new secret both sign: {}", got.signature);
+    assert!(signature_holds(&new_secret, &got) && signature_holds(&old_secret, &got));
+    for secret in [&new_secret, &old_secret] {
+        assert_ne!(python_verifies(secret, &got), Some(false), "standardwebhooks accepts either secret");
+    }
+
+    // Two deliveries given up in a row: the failing endpoint is disabled.
+    app.post(&format!("/v1/keys/{}/revoke", k.key_id), &t.root, json!({"reason": "test"})).await;
+    let failing_path = format!("/v1/webhook-endpoints/{}", failing["id"].as_str().expect("id"));
+    let disabled = wait_until_async(|| async {
+        let (_, e) = app.get(&failing_path, &t.root).await;
+        (e["enabled"] == false).then_some(e)
+    })
+    .await;
+    assert!(disabled["disabled_at"].is_string(), "{disabled}");
+    let (st, v) = app.call(Method::PATCH, &failing_path, &t.root, Some(json!({"url": "mailto:x"}))).await;
+    assert_eq!((st, v["errors"][0]["field"].as_str()), (400, Some("url")));
+    let (st, back) = app.call(Method::PATCH, &failing_path, &t.root, Some(json!({"enabled": true}))).await;
+    assert_eq!((st, back["enabled"].as_bool(), back["failures"].as_i64()), (200, Some(true), Some(0)), "{back}");
+
+    // Another tenant sees none of it; delete removes it.
+    let globex = app.tenant("Globex").await;
+    assert_eq!(app.get(&path, &globex.root).await.0, 404);
+    assert_eq!(app.call(Method::DELETE, &path, &globex.root, None).await.0, 404);
+    assert_eq!(app.post(&format!("{path}/rotate-secret"), &globex.root, json!({})).await.0, 404);
+    assert_eq!(app.get("/v1/webhook-endpoints/not-an-id", &t.root).await.0, 404);
+    assert_eq!(app.call(Method::DELETE, &path, &t.root, None).await.0, 204);
+    assert_eq!(app.get(&path, &t.root).await.0, 404);
+}
+
+async fn wait_until_async<T, F: std::future::Future<Output = Option<T>>>(mut f: impl FnMut() -> F) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "did not happen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_sqlite() {
+    endpoint_secrets_rotate_and_failing_endpoints_stop(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_postgres_redis() {
+    endpoint_secrets_rotate_and_failing_endpoints_stop(Backend::Services).await;
 }

@@ -38,7 +38,7 @@ async fn policies_are_validated_and_tenant_scoped(app: TestApp) {
         (json!({"api_id": k.api_id, "interval_days": 30, "notice_seconds": [5]}), "notice_seconds[0]"),
         (json!({"api_id": k.api_id, "interval_days": 30, "max_active": 0}), "max_active"),
         (json!({"api_id": k.api_id, "interval_days": 30, "retire_mode": "soon"}), "retire_mode"),
-        (json!({"api_id": k.api_id, "interval_days": 30, "delivery": "webhook"}), "delivery"),
+        (json!({"api_id": k.api_id, "interval_days": 30, "delivery": "email"}), "delivery"),
         (json!({"interval_days": 30}), "api_id"),
     ] {
         let (st, v) = app.post("/v1/policies", &t.root, body.clone()).await;
@@ -62,7 +62,7 @@ async fn policies_are_validated_and_tenant_scoped(app: TestApp) {
 }
 both_backends!(policy_api, policies_are_validated_and_tenant_scoped);
 
-async fn backdate(app: &TestApp, key_id: &str, days: i64) {
+pub async fn backdate(app: &TestApp, key_id: &str, days: i64) {
     key::Entity::update_many()
         .col_expr(key::Column::CreatedAt, Expr::value(Utc::now() - TimeDelta::days(days)))
         .filter(key::Column::Id.eq(key_id))

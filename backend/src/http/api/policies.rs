@@ -16,6 +16,7 @@ use crate::http::errors::{ApiError, Problem};
 use crate::http::idempotency;
 use crate::http::json::{Body, double_option};
 use crate::http::pagination::{PageQuery, query};
+use crate::rotation::Handoff;
 use crate::state::AppState;
 use crate::store::entities::rotation_policy;
 use crate::store::{StoreError, policies};
@@ -49,7 +50,9 @@ pub struct PolicyBody {
     pub max_active: Option<i32>,
     /// At `max_active`: `end_oldest` (default) or `refuse`.
     pub on_full: Option<String>,
-    /// `pickup` (the default and only mode): the consumer fetches the new key with its current one.
+    /// How the consumer gets the new key: `pickup` (the default: fetched with the current key,
+    /// `POST /v1/self/pickup`) or `webhook` (in the `rotation.started` webhook to the consumer's
+    /// own endpoints; fetched as with `pickup` until one of them accepts it).
     pub delivery: Option<String>,
     pub enabled: Option<bool>,
 }
@@ -161,11 +164,14 @@ fn apply(p: &mut rotation_policy::Model, b: &PolicyBody, master_key: bool) -> Re
         }
     }
     if let Some(v) = &b.delivery {
-        // Sending new secrets to consumers' own webhook endpoints is not offered yet.
-        if v == "pickup" { p.delivery.clone_from(v) } else { c.push("delivery", "must be pickup") }
+        if Handoff::parse(v).is_some() {
+            p.delivery.clone_from(v)
+        } else {
+            c.push("delivery", "must be pickup or webhook")
+        }
     }
-    if p.delivery == "pickup" && !master_key {
-        c.push("delivery", "pickup needs KEYROLL_MASTER_KEY on every node");
+    if !master_key {
+        c.push("delivery", "keeping new keys for consumers needs KEYROLL_MASTER_KEY on every node");
     }
     if let Some(v) = b.enabled {
         p.enabled = v;

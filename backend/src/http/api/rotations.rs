@@ -189,6 +189,7 @@ async fn rotate_request(
         actor: Some(root.actor()),
         compromise: false,
         rules: rotation::rules_for(&state.db, &current).await?,
+        handoff: None,
     })
 }
 

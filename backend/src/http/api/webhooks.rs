@@ -52,7 +52,25 @@ pub struct CreateEndpoint {
     pub consumer_id: Option<String>,
 }
 
-/// A webhook endpoint (the secret is shown only when it is created).
+/// `PATCH /v1/webhook-endpoints/{id}`: what is given changes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEndpoint {
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    /// `true` turns a disabled endpoint back on (its failure streak starts again at zero).
+    pub enabled: Option<bool>,
+}
+
+/// `POST /v1/webhook-endpoints/{id}/rotate-secret`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateEndpointSecret {
+    /// How long the old secret keeps signing next to the new one (0–604800, default 86400).
+    pub overlap_seconds: Option<i64>,
+}
+
+/// A webhook endpoint (the secret is shown only when it is created or rotated).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EndpointView {
     pub id: String,
@@ -62,8 +80,10 @@ pub struct EndpointView {
     pub enabled: bool,
     pub failures: i32,
     pub disabled_at: Option<DateTime<Utc>>,
+    /// While the secret is being rotated: until when the old secret signs too.
+    pub previous_secret_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
-    /// `whsec_…`: only in the answer to the creation.
+    /// `whsec_…`: only in the answer to the creation or a secret rotation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
@@ -78,6 +98,7 @@ impl From<webhook_endpoint::Model> for EndpointView {
             enabled: e.enabled,
             failures: e.failures,
             disabled_at: e.disabled_at,
+            previous_secret_until: e.previous_secret_until.filter(|t| *t > Utc::now()),
             created_at: e.created_at,
             secret: None,
         }
@@ -141,6 +162,17 @@ pub struct EventList {
     pub next_cursor: Option<String>,
 }
 
+fn check_types(c: &mut Checks, types: &[String]) {
+    if types.is_empty() {
+        c.push("event_types", "must name at least one event type, or *");
+    }
+    for (i, t) in types.iter().enumerate() {
+        if t != "*" && !EVENT_TYPES.contains(&t.as_str()) {
+            c.push(format!("event_types[{i}]"), "is not a known event type");
+        }
+    }
+}
+
 fn check_url(c: &mut Checks, url: &str) {
     match url::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "https" | "http") && u.host_str().is_some() && url.len() <= 2_000 => {}
@@ -163,14 +195,7 @@ pub async fn create(
     let mut c = Checks::default();
     check_url(&mut c, &b.url);
     let types = b.event_types.unwrap_or_else(|| vec!["*".into()]);
-    if types.is_empty() {
-        c.push("event_types", "must name at least one event type, or *");
-    }
-    for (i, t) in types.iter().enumerate() {
-        if t != "*" && !EVENT_TYPES.contains(&t.as_str()) {
-            c.push(format!("event_types[{i}]"), "is not a known event type");
-        }
-    }
+    check_types(&mut c, &types);
     c.finish()?;
     let consumer_id = match &b.consumer_id {
         Some(id) => {
@@ -210,6 +235,101 @@ pub async fn list(
         data: page.items.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,
     }))
+}
+
+fn endpoint_id(id: &str) -> Result<&str, ApiError> {
+    crate::domain::WebhookEndpointId::parse(id).map(|_| id).map_err(|_| ApiError::NotFound("no such webhook endpoint"))
+}
+
+/// Read a webhook endpoint (never its secret).
+#[utoipa::path(get, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", params(("id" = String, Path)),
+    responses((status = 200, body = EndpointView), (status = 404, body = Problem)), security(("root_key" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+) -> Result<web::Json<EndpointView>, ApiError> {
+    root.require("webhooks:write")?;
+    Ok(web::Json(store::tenant_endpoint(&state.db, &root.tenant_id, endpoint_id(&id)?).await?.into()))
+}
+
+/// Change an endpoint's URL or event types, or turn a disabled endpoint back on.
+#[utoipa::path(patch, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", params(("id" = String, Path)),
+    request_body = UpdateEndpoint,
+    responses((status = 200, body = EndpointView), (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn update(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+    body: Body<UpdateEndpoint>,
+) -> Result<web::Json<EndpointView>, ApiError> {
+    root.require("webhooks:write")?;
+    let mut ep = store::tenant_endpoint(&state.db, &root.tenant_id, endpoint_id(&id)?).await?;
+    let b = body.value;
+    let mut c = Checks::default();
+    if let Some(url) = &b.url {
+        check_url(&mut c, url);
+    }
+    if let Some(types) = &b.event_types {
+        check_types(&mut c, types);
+    }
+    c.finish()?;
+    if let Some(url) = b.url {
+        ep.url = url;
+    }
+    if let Some(types) = b.event_types {
+        ep.event_types = serde_json::Value::from(types);
+    }
+    match b.enabled {
+        Some(true) if !ep.enabled => {
+            ep.enabled = true;
+            ep.failures = 0;
+            ep.failing_since = None;
+            ep.disabled_at = None;
+        }
+        Some(false) if ep.enabled => {
+            ep.enabled = false;
+            ep.disabled_at = Some(Utc::now());
+        }
+        _ => {}
+    }
+    Ok(web::Json(store::save_endpoint(&state.db, ep).await?.into()))
+}
+
+/// Delete an endpoint and its delivery log.
+#[utoipa::path(delete, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem)), security(("root_key" = [])))]
+pub async fn delete(state: web::Data<AppState>, root: Root, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    root.require("webhooks:write")?;
+    store::delete_endpoint(&state.db, &root.tenant_id, endpoint_id(&id)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A new signing secret, shown once. The old one keeps signing next to it for the overlap, so
+/// receivers can switch without missing an event (`webhook-signature` then carries both).
+#[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks", params(("id" = String, Path)),
+    request_body = RotateEndpointSecret,
+    responses((status = 200, body = EndpointView), (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn rotate_secret(
+    state: web::Data<AppState>,
+    root: Root,
+    id: web::Path<String>,
+    body: Body<RotateEndpointSecret>,
+) -> Result<web::Json<EndpointView>, ApiError> {
+    root.require("webhooks:write")?;
+    let overlap = body.value.overlap_seconds.unwrap_or(86_400);
+    if !(0..=604_800).contains(&overlap) {
+        return Err(ApiError::field("overlap_seconds", "must be between 0 and 604800"));
+    }
+    let mut ep = store::tenant_endpoint(&state.db, &root.tenant_id, endpoint_id(&id)?).await?;
+    let secret = new_secret();
+    ep.previous_secret = Some(std::mem::replace(&mut ep.secret, secret.clone()));
+    ep.previous_secret_until = Some(Utc::now() + chrono::TimeDelta::seconds(overlap));
+    let mut view = EndpointView::from(store::save_endpoint(&state.db, ep).await?);
+    view.secret = Some(secret);
+    Ok(web::Json(view))
 }
 
 /// Filters of the event log.

@@ -106,6 +106,7 @@ pub async fn rotate(
         trigger: Trigger::SelfService,
         actor: Some(format!("consumer:{}", me.consumer_id.as_deref().unwrap_or("unknown"))),
         compromise: false,
+        handoff: None,
     };
     let rotated = rotation::rotate(&state, &me.tenant_id, &me.key_id, false, request).await?;
     let out = RotatedView {

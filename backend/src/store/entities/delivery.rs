@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// One delivery of an event: to a webhook endpoint or an email recipient.
 #[sea_orm::model]
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "deliveries")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

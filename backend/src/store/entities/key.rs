@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// One key version. The plaintext is never stored: `hash` is SHA-256 of the whole key.
 #[sea_orm::model]
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "keys")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

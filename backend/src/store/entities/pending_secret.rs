@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// A new version's secret, sealed with the master key, until its consumer picks it up (once).
 #[sea_orm::model]
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "pending_secrets")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// One rotation of a lineage: `from_key_id` (version n) superseded by `to_key_id` (n + 1).
 #[sea_orm::model]
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "rotations")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

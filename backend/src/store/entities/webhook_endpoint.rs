@@ -18,6 +18,11 @@ pub struct Model {
     /// Consecutive deliveries that failed for good.
     pub failures: i32,
     pub disabled_at: Option<DateTimeUtc>,
+    /// The secret before the last rotation of it; it signs too until `previous_secret_until`.
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<DateTimeUtc>,
+    /// When deliveries started failing without a success since.
+    pub failing_since: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

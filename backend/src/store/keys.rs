@@ -269,14 +269,11 @@ pub async fn revoke_all_of_consumer(
     tenant: &TenantId,
     consumer: &ConsumerId,
     reason: &str,
-) -> Result<Vec<KeyHash>, StoreError> {
-    let hashes: Vec<String> = key::Entity::find()
-        .select_only()
-        .column(key::Column::Hash)
+) -> Result<Vec<key::Model>, StoreError> {
+    let revoked = key::Entity::find()
         .filter(key::Column::TenantId.eq(tenant.as_str()))
         .filter(key::Column::ConsumerId.eq(consumer.as_str()))
         .filter(key::Column::RevokedAt.is_null())
-        .into_tuple()
         .all(db)
         .await?;
     let now = Utc::now();
@@ -289,7 +286,7 @@ pub async fn revoke_all_of_consumer(
         .filter(key::Column::RevokedAt.is_null())
         .exec(db)
         .await?;
-    Ok(hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect())
+    Ok(revoked)
 }
 
 /// Hashes of every key of the tenant that a change to `api` or `consumer` affects.

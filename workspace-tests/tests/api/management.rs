@@ -161,6 +161,11 @@ async fn apis_and_consumers_update_and_delete(app: TestApp) {
     assert_eq!(st, 204);
     assert_eq!(app.get(&path, &t.root).await.0, 404);
     assert_eq!(app.verify_code(&k.secret).await, "REVOKED", "deleting a consumer revokes its keys");
+    let (_, events) = app.get("/v1/events?type=key.revoked", &t.root).await;
+    let announced = events["data"].as_array().is_some_and(|e| {
+        e.iter().any(|e| e["data"]["key_id"] == k.key_id.as_str() && e["data"]["reason"] == "consumer deleted")
+    });
+    assert!(announced, "every revoked key is announced: {events}");
     let (st, _) = app.post("/v1/consumers", &t.root, json!({"external_id": con["external_id"], "name": "Back"})).await;
     assert_eq!(st, 201, "a deleted consumer's external id is free again");
 }

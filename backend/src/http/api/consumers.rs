@@ -142,8 +142,17 @@ pub async fn delete(state: web::Data<AppState>, root: Root, id: web::Path<String
     let id = parse_id(&id)?;
     let txn = crate::store::begin_write(&state.db).await.map_err(crate::store::StoreError::from)?;
     consumers::soft_delete(&txn, &root.tenant_id, &id).await?;
-    let hashes = keys::revoke_all_of_consumer(&txn, &root.tenant_id, &id, "consumer deleted").await?;
+    const REASON: &str = "consumer deleted";
+    let revoked = keys::revoke_all_of_consumer(&txn, &root.tenant_id, &id, REASON).await?;
+    let audience = crate::notify::audience_of(&txn, Some(id.as_str())).await?;
+    let events =
+        revoked.iter().map(|k| (super::keys::revoked_event(k, REASON, &root.actor()), audience.clone())).collect();
+    crate::notify::emit_many(&txn, &root.tenant_id, "key.revoked", events).await?;
     txn.commit().await.map_err(crate::store::StoreError::from)?;
+    let hashes: Vec<_> = revoked.iter().filter_map(|k| crate::domain::KeyHash::from_hex(&k.hash)).collect();
     state.cache.invalidate(&hashes).await;
+    for k in &revoked {
+        crate::rotation::cancel_for_revoked(&state, &crate::domain::KeyId::from_trusted(k.id.clone())).await?;
+    }
     Ok(HttpResponse::NoContent().finish())
 }

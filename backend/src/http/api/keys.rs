@@ -264,15 +264,20 @@ pub(crate) async fn revoke_one(
     let model = store::revoke(&txn, &root.tenant_id, &id, is_root, reason).await?;
     if before.revoked_at.is_none() {
         let audience = crate::notify::audience_of(&txn, model.consumer_id.as_deref()).await?;
-        let data = serde_json::json!({
-            "key_id": model.id, "key_start": model.start, "lineage_id": model.lineage_id, "version": model.version,
-            "consumer_id": model.consumer_id, "reason": reason, "revoked_by": root.actor(),
-        });
+        let data = revoked_event(&model, reason, &root.actor());
         crate::notify::emit(&txn, &root.tenant_id, "key.revoked", data, &audience).await?;
     }
     txn.commit().await.map_err(StoreError::from)?;
     super::rotations::after_revoke(state, &model.id, &model.hash).await?;
     Ok(model.into())
+}
+
+/// The `key.revoked` event of a key.
+pub(crate) fn revoked_event(k: &crate::store::entities::key::Model, reason: &str, by: &str) -> serde_json::Value {
+    serde_json::json!({
+        "key_id": k.id, "key_start": k.start, "lineage_id": k.lineage_id, "version": k.version,
+        "consumer_id": k.consumer_id, "reason": reason, "revoked_by": by,
+    })
 }
 
 pub(crate) async fn invalidate_one(state: &AppState, hex: &str) {

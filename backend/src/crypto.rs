@@ -76,3 +76,62 @@ mod tests {
         assert!(SealKey::from_base64("c2hvcnQ=").is_err());
     }
 }
+
+/// Passwords: argon2id (the crate's default parameters, OWASP's minimum or better) in the PHC
+/// string format.
+pub mod password {
+    use argon2::Argon2;
+    use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+    use rand::RngCore;
+
+    /// Hashes a password. Slow on purpose: call it off the async threads.
+    #[must_use]
+    pub fn hash(password: &str) -> Option<String> {
+        let mut bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut bytes);
+        let salt = SaltString::encode_b64(&bytes).ok()?;
+        Argon2::default().hash_password(password.as_bytes(), &salt).ok().map(|h| h.to_string())
+    }
+
+    /// Checks a password against a stored hash (constant time in the password).
+    #[must_use]
+    pub fn verify(stored: &str, password: &str) -> bool {
+        PasswordHash::new(stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn hashes_are_argon2id_and_salted() {
+            let a = super::hash("correct horse").expect("hashed");
+            let b = super::hash("correct horse").expect("hashed");
+            assert!(a.starts_with("$argon2id$"));
+            assert_ne!(a, b, "salted");
+            assert!(super::verify(&a, "correct horse"));
+            assert!(!super::verify(&a, "correct horsE"));
+            assert!(!super::verify("not a hash", "x"));
+        }
+    }
+}
+
+/// A random token for a cookie or a link (32 bytes, base64url) and the digest that is stored.
+#[must_use]
+pub fn new_token() -> (String, String) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let digest = token_digest(&token);
+    (token, digest)
+}
+
+/// SHA-256 of a token, hex.
+#[must_use]
+pub fn token_digest(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes()).iter().fold(String::with_capacity(64), |mut s, b| {
+        use std::fmt::Write;
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

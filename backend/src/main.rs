@@ -41,11 +41,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let has_tenant = store::tenants::any(&app.state().db).await.unwrap_or(true);
     println!("Keyroll is listening on {url} (open it in a browser; API contract at {url}/openapi.json)");
     if !has_tenant {
-        println!("No tenant yet. Create the first one and its root key with:");
-        println!("  keyroll tenant create --name \"Acme\" --owner-email ops@acme.test");
-        println!(
-            "  (from the source tree: cargo run --release -- tenant create --name \"Acme\" --owner-email ops@acme.test)"
-        );
+        println!("First run: open {url}/setup to create your team and owner account.");
+        println!("  (or from a terminal: keyroll tenant create --name \"Acme\" --owner-email ops@acme.test)");
     }
     app.run_until_stopped().await?;
     Ok(())

@@ -100,9 +100,11 @@ impl Application {
             .with_context(|| format!("cannot listen on {} (KEYROLL_LISTEN)", state.settings.listen))?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());
+        let throttle = web::Data::new(http::web::session::Throttle::default());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(throttle.clone())
                 .app_data(web::PayloadConfig::new(http::json::MAX_BODY))
                 .wrap(RequestIds)
                 .configure(http::routes)

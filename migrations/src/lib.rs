@@ -10,6 +10,7 @@ mod m20261130_000004_notifications;
 mod m20261130_000005_policies;
 mod m20261130_000006_keys_fillfactor;
 mod m20261130_000007_endpoint_secrets;
+mod m20261130_000008_sessions;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000005_policies::Migration),
             Box::new(m20261130_000006_keys_fillfactor::Migration),
             Box::new(m20261130_000007_endpoint_secrets::Migration),
+            Box::new(m20261130_000008_sessions::Migration),
         ]
     }
 }

@@ -26,6 +26,7 @@ pub fn routes(cfg: &mut aw::ServiceConfig) {
         .route("/openapi.json", aw::get().to(openapi::spec))
         .route("/", aw::get().to(web::home))
         .route("/static/{path:.*}", aw::get().to(web::static_file))
+        .configure(web::routes)
         .service(
             aw::scope("/v1")
                 .route("/apis", aw::post().to(api::apis::create))

@@ -28,6 +28,14 @@ impl Mailer {
     /// When the message cannot be built or the server refuses it.
     pub async fn send(&self, to: &str, event_type: &str, data: &Value) -> anyhow::Result<()> {
         let (subject, body) = compose(event_type, data);
+        self.send_text(to, &subject, body).await
+    }
+
+    /// Sends a plain-text message.
+    ///
+    /// # Errors
+    /// When the message cannot be built or the server refuses it.
+    pub async fn send_text(&self, to: &str, subject: &str, body: String) -> anyhow::Result<()> {
         let msg = Message::builder().from(self.from.clone()).to(to.parse()?).subject(subject).body(body)?;
         self.transport.send(msg).await?;
         Ok(())

@@ -99,7 +99,9 @@ pub struct Rotated {
     pub rotation: rotation::Model,
 }
 
-fn times(k: &key::Model) -> KeyTimes {
+/// The times that decide a version's state.
+#[must_use]
+pub fn times(k: &key::Model) -> KeyTimes {
     KeyTimes { revoked_at: k.revoked_at, enabled: k.enabled, expires_at: k.expires_at, grace_ends_at: k.grace_ends_at }
 }
 

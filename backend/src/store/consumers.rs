@@ -134,3 +134,39 @@ pub async fn soft_delete(
     am.updated_at = Set(now);
     Ok(am.update(db).await?)
 }
+
+/// A page of live consumers whose name, external id or email contains `q` (case-insensitive),
+/// newest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn search(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    q: &str,
+    limit: u64,
+    cursor: Option<&Cursor>,
+) -> Result<Page<consumer::Model>, StoreError> {
+    use sea_orm::ExprTrait;
+    use sea_orm::sea_query::{Expr, Func, LikeExpr};
+    let mut query = consumer::Entity::find()
+        .filter(consumer::Column::TenantId.eq(tenant.as_str()))
+        .filter(consumer::Column::DeletedAt.is_null());
+    let q = q.trim().to_lowercase();
+    if !q.is_empty() {
+        let pattern = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let like =
+            |c: consumer::Column| Expr::expr(Func::lower(Expr::col(c))).like(LikeExpr::new(&pattern).escape('\\'));
+        query = query.filter(
+            sea_orm::Condition::any()
+                .add(like(consumer::Column::Name))
+                .add(like(consumer::Column::ExternalId))
+                .add(like(consumer::Column::Email)),
+        );
+    }
+    if let Some(c) = cursor {
+        query = query.filter(consumer::Column::Id.lt(c.after_id.as_str()));
+    }
+    let rows = query.order_by_desc(consumer::Column::Id).limit(limit + 1).all(db).await?;
+    Ok(paginate(rows, limit, |c| &c.id))
+}

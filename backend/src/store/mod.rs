@@ -1,6 +1,7 @@
 //! The database: connection, migrations, and the queries over the entities. Every query on a
 //! tenant-owned table filters on `tenant_id`.
 
+pub mod accounts;
 pub mod apis;
 pub mod consumers;
 pub mod entities;

@@ -203,3 +203,20 @@ pub async fn valid_uses_since(
         .await?;
     Ok(rows.iter().sum())
 }
+
+/// Every rotation of a lineage, newest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn of_lineage(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    lineage_id: &str,
+) -> Result<Vec<rotation::Model>, StoreError> {
+    Ok(rotation::Entity::find()
+        .filter(rotation::Column::TenantId.eq(tenant.as_str()))
+        .filter(rotation::Column::LineageId.eq(lineage_id))
+        .order_by_desc(rotation::Column::Id)
+        .all(db)
+        .await?)
+}

@@ -3,6 +3,7 @@
 mod bad_input;
 mod bulk;
 mod cache;
+mod dashboard;
 mod faults;
 mod helpers;
 mod isolation;

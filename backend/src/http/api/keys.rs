@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::views::{Checks, CreateKey, CreatedKey, KeyList, KeyView, PatchKey, RevokeKey};
 use crate::domain::input::{IpAllowlist, Meta, Name};
-use crate::domain::{ApiId, ConsumerId, Environment, KeyHash, KeyHead, KeyId, KeyPrefix, KeyState, ScopeSet};
+use crate::domain::{ApiId, ConsumerId, Environment, KeyHash, KeyHead, KeyId, KeyPrefix, KeyState, ScopeSet, TenantId};
 use crate::http::auth::Root;
 use crate::http::errors::{ApiError, Problem};
 use crate::http::idempotency;
@@ -244,12 +244,13 @@ pub async fn revoke(
     body: Body<RevokeKey>,
 ) -> Result<web::Json<KeyView>, ApiError> {
     root.require("keys:write")?;
-    revoke_one(&state, &root, &id, &body.value.reason, false).await.map(web::Json)
+    revoke_one(&state, &root.tenant_id, &root.actor(), &id, &body.value.reason, false).await.map(web::Json)
 }
 
 pub(crate) async fn revoke_one(
     state: &AppState,
-    root: &Root,
+    tenant: &TenantId,
+    actor: &str,
     id: &str,
     reason: &str,
     is_root: bool,
@@ -260,12 +261,12 @@ pub(crate) async fn revoke_one(
         return Err(ApiError::field("reason", "must be 1 to 500 characters"));
     }
     let txn = crate::store::begin_write(&state.db).await.map_err(StoreError::from)?;
-    let before = store::get(&txn, &root.tenant_id, &id, is_root).await?;
-    let model = store::revoke(&txn, &root.tenant_id, &id, is_root, reason).await?;
+    let before = store::get(&txn, tenant, &id, is_root).await?;
+    let model = store::revoke(&txn, tenant, &id, is_root, reason).await?;
     if before.revoked_at.is_none() {
         let audience = crate::notify::audience_of(&txn, model.consumer_id.as_deref()).await?;
-        let data = revoked_event(&model, reason, &root.actor());
-        crate::notify::emit(&txn, &root.tenant_id, "key.revoked", data, &audience).await?;
+        let data = revoked_event(&model, reason, actor);
+        crate::notify::emit(&txn, tenant, "key.revoked", data, &audience).await?;
     }
     txn.commit().await.map_err(StoreError::from)?;
     super::rotations::after_revoke(state, &model.id, &model.hash).await?;

@@ -91,5 +91,5 @@ pub async fn revoke(
     body: Body<RevokeKey>,
 ) -> Result<web::Json<KeyView>, ApiError> {
     root.require("*")?;
-    revoke_one(&state, &root, &id, &body.value.reason, true).await.map(web::Json)
+    revoke_one(&state, &root.tenant_id, &root.actor(), &id, &body.value.reason, true).await.map(web::Json)
 }

@@ -1,7 +1,10 @@
 //! Browser pages (server-rendered with askama) and the embedded static files.
 
+pub mod account;
+pub mod app;
+pub mod session;
+
 use actix_web::{HttpResponse, web};
-use askama::Template;
 use rust_embed::RustEmbed;
 
 use crate::state::AppState;
@@ -11,27 +14,43 @@ use crate::store::tenants;
 #[folder = "../static"]
 struct Static;
 
-#[derive(Template)]
-#[template(path = "home.html")]
-struct Home<'a> {
-    has_tenant: bool,
-    public_url: &'a str,
+/// `/`: the first-run form on an empty install, the dashboard when signed in, else sign-in.
+pub async fn home(state: web::Data<AppState>, req: actix_web::HttpRequest) -> HttpResponse {
+    match tenants::any(&state.db).await {
+        Ok(false) => session::see_other("/setup"),
+        Ok(true) if req.cookie(session::SESSION_COOKIE).is_some() => session::see_other("/app"),
+        Ok(true) => session::see_other("/login"),
+        Err(e) => actix_web::ResponseError::error_response(&session::WebError::from(e)),
+    }
 }
 
-/// The landing page: what to do next on a fresh install.
-pub async fn home(state: web::Data<AppState>) -> HttpResponse {
-    let has_tenant = tenants::any(&state.db).await.unwrap_or(false);
-    let public_url = state.settings.public_url.clone().unwrap_or_else(|| format!("http://{}", state.settings.listen));
-    match (Home { has_tenant, public_url: &public_url }).render() {
-        Ok(html) => HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .insert_header(("content-security-policy", "default-src 'self'; frame-ancestors 'none'"))
-            .body(html),
-        Err(e) => {
-            tracing::error!(error = %e, "template failed");
-            HttpResponse::InternalServerError().finish()
-        }
-    }
+/// Every dashboard route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/setup", web::get().to(account::setup_form))
+        .route("/setup", web::post().to(account::create_account))
+        .route("/signup", web::get().to(account::signup_form))
+        .route("/signup", web::post().to(account::create_account))
+        .route("/login", web::get().to(account::login_form))
+        .route("/login", web::post().to(account::login))
+        .route("/logout", web::post().to(account::logout))
+        .route("/forgot", web::get().to(account::forgot_form))
+        .route("/forgot", web::post().to(account::forgot))
+        .route("/reset/{token}", web::get().to(account::reset_form))
+        .route("/reset/{token}", web::post().to(account::reset))
+        .route("/app", web::get().to(app::overview))
+        .route("/app/switch", web::post().to(account::switch))
+        .route("/app/apis", web::get().to(app::apis_page))
+        .route("/app/apis", web::post().to(app::create_api))
+        .route("/app/consumers", web::get().to(app::consumers_page))
+        .route("/app/consumers", web::post().to(app::create_consumer))
+        .route("/app/consumers/{id}", web::get().to(app::consumer_page))
+        .route("/app/keys/new", web::get().to(app::new_key_page))
+        .route("/app/keys", web::post().to(app::create_key))
+        .route("/app/keys/{id}", web::get().to(app::key_page))
+        .route("/app/keys/{id}/rotate", web::post().to(app::rotate_key))
+        .route("/app/keys/{id}/revoke", web::post().to(app::revoke_key))
+        .route("/app/rotations/{id}", web::get().to(app::rotation_page))
+        .route("/app/rotations/{id}/{action}", web::post().to(app::rotation_action));
 }
 
 /// A file from `static/`, embedded in the binary.

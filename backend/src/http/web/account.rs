@@ -1,0 +1,429 @@
+//! First run, sign-up, sign-in, sign-out, password reset by email, and the team switcher.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use chrono::TimeDelta;
+use serde::Deserialize;
+
+use super::session::{
+    FormErrors, SESSION_COOKIE, SESSION_DAYS, Signed, Throttle, WebError, anon_csrf, check_anon_csrf, client_ip, page,
+    page_with, removal, safe_next, secured, session_cookie,
+};
+use crate::crypto::password;
+use crate::domain::input::{Email, Name};
+use crate::state::AppState;
+use crate::store::{StoreError, accounts, tenants};
+
+/// What the first-run and sign-up forms send.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AccountForm {
+    pub csrf: String,
+    pub team: String,
+    pub name: String,
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Template)]
+#[template(path = "account/setup.html")]
+struct SetupPage<'a> {
+    csrf: &'a str,
+    first_run: bool,
+    form: &'a AccountForm,
+    errors: &'a FormErrors,
+}
+
+#[derive(Template)]
+#[template(path = "account/created.html")]
+struct CreatedPage<'a> {
+    team: &'a str,
+    root_key: &'a str,
+}
+
+fn with_cookie(mut res: HttpResponse, cookie: Option<actix_web::cookie::Cookie<'static>>) -> HttpResponse {
+    if let Some(c) = cookie {
+        let _ = res.add_cookie(&c);
+    }
+    res
+}
+
+/// Checks a new account's fields; the password is hashed only when all are fine.
+fn check_account(form: &AccountForm, errors: &mut FormErrors) -> Option<(Name, Name, Email)> {
+    let team = Name::parse(&form.team).map_err(|e| errors.insert("team", format!("Team name {e}."))).ok();
+    let name = Name::parse(&form.name).map_err(|e| errors.insert("name", format!("Your name {e}."))).ok();
+    let email = Email::parse(&form.email).map_err(|_| errors.insert("email", "Enter an email address.".into())).ok();
+    let len = form.password.chars().count();
+    if !(10..=128).contains(&len) {
+        errors.insert("password", "Use 10 to 128 characters.".into());
+    }
+    match (team, name, email) {
+        (Some(t), Some(n), Some(e)) if errors.is_empty() => Some((t, n, e)),
+        _ => None,
+    }
+}
+
+async fn hash(password: String) -> Result<String, WebError> {
+    web::block(move || password::hash(&password))
+        .await
+        .map_err(|e| WebError::Internal(e.into()))?
+        .ok_or_else(|| WebError::Internal(anyhow::anyhow!("cannot hash the password")))
+}
+
+async fn sign_in(
+    state: &AppState,
+    req: &HttpRequest,
+    user_id: &str,
+    tenant: Option<String>,
+    to: &str,
+) -> Result<HttpResponse, WebError> {
+    // A new session at every sign-in: a token planted before it is worth nothing.
+    if let Some(old) = req.cookie(SESSION_COOKIE) {
+        accounts::end_session(&state.db, old.value()).await?;
+    }
+    let (token, _) =
+        accounts::start_session(&state.db, user_id, tenant, Some(client_ip(req)), TimeDelta::days(SESSION_DAYS))
+            .await?;
+    let mut res = super::session::see_other(to);
+    let _ = res.add_cookie(&session_cookie(&state.settings, token));
+    Ok(res)
+}
+
+/// `GET /setup`: the first tenant and its owner, on an empty install only.
+pub async fn setup_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, WebError> {
+    let first_run = !tenants::any(&state.db).await?;
+    if !first_run {
+        return Err(WebError::Redirect("/login".into()));
+    }
+    let (csrf, cookie) = anon_csrf(&req, &state.settings);
+    let form = AccountForm::default();
+    Ok(with_cookie(page(&SetupPage { csrf: &csrf, first_run, form: &form, errors: &FormErrors::new() })?, cookie))
+}
+
+/// `GET /signup`: a new team and its owner.
+pub async fn signup_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, WebError> {
+    if !tenants::any(&state.db).await? {
+        return Err(WebError::Redirect("/setup".into()));
+    }
+    let (csrf, cookie) = anon_csrf(&req, &state.settings);
+    let form = AccountForm::default();
+    Ok(with_cookie(
+        page(&SetupPage { csrf: &csrf, first_run: false, form: &form, errors: &FormErrors::new() })?,
+        cookie,
+    ))
+}
+
+/// `POST /setup` and `POST /signup`.
+pub async fn create_account(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<AccountForm>,
+) -> Result<HttpResponse, WebError> {
+    check_anon_csrf(&req, &form.csrf)?;
+    let first_run = !tenants::any(&state.db).await?;
+    let mut errors = FormErrors::new();
+    let checked = check_account(&form, &mut errors);
+    if let Some((_, _, email)) = &checked
+        && accounts::user_by_email(&state.db, email.as_str()).await?.is_some_and(|u| u.password_hash.is_some())
+    {
+        errors.insert("email", "An account with this email exists. Sign in instead.".into());
+    }
+    let Some((team, name, email)) = checked.filter(|_| errors.is_empty()) else {
+        let mut shown = form.into_inner();
+        shown.password.clear();
+        let page = SetupPage { csrf: &shown.csrf.clone(), first_run, form: &shown, errors: &errors };
+        return page_with(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    };
+    let hashed = hash(form.password.clone()).await?;
+    let created = tenants::create(&state.db, &team.into_string(), email.as_str()).await?;
+    let user = accounts::user_by_email(&state.db, email.as_str()).await?.ok_or(StoreError::NotFound)?;
+    accounts::set_profile(&state.db, &user.id, Some(&name.into_string()), &hashed).await?;
+    let mut res = sign_in(&state, &req, &user.id, Some(created.tenant.id.clone()), "/app").await?;
+    // The root key of the new team is shown once, on this answer.
+    let body = CreatedPage { team: &created.tenant.name, root_key: created.root_key.expose() }
+        .render()
+        .map_err(|e| WebError::Internal(e.into()))?;
+    let cookies: Vec<_> = res.cookies().map(|c| c.into_owned()).collect();
+    res = secured(&mut HttpResponse::Ok()).content_type("text/html; charset=utf-8").body(body);
+    for c in cookies {
+        let _ = res.add_cookie(&c);
+    }
+    Ok(res)
+}
+
+/// What the sign-in form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LoginForm {
+    pub csrf: String,
+    pub email: String,
+    pub password: String,
+    pub next: String,
+}
+
+#[derive(Template)]
+#[template(path = "account/login.html")]
+struct LoginPage<'a> {
+    csrf: &'a str,
+    email: &'a str,
+    next: &'a str,
+    error: Option<&'a str>,
+    notice: Option<&'a str>,
+}
+
+/// Query of the sign-in page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LoginQuery {
+    pub next: String,
+    pub reset: Option<String>,
+}
+
+/// `GET /login`.
+pub async fn login_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<LoginQuery>,
+) -> Result<HttpResponse, WebError> {
+    if !tenants::any(&state.db).await? {
+        return Err(WebError::Redirect("/setup".into()));
+    }
+    let (csrf, cookie) = anon_csrf(&req, &state.settings);
+    let notice = q.reset.as_ref().map(|_| "Your password was changed. Sign in with the new one.");
+    let page = LoginPage { csrf: &csrf, email: "", next: safe_next(&q.next), error: None, notice };
+    Ok(with_cookie(page_ok(&page)?, cookie))
+}
+
+fn page_ok(t: &impl Template) -> Result<HttpResponse, WebError> {
+    page(t)
+}
+
+/// `POST /login`.
+pub async fn login(
+    state: web::Data<AppState>,
+    throttle: web::Data<Throttle>,
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, WebError> {
+    check_anon_csrf(&req, &form.csrf)?;
+    let email = form.email.trim().to_ascii_lowercase();
+    let ip = client_ip(&req);
+    let next = safe_next(&form.next).to_owned();
+    let fail = |status: StatusCode, error: &str| {
+        page_with(status, &LoginPage { csrf: &form.csrf, email: &email, next: &next, error: Some(error), notice: None })
+    };
+    if !throttle.allowed(&ip, &email) {
+        return fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed sign-ins. Wait 15 minutes, or reset your password.",
+        );
+    }
+    let user = accounts::user_by_email(&state.db, &email).await?;
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+    let pw = form.password.clone();
+    // The same work whether or not the account exists: no timing hint about which emails do.
+    let ok = web::block(move || match stored {
+        Some(h) => password::verify(&h, &pw),
+        None => {
+            let _ = password::verify(DUMMY_HASH, &pw);
+            false
+        }
+    })
+    .await
+    .map_err(|e| WebError::Internal(e.into()))?;
+    match user {
+        Some(u) if ok => {
+            throttle.succeeded(&email);
+            sign_in(&state, &req, &u.id, None, &next).await
+        }
+        _ => {
+            throttle.failed(&ip, &email);
+            fail(StatusCode::UNAUTHORIZED, "That email and password do not match an account.")
+        }
+    }
+}
+
+/// A real argon2id hash of a random password, checked when the account does not exist.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$8B9cHn0hM0jA0x0vn7Z8CqQb4Hq0t3oH2y1HPlm3Y3E";
+
+/// The form of a signed-in page: only its CSRF token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CsrfOnly {
+    pub csrf: String,
+}
+
+/// `POST /logout`.
+pub async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    if let Some(c) = req.cookie(SESSION_COOKIE) {
+        accounts::end_session(&state.db, c.value()).await?;
+    }
+    let mut res = super::session::see_other("/login");
+    let _ = res.add_cookie(&removal(&state.settings, SESSION_COOKIE));
+    Ok(res)
+}
+
+/// What the team switcher sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SwitchForm {
+    pub csrf: String,
+    pub tenant: String,
+}
+
+/// `POST /app/switch`: work in another of the user's teams.
+pub async fn switch(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    form: web::Form<SwitchForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    if !me.tenants.iter().any(|(m, _)| m.tenant_id == form.tenant) {
+        return Err(WebError::NotFound);
+    }
+    accounts::switch_tenant(&state.db, &me.session.id, &form.tenant).await?;
+    Ok(super::session::see_other("/app"))
+}
+
+/// What the forgotten-password form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ForgotForm {
+    pub csrf: String,
+    pub email: String,
+}
+
+#[derive(Template)]
+#[template(path = "account/forgot.html")]
+struct ForgotPage<'a> {
+    csrf: &'a str,
+    email: &'a str,
+    sent: bool,
+    error: Option<&'a str>,
+}
+
+/// `GET /forgot`.
+pub async fn forgot_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, WebError> {
+    let (csrf, cookie) = anon_csrf(&req, &state.settings);
+    Ok(with_cookie(page(&ForgotPage { csrf: &csrf, email: "", sent: false, error: None })?, cookie))
+}
+
+/// `POST /forgot`: emails a reset link valid for an hour. The answer is the same whether or not
+/// the address has an account.
+pub async fn forgot(
+    state: web::Data<AppState>,
+    throttle: web::Data<Throttle>,
+    req: HttpRequest,
+    form: web::Form<ForgotForm>,
+) -> Result<HttpResponse, WebError> {
+    check_anon_csrf(&req, &form.csrf)?;
+    let Ok(email) = Email::parse(&form.email) else {
+        let page =
+            ForgotPage { csrf: &form.csrf, email: &form.email, sent: false, error: Some("Enter an email address.") };
+        return page_with(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    };
+    let ip = client_ip(&req);
+    if !throttle.allowed(&ip, email.as_str()) {
+        let page = ForgotPage {
+            csrf: &form.csrf,
+            email: email.as_str(),
+            sent: false,
+            error: Some("Too many attempts. Wait 15 minutes."),
+        };
+        return page_with(StatusCode::TOO_MANY_REQUESTS, &page);
+    }
+    // Each request counts as a failure for the throttle: links cannot be sprayed at an inbox.
+    throttle.failed(&ip, email.as_str());
+    if let Some(user) = accounts::user_by_email(&state.db, email.as_str()).await? {
+        let token = accounts::start_reset(&state.db, &user.id, TimeDelta::hours(1)).await?;
+        let base = state.settings.public_url.clone().unwrap_or_else(|| format!("http://{}", state.settings.listen));
+        let link = format!("{}/reset/{token}", base.trim_end_matches('/'));
+        let body = format!(
+            "Someone asked to reset the password of your Keyroll account.\n\nChoose a new password here (the link works once, for one hour):\n{link}\n\nIf it was not you, ignore this email: your password stays as it is.\n"
+        );
+        send_mail(&state, email.as_str(), "Reset your Keyroll password", body).await;
+    }
+    page(&ForgotPage { csrf: &form.csrf, email: email.as_str(), sent: true, error: None })
+}
+
+async fn send_mail(state: &AppState, to: &str, subject: &str, body: String) {
+    use secrecy::ExposeSecret;
+    let Some(url) = &state.settings.smtp_url else {
+        tracing::warn!("no SMTP server configured (KEYROLL_SMTP_URL): a password-reset email was not sent");
+        return;
+    };
+    match crate::notify::email::Mailer::new(url.expose_secret(), &state.settings.smtp_from) {
+        Ok(m) => {
+            if let Err(e) = m.send_text(to, subject, body).await {
+                tracing::warn!(error = %format!("{e:#}"), "a password-reset email was not sent");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "KEYROLL_SMTP_URL unusable"),
+    }
+}
+
+/// What the new-password form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ResetForm {
+    pub csrf: String,
+    pub password: String,
+}
+
+#[derive(Template)]
+#[template(path = "account/reset.html")]
+struct ResetPage<'a> {
+    csrf: &'a str,
+    valid: bool,
+    error: Option<&'a str>,
+}
+
+/// `GET /reset/{token}`.
+pub async fn reset_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    token: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    let (csrf, cookie) = anon_csrf(&req, &state.settings);
+    let valid = accounts::reset_user(&state.db, &token).await?.is_some();
+    let status = if valid { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    Ok(with_cookie(page_with(status, &ResetPage { csrf: &csrf, valid, error: None })?, cookie))
+}
+
+/// `POST /reset/{token}`: a new password; every session of the user ends.
+pub async fn reset(
+    state: web::Data<AppState>,
+    throttle: web::Data<Throttle>,
+    req: HttpRequest,
+    token: web::Path<String>,
+    form: web::Form<ResetForm>,
+) -> Result<HttpResponse, WebError> {
+    check_anon_csrf(&req, &form.csrf)?;
+    let Some(user_id) = accounts::reset_user(&state.db, &token).await? else {
+        return page_with(StatusCode::NOT_FOUND, &ResetPage { csrf: &form.csrf, valid: false, error: None });
+    };
+    if !(10..=128).contains(&form.password.chars().count()) {
+        let page = ResetPage { csrf: &form.csrf, valid: true, error: Some("Use 10 to 128 characters.") };
+        return page_with(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    }
+    let hashed = hash(form.password.clone()).await?;
+    let txn = crate::store::begin_write(&state.db).await.map_err(StoreError::from)?;
+    if !accounts::use_reset(&txn, &token, chrono::Utc::now()).await? {
+        return page_with(StatusCode::NOT_FOUND, &ResetPage { csrf: &form.csrf, valid: false, error: None });
+    }
+    accounts::set_profile(&txn, &user_id, None, &hashed).await?;
+    accounts::end_sessions_of(&txn, &user_id).await?;
+    txn.commit().await.map_err(StoreError::from)?;
+    // The link proved the inbox is theirs: earlier failed sign-ins no longer hold them back.
+    throttle.succeeded(&accounts::user(&state.db, &user_id).await?.email);
+    Ok(super::session::see_other("/login?reset=1"))
+}

@@ -1,0 +1,307 @@
+//! The dashboard over HTTP, as a browser without JavaScript uses it: first run, sessions,
+//! CSRF, roles enforced on the server, escaping, security headers, throttled sign-in and
+//! password reset.
+
+use reqwest::StatusCode;
+
+use crate::helpers::TestApp;
+
+/// A browser: a cookie jar and the last page.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+}
+
+struct Page {
+    status: StatusCode,
+    url: String,
+    body: String,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Page {
+    fn csrf(&self) -> String {
+        let at = self.body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+        self.body[at..].split('"').next().expect("token").to_owned()
+    }
+
+    /// The first `href="{prefix}…"` on the page.
+    fn link(&self, prefix: &str) -> String {
+        let at = self.body.find(&format!("href=\"{prefix}")).unwrap_or_else(|| panic!("no link to {prefix}")) + 6;
+        self.body[at..].split('"').next().expect("href").to_owned()
+    }
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        Self {
+            client: reqwest::Client::builder().cookie_store(true).build().expect("client"),
+            base: app.address.clone(),
+        }
+    }
+
+    async fn page(res: reqwest::Response) -> Page {
+        let status = res.status();
+        let url = res.url().path().to_owned();
+        let headers = res.headers().clone();
+        Page { status, url, headers, body: res.text().await.expect("body") }
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        Self::page(self.client.get(format!("{}{path}", self.base)).send().await.expect("sent")).await
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        Self::page(self.client.post(format!("{}{path}", self.base)).form(form).send().await.expect("sent")).await
+    }
+}
+
+async fn sign_up(b: &Browser, team: &str, email: &str) -> Page {
+    let form = b.get("/setup").await;
+    let csrf = form.csrf();
+    let page = b
+        .post(
+            if form.url == "/setup" { "/setup" } else { "/signup" },
+            &[
+                ("csrf", &csrf),
+                ("team", team),
+                ("name", "Ann"),
+                ("email", email),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page
+}
+
+async fn dashboard_flows(app: TestApp) {
+    let ann = Browser::new(&app);
+
+    // An empty install leads to the first-run form; bad input keeps what was typed.
+    let first = ann.get("/").await;
+    assert_eq!((first.status.as_u16(), first.url.as_str()), (200, "/setup"));
+    let csrf = first.csrf();
+    let bad = ann
+        .post("/setup", &[("csrf", &csrf), ("team", "Acme"), ("name", "Ann"), ("email", "nope"), ("password", "short")])
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("Enter an email address.") && bad.body.contains("Use 10 to 128 characters."));
+    assert!(bad.body.contains("value=\"nope\"") && bad.body.contains("value=\"Acme\""), "what was typed stays");
+    assert_eq!(ann.post("/setup", &[("csrf", "forged"), ("team", "X")]).await.status, 403, "CSRF checked");
+
+    let created = sign_up(&ann, "Acme <script>alert(1)</script>", "ann@acme.test").await;
+    assert!(created.body.contains("kr_root_"), "the root key is shown once");
+    assert!(!created.body.contains("<script>alert(1)</script>"), "names are escaped");
+    assert!(created.body.contains("Acme &#60;script&#62;") || created.body.contains("Acme &lt;script&gt;"));
+    let csp = created.headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(created.headers.get("x-frame-options").map(|v| v.as_bytes()), Some(&b"DENY"[..]));
+    assert_eq!(ann.get("/setup").await.url, "/login", "setup runs once");
+
+    // The overview says what to do next; an API, a consumer, a key.
+    let overview = ann.get("/app").await;
+    assert!(overview.body.contains("Start with an API"));
+    let csrf = overview.csrf();
+    let bad_api = ann
+        .post("/app/apis", &[("csrf", &csrf), ("name", "Orders"), ("key_prefix", "A!"), ("environment", "live")])
+        .await;
+    assert_eq!(bad_api.status, 422);
+    assert!(bad_api.body.contains("value=\"A!\""));
+    let apis = ann
+        .post("/app/apis", &[("csrf", &csrf), ("name", "Orders"), ("key_prefix", "acme"), ("environment", "live")])
+        .await;
+    assert_eq!((apis.status.as_u16(), apis.url.as_str()), (200, "/app/apis"));
+    let consumer = ann
+        .post(
+            "/app/consumers",
+            &[("csrf", &csrf), ("name", "<img src=x onerror=alert(1)>"), ("external_id", "cus_1"), ("email", "")],
+        )
+        .await;
+    assert!(consumer.url.starts_with("/app/consumers/con_"), "{}", consumer.url);
+    assert!(!consumer.body.contains("<img src=x"), "escaped");
+    let consumer_id = consumer.url.rsplit('/').next().expect("id").to_owned();
+    let found = ann.get("/app/consumers?q=CUS_").await;
+    assert!(found.body.contains(&consumer_id), "search by external id, any case");
+    assert!(ann.get("/app/consumers?q=nobody").await.body.contains("No consumer matches"));
+
+    let new_key = ann.get(&format!("/app/keys/new?consumer={consumer_id}")).await;
+    let api_id = new_key
+        .body
+        .split("option value=\"api_")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(|s| format!("api_{s}"))
+        .expect("api");
+    let made = ann
+        .post(
+            "/app/keys",
+            &[
+                ("csrf", &csrf),
+                ("consumer_id", &consumer_id),
+                ("api_id", &api_id),
+                ("name", "prod"),
+                ("scopes", "orders:*"),
+                ("expires_days", ""),
+            ],
+        )
+        .await;
+    assert!(made.body.contains("This is the only time the full key is shown"), "{}", made.body);
+    let secret = made
+        .body
+        .split("value=\"acme_live_")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(|s| format!("acme_live_{s}"))
+        .expect("secret");
+    assert_eq!(app.verify_code(&secret).await, "VALID");
+    let key_path = made.link("/app/keys/key_");
+    let key_page = ann.get(&key_path).await;
+    assert!(!key_page.body.contains(&secret), "never shown again");
+    assert!(key_page.body.contains("Rotate key"));
+
+    // A viewer sees the key but cannot change it, even with a forged form.
+    let hash = keyroll::crypto::password::hash("viewer password 1").expect("hash");
+    let viewer =
+        keyroll::store::accounts::create_user(&app.state.db, "vic@acme.test", "Vic", &hash).await.expect("user");
+    let tenant_id = keyroll::store::accounts::memberships(&app.state.db, &viewer_owner(&app).await).await.expect("m")
+        [0]
+    .1
+    .id
+    .clone();
+    keyroll::store::accounts::add_member(
+        &app.state.db,
+        &viewer.id,
+        &keyroll::domain::TenantId::from_trusted(tenant_id),
+        "viewer",
+    )
+    .await
+    .expect("member");
+    let vic = Browser::new(&app);
+    let login = vic.get("/login").await;
+    let signed = vic
+        .post(
+            "/login",
+            &[
+                ("csrf", &login.csrf()),
+                ("email", "VIC@acme.test"),
+                ("password", "viewer password 1"),
+                ("next", &key_path),
+            ],
+        )
+        .await;
+    assert_eq!((signed.status.as_u16(), signed.url.as_str()), (200, key_path.as_str()), "back where they were going");
+    assert!(!signed.body.contains("Rotate key") && !signed.body.contains("Danger zone"), "no actions for viewers");
+    let forged = vic.post(&format!("{key_path}/rotate"), &[("csrf", &signed.csrf()), ("overlap", "3600")]).await;
+    assert_eq!(forged.status, 403, "a viewer's forged rotation is refused");
+    let forged =
+        vic.post(&format!("{key_path}/revoke"), &[("csrf", &signed.csrf()), ("reason", "x"), ("confirm", "x")]).await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(app.verify_code(&secret).await, "VALID", "nothing changed");
+    assert!(
+        vic.post(
+            "/app/apis",
+            &[("csrf", &signed.csrf()), ("name", "X"), ("key_prefix", "xx"), ("environment", "live")]
+        )
+        .await
+        .status
+            == 403
+    );
+
+    // The owner rotates; both versions verify; complete retires the old one.
+    let rotated = ann
+        .post(&format!("{key_path}/rotate"), &[("csrf", &csrf), ("overlap", "3600"), ("retire_mode", "at_deadline")])
+        .await;
+    assert!(rotated.body.contains("Key rotated"), "{}", rotated.body);
+    let new_secret = rotated
+        .body
+        .split("value=\"acme_live_")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(|s| format!("acme_live_{s}"))
+        .expect("secret");
+    assert_eq!(
+        (app.verify_code(&secret).await.as_str(), app.verify_code(&new_secret).await.as_str()),
+        ("VALID", "VALID")
+    );
+    let lineage = ann.get(&rotated.link("/app/keys/key_")).await;
+    assert!(lineage.body.contains("Rotation in progress"));
+    let rid =
+        lineage.body.split("/app/rotations/").nth(1).and_then(|s| s.split('/').next()).expect("rotation id").to_owned();
+    let done = ann.post(&format!("/app/rotations/{rid}/complete"), &[("csrf", &csrf)]).await;
+    assert!(done.body.contains("The old version was retired."));
+    assert_eq!(app.verify_code(&secret).await, "EXPIRED");
+
+    // Revoking asks for a reason and the key's start.
+    let new_path = rotated.link("/app/keys/key_");
+    let start = &new_secret[..14];
+    let refused =
+        ann.post(&format!("{new_path}/revoke"), &[("csrf", &csrf), ("reason", "leaked"), ("confirm", "wrong")]).await;
+    assert_eq!(refused.status, 422);
+    let revoked =
+        ann.post(&format!("{new_path}/revoke"), &[("csrf", &csrf), ("reason", "leaked"), ("confirm", start)]).await;
+    assert!(revoked.body.contains("was revoked"), "{}", &revoked.body[..revoked.body.len().min(400)]);
+    assert_eq!(app.verify_code(&new_secret).await, "REVOKED");
+
+    // Other teams' pages are not found; signing out ends the session.
+    let other = Browser::new(&app);
+    sign_up(&other, "Globex", "gus@globex.test").await;
+    assert_eq!(other.get(&key_path).await.status, 404);
+    assert_eq!(other.get(&format!("/app/consumers/{consumer_id}")).await.status, 404);
+    let out = ann.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.url, "/login");
+    assert_eq!(ann.get("/app").await.url, "/login");
+}
+
+/// The owner's user id (Ann's).
+async fn viewer_owner(app: &TestApp) -> String {
+    keyroll::store::accounts::user_by_email(&app.state.db, "ann@acme.test").await.expect("db").expect("ann").id
+}
+
+async fn sign_in_is_throttled_and_passwords_reset(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let cookie = app.client.get(app.url("/login")).send().await.expect("sent");
+    assert!(cookie.status().is_success());
+
+    let eve = Browser::new(&app);
+    let csrf = eve.get("/login").await.csrf();
+    for _ in 0..5 {
+        let p =
+            eve.post("/login", &[("csrf", &csrf), ("email", "ann@acme.test"), ("password", "wrong wrong wrong")]).await;
+        assert_eq!(p.status, 401);
+        assert!(p.body.contains("do not match"));
+    }
+    let p =
+        eve.post("/login", &[("csrf", &csrf), ("email", "ann@acme.test"), ("password", "correct horse battery")]).await;
+    assert_eq!(p.status, 429, "throttled even with the right password");
+
+    // A reset link sets a new password once; old sessions end.
+    let user = keyroll::store::accounts::user_by_email(&app.state.db, "ann@acme.test").await.expect("db").expect("ann");
+    let token = keyroll::store::accounts::start_reset(&app.state.db, &user.id, chrono::TimeDelta::hours(1))
+        .await
+        .expect("token");
+    let form = eve.get(&format!("/reset/{token}")).await;
+    assert_eq!(form.status, 200);
+    let short = eve.post(&format!("/reset/{token}"), &[("csrf", &form.csrf()), ("password", "short")]).await;
+    assert_eq!(short.status, 422);
+    let done =
+        eve.post(&format!("/reset/{token}"), &[("csrf", &form.csrf()), ("password", "a brand new password")]).await;
+    assert_eq!(done.url, "/login");
+    assert!(done.body.contains("Your password was changed"));
+    assert_eq!(
+        eve.post(&format!("/reset/{token}"), &[("csrf", &form.csrf()), ("password", "another new one!")]).await.status,
+        404,
+        "once"
+    );
+    assert_eq!(ann.get("/app").await.url, "/login", "the old session ended");
+    let fresh = Browser::new(&app);
+    let csrf = fresh.get("/login").await.csrf();
+    let ok = fresh
+        .post("/login", &[("csrf", &csrf), ("email", "ann@acme.test"), ("password", "a brand new password")])
+        .await;
+    assert_eq!(ok.url, "/app");
+}
+
+crate::both_backends!(dashboard, dashboard_flows);
+crate::both_backends!(dashboard_accounts, sign_in_is_throttled_and_passwords_reset);

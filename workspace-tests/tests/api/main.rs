@@ -1,6 +1,7 @@
 //! One integration binary: every black-box test of the HTTP contract.
 
 mod bad_input;
+mod browser;
 mod bulk;
 mod cache;
 mod dashboard;

@@ -607,6 +607,8 @@ struct KeyPage<'a> {
     rotations: Vec<RotationRow>,
     errors: &'a FormErrors,
     notice: Option<&'a str>,
+    /// What was typed into the revoke form, shown again next to its errors.
+    reason: &'a str,
 }
 
 /// The rotation in progress on a lineage, with its migration progress.
@@ -639,6 +641,18 @@ async fn render_key(
     id: &KeyId,
     errors: &FormErrors,
     notice: Option<&str>,
+    status: StatusCode,
+) -> Result<HttpResponse, WebError> {
+    render_key_typed(state, me, id, errors, notice, "", status).await
+}
+
+async fn render_key_typed(
+    state: &AppState,
+    me: &Signed,
+    id: &KeyId,
+    errors: &FormErrors,
+    notice: Option<&str>,
+    reason: &str,
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
     let t = tenant(me);
@@ -689,6 +703,7 @@ async fn render_key(
             rotations: all.iter().map(RotationRow::of).collect(),
             errors,
             notice,
+            reason,
         },
     )
 }
@@ -808,7 +823,7 @@ pub async fn revoke_key(
         errors.insert("confirm", format!("Type {} to confirm.", k.start));
     }
     if !errors.is_empty() {
-        return render_key(&state, &me, &id, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+        return render_key_typed(&state, &me, &id, &errors, None, &form.reason, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
     crate::http::api::keys::revoke_one(&state, &tenant(&me), &me.actor(), id.as_str(), reason, false)
         .await

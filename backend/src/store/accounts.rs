@@ -246,3 +246,51 @@ pub async fn use_reset(db: &impl ConnectionTrait, token: &str, now: DateTime<Utc
         .await?;
     Ok(res.rows_affected == 1)
 }
+
+/// The members of a tenant with their users, owners first.
+///
+/// # Errors
+/// Database errors.
+pub async fn members(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+) -> Result<Vec<(membership::Model, user::Model)>, StoreError> {
+    let ms = membership::Entity::find().filter(membership::Column::TenantId.eq(tenant.as_str())).all(db).await?;
+    let users =
+        user::Entity::find().filter(user::Column::Id.is_in(ms.iter().map(|m| m.user_id.as_str()))).all(db).await?;
+    let rank = |r: &str| ["owner", "admin", "developer", "viewer"].iter().position(|x| *x == r).unwrap_or(9);
+    let mut out: Vec<_> =
+        ms.into_iter().filter_map(|m| users.iter().find(|u| u.id == m.user_id).cloned().map(|u| (m, u))).collect();
+    out.sort_by_key(|(m, u)| (rank(&m.role), u.email.clone()));
+    Ok(out)
+}
+
+/// Removes a user from a tenant.
+///
+/// # Errors
+/// Database errors.
+pub async fn remove_member(db: &impl ConnectionTrait, user_id: &str, tenant: &TenantId) -> Result<(), StoreError> {
+    membership::Entity::delete_by_id((user_id.to_owned(), tenant.as_str().to_owned())).exec(db).await?;
+    Ok(())
+}
+
+/// A user invited by email, without a password until they follow the link.
+///
+/// # Errors
+/// Database errors.
+pub async fn invited_user(db: &impl ConnectionTrait, email: &str) -> Result<user::Model, StoreError> {
+    if let Some(u) = user_by_email(db, email).await? {
+        return Ok(u);
+    }
+    Ok(user::Model {
+        id: UserId::generate().into_string(),
+        email: email.to_owned(),
+        name: None,
+        password_hash: None,
+        created_at: Utc::now(),
+    }
+    .into_active_model()
+    .reset_all()
+    .insert(db)
+    .await?)
+}

@@ -305,3 +305,60 @@ async fn sign_in_is_throttled_and_passwords_reset(app: TestApp) {
 
 crate::both_backends!(dashboard, dashboard_flows);
 crate::both_backends!(dashboard_accounts, sign_in_is_throttled_and_passwords_reset);
+
+async fn team_members_and_roles(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let team = ann.get("/app/team").await;
+    assert!(team.body.contains("ann@acme.test") && team.body.contains("Invite someone"));
+    let csrf = team.csrf();
+    let bad = ann.post("/app/team/invite", &[("csrf", &csrf), ("email", "nope"), ("role", "developer")]).await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("value=\"nope\""));
+    let invited = ann.post("/app/team/invite", &[("csrf", &csrf), ("email", "Dan@Acme.test"), ("role", "admin")]).await;
+    assert_eq!(invited.status, 200);
+    assert!(invited.body.contains("dan@acme.test was added as admin"), "{}", invited.body);
+    assert!(invited.body.contains("invited"), "no password yet");
+    let again = ann.post("/app/team/invite", &[("csrf", &csrf), ("email", "dan@acme.test"), ("role", "viewer")]).await;
+    assert!(again.body.contains("already a member"));
+
+    // Dan joins through the link (the same kind as a password reset) and is an admin.
+    let dan = keyroll::store::accounts::user_by_email(&app.state.db, "dan@acme.test").await.expect("db").expect("dan");
+    let token =
+        keyroll::store::accounts::start_reset(&app.state.db, &dan.id, chrono::TimeDelta::days(7)).await.expect("t");
+    let d = Browser::new(&app);
+    let form = d.get(&format!("/reset/{token}")).await;
+    d.post(&format!("/reset/{token}"), &[("csrf", &form.csrf()), ("password", "dan's own password")]).await;
+    let login = d.get("/login").await;
+    let signed = d
+        .post("/login", &[("csrf", &login.csrf()), ("email", "dan@acme.test"), ("password", "dan's own password")])
+        .await;
+    assert_eq!(signed.url, "/app");
+    let dan_team = d.get("/app/team").await;
+    assert!(dan_team.body.contains("ann@acme.test"));
+    let dcsrf = dan_team.csrf();
+    // An admin cannot make owners, nor touch the owner.
+    let ann_id =
+        keyroll::store::accounts::user_by_email(&app.state.db, "ann@acme.test").await.expect("db").expect("ann").id;
+    assert_eq!(
+        d.post("/app/team/invite", &[("csrf", &dcsrf), ("email", "eve@acme.test"), ("role", "owner")]).await.status,
+        422
+    );
+    assert_eq!(d.post(&format!("/app/team/{ann_id}"), &[("csrf", &dcsrf), ("role", "")]).await.status, 403);
+    assert_eq!(d.post(&format!("/app/team/{ann_id}"), &[("csrf", &dcsrf), ("role", "viewer")]).await.status, 403);
+    let viewer = d.post("/app/team/invite", &[("csrf", &dcsrf), ("email", "vic@acme.test"), ("role", "viewer")]).await;
+    assert_eq!(viewer.status, 200);
+
+    // The owner demotes Dan to viewer: Dan can no longer manage anyone.
+    let changed = ann.post(&format!("/app/team/{}", dan.id), &[("csrf", &csrf), ("role", "viewer")]).await;
+    assert!(changed.body.contains("The member is now viewer."));
+    assert_eq!(
+        d.post("/app/team/invite", &[("csrf", &dcsrf), ("email", "x@acme.test"), ("role", "viewer")]).await.status,
+        403
+    );
+    let removed = ann.post(&format!("/app/team/{}", dan.id), &[("csrf", &csrf), ("role", "")]).await;
+    assert!(removed.body.contains("The member was removed."));
+    assert_eq!(d.get("/app").await.status, 403, "no team left for Dan");
+}
+
+crate::both_backends!(dashboard_team, team_members_and_roles);

@@ -355,19 +355,25 @@ pub async fn forgot(
     page(&ForgotPage { csrf: &form.csrf, email: email.as_str(), sent: true, error: None })
 }
 
-async fn send_mail(state: &AppState, to: &str, subject: &str, body: String) {
+/// Sends a message now; false when no SMTP server is configured or it refused.
+pub(crate) async fn send_mail(state: &AppState, to: &str, subject: &str, body: String) -> bool {
     use secrecy::ExposeSecret;
     let Some(url) = &state.settings.smtp_url else {
-        tracing::warn!("no SMTP server configured (KEYROLL_SMTP_URL): a password-reset email was not sent");
-        return;
+        tracing::warn!("no SMTP server configured (KEYROLL_SMTP_URL): an account email was not sent");
+        return false;
     };
     match crate::notify::email::Mailer::new(url.expose_secret(), &state.settings.smtp_from) {
-        Ok(m) => {
-            if let Err(e) = m.send_text(to, subject, body).await {
-                tracing::warn!(error = %format!("{e:#}"), "a password-reset email was not sent");
+        Ok(m) => match m.send_text(to, subject, body).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "an account email was not sent");
+                false
             }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "KEYROLL_SMTP_URL unusable");
+            false
         }
-        Err(e) => tracing::warn!(error = %e, "KEYROLL_SMTP_URL unusable"),
     }
 }
 

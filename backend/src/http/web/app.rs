@@ -34,7 +34,7 @@ pub struct Chrome {
 }
 
 impl Chrome {
-    fn of(me: &Signed, nav: &'static str) -> Self {
+    pub(crate) fn of(me: &Signed, nav: &'static str) -> Self {
         Self {
             user: me.user.name.clone().unwrap_or_else(|| me.user.email.clone()),
             tenant_name: me.tenant.name.clone(),

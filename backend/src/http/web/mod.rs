@@ -3,6 +3,7 @@
 pub mod account;
 pub mod app;
 pub mod session;
+pub mod team;
 
 use actix_web::{HttpResponse, web};
 use rust_embed::RustEmbed;
@@ -50,7 +51,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/keys/{id}/rotate", web::post().to(app::rotate_key))
         .route("/app/keys/{id}/revoke", web::post().to(app::revoke_key))
         .route("/app/rotations/{id}", web::get().to(app::rotation_page))
-        .route("/app/rotations/{id}/{action}", web::post().to(app::rotation_action));
+        .route("/app/rotations/{id}/{action}", web::post().to(app::rotation_action))
+        .route("/app/team", web::get().to(team::team_page))
+        .route("/app/team/invite", web::post().to(team::invite))
+        .route("/app/team/{user_id}", web::post().to(team::change));
 }
 
 /// A file from `static/`, embedded in the binary.

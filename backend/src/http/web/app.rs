@@ -603,6 +603,8 @@ struct KeyPage<'a> {
     consumer: Option<consumer::Model>,
     api_name: String,
     versions: Vec<KeyRow>,
+    /// Versions not shown (the newest `SHOWN` are).
+    older: usize,
     open: Option<OpenRotation>,
     rotations: Vec<RotationRow>,
     errors: &'a FormErrors,
@@ -625,6 +627,9 @@ pub struct OpenRotation {
     pub new_percent: Option<u32>,
     pub verdict: String,
 }
+
+/// Versions and rotations listed on a lineage's page.
+const SHOWN: usize = 20;
 
 fn key_id(s: &str) -> Result<KeyId, WebError> {
     KeyId::parse(s).map_err(|_| WebError::NotFound)
@@ -689,8 +694,10 @@ async fn render_key_typed(
             verdict: p.verdict,
         });
     }
-    // The page is about the lineage's newest version.
+    // The page is about the lineage's newest version; older ones are on the consumer's page.
     let current = versions.first().map_or_else(|| KeyRow::of(&k), |v| KeyRow::of(v));
+    let older = versions.len().saturating_sub(SHOWN);
+    versions.truncate(SHOWN);
     page_with(
         status,
         &KeyPage {
@@ -700,7 +707,8 @@ async fn render_key_typed(
             api_name,
             versions: versions.into_iter().map(KeyRow::of).collect(),
             open,
-            rotations: all.iter().map(RotationRow::of).collect(),
+            rotations: all.iter().take(SHOWN).map(RotationRow::of).collect(),
+            older,
             errors,
             notice,
             reason,

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Dashboard speed: the heaviest list page — a consumer with 1 000 key versions (10 lineages of
+100 versions), 100 versions a page — and a lineage page, fetched over one keep-alive connection.
+Prints p50/p90/p99 in milliseconds as the client saw them (an upper bound of the server's time:
+loopback adds well under 0.1 ms).
+
+Run from the project root:  python3 workspace-tests/bench/page_bench.py
+Environment: BENCH_DATABASE_URL (PostgreSQL instead of the embedded SQLite), BENCH_REQUESTS (300)."""
+import http.client, json, os, re, shutil, socket, statistics, subprocess, tempfile, time, urllib.parse, uuid
+
+ROOT = os.getcwd()
+BIN = os.path.join(ROOT, "target", "release", "keyroll")
+PG = os.environ.get("BENCH_DATABASE_URL")
+N = int(os.environ.get("BENCH_REQUESTS", "300"))
+
+
+class Conn:
+    def __init__(self, port):
+        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.cookies = {}
+
+    def req(self, method, path, body=None, headers=None):
+        h = dict(headers or {})
+        if self.cookies:
+            h["cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        self.c.request(method, path, body=body, headers=h)
+        r = self.c.getresponse()
+        data = r.read()
+        for k, v in r.getheaders():
+            if k.lower() == "set-cookie":
+                name, value = v.split(";", 1)[0].split("=", 1)
+                self.cookies[name] = value
+        return r.status, data.decode()
+
+    def api(self, method, path, root, body=None):
+        st, text = self.req(method, path, json.dumps(body) if body is not None else None,
+                            {"authorization": f"Bearer {root}", "content-type": "application/json"})
+        return st, json.loads(text or "null")
+
+
+def main():
+    subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
+    data = tempfile.mkdtemp(prefix="kr-pages-")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    env = dict(os.environ, KEYROLL_DATA_DIR=data, KEYROLL_LISTEN=f"127.0.0.1:{port}", RUST_LOG="warn")
+    db = None
+    if PG:
+        db = f"kr_bench_{uuid.uuid4().hex[:12]}"
+        subprocess.run(["psql", PG, "-qc", f"CREATE DATABASE {db}"], check=True)
+        env["KEYROLL_DATABASE_URL"] = PG.rsplit("/", 1)[0] + "/" + db
+    proc = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        c = Conn(port)
+        st, page = c.req("GET", "/setup")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode({"csrf": csrf, "team": "Bench", "name": "Ann", "email": "ann@bench.test",
+                                       "password": "correct horse battery"})
+        st, page = c.req("POST", "/setup", form, {"content-type": "application/x-www-form-urlencoded"})
+        root = re.search(r"kr_root_\w+", page).group(0)
+        st, api = c.api("POST", "/v1/apis", root, {"name": "Orders", "key_prefix": "acme", "environment": "live"})
+        st, con = c.api("POST", "/v1/consumers", root, {"external_id": "cus_1", "name": "Big Customer"})
+        t0 = time.time()
+        newest = None
+        for lineage in range(10):
+            st, k = c.api("POST", "/v1/keys", root, {"api_id": api["id"], "consumer_id": con["id"], "name": f"key {lineage}"})
+            kid = k["key"]["id"]
+            for _ in range(99):
+                st, r = c.api("POST", f"/v1/keys/{kid}/rotate", root, {"overlap_seconds": 0})
+                assert st == 201, r
+                kid = r["key"]["id"]
+            newest = kid
+        print(f"made 1000 key versions in {time.time() - t0:.1f} s")
+
+        def measure(path):
+            for _ in range(20):
+                c.req("GET", path)
+            times = []
+            for _ in range(N):
+                t = time.perf_counter()
+                st, body = c.req("GET", path)
+                times.append((time.perf_counter() - t) * 1000)
+                assert st == 200, (st, body[:200])
+            times.sort()
+            q = lambda p: times[min(len(times) - 1, int(p * len(times)))]
+            rows = body.count("<li>")
+            print(f"  {path:<45} {len(body) / 1024:6.1f} KiB, {rows:3d} versions listed: "
+                  f"p50 {statistics.median(times):.2f} ms, p90 {q(0.9):.2f} ms, p99 {q(0.99):.2f} ms")
+
+        print(f"\n== dashboard pages on {'PostgreSQL' if PG else 'SQLite'}, {N} requests each, one connection")
+        measure(f"/app/consumers/{con['id']}")
+        st, first = c.req("GET", f"/app/consumers/{con['id']}")
+        cursor = re.search(r"cursor=([\w-]+)", first)
+        if cursor:
+            measure(f"/app/consumers/{con['id']}?cursor={cursor.group(1)}")
+        measure(f"/app/keys/{newest}")
+        measure("/app")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if db:
+            subprocess.run(["psql", PG, "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"])
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -362,3 +362,37 @@ async fn team_members_and_roles(app: TestApp) {
 }
 
 crate::both_backends!(dashboard_team, team_members_and_roles);
+
+async fn root_keys_page(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let page = ann.get("/app/root-keys").await;
+    assert!(page.body.contains("Initial root key"), "the first root key is listed (never its secret)");
+    let csrf = page.csrf();
+    let none = ann.post("/app/root-keys", &[("csrf", &csrf), ("name", "CI")]).await;
+    assert_eq!(none.status, 422);
+    assert!(none.body.contains("Choose at least one permission.") && none.body.contains("value=\"CI\""));
+    let made = ann
+        .post("/app/root-keys", &[("csrf", &csrf), ("name", "CI"), ("scope", "keys:read"), ("scope", "consumers:read")])
+        .await;
+    assert!(made.body.contains("Root key created"));
+    let secret = made
+        .body
+        .split("value=\"kr_root_")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(|s| format!("kr_root_{s}"))
+        .expect("secret");
+    assert_eq!(app.get("/v1/keys", &secret).await.0, 200);
+    let (st, _) = app
+        .post("/v1/apis", &secret, serde_json::json!({"name": "X", "key_prefix": "xx", "environment": "live"}))
+        .await;
+    assert_eq!(st, 403, "only the permissions chosen");
+    let listed = ann.get("/app/root-keys").await;
+    let id = listed.body.split("/app/root-keys/").nth(1).and_then(|s| s.split('/').next()).expect("id").to_owned();
+    let revoked = ann.post(&format!("/app/root-keys/{id}/revoke"), &[("csrf", &csrf), ("reason", "rotating CI")]).await;
+    assert!(revoked.body.contains("revoked on every node"), "{}", revoked.body);
+    assert_eq!(app.get("/v1/keys", &secret).await.0, 401, "the revoked key no longer works");
+}
+
+crate::both_backends!(dashboard_root_keys, root_keys_page);

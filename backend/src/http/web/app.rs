@@ -103,7 +103,7 @@ pub struct KeyRow {
 }
 
 impl KeyRow {
-    fn of(k: &key::Model) -> Self {
+    pub(crate) fn of(k: &key::Model) -> Self {
         let now = Utc::now();
         let state = KeyState::derive(&rotation::times(k), now);
         let soon = k.expires_at.is_some_and(|e| e > now && e - now < TimeDelta::hours(24));
@@ -510,6 +510,8 @@ struct KeyCreatedPage {
     secret: String,
     consumer_id: String,
     heading: &'static str,
+    /// Where "Done" leads.
+    done: String,
 }
 
 /// `POST /app/keys`: the secret is on this answer only.
@@ -592,6 +594,7 @@ pub async fn create_key(
         secret: secret.expose().to_owned(),
         consumer_id: consumer.id,
         heading: "Key created",
+        done: format!("/app/keys/{}", model.id),
     })
 }
 
@@ -782,6 +785,7 @@ pub async fn rotate_key(
             secret: r.secret.expose().to_owned(),
             consumer_id: r.key.consumer_id.clone().unwrap_or_default(),
             heading: "Key rotated",
+            done: format!("/app/keys/{}", r.key.id),
         }),
         Err(e) => rotation_refused(&state, &me, &id, e).await,
     }

@@ -1,6 +1,7 @@
 //! Browser pages (server-rendered with askama) and the embedded static files.
 
 pub mod account;
+pub mod admin;
 pub mod app;
 pub mod session;
 pub mod team;
@@ -52,6 +53,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/keys/{id}/revoke", web::post().to(app::revoke_key))
         .route("/app/rotations/{id}", web::get().to(app::rotation_page))
         .route("/app/rotations/{id}/{action}", web::post().to(app::rotation_action))
+        .route("/app/root-keys", web::get().to(admin::root_keys))
+        .route("/app/root-keys", web::post().to(admin::create_root_key))
+        .route("/app/root-keys/{id}/revoke", web::post().to(admin::revoke_root_key))
         .route("/app/team", web::get().to(team::team_page))
         .route("/app/team/invite", web::post().to(team::invite))
         .route("/app/team/{user_id}", web::post().to(team::change));

@@ -396,3 +396,61 @@ async fn root_keys_page(app: TestApp) {
 }
 
 crate::both_backends!(dashboard_root_keys, root_keys_page);
+
+async fn webhooks_page(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let page = ann.get("/app/webhooks").await;
+    assert!(page.body.contains("No endpoints"));
+    let csrf = page.csrf();
+    let bad = ann.post("/app/webhooks", &[("csrf", &csrf), ("url", "ftp://x"), ("event_types", "key.nope")]).await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("Enter an http(s) URL.") && bad.body.contains("is not an event type"));
+    assert!(bad.body.contains("value=\"ftp://x\""));
+    let made = ann
+        .post("/app/webhooks", &[("csrf", &csrf), ("url", "https://hooks.acme.test/keyroll"), ("event_types", "")])
+        .await;
+    assert!(made.body.contains("whsec_") && made.body.contains("only time this secret is shown"));
+    let id = made.body.split("/app/webhooks/").nth(1).and_then(|s| s.split('/').next()).expect("id").to_owned();
+    let rotated = ann.post(&format!("/app/webhooks/{id}/rotate-secret"), &[("csrf", &csrf)]).await;
+    assert!(rotated.body.contains("old secret signs until"), "both secrets sign for a while");
+    let off = ann.post(&format!("/app/webhooks/{id}/disable"), &[("csrf", &csrf)]).await;
+    assert!(off.body.contains("Disabled"));
+    let (_, ep) = app.get(&format!("/v1/webhook-endpoints/{id}"), &root_of(&app).await).await;
+    assert_eq!(ep["enabled"], false);
+    let gone = ann.post(&format!("/app/webhooks/{id}/delete"), &[("csrf", &csrf)]).await;
+    assert!(gone.body.contains("Endpoint deleted.") && gone.body.contains("No endpoints"));
+}
+
+/// A root key of Ann's team, made through the store.
+async fn root_of(app: &TestApp) -> String {
+    let ann = keyroll::store::accounts::user_by_email(&app.state.db, "ann@acme.test").await.expect("db").expect("ann");
+    let t = keyroll::store::accounts::memberships(&app.state.db, &ann.id).await.expect("teams")[0].1.id.clone();
+    let tenant = keyroll::domain::TenantId::from_trusted(t);
+    let system = keyroll::store::apis::system(&app.state.db, &tenant).await.expect("system api");
+    let (_, secret) = keyroll::store::keys::insert(
+        &app.state.db,
+        keyroll::store::keys::NewKey {
+            tenant_id: tenant,
+            api_id: keyroll::domain::ApiId::from_trusted(system.id),
+            consumer_id: None,
+            is_root: true,
+            lineage: None,
+            name: None,
+            scopes: keyroll::domain::ScopeSet::parse_all(&["*"]).expect("scopes"),
+            meta: serde_json::json!({}),
+            enabled: true,
+            expires_at: None,
+            ratelimit: None,
+            credits: None,
+            ip_allowlist: None,
+            created_by: None,
+        },
+        &keyroll::domain::KeyHead::Root,
+    )
+    .await
+    .expect("root key");
+    secret.expose().to_owned()
+}
+
+crate::both_backends!(dashboard_webhooks, webhooks_page);

@@ -213,3 +213,202 @@ pub async fn revoke_root_key(
     )
     .await
 }
+
+/// An endpoint as the page shows it.
+pub struct EndpointRow {
+    pub id: String,
+    pub url: String,
+    pub consumer_id: String,
+    pub event_types: String,
+    pub enabled: bool,
+    pub failures: i32,
+    pub previous_until: Option<String>,
+}
+
+/// A recent event and how its deliveries went.
+pub struct EventRow {
+    pub event_type: String,
+    pub when: super::app::When,
+    pub deliveries: Vec<(String, String, i32)>,
+}
+
+#[derive(Template)]
+#[template(path = "app/webhooks.html")]
+struct WebhooksPage<'a> {
+    c: Chrome,
+    endpoints: Vec<EndpointRow>,
+    events: Vec<EventRow>,
+    form: &'a EndpointForm,
+    errors: &'a FormErrors,
+    notice: Option<&'a str>,
+    /// A signing secret, shown once after creating or rotating.
+    secret: Option<(&'a str, &'a str)>,
+}
+
+/// What the new-endpoint form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EndpointForm {
+    pub csrf: String,
+    pub url: String,
+    /// Space- or comma-separated; empty for every event.
+    pub event_types: String,
+}
+
+/// `GET /app/webhooks`.
+pub async fn webhooks(state: web::Data<AppState>, me: Signed) -> Result<HttpResponse, WebError> {
+    me.require_admin()?;
+    render_webhooks(&state, &me, &EndpointForm::default(), &FormErrors::new(), None, None, StatusCode::OK).await
+}
+
+async fn render_webhooks(
+    state: &AppState,
+    me: &Signed,
+    form: &EndpointForm,
+    errors: &FormErrors,
+    notice: Option<&str>,
+    secret: Option<(&str, &str)>,
+    status: StatusCode,
+) -> Result<HttpResponse, WebError> {
+    use crate::store::notify;
+    let t = me.tenant_id();
+    let now = Utc::now();
+    let endpoints = notify::list_endpoints(&state.db, &t, 100, None)
+        .await?
+        .items
+        .into_iter()
+        .map(|e| EndpointRow {
+            event_types: serde_json::from_value::<Vec<String>>(e.event_types.clone()).unwrap_or_default().join(", "),
+            previous_until: e
+                .previous_secret_until
+                .filter(|u| *u > now)
+                .map(|u| u.format("%Y-%m-%d %H:%M UTC").to_string()),
+            consumer_id: e.consumer_id.unwrap_or_default(),
+            enabled: e.enabled,
+            failures: e.failures,
+            url: e.url,
+            id: e.id,
+        })
+        .collect::<Vec<_>>();
+    let recent = notify::list_events(&state.db, &t, None, 20, None).await?.items;
+    let ids: Vec<String> = recent.iter().map(|e| e.id.clone()).collect();
+    let deliveries = notify::deliveries_of(&state.db, &ids).await?;
+    let events = recent
+        .into_iter()
+        .map(|e| EventRow {
+            deliveries: deliveries
+                .iter()
+                .filter(|d| d.event_id == e.id)
+                .map(|d| {
+                    let to = d.endpoint_id.clone().or_else(|| d.recipient.clone()).unwrap_or_default();
+                    (format!("{} {to}", d.channel), d.state.clone(), d.attempts)
+                })
+                .collect(),
+            when: super::app::When::of(e.created_at),
+            event_type: e.event_type,
+        })
+        .collect();
+    page_with(status, &WebhooksPage { c: Chrome::of(me, "webhooks"), endpoints, events, form, errors, notice, secret })
+}
+
+/// `POST /app/webhooks`: a new endpoint; its signing secret is shown once.
+pub async fn create_endpoint(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    form: web::Form<EndpointForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_admin()?;
+    let mut errors = FormErrors::new();
+    let url_ok = url::Url::parse(form.url.trim())
+        .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some() && form.url.len() <= 2_000);
+    if !url_ok {
+        errors.insert("url", "Enter an http(s) URL.".into());
+    }
+    let mut types: Vec<String> =
+        form.event_types.split([',', ' ', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    if types.is_empty() {
+        types.push("*".into());
+    }
+    if let Some(bad) =
+        types.iter().find(|t| *t != "*" && !crate::http::api::webhooks::EVENT_TYPES.contains(&t.as_str()))
+    {
+        errors.insert("event_types", format!("“{bad}” is not an event type."));
+    }
+    if !errors.is_empty() {
+        return render_webhooks(&state, &me, &form, &errors, None, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let secret = crate::notify::webhook::new_secret();
+    let ep = crate::store::notify::create_endpoint(
+        &state.db,
+        &me.tenant_id(),
+        None,
+        form.url.trim().to_owned(),
+        secret.clone(),
+        types,
+    )
+    .await?;
+    let note = "Endpoint added. Its signing secret is shown once, below.";
+    render_webhooks(
+        &state,
+        &me,
+        &EndpointForm::default(),
+        &FormErrors::new(),
+        Some(note),
+        Some((&ep.id, &secret)),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// What the endpoint action forms send.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EndpointAction {
+    pub csrf: String,
+}
+
+/// `POST /app/webhooks/{id}/{action}`: `rotate-secret` (the old one signs too for 24 h),
+/// `enable`, `disable`, `delete`.
+pub async fn endpoint_action(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    path: web::Path<(String, String)>,
+    form: web::Form<EndpointAction>,
+) -> Result<HttpResponse, WebError> {
+    use crate::store::notify;
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_admin()?;
+    let (id, action) = path.into_inner();
+    let t = me.tenant_id();
+    let mut ep = notify::tenant_endpoint(&state.db, &t, &id).await?;
+    let empty = EndpointForm::default();
+    let none = FormErrors::new();
+    match action.as_str() {
+        "rotate-secret" => {
+            let secret = crate::notify::webhook::new_secret();
+            ep.previous_secret = Some(std::mem::replace(&mut ep.secret, secret.clone()));
+            ep.previous_secret_until = Some(Utc::now() + TimeDelta::hours(24));
+            notify::save_endpoint(&state.db, ep).await?;
+            let note = "New signing secret below; the old one keeps signing next to it for 24 hours.";
+            render_webhooks(&state, &me, &empty, &none, Some(note), Some((&id, &secret)), StatusCode::OK).await
+        }
+        "enable" | "disable" => {
+            ep.enabled = action == "enable";
+            ep.disabled_at = (!ep.enabled).then(Utc::now);
+            if ep.enabled {
+                ep.failures = 0;
+                ep.failing_since = None;
+            }
+            notify::save_endpoint(&state.db, ep).await?;
+            render_webhooks(&state, &me, &empty, &none, Some("Saved."), None, StatusCode::OK).await
+        }
+        "delete" => {
+            notify::delete_endpoint(&state.db, &t, &id).await?;
+            render_webhooks(&state, &me, &empty, &none, Some("Endpoint deleted."), None, StatusCode::OK).await
+        }
+        _ => Err(WebError::NotFound),
+    }
+}

@@ -56,7 +56,7 @@ pub struct When {
 }
 
 impl When {
-    fn of(t: DateTime<Utc>) -> Self {
+    pub(crate) fn of(t: DateTime<Utc>) -> Self {
         Self { exact: t.format("%Y-%m-%d %H:%M UTC").to_string(), relative: relative(t, Utc::now()) }
     }
 

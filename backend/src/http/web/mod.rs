@@ -56,6 +56,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/root-keys", web::get().to(admin::root_keys))
         .route("/app/root-keys", web::post().to(admin::create_root_key))
         .route("/app/root-keys/{id}/revoke", web::post().to(admin::revoke_root_key))
+        .route("/app/webhooks", web::get().to(admin::webhooks))
+        .route("/app/webhooks", web::post().to(admin::create_endpoint))
+        .route("/app/webhooks/{id}/{action}", web::post().to(admin::endpoint_action))
         .route("/app/team", web::get().to(team::team_page))
         .route("/app/team/invite", web::post().to(team::invite))
         .route("/app/team/{user_id}", web::post().to(team::change));

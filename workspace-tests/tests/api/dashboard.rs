@@ -454,3 +454,56 @@ async fn root_of(app: &TestApp) -> String {
 }
 
 crate::both_backends!(dashboard_webhooks, webhooks_page);
+
+async fn bulk_page(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let root = root_of(&app).await;
+    let (_, api) = app
+        .post("/v1/apis", &root, serde_json::json!({"name": "Orders", "key_prefix": "acme", "environment": "live"}))
+        .await;
+    let mut secrets = Vec::new();
+    for i in 0..3 {
+        let (_, con) =
+            app.post("/v1/consumers", &root, serde_json::json!({"external_id": format!("cus_{i}"), "name": "C"})).await;
+        let (_, k) =
+            app.post("/v1/keys", &root, serde_json::json!({"api_id": api["id"], "consumer_id": con["id"]})).await;
+        secrets.push(k["secret"].as_str().expect("secret").to_owned());
+    }
+    let page = ann.get("/app/bulk").await;
+    let csrf = page.csrf();
+    let api_id = api["id"].as_str().expect("id");
+    let bad = ann.post("/app/bulk", &[("csrf", &csrf), ("api_id", api_id), ("overlap_hours", "-1")]).await;
+    assert_eq!(bad.status, 422);
+    let dry = ann.post("/app/bulk", &[("csrf", &csrf), ("api_id", api_id), ("overlap_hours", "1")]).await;
+    assert!(dry.body.contains("3 keys") && dry.body.contains("Rotate 3 keys"), "{}", dry.body);
+    assert_eq!(
+        app.verify(serde_json::json!({"key": secrets[0]})).await["rotation"],
+        serde_json::Value::Null,
+        "a dry run changes nothing"
+    );
+    let job = ann
+        .post("/app/bulk", &[("csrf", &csrf), ("api_id", api_id), ("overlap_hours", "1"), ("step", "confirm")])
+        .await;
+    assert!(job.url.starts_with("/app/jobs/job_"), "{}", job.url);
+    let started = std::time::Instant::now();
+    loop {
+        let p = ann.get(&job.url).await;
+        if p.body.contains("Done: 3 keys") {
+            assert!(!p.body.contains("http-equiv=\"refresh\""), "a finished job stops refreshing");
+            break;
+        }
+        assert!(p.body.contains("http-equiv=\"refresh\""), "a running job refreshes itself: {}", p.body);
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "bulk job did not finish: {}", p.body);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for s in &secrets {
+        let v = app.verify(serde_json::json!({"key": s})).await;
+        assert_eq!(v["rotation"]["state"], "superseded", "{v}");
+    }
+    let other = Browser::new(&app);
+    sign_up(&other, "Globex", "gus@globex.test").await;
+    assert_eq!(other.get(&job.url).await.status, 404, "another team's job");
+}
+
+crate::both_backends!(dashboard_bulk, bulk_page);

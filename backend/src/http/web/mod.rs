@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod app;
+pub mod bulk;
 pub mod session;
 pub mod team;
 
@@ -59,6 +60,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/webhooks", web::get().to(admin::webhooks))
         .route("/app/webhooks", web::post().to(admin::create_endpoint))
         .route("/app/webhooks/{id}/{action}", web::post().to(admin::endpoint_action))
+        .route("/app/bulk", web::get().to(bulk::bulk_page))
+        .route("/app/bulk", web::post().to(bulk::bulk))
+        .route("/app/jobs/{id}", web::get().to(bulk::job_page))
         .route("/app/team", web::get().to(team::team_page))
         .route("/app/team/invite", web::post().to(team::invite))
         .route("/app/team/{user_id}", web::post().to(team::change));

@@ -238,6 +238,19 @@ async fn owner_and_viewer(app: &TestApp, c: &Client) {
     )
     .await
     .expect("member");
+    // The other pages, for the record.
+    for (path, name) in [
+        ("/app", "16-overview"),
+        ("/app/policies", "17-policies"),
+        ("/app/bulk", "18-bulk"),
+        ("/app/root-keys", "19-root-keys"),
+        ("/app/webhooks", "20-webhooks"),
+        ("/app/team", "21-team"),
+    ] {
+        c.goto(&app.url(path)).await.expect("page");
+        wait_for(c, "").await;
+        shot(c, name).await;
+    }
     click(c, "form[action='/logout'] button").await;
     wait_for(c, "Sign in").await;
     shot(c, "14-login").await;

@@ -507,3 +507,54 @@ async fn bulk_page(app: TestApp) {
 }
 
 crate::both_backends!(dashboard_bulk, bulk_page);
+
+async fn policies_page(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let root = root_of(&app).await;
+    let (_, api) = app
+        .post("/v1/apis", &root, serde_json::json!({"name": "Orders", "key_prefix": "acme", "environment": "live"}))
+        .await;
+    let api_id = api["id"].as_str().expect("id").to_owned();
+    let page = ann.get("/app/policies").await;
+    assert!(page.body.contains("No policies"));
+    let csrf = page.csrf();
+    let form = |overlap: &'static str| {
+        vec![
+            ("schedule", "interval"),
+            ("interval_days", "90"),
+            ("window_minutes", "60"),
+            ("overlap_hours", overlap),
+            ("notice_days", "14, 1"),
+            ("retire_mode", "when_drained"),
+            ("max_active", "2"),
+            ("on_full", "end_oldest"),
+            ("delivery", "pickup"),
+            ("enabled", "on"),
+        ]
+    };
+    let mut bad = form("0.1");
+    bad.extend([("csrf", csrf.as_str()), ("api_id", api_id.as_str())]);
+    let refused = ann.post("/app/policies", &bad).await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("id=\"overlap-error\""), "the error is next to the overlap field");
+    assert!(refused.body.contains("value=\"0.1\""), "what was typed stays");
+    let mut good = form("24");
+    good.extend([("csrf", csrf.as_str()), ("api_id", api_id.as_str())]);
+    let saved = ann.post("/app/policies", &good).await;
+    assert!(saved.body.contains("Policy saved.") && saved.body.contains("every 90 days"), "{}", saved.body);
+    let (_, listed) = app.get("/v1/policies", &root).await;
+    assert_eq!(listed["data"][0]["retire_mode"], "when_drained");
+    let id = listed["data"][0]["id"].as_str().expect("id").to_owned();
+    let edit = ann.get(&format!("/app/policies/{id}")).await;
+    assert!(edit.body.contains("Edit the policy") && edit.body.contains("value=\"14, 1\""));
+    let mut cron = form("24");
+    cron.extend([("csrf", csrf.as_str()), ("schedule", "cron"), ("cron", "0 3 * * 1")]);
+    cron.retain(|(k, v)| !(*k == "schedule" && *v == "interval"));
+    let saved = ann.post(&format!("/app/policies/{id}"), &cron).await;
+    assert!(saved.body.contains("cron 0 3 * * 1"), "{}", saved.body);
+    let gone = ann.post(&format!("/app/policies/{id}/delete"), &[("csrf", &csrf)]).await;
+    assert!(gone.body.contains("Policy deleted"));
+}
+
+crate::both_backends!(dashboard_policies, policies_page);

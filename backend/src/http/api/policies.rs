@@ -116,8 +116,31 @@ fn parse_id(s: &str) -> Result<PolicyId, ApiError> {
     PolicyId::parse(s).map_err(|_| ApiError::NotFound("no such policy"))
 }
 
+/// A policy with the defaults, before a body is applied.
+pub(crate) fn new_policy(tenant: &TenantId, api_id: String, consumer_id: Option<String>) -> rotation_policy::Model {
+    let now = Utc::now();
+    rotation_policy::Model {
+        id: PolicyId::generate().into_string(),
+        tenant_id: tenant.as_str().to_owned(),
+        api_id,
+        consumer_id,
+        interval_days: None,
+        cron: None,
+        window_seconds: 3_600,
+        overlap_seconds: DAY,
+        notice_seconds: serde_json::json!([14 * DAY, DAY]),
+        retire_mode: "at_deadline".into(),
+        max_active: 2,
+        on_full: "end_oldest".into(),
+        delivery: "pickup".into(),
+        enabled: true,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 /// Applies a body onto a policy and checks the result as a whole.
-fn apply(p: &mut rotation_policy::Model, b: &PolicyBody, master_key: bool) -> Result<(), ApiError> {
+pub(crate) fn apply(p: &mut rotation_policy::Model, b: &PolicyBody, master_key: bool) -> Result<(), ApiError> {
     let mut c = Checks::default();
     if let Some(v) = b.interval_days {
         p.interval_days = v;
@@ -210,25 +233,7 @@ pub async fn create(
         Some(id) => Some(existing_consumer(&state, &root.tenant_id, id).await?),
         None => None,
     };
-    let now = Utc::now();
-    let mut p = rotation_policy::Model {
-        id: PolicyId::generate().into_string(),
-        tenant_id: root.tenant_id.as_str().to_owned(),
-        api_id: api.id,
-        consumer_id,
-        interval_days: None,
-        cron: None,
-        window_seconds: 3_600,
-        overlap_seconds: DAY,
-        notice_seconds: serde_json::json!([14 * DAY, DAY]),
-        retire_mode: "at_deadline".into(),
-        max_active: 2,
-        on_full: "end_oldest".into(),
-        delivery: "pickup".into(),
-        enabled: true,
-        created_at: now,
-        updated_at: now,
-    };
+    let mut p = new_policy(&root.tenant_id, api.id, consumer_id);
     apply(&mut p, b, state.master_key.is_some())?;
     idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
         let saved = policies::insert(&state.db, p).await?;

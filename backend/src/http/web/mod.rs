@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod app;
 pub mod bulk;
+pub mod policies;
 pub mod session;
 pub mod team;
 
@@ -63,6 +64,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/bulk", web::get().to(bulk::bulk_page))
         .route("/app/bulk", web::post().to(bulk::bulk))
         .route("/app/jobs/{id}", web::get().to(bulk::job_page))
+        .route("/app/policies", web::get().to(policies::policies_page))
+        .route("/app/policies", web::post().to(policies::create))
+        .route("/app/policies/{id}", web::get().to(policies::edit_page))
+        .route("/app/policies/{id}", web::post().to(policies::update))
+        .route("/app/policies/{id}/delete", web::post().to(policies::delete))
         .route("/app/team", web::get().to(team::team_page))
         .route("/app/team/invite", web::post().to(team::invite))
         .route("/app/team/{user_id}", web::post().to(team::change));

@@ -51,3 +51,31 @@ pub async fn add_minute_counts(db: &impl ConnectionTrait, counts: Vec<UsageCount
     }
     Ok(())
 }
+
+/// Rejected verifications of a tenant's keys since `since`, by code, most frequent first.
+///
+/// # Errors
+/// Database errors.
+pub async fn rejections_since(
+    db: &impl ConnectionTrait,
+    tenant: &crate::domain::TenantId,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    use sea_orm::sea_query::Func;
+    use sea_orm::{ColumnTrait, ExprTrait, QueryFilter, QuerySelect};
+    let rows: Vec<(String, Option<i64>)> = usage_rollup::Entity::find()
+        .select_only()
+        .column(usage_rollup::Column::Code)
+        .column_as(Expr::from(Func::sum(Expr::col(usage_rollup::Column::Count))).cast_as("bigint"), "total")
+        .filter(usage_rollup::Column::TenantId.eq(tenant.as_str()))
+        .filter(usage_rollup::Column::BucketStart.gte(since))
+        .filter(usage_rollup::Column::Code.ne("VALID"))
+        .group_by(usage_rollup::Column::Code)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut out: Vec<(String, i64)> =
+        rows.into_iter().map(|(c, n)| (c, n.unwrap_or(0))).filter(|(_, n)| *n > 0).collect();
+    out.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    Ok(out)
+}

@@ -242,6 +242,12 @@ async fn dashboard_flows(app: TestApp) {
         ann.post(&format!("{new_path}/revoke"), &[("csrf", &csrf), ("reason", "leaked"), ("confirm", start)]).await;
     assert!(revoked.body.contains("was revoked"), "{}", &revoked.body[..revoked.body.len().min(400)]);
     assert_eq!(app.verify_code(&new_secret).await, "REVOKED");
+    // The overview counts the rejection once the usage flush has run.
+    let started = std::time::Instant::now();
+    while !ann.get("/app").await.body.contains(">REVOKED<") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the overview shows no recent failure");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // Other teams' pages are not found; signing out ends the session.
     let other = Browser::new(&app);

@@ -154,6 +154,8 @@ struct Overview {
     active_more: bool,
     rotations: Vec<RotationRow>,
     expiring: Vec<KeyRow>,
+    /// Rejected verifications in the last 24 hours, by code.
+    failures: Vec<(String, i64)>,
 }
 
 /// A rotation in a list.
@@ -197,8 +199,10 @@ pub async fn overview(state: web::Data<AppState>, me: Signed) -> Result<HttpResp
         .filter(|k| k.expires_at.is_some_and(|e| e < soon))
         .map(KeyRow::of)
         .collect();
+    let failures = crate::store::usage::rejections_since(&state.db, &t, Utc::now() - TimeDelta::hours(24)).await?;
     page(&Overview {
         c: Chrome::of(&me, "overview"),
+        failures,
         apis: api_count,
         active_more: active.next_cursor.is_some(),
         active: active.items.iter().map(KeyRow::of).collect(),

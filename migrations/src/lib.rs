@@ -11,6 +11,7 @@ mod m20261130_000005_policies;
 mod m20261130_000006_keys_fillfactor;
 mod m20261130_000007_endpoint_secrets;
 mod m20261130_000008_sessions;
+mod m20261130_000009_totp;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000006_keys_fillfactor::Migration),
             Box::new(m20261130_000007_endpoint_secrets::Migration),
             Box::new(m20261130_000008_sessions::Migration),
+            Box::new(m20261130_000009_totp::Migration),
         ]
     }
 }

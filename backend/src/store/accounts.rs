@@ -57,6 +57,7 @@ pub async fn create_user(
         email: email.to_owned(),
         name: Some(name.to_owned()),
         password_hash: Some(password_hash.to_owned()),
+        totp_secret: None,
         created_at: Utc::now(),
     }
     .into_active_model()
@@ -141,16 +142,25 @@ pub async fn start_session(
     tenant_id: Option<String>,
     ip: Option<String>,
     ttl: TimeDelta,
+    mfa_pending: bool,
 ) -> Result<(String, session::Model), StoreError> {
     let (token, id) = new_token();
     let (csrf, _) = new_token();
     let now = Utc::now();
-    let s =
-        session::Model { id, user_id: user_id.to_owned(), tenant_id, csrf, ip, created_at: now, expires_at: now + ttl }
-            .into_active_model()
-            .reset_all()
-            .insert(db)
-            .await?;
+    let s = session::Model {
+        id,
+        user_id: user_id.to_owned(),
+        tenant_id,
+        csrf,
+        ip,
+        mfa_pending,
+        created_at: now,
+        expires_at: now + ttl,
+    }
+    .into_active_model()
+    .reset_all()
+    .insert(db)
+    .await?;
     Ok((token, s))
 }
 
@@ -287,10 +297,24 @@ pub async fn invited_user(db: &impl ConnectionTrait, email: &str) -> Result<user
         email: email.to_owned(),
         name: None,
         password_hash: None,
+        totp_secret: None,
         created_at: Utc::now(),
     }
     .into_active_model()
     .reset_all()
     .insert(db)
     .await?)
+}
+
+/// Turns two-factor sign-in on (`Some(sealed secret)`) or off.
+///
+/// # Errors
+/// Database errors.
+pub async fn set_totp(db: &impl ConnectionTrait, user_id: &str, sealed: Option<String>) -> Result<(), StoreError> {
+    user::Entity::update_many()
+        .col_expr(user::Column::TotpSecret, Expr::value(sealed))
+        .filter(user::Column::Id.eq(user_id))
+        .exec(db)
+        .await?;
+    Ok(())
 }

@@ -49,6 +49,7 @@ pub async fn create(db: &DatabaseConnection, name: &str, owner_email: &str) -> R
                 email: owner_email.to_owned(),
                 name: None,
                 password_hash: None,
+                totp_secret: None,
                 created_at: now,
             }
             .into_active_model()

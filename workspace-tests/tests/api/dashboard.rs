@@ -564,3 +564,62 @@ async fn policies_page(app: TestApp) {
 }
 
 crate::both_backends!(dashboard_policies, policies_page);
+
+/// The current code of a base32 TOTP secret, as an authenticator app shows it.
+fn code_of(base32: &str) -> String {
+    let secret = totp_rs::Secret::try_from_base32(base32).expect("base32");
+    totp_rs::Builder::new()
+        .with_secret(secret)
+        .with_account_name("ann@acme.test")
+        .build()
+        .expect("totp")
+        .generate_current()
+        .to_string()
+}
+
+async fn two_factor_sign_in(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let account = ann.get("/app/account").await;
+    assert!(account.body.contains("Set up two-factor sign-in"));
+    let csrf = account.csrf();
+    let start = ann.post("/app/account/2fa/start", &[("csrf", &csrf)]).await;
+    let secret = start
+        .body
+        .split("<code id=\"totp-secret\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .expect("secret")
+        .to_owned();
+    let sealed = start
+        .body
+        .split("name=\"sealed\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("sealed")
+        .to_owned();
+    assert!(start.body.contains("otpauth://totp/"));
+    let wrong = ann.post("/app/account/2fa/enable", &[("csrf", &csrf), ("sealed", &sealed), ("code", "000000")]).await;
+    assert_eq!(wrong.status, 422);
+    let on =
+        ann.post("/app/account/2fa/enable", &[("csrf", &csrf), ("sealed", &sealed), ("code", &code_of(&secret))]).await;
+    assert!(on.body.contains("Two-factor sign-in is on."), "{}", on.body);
+
+    // The password alone no longer signs in.
+    let b = Browser::new(&app);
+    let login = b.get("/login").await;
+    let step = b
+        .post("/login", &[("csrf", &login.csrf()), ("email", "ann@acme.test"), ("password", "correct horse battery")])
+        .await;
+    assert_eq!(step.url, "/login/2fa");
+    assert_eq!(b.get("/app").await.url, "/login/2fa", "a half-signed-in session opens nothing");
+    let bad = b.post("/login/2fa", &[("csrf", &step.csrf()), ("code", "123456"), ("next", "/app")]).await;
+    assert_eq!(bad.status, 401);
+    let ok =
+        b.post("/login/2fa", &[("csrf", &step.csrf()), ("code", &code_of(&secret)), ("next", "/app/account")]).await;
+    assert_eq!(ok.url, "/app/account");
+    let off = b.post("/app/account/2fa/disable", &[("csrf", &ok.csrf()), ("code", &code_of(&secret))]).await;
+    assert!(off.body.contains("Two-factor sign-in is off."));
+}
+
+crate::both_backends!(dashboard_two_factor, two_factor_sign_in);

@@ -71,21 +71,30 @@ async fn hash(password: String) -> Result<String, WebError> {
         .ok_or_else(|| WebError::Internal(anyhow::anyhow!("cannot hash the password")))
 }
 
-async fn sign_in(
+/// Starts a session and leads to `to`. With `mfa_pending` the session only admits the
+/// two-factor step, which then replaces it with a full one.
+pub(crate) async fn sign_in(
     state: &AppState,
     req: &HttpRequest,
     user_id: &str,
     tenant: Option<String>,
     to: &str,
+    mfa_pending: bool,
 ) -> Result<HttpResponse, WebError> {
     // A new session at every sign-in: a token planted before it is worth nothing.
     if let Some(old) = req.cookie(SESSION_COOKIE) {
         accounts::end_session(&state.db, old.value()).await?;
     }
+    let ttl = if mfa_pending { TimeDelta::minutes(10) } else { TimeDelta::days(SESSION_DAYS) };
     let (token, _) =
-        accounts::start_session(&state.db, user_id, tenant, Some(client_ip(req)), TimeDelta::days(SESSION_DAYS))
-            .await?;
-    let mut res = super::session::see_other(to);
+        accounts::start_session(&state.db, user_id, tenant, Some(client_ip(req)), ttl, mfa_pending).await?;
+    let to = if mfa_pending {
+        let next: String = url::form_urlencoded::byte_serialize(to.as_bytes()).collect();
+        format!("/login/2fa?next={next}")
+    } else {
+        to.to_owned()
+    };
+    let mut res = super::session::see_other(&to);
     let _ = res.add_cookie(&session_cookie(&state.settings, token));
     Ok(res)
 }
@@ -139,7 +148,7 @@ pub async fn create_account(
     let created = tenants::create(&state.db, &team.into_string(), email.as_str()).await?;
     let user = accounts::user_by_email(&state.db, email.as_str()).await?.ok_or(StoreError::NotFound)?;
     accounts::set_profile(&state.db, &user.id, Some(&name.into_string()), &hashed).await?;
-    let mut res = sign_in(&state, &req, &user.id, Some(created.tenant.id.clone()), "/app").await?;
+    let mut res = sign_in(&state, &req, &user.id, Some(created.tenant.id.clone()), "/app", false).await?;
     // The root key of the new team is shown once, on this answer.
     let body = CreatedPage { team: &created.tenant.name, root_key: created.root_key.expose() }
         .render()
@@ -235,7 +244,7 @@ pub async fn login(
     match user {
         Some(u) if ok => {
             throttle.succeeded(&email);
-            sign_in(&state, &req, &u.id, None, &next).await
+            sign_in(&state, &req, &u.id, None, &next, u.totp_secret.is_some()).await
         }
         _ => {
             throttle.failed(&ip, &email);

@@ -7,6 +7,7 @@ pub mod bulk;
 pub mod policies;
 pub mod session;
 pub mod team;
+pub mod twofactor;
 
 use actix_web::{HttpResponse, web};
 use rust_embed::RustEmbed;
@@ -37,6 +38,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login", web::get().to(account::login_form))
         .route("/login", web::post().to(account::login))
         .route("/logout", web::post().to(account::logout))
+        .route("/login/2fa", web::get().to(twofactor::code_form))
+        .route("/login/2fa", web::post().to(twofactor::check_code))
+        .route("/app/account", web::get().to(twofactor::account_page))
+        .route("/app/account/2fa/{step}", web::post().to(twofactor::two_factor))
         .route("/forgot", web::get().to(account::forgot_form))
         .route("/forgot", web::post().to(account::forgot))
         .route("/reset/{token}", web::get().to(account::reset_form))

@@ -282,6 +282,9 @@ impl FromRequest for Signed {
             let Some((session, user)) = accounts::session(&state.db, &token).await? else {
                 return Err(login_redirect(&req));
             };
+            if session.mfa_pending {
+                return Err(WebError::Redirect("/login/2fa".into()));
+            }
             let tenants = accounts::memberships(&state.db, &user.id).await?;
             let current = session
                 .tenant_id

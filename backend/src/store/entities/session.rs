@@ -13,6 +13,8 @@ pub struct Model {
     pub tenant_id: Option<String>,
     pub csrf: String,
     pub ip: Option<String>,
+    /// The password was right but the two-factor code is still to come: not signed in yet.
+    pub mfa_pending: bool,
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
 }

@@ -10,6 +10,8 @@ pub struct Model {
     pub email: String,
     pub name: Option<String>,
     pub password_hash: Option<String>,
+    /// The TOTP secret, sealed with the master key, when two-factor sign-in is on.
+    pub totp_secret: Option<String>,
     pub created_at: DateTimeUtc,
 }
 

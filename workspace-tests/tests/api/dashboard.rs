@@ -510,6 +510,18 @@ async fn bulk_page(app: TestApp) {
     let other = Browser::new(&app);
     sign_up(&other, "Globex", "gus@globex.test").await;
     assert_eq!(other.get(&job.url).await.status, 404, "another team's job");
+
+    // Deleting a consumer asks for its name and revokes its keys.
+    let (_, cons) = app.get("/v1/consumers?external_id=cus_0", &root).await;
+    let cid = cons["data"][0]["id"].as_str().expect("consumer").to_owned();
+    let page = ann.get(&format!("/app/consumers/{cid}")).await;
+    assert!(page.body.contains("revoke its 2 keys"), "both versions are live during the overlap");
+    let wrong = ann.post(&format!("/app/consumers/{cid}/delete"), &[("csrf", &csrf), ("confirm", "D")]).await;
+    assert_eq!(wrong.status, 422);
+    let gone = ann.post(&format!("/app/consumers/{cid}/delete"), &[("csrf", &csrf), ("confirm", "C")]).await;
+    assert_eq!(gone.url, "/app/consumers");
+    assert_eq!(app.verify_code(&secrets[0]).await, "REVOKED");
+    assert_eq!(ann.get(&format!("/app/consumers/{cid}")).await.status, 404);
 }
 
 crate::both_backends!(dashboard_bulk, bulk_page);

@@ -139,20 +139,33 @@ pub async fn update(
     responses((status = 204), (status = 404, body = Problem)), security(("root_key" = [])))]
 pub async fn delete(state: web::Data<AppState>, root: Root, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     root.require("consumers:write")?;
-    let id = parse_id(&id)?;
-    let txn = crate::store::begin_write(&state.db).await.map_err(crate::store::StoreError::from)?;
-    consumers::soft_delete(&txn, &root.tenant_id, &id).await?;
+    delete_consumer(&state, &root.tenant_id, &root.actor(), &parse_id(&id)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes a consumer (softly) and revokes its keys, announcing each revocation; returns how
+/// many keys were revoked.
+///
+/// # Errors
+/// `NotFound`, or database errors.
+pub(crate) async fn delete_consumer(
+    state: &AppState,
+    tenant: &crate::domain::TenantId,
+    actor: &str,
+    id: &ConsumerId,
+) -> Result<usize, crate::store::StoreError> {
     const REASON: &str = "consumer deleted";
-    let revoked = keys::revoke_all_of_consumer(&txn, &root.tenant_id, &id, REASON).await?;
+    let txn = crate::store::begin_write(&state.db).await?;
+    consumers::soft_delete(&txn, tenant, id).await?;
+    let revoked = keys::revoke_all_of_consumer(&txn, tenant, id, REASON).await?;
     let audience = crate::notify::audience_of(&txn, Some(id.as_str())).await?;
-    let events =
-        revoked.iter().map(|k| (super::keys::revoked_event(k, REASON, &root.actor()), audience.clone())).collect();
-    crate::notify::emit_many(&txn, &root.tenant_id, "key.revoked", events).await?;
-    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    let events = revoked.iter().map(|k| (super::keys::revoked_event(k, REASON, actor), audience.clone())).collect();
+    crate::notify::emit_many(&txn, tenant, "key.revoked", events).await?;
+    txn.commit().await?;
     let hashes: Vec<_> = revoked.iter().filter_map(|k| crate::domain::KeyHash::from_hex(&k.hash)).collect();
     state.cache.invalidate(&hashes).await;
     for k in &revoked {
-        crate::rotation::cancel_for_revoked(&state, &crate::domain::KeyId::from_trusted(k.id.clone())).await?;
+        crate::rotation::cancel_for_revoked(state, &crate::domain::KeyId::from_trusted(k.id.clone())).await?;
     }
-    Ok(HttpResponse::NoContent().finish())
+    Ok(revoked.len())
 }

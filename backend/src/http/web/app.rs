@@ -410,11 +410,14 @@ pub struct Lineage {
 
 #[derive(Template)]
 #[template(path = "app/consumer.html")]
-struct ConsumerPage {
+struct ConsumerPage<'a> {
     c: Chrome,
     consumer: consumer::Model,
     lineages: Vec<Lineage>,
     next: Option<String>,
+    /// Live keys the consumer has (revoked with it).
+    live: usize,
+    errors: &'a FormErrors,
 }
 
 fn consumer_id(s: &str) -> Result<ConsumerId, WebError> {
@@ -428,10 +431,21 @@ pub async fn consumer_page(
     id: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, WebError> {
-    let t = tenant(&me);
-    let c = consumers::get(&state.db, &t, &consumer_id(&id)?).await?;
+    render_consumer(&state, &me, &id, &q, &FormErrors::new(), StatusCode::OK).await
+}
+
+async fn render_consumer(
+    state: &AppState,
+    me: &Signed,
+    id: &str,
+    q: &ListQuery,
+    errors: &FormErrors,
+    status: StatusCode,
+) -> Result<HttpResponse, WebError> {
+    let t = tenant(me);
+    let c = consumers::get(&state.db, &t, &consumer_id(id)?).await?;
     let filter = KeyFilter { consumer_id: Some(ConsumerId::from_trusted(c.id.clone())), ..KeyFilter::default() };
-    let list = keys::list(&state.db, &t, &filter, 100, cursor(&q).as_ref()).await?;
+    let list = keys::list(&state.db, &t, &filter, 100, cursor(q).as_ref()).await?;
     let mut lineages: Vec<Lineage> = Vec::new();
     for k in &list.items {
         let row = KeyRow::of(k);
@@ -445,7 +459,42 @@ pub async fn consumer_page(
             }),
         }
     }
-    page(&ConsumerPage { c: Chrome::of(&me, "consumers"), consumer: c, lineages, next: list.next_cursor })
+    let live = list.items.iter().filter(|k| k.revoked_at.is_none()).count();
+    page_with(
+        status,
+        &ConsumerPage { c: Chrome::of(&me, "consumers"), consumer: c, lineages, next: list.next_cursor, live, errors },
+    )
+}
+
+/// What the delete-consumer form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DeleteConsumerForm {
+    pub csrf: String,
+    /// Must repeat the consumer's name.
+    pub confirm: String,
+}
+
+/// `POST /app/consumers/{id}/delete`: deletes the consumer and revokes its keys.
+pub async fn delete_consumer(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    id: web::Path<String>,
+    form: web::Form<DeleteConsumerForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_keys()?;
+    let cid = consumer_id(&id)?;
+    let c = consumers::get(&state.db, &tenant(&me), &cid).await?;
+    if form.confirm.trim() != c.name {
+        let mut errors = FormErrors::new();
+        errors.insert("confirm", format!("Type {} to confirm.", c.name));
+        return render_consumer(&state, &me, &id, &ListQuery::default(), &errors, StatusCode::UNPROCESSABLE_ENTITY)
+            .await;
+    }
+    crate::http::api::consumers::delete_consumer(&state, &tenant(&me), &me.actor(), &cid).await?;
+    Ok(see_other("/app/consumers"))
 }
 
 // ---------------------------------------------------------------------------------------------

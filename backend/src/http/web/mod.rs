@@ -53,6 +53,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/consumers", web::get().to(app::consumers_page))
         .route("/app/consumers", web::post().to(app::create_consumer))
         .route("/app/consumers/{id}", web::get().to(app::consumer_page))
+        .route("/app/consumers/{id}/delete", web::post().to(app::delete_consumer))
         .route("/app/keys/new", web::get().to(app::new_key_page))
         .route("/app/keys", web::post().to(app::create_key))
         .route("/app/keys/{id}", web::get().to(app::key_page))

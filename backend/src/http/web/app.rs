@@ -462,7 +462,7 @@ async fn render_consumer(
     let live = list.items.iter().filter(|k| k.revoked_at.is_none()).count();
     page_with(
         status,
-        &ConsumerPage { c: Chrome::of(&me, "consumers"), consumer: c, lineages, next: list.next_cursor, live, errors },
+        &ConsumerPage { c: Chrome::of(me, "consumers"), consumer: c, lineages, next: list.next_cursor, live, errors },
     )
 }
 

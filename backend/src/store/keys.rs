@@ -35,6 +35,36 @@ pub struct NewKey {
     pub created_by: Option<String>,
 }
 
+impl NewKey {
+    /// A root key: a key of the tenant's system API, with management scopes.
+    #[must_use]
+    pub fn root(
+        tenant_id: TenantId,
+        system_api: ApiId,
+        name: Option<String>,
+        scopes: ScopeSet,
+        expires_at: Option<DateTime<Utc>>,
+        created_by: Option<String>,
+    ) -> Self {
+        Self {
+            tenant_id,
+            api_id: system_api,
+            consumer_id: None,
+            is_root: true,
+            lineage: None,
+            name,
+            scopes,
+            meta: Value::Object(serde_json::Map::new()),
+            enabled: true,
+            expires_at,
+            ratelimit: None,
+            credits: None,
+            ip_allowlist: None,
+            created_by,
+        }
+    }
+}
+
 /// Inserts a key version with a fresh secret.
 ///
 /// # Errors

@@ -68,22 +68,14 @@ pub async fn create(db: &DatabaseConnection, name: &str, owner_email: &str) -> R
     let system = apis::create_system(&txn, &id).await?;
     let (_, root_key) = keys::insert(
         &txn,
-        NewKey {
-            tenant_id: id.clone(),
-            api_id: ApiId::from_trusted(system.id),
-            consumer_id: None,
-            is_root: true,
-            lineage: None,
-            name: Some("Initial root key".into()),
-            scopes: ScopeSet::parse_all(&["*"]).unwrap_or_default(),
-            meta: json!({}),
-            enabled: true,
-            expires_at: None,
-            ratelimit: None,
-            credits: None,
-            ip_allowlist: None,
-            created_by: Some("cli".into()),
-        },
+        NewKey::root(
+            id.clone(),
+            ApiId::from_trusted(system.id),
+            Some("Initial root key".into()),
+            ScopeSet::parse_all(&["*"]).unwrap_or_default(),
+            None,
+            Some("cli".into()),
+        ),
         &KeyHead::Root,
     )
     .await?;

@@ -436,22 +436,14 @@ async fn root_of(app: &TestApp) -> String {
     let system = keyroll::store::apis::system(&app.state.db, &tenant).await.expect("system api");
     let (_, secret) = keyroll::store::keys::insert(
         &app.state.db,
-        keyroll::store::keys::NewKey {
-            tenant_id: tenant,
-            api_id: keyroll::domain::ApiId::from_trusted(system.id),
-            consumer_id: None,
-            is_root: true,
-            lineage: None,
-            name: None,
-            scopes: keyroll::domain::ScopeSet::parse_all(&["*"]).expect("scopes"),
-            meta: serde_json::json!({}),
-            enabled: true,
-            expires_at: None,
-            ratelimit: None,
-            credits: None,
-            ip_allowlist: None,
-            created_by: None,
-        },
+        keyroll::store::keys::NewKey::root(
+            tenant,
+            keyroll::domain::ApiId::from_trusted(system.id),
+            None,
+            keyroll::domain::ScopeSet::parse_all(&["*"]).expect("scopes"),
+            None,
+            None,
+        ),
         &keyroll::domain::KeyHead::Root,
     )
     .await

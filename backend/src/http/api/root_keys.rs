@@ -45,22 +45,14 @@ pub async fn create(
         ScopeSet::parse_all(&b.scopes).map_err(|(i, e)| ApiError::field(format!("scopes[{i}]"), e.to_string()))?;
     idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
         let system = apis::system(&state.db, &root.tenant_id).await?;
-        let new = NewKey {
-            tenant_id: root.tenant_id.clone(),
-            api_id: ApiId::from_trusted(system.id),
-            consumer_id: None,
-            is_root: true,
-            lineage: None,
+        let new = NewKey::root(
+            root.tenant_id.clone(),
+            ApiId::from_trusted(system.id),
             name,
             scopes,
-            meta: serde_json::json!({}),
-            enabled: true,
             expires_at,
-            ratelimit: None,
-            credits: None,
-            ip_allowlist: None,
-            created_by: Some(root.actor()),
-        };
+            Some(root.actor()),
+        );
         let (model, secret) = store::insert(&state.db, new, &KeyHead::Root).await?;
         state.cache.announce_created(&[secret.hash()]).await;
         let created = CreatedKey { key: model.into(), secret: secret.expose().to_owned() };

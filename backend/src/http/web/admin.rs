@@ -144,22 +144,8 @@ pub async fn create_root_key(
     let scopes = ScopeSet::parse_all(&scopes).map_err(|_| WebError::Internal(anyhow::anyhow!("bad root scope")))?;
     let t = me.tenant_id();
     let system = apis::system(&state.db, &t).await?;
-    let new = NewKey {
-        tenant_id: t,
-        api_id: ApiId::from_trusted(system.id),
-        consumer_id: None,
-        is_root: true,
-        lineage: None,
-        name: Some(name.into_string()),
-        scopes,
-        meta: serde_json::json!({}),
-        enabled: true,
-        expires_at,
-        ratelimit: None,
-        credits: None,
-        ip_allowlist: None,
-        created_by: Some(me.actor()),
-    };
+    let new =
+        NewKey::root(t, ApiId::from_trusted(system.id), Some(name.into_string()), scopes, expires_at, Some(me.actor()));
     let (model, secret) = keys::insert(&state.db, new, &KeyHead::Root).await?;
     state.cache.announce_created(&[secret.hash()]).await;
     page(&Created {
@@ -362,13 +348,6 @@ pub async fn create_endpoint(
     .await
 }
 
-/// What the endpoint action forms send.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct EndpointAction {
-    pub csrf: String,
-}
-
 /// `POST /app/webhooks/{id}/{action}`: `rotate-secret` (the old one signs too for 24 h),
 /// `enable`, `disable`, `delete`.
 pub async fn endpoint_action(
@@ -376,7 +355,7 @@ pub async fn endpoint_action(
     req: HttpRequest,
     me: Signed,
     path: web::Path<(String, String)>,
-    form: web::Form<EndpointAction>,
+    form: web::Form<super::account::CsrfOnly>,
 ) -> Result<HttpResponse, WebError> {
     use crate::store::notify;
     me.check_csrf(&req, &form.csrf)?;

@@ -142,6 +142,30 @@ fn tenant(me: &Signed) -> TenantId {
     me.tenant_id()
 }
 
+/// The tenant's (non-system) API a form chose, or an error next to its `api_id` field.
+///
+/// # Errors
+/// Database errors.
+pub(crate) async fn chosen_api(
+    state: &AppState,
+    tenant: &TenantId,
+    raw: &str,
+    errors: &mut FormErrors,
+) -> Result<Option<api::Model>, WebError> {
+    let found = match ApiId::parse(raw) {
+        Ok(id) => match apis::get(&state.db, tenant, &id).await {
+            Ok(a) if !a.is_system => Some(a),
+            Ok(_) | Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        },
+        Err(_) => None,
+    };
+    if found.is_none() {
+        errors.insert("api_id", "Choose an API.".into());
+    }
+    Ok(found)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Overview
 
@@ -579,17 +603,7 @@ pub async fn create_key(
     let t = tenant(&me);
     let consumer = consumers::get(&state.db, &t, &consumer_id(&form.consumer_id)?).await?;
     let mut errors = FormErrors::new();
-    let api = match ApiId::parse(&form.api_id) {
-        Ok(id) => match apis::get(&state.db, &t, &id).await {
-            Ok(a) if !a.is_system => Some(a),
-            Ok(_) | Err(StoreError::NotFound) => None,
-            Err(e) => return Err(e.into()),
-        },
-        Err(_) => None,
-    };
-    if api.is_none() {
-        errors.insert("api_id", "Choose an API.".into());
-    }
+    let api = chosen_api(&state, &t, &form.api_id, &mut errors).await?;
     let name = if form.name.trim().is_empty() {
         Some(None)
     } else {
@@ -911,8 +925,6 @@ pub struct RotationActionForm {
     pub csrf: String,
     /// `extend`: hours to add to the grace period.
     pub hours: String,
-    /// The page to come back to.
-    pub key_id: String,
 }
 
 /// `POST /app/rotations/{id}/{action}`: complete, rollback or extend.

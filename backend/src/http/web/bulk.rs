@@ -10,11 +10,11 @@ use serde::Deserialize;
 
 use super::app::Chrome;
 use super::session::{FormErrors, Signed, WebError, page, page_with, see_other};
-use crate::domain::{ApiId, ConsumerId};
+use crate::domain::ConsumerId;
 use crate::rotation::bulk::{BulkFilter, BulkPlan, BulkRequest, plan};
 use crate::state::AppState;
 use crate::store::entities::api;
-use crate::store::{StoreError, apis, jobs};
+use crate::store::{apis, jobs};
 
 #[derive(Template)]
 #[template(path = "app/bulk.html")]
@@ -71,17 +71,7 @@ pub async fn bulk(
     me.require_keys()?;
     let t = me.tenant_id();
     let mut errors = FormErrors::new();
-    let api = match ApiId::parse(&form.api_id) {
-        Ok(id) => match apis::get(&state.db, &t, &id).await {
-            Ok(a) if !a.is_system => Some(a),
-            Ok(_) | Err(StoreError::NotFound) => None,
-            Err(e) => return Err(e.into()),
-        },
-        Err(_) => None,
-    };
-    if api.is_none() {
-        errors.insert("api_id", "Choose an API.".into());
-    }
+    let api = super::app::chosen_api(&state, &t, &form.api_id, &mut errors).await?;
     let consumer = form.consumer_id.trim();
     if !consumer.is_empty() && ConsumerId::parse(consumer).is_err() {
         errors.insert("consumer_id", "Enter a consumer id (con_…), or leave it empty for every consumer.".into());

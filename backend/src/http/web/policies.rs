@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::app::Chrome;
 use super::session::{FormErrors, Signed, WebError, page_with};
-use crate::domain::{ApiId, ConsumerId, PolicyId};
+use crate::domain::{ConsumerId, PolicyId};
 use crate::http::api::policies::{PolicyBody, PolicyView, apply, new_policy};
 use crate::http::errors::ApiError;
 use crate::state::AppState;
@@ -250,13 +250,7 @@ pub async fn create(
     me.require_admin()?;
     let t = me.tenant_id();
     let mut errors = FormErrors::new();
-    let api = match ApiId::parse(&form.api_id) {
-        Ok(id) => apis::get(&state.db, &t, &id).await.ok().filter(|a| !a.is_system),
-        Err(_) => None,
-    };
-    if api.is_none() {
-        errors.insert("api_id", "Choose an API.".into());
-    }
+    let api = super::app::chosen_api(&state, &t, &form.api_id, &mut errors).await?;
     let consumer = form.consumer_id.trim();
     let consumer_id = if consumer.is_empty() {
         None

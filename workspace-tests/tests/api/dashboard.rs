@@ -327,6 +327,23 @@ async fn team_members_and_roles(app: TestApp) {
     assert!(invited.body.contains("invited"), "no password yet");
     let again = ann.post("/app/team/invite", &[("csrf", &csrf), ("email", "dan@acme.test"), ("role", "viewer")]).await;
     assert!(again.body.contains("already a member"));
+    // Nobody can claim the invited address by signing up with it.
+    let eve = Browser::new(&app);
+    let form = eve.get("/signup").await;
+    let claim = eve
+        .post(
+            "/signup",
+            &[
+                ("csrf", &form.csrf()),
+                ("team", "Evil"),
+                ("name", "Eve"),
+                ("email", "dan@acme.test"),
+                ("password", "eve's password!"),
+            ],
+        )
+        .await;
+    assert_eq!(claim.status, 422, "an invited address cannot be signed up by someone else");
+    assert!(claim.body.contains("An account with this email exists"));
 
     // Dan joins through the link (the same kind as a password reset) and is an admin.
     let dan = keyroll::store::accounts::user_by_email(&app.state.db, "dan@acme.test").await.expect("db").expect("dan");

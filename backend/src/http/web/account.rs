@@ -133,10 +133,12 @@ pub async fn create_account(
     let first_run = !tenants::any(&state.db).await?;
     let mut errors = FormErrors::new();
     let checked = check_account(&form, &mut errors);
+    // Any existing account, even one that has no password yet (invited, or made from the
+    // command line): signing up must never be a way to claim someone else's address.
     if let Some((_, _, email)) = &checked
-        && accounts::user_by_email(&state.db, email.as_str()).await?.is_some_and(|u| u.password_hash.is_some())
+        && accounts::user_by_email(&state.db, email.as_str()).await?.is_some()
     {
-        errors.insert("email", "An account with this email exists. Sign in instead.".into());
+        errors.insert("email", "An account with this email exists. Sign in, or use “Forgot your password?”.".into());
     }
     let Some((team, name, email)) = checked.filter(|_| errors.is_empty()) else {
         let mut shown = form.into_inner();

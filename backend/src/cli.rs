@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `migrate`, `tenant create`.
+//! The command line: `serve` (default), `migrate`, `tenant create`, `user password`.
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +20,22 @@ pub enum Command {
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+    /// Manage dashboard users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Set a user's dashboard password, read from standard input (for installs without email;
+    /// every session of the user ends).
+    Password {
+        /// The user's email address.
+        #[arg(long)]
+        email: String,
     },
 }
 

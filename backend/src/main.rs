@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use keyroll::cli::{Cli, Command, TenantCommand};
+use keyroll::cli::{Cli, Command, TenantCommand, UserCommand};
 use keyroll::config::Settings;
 use keyroll::domain::input::{Email, Name};
 use keyroll::startup::Application;
@@ -21,6 +21,7 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(&settings).await,
+        Command::User { command: UserCommand::Password { email } } => set_password(&settings, &email).await,
         Command::Tenant { command: TenantCommand::Create { name, owner_email, json } } => {
             create_tenant(&settings, &name, &owner_email, json).await
         }
@@ -52,6 +53,27 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let db = store::connect(&settings.database_url, 2).await?;
     store::migrate(&db).await?;
     println!("migrations applied");
+    Ok(())
+}
+
+async fn set_password(settings: &Settings, email: &str) -> anyhow::Result<()> {
+    let email = Email::parse(email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    if !(10..=128).contains(&password.chars().count()) {
+        anyhow::bail!("the password (standard input) must have 10 to 128 characters");
+    }
+    let db = store::connect(&settings.database_url, 2).await?;
+    store::migrate(&db).await?;
+    let user = store::accounts::user_by_email(&db, email.as_str())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user has the email {}", email.as_str()))?;
+    let hashed =
+        keyroll::crypto::password::hash(password).ok_or_else(|| anyhow::anyhow!("cannot hash the password"))?;
+    store::accounts::set_profile(&db, &user.id, None, &hashed).await?;
+    store::accounts::end_sessions_of(&db, &user.id).await?;
+    println!("Password set for {}. Sign in at /login.", email.as_str());
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! The command line, run as a newcomer would: `tenant create`, and a bad setting at start-up.
+//! The command line, run as a newcomer would: `tenant create`, `user password`, and a bad setting
+//! at start-up.
 
 use std::process::Command;
 
@@ -36,6 +37,26 @@ fn tenant_create_prints_the_id_and_root_key_once() {
         .expect("runs");
     assert!(human.status.success());
     assert!(String::from_utf8_lossy(&human.stdout).contains("shown once"));
+
+    // The owner made here has no dashboard password until one is set (or reset by email).
+    let set = |email: &str, password: &str| {
+        use std::io::Write;
+        let mut child = keyroll(&dir)
+            .args(["user", "password", "--email", email])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs");
+        child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("written");
+        child.wait_with_output().expect("ends")
+    };
+    let ok = set("ops@acme.test", "a long enough password");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let short = set("ops@acme.test", "short");
+    assert!(!short.status.success() && String::from_utf8_lossy(&short.stderr).contains("10 to 128"));
+    let nobody = set("nobody@acme.test", "a long enough password");
+    assert!(!nobody.status.success() && String::from_utf8_lossy(&nobody.stderr).contains("no user"));
 
     let bad = keyroll(&dir)
         .args(["tenant", "create", "--name", "X", "--owner-email", "not-an-email"])

@@ -159,6 +159,7 @@ async fn dashboard_flows(app: TestApp) {
     let key_page = ann.get(&key_path).await;
     assert!(!key_page.body.contains(&secret), "never shown again");
     assert!(key_page.body.contains("Rotate key"));
+    assert!(key_page.body.contains(" by Ann"), "who created it, by name");
 
     // A viewer sees the key but cannot change it, even with a forged form.
     let hash = keyroll::crypto::password::hash("viewer password 1").expect("hash");

@@ -209,11 +209,11 @@ async fn owner_and_viewer(app: &TestApp, c: &Client) {
     let start = second[..14].to_owned();
     fill(c, "#reason", "rotated after an incident").await;
     fill(c, "#confirm", "wrong").await;
-    click(c, ".danger-zone button[type=submit]").await;
+    click(c, "form[action$='/revoke'] button[type=submit]").await;
     wait_for(c, &format!("Type {start} to confirm.")).await;
     shot(c, "11-revoke-errors").await;
     fill(c, "#confirm", &start).await;
-    click(c, ".danger-zone button[type=submit]").await;
+    click(c, "form[action$='/revoke'] button[type=submit]").await;
     wait_for(c, "The key was revoked.").await;
     assert_eq!(app.verify_code(&second).await, "REVOKED");
     shot(c, "12-revoked").await;

@@ -160,6 +160,12 @@ async fn dashboard_flows(app: TestApp) {
     assert!(!key_page.body.contains(&secret), "never shown again");
     assert!(key_page.body.contains("Rotate key"));
     assert!(key_page.body.contains(" by Ann"), "who created it, by name");
+    let off = ann.post(&format!("{key_path}/enabled"), &[("csrf", &csrf), ("enabled", "false")]).await;
+    assert!(off.body.contains("The key is disabled"), "{}", off.body);
+    assert_eq!(app.verify_code(&secret).await, "DISABLED");
+    let on = ann.post(&format!("{key_path}/enabled"), &[("csrf", &csrf), ("enabled", "true")]).await;
+    assert!(on.body.contains("enabled again"));
+    assert_eq!(app.verify_code(&secret).await, "VALID");
 
     // A viewer sees the key but cannot change it, even with a forged form.
     let hash = keyroll::crypto::password::hash("viewer password 1").expect("hash");

@@ -200,7 +200,12 @@ impl RotationRow {
             lineage_id: r.lineage_id.clone(),
             from_key_id: r.from_key_id.clone(),
             state: rotation::effective_state(r, Utc::now()).as_str().to_owned(),
-            trigger: r.trigger.clone(),
+            trigger: match r.trigger.as_str() {
+                "api" => "API".to_owned(),
+                "manual" => "dashboard".to_owned(),
+                "self_service" => "consumer".to_owned(),
+                other => other.to_owned(),
+            },
             started: When::of(r.started_at),
             grace_ends: When::of(r.grace_ends_at),
         }
@@ -861,7 +866,7 @@ pub async fn rotate_key(
         scopes: None,
         meta: None,
         retire_mode,
-        trigger: Trigger::Api,
+        trigger: Trigger::Manual,
         actor: Some(me.actor()),
         compromise: false,
         rules: rotation::rules_for(&state.db, &current).await?,
@@ -891,6 +896,47 @@ async fn rotation_refused(state: &AppState, me: &Signed, id: &KeyId, e: RotateEr
     let mut errors = FormErrors::new();
     errors.insert("rotation", format!("{}{}.", why[..1].to_uppercase(), &why[1..]));
     render_key(state, me, id, &errors, None, StatusCode::CONFLICT).await
+}
+
+/// What the disable / enable form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EnabledForm {
+    pub csrf: String,
+    /// `true` or `false`.
+    pub enabled: String,
+}
+
+/// `POST /app/keys/{id}/enabled`: disabling is immediate on every node and reversible.
+pub async fn set_enabled(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    id: web::Path<String>,
+    form: web::Form<EnabledForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_keys()?;
+    let id = key_id(&id)?;
+    let enabled = form.enabled == "true";
+    let patch = keys::KeyPatch { enabled: Some(enabled), ..keys::KeyPatch::default() };
+    match keys::update(&state.db, &tenant(&me), &id, false, patch).await {
+        Ok(k) => {
+            crate::http::api::keys::invalidate_one(&state, &k.hash).await;
+            let notice = if enabled {
+                "The key is enabled again."
+            } else {
+                "The key is disabled: refused everywhere until enabled again."
+            };
+            render_key(&state, &me, &id, &FormErrors::new(), Some(notice), StatusCode::OK).await
+        }
+        Err(StoreError::Conflict(_)) => {
+            let mut errors = FormErrors::new();
+            errors.insert("rotation", "A revoked key cannot be changed.".into());
+            render_key(&state, &me, &id, &errors, None, StatusCode::CONFLICT).await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What the revoke form sends.

@@ -59,6 +59,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/keys/{id}", web::get().to(app::key_page))
         .route("/app/keys/{id}/rotate", web::post().to(app::rotate_key))
         .route("/app/keys/{id}/revoke", web::post().to(app::revoke_key))
+        .route("/app/keys/{id}/enabled", web::post().to(app::set_enabled))
         .route("/app/rotations/{id}", web::get().to(app::rotation_page))
         .route("/app/rotations/{id}/{action}", web::post().to(app::rotation_action))
         .route("/app/root-keys", web::get().to(admin::root_keys))

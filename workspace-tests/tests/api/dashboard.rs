@@ -420,6 +420,23 @@ async fn root_keys_page(app: TestApp) {
     assert_eq!(st, 403, "only the permissions chosen");
     let listed = ann.get("/app/root-keys").await;
     let id = listed.body.split("/app/root-keys/").nth(1).and_then(|s| s.split('/').next()).expect("id").to_owned();
+    // Rotating keeps the permissions; both versions work during the overlap.
+    let rotated = ann.post(&format!("/app/root-keys/{id}/rotate"), &[("csrf", &csrf), ("overlap", "3600")]).await;
+    assert!(rotated.body.contains("Root key rotated"), "{}", rotated.body);
+    let next = rotated
+        .body
+        .split("value=\"kr_root_")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(|s| format!("kr_root_{s}"))
+        .expect("secret");
+    assert_eq!((app.get("/v1/keys", &secret).await.0, app.get("/v1/keys", &next).await.0), (200, 200));
+    assert_eq!(
+        app.post("/v1/apis", &next, serde_json::json!({"name": "X", "key_prefix": "xy", "environment": "live"}))
+            .await
+            .0,
+        403
+    );
     let revoked = ann.post(&format!("/app/root-keys/{id}/revoke"), &[("csrf", &csrf), ("reason", "rotating CI")]).await;
     assert!(revoked.body.contains("revoked on every node"), "{}", revoked.body);
     assert_eq!(app.get("/v1/keys", &secret).await.0, 401, "the revoked key no longer works");

@@ -158,6 +158,64 @@ pub async fn create_root_key(
     })
 }
 
+/// What the root-key rotate form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RotateRootForm {
+    pub csrf: String,
+    /// Seconds the current root key stays valid (the same presets as for keys).
+    pub overlap: String,
+}
+
+/// `POST /app/root-keys/{id}/rotate`: a new version with the same permissions; the secret is
+/// on this answer only.
+pub async fn rotate_root_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    id: web::Path<String>,
+    form: web::Form<RotateRootForm>,
+) -> Result<HttpResponse, WebError> {
+    use crate::domain::rotation::{RetireMode, Trigger};
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_admin()?;
+    let id = KeyId::parse(&id).map_err(|_| WebError::NotFound)?;
+    let t = me.tenant_id();
+    let Some(overlap) = form.overlap.parse::<i64>().ok().filter(|s| (0..=2_592_000).contains(s)) else {
+        let mut errors = FormErrors::new();
+        errors.insert("reason", "Choose how long the current root key stays valid.".into());
+        return render(&state, &me, &RootKeyForm::default(), &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    let current = keys::get(&state.db, &t, &id, true).await?;
+    let request = crate::rotation::RotateRequest {
+        overlap: TimeDelta::seconds(overlap),
+        scopes: None,
+        meta: None,
+        retire_mode: RetireMode::AtDeadline,
+        trigger: Trigger::Manual,
+        actor: Some(me.actor()),
+        compromise: false,
+        rules: crate::rotation::rules_for(&state.db, &current).await?,
+        handoff: None,
+    };
+    match crate::rotation::rotate(&state, &t, &id, true, request).await {
+        Ok(r) => page(&Created {
+            c: Chrome::of(&me, "root-keys"),
+            key: KeyRow::of(&r.key),
+            secret: r.secret.expose().to_owned(),
+            consumer_id: String::new(),
+            heading: "Root key rotated",
+            done: "/app/root-keys".into(),
+        }),
+        Err(crate::rotation::RotateError::Store(crate::store::StoreError::NotFound)) => Err(WebError::NotFound),
+        Err(e) => {
+            let mut errors = FormErrors::new();
+            errors.insert("reason", format!("The root key was not rotated: {e}."));
+            render(&state, &me, &RootKeyForm::default(), &errors, None, StatusCode::CONFLICT).await
+        }
+    }
+}
+
 /// What the root-key revoke form sends.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

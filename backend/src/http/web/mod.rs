@@ -65,6 +65,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/root-keys", web::get().to(admin::root_keys))
         .route("/app/root-keys", web::post().to(admin::create_root_key))
         .route("/app/root-keys/{id}/revoke", web::post().to(admin::revoke_root_key))
+        .route("/app/root-keys/{id}/rotate", web::post().to(admin::rotate_root_key))
         .route("/app/webhooks", web::get().to(admin::webhooks))
         .route("/app/webhooks", web::post().to(admin::create_endpoint))
         .route("/app/webhooks/{id}/{action}", web::post().to(admin::endpoint_action))

@@ -2,12 +2,13 @@
 //! that have passed the password but not yet the code.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{boolean, string_null};
+use sea_orm_migration::schema::{big_integer_null, boolean, string_null};
 
 #[derive(DeriveIden)]
 enum Users {
     Table,
     TotpSecret,
+    TotpLastStep,
 }
 
 #[derive(DeriveIden)]
@@ -23,6 +24,9 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.alter_table(Table::alter().table(Users::Table).add_column(string_null(Users::TotpSecret)).to_owned()).await?;
+        // The last time step accepted: a code is accepted once (RFC 6238, section 5.2).
+        m.alter_table(Table::alter().table(Users::Table).add_column(big_integer_null(Users::TotpLastStep)).to_owned())
+            .await?;
         m.alter_table(
             Table::alter().table(Sessions::Table).add_column(boolean(Sessions::MfaPending).default(false)).to_owned(),
         )
@@ -31,6 +35,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.alter_table(Table::alter().table(Sessions::Table).drop_column(Sessions::MfaPending).to_owned()).await?;
+        m.alter_table(Table::alter().table(Users::Table).drop_column(Users::TotpLastStep).to_owned()).await?;
         m.alter_table(Table::alter().table(Users::Table).drop_column(Users::TotpSecret).to_owned()).await
     }
 }

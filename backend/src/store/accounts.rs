@@ -58,6 +58,7 @@ pub async fn create_user(
         name: Some(name.to_owned()),
         password_hash: Some(password_hash.to_owned()),
         totp_secret: None,
+        totp_last_step: None,
         created_at: Utc::now(),
     }
     .into_active_model()
@@ -298,6 +299,7 @@ pub async fn invited_user(db: &impl ConnectionTrait, email: &str) -> Result<user
         name: None,
         password_hash: None,
         totp_secret: None,
+        totp_last_step: None,
         created_at: Utc::now(),
     }
     .into_active_model()
@@ -317,4 +319,22 @@ pub async fn set_totp(db: &impl ConnectionTrait, user_id: &str, sealed: Option<S
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// Accepts a TOTP time step once: true when it is later than every step accepted before.
+///
+/// # Errors
+/// Database errors.
+pub async fn accept_totp_step(db: &impl ConnectionTrait, user_id: &str, step: i64) -> Result<bool, StoreError> {
+    let res = user::Entity::update_many()
+        .col_expr(user::Column::TotpLastStep, Expr::value(step))
+        .filter(user::Column::Id.eq(user_id))
+        .filter(
+            sea_orm::Condition::any()
+                .add(user::Column::TotpLastStep.is_null())
+                .add(user::Column::TotpLastStep.lt(step)),
+        )
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
 }

@@ -50,6 +50,7 @@ pub async fn create(db: &DatabaseConnection, name: &str, owner_email: &str) -> R
                 name: None,
                 password_hash: None,
                 totp_secret: None,
+                totp_last_step: None,
                 created_at: now,
             }
             .into_active_model()

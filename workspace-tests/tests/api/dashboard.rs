@@ -610,16 +610,12 @@ async fn policies_page(app: TestApp) {
 
 crate::both_backends!(dashboard_policies, policies_page);
 
-/// The current code of a base32 TOTP secret, as an authenticator app shows it.
-fn code_of(base32: &str) -> String {
+/// The code of a base32 TOTP secret `offset` seconds from now (one step either way is accepted).
+fn code_of(base32: &str, offset: i64) -> String {
     let secret = totp_rs::Secret::try_from_base32(base32).expect("base32");
-    totp_rs::Builder::new()
-        .with_secret(secret)
-        .with_account_name("ann@acme.test")
-        .build()
-        .expect("totp")
-        .generate_current()
-        .to_string()
+    let t = totp_rs::Builder::new().with_secret(secret).with_account_name("ann@acme.test").build().expect("totp");
+    let at = u64::try_from(chrono::Utc::now().timestamp() + offset).expect("after 1970");
+    t.generate(at).to_string()
 }
 
 async fn two_factor_sign_in(app: TestApp) {
@@ -646,8 +642,9 @@ async fn two_factor_sign_in(app: TestApp) {
     assert!(start.body.contains("otpauth://totp/"));
     let wrong = ann.post("/app/account/2fa/enable", &[("csrf", &csrf), ("sealed", &sealed), ("code", "000000")]).await;
     assert_eq!(wrong.status, 422);
-    let on =
-        ann.post("/app/account/2fa/enable", &[("csrf", &csrf), ("sealed", &sealed), ("code", &code_of(&secret))]).await;
+    let on = ann
+        .post("/app/account/2fa/enable", &[("csrf", &csrf), ("sealed", &sealed), ("code", &code_of(&secret, -30))])
+        .await;
     assert!(on.body.contains("Two-factor sign-in is on."), "{}", on.body);
 
     // The password alone no longer signs in.
@@ -660,11 +657,21 @@ async fn two_factor_sign_in(app: TestApp) {
     assert_eq!(b.get("/app").await.url, "/login/2fa", "a half-signed-in session opens nothing");
     let bad = b.post("/login/2fa", &[("csrf", &step.csrf()), ("code", "123456"), ("next", "/app")]).await;
     assert_eq!(bad.status, 401);
-    let ok =
-        b.post("/login/2fa", &[("csrf", &step.csrf()), ("code", &code_of(&secret)), ("next", "/app/account")]).await;
+    let code = code_of(&secret, 0);
+    let ok = b.post("/login/2fa", &[("csrf", &step.csrf()), ("code", &code), ("next", "/app/account")]).await;
     assert_eq!(ok.url, "/app/account");
-    let off = b.post("/app/account/2fa/disable", &[("csrf", &ok.csrf()), ("code", &code_of(&secret))]).await;
-    assert!(off.body.contains("Two-factor sign-in is off."));
+
+    // A code is accepted once: someone who saw it cannot sign in with it again.
+    let c = Browser::new(&app);
+    let login = c.get("/login").await;
+    let step = c
+        .post("/login", &[("csrf", &login.csrf()), ("email", "ann@acme.test"), ("password", "correct horse battery")])
+        .await;
+    let replay = c.post("/login/2fa", &[("csrf", &step.csrf()), ("code", &code), ("next", "/app")]).await;
+    assert_eq!(replay.status, 401, "a replayed code is refused");
+
+    let off = b.post("/app/account/2fa/disable", &[("csrf", &ok.csrf()), ("code", &code_of(&secret, 30))]).await;
+    assert!(off.body.contains("Two-factor sign-in is off."), "{}", off.body);
 }
 
 crate::both_backends!(dashboard_two_factor, two_factor_sign_in);

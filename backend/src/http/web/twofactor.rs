@@ -1,5 +1,6 @@
 //! Optional two-factor sign-in with TOTP (RFC 6238, 30-second codes, one step of clock skew):
 //! turned on from the account page by confirming a first code, asked for after the password.
+//! A code is accepted once: its time step must be later than the last one accepted.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -24,15 +25,26 @@ fn totp(secret: Vec<u8>, account: &str) -> Option<Totp> {
         .ok()
 }
 
-/// Does `code` match the sealed secret now?
-fn code_matches(state: &AppState, sealed: &str, account: &str, code: &str) -> bool {
+/// The time step `code` matches for the sealed secret now, if any.
+fn code_step(state: &AppState, sealed: &str, account: &str, code: &str) -> Option<i64> {
     let code: String = code.chars().filter(char::is_ascii_digit).collect();
-    state
-        .master_key
-        .as_ref()
-        .and_then(|mk| mk.open(sealed))
-        .and_then(|secret| totp(secret, account))
-        .is_some_and(|t| code.len() == 6 && t.check_current(&code).is_some())
+    if code.len() != 6 {
+        return None;
+    }
+    let t = totp(state.master_key.as_ref()?.open(sealed)?, account)?;
+    t.check_current(&code).and_then(|step| i64::try_from(step).ok())
+}
+
+/// Does `code` match the user's secret, and was its time step never accepted before?
+async fn fresh_code(
+    state: &AppState,
+    user: &crate::store::entities::user::Model,
+    code: &str,
+) -> Result<bool, WebError> {
+    let Some(step) = user.totp_secret.as_deref().and_then(|s| code_step(state, s, &user.email, code)) else {
+        return Ok(false);
+    };
+    Ok(accounts::accept_totp_step(&state.db, &user.id, step).await?)
 }
 
 #[derive(Template)]
@@ -91,8 +103,7 @@ pub async fn check_code(
     if !throttle.allowed(&ip, &user.email) {
         return fail(StatusCode::TOO_MANY_REQUESTS, "Too many wrong codes. Wait 15 minutes and sign in again.");
     }
-    let ok = user.totp_secret.as_deref().is_some_and(|s| code_matches(&state, s, &user.email, &form.code));
-    if !ok {
+    if !fresh_code(&state, &user, &form.code).await? {
         throttle.failed(&ip, &user.email);
         return fail(
             StatusCode::UNAUTHORIZED,
@@ -182,20 +193,19 @@ pub async fn two_factor(
             render(&state, &me, setup, &errors, None, StatusCode::OK)
         }
         "enable" => {
-            if !code_matches(&state, &form.sealed, &me.user.email, &form.code) {
+            let Some(step) = code_step(&state, &form.sealed, &me.user.email, &form.code) else {
                 errors.insert("code", "That code is not right. Type the current 6-digit code of the app.".into());
                 let setup = setup_of(&state, &me, &form.sealed);
                 return render(&state, &me, setup, &errors, None, StatusCode::UNPROCESSABLE_ENTITY);
-            }
+            };
             accounts::set_totp(&state.db, &me.user.id, Some(form.sealed.clone())).await?;
+            accounts::accept_totp_step(&state.db, &me.user.id, step).await?;
             let me = Signed { user: accounts::user(&state.db, &me.user.id).await?, ..me };
             render(&state, &me, None, &errors, Some("Two-factor sign-in is on."), StatusCode::OK)
         }
         "disable" => {
-            let ok =
-                me.user.totp_secret.as_deref().is_some_and(|s| code_matches(&state, s, &me.user.email, &form.code));
-            if !ok {
-                errors.insert("disable_code", "That code is not right.".into());
+            if !fresh_code(&state, &me.user, &form.code).await? {
+                errors.insert("disable_code", "That code is not right, or was used already.".into());
                 return render(&state, &me, None, &errors, None, StatusCode::UNPROCESSABLE_ENTITY);
             }
             accounts::set_totp(&state.db, &me.user.id, None).await?;

@@ -12,6 +12,8 @@ pub struct Model {
     pub password_hash: Option<String>,
     /// The TOTP secret, sealed with the master key, when two-factor sign-in is on.
     pub totp_secret: Option<String>,
+    /// The last TOTP time step accepted; a code is never accepted twice.
+    pub totp_last_step: Option<i64>,
     pub created_at: DateTimeUtc,
 }
 

@@ -202,12 +202,8 @@ pub async fn login_form(
     }
     let (csrf, cookie) = anon_csrf(&req, &state.settings);
     let notice = q.reset.as_ref().map(|_| "Your password was changed. Sign in with the new one.");
-    let page = LoginPage { csrf: &csrf, email: "", next: safe_next(&q.next), error: None, notice };
-    Ok(with_cookie(page_ok(&page)?, cookie))
-}
-
-fn page_ok(t: &impl Template) -> Result<HttpResponse, WebError> {
-    page(t)
+    let form = LoginPage { csrf: &csrf, email: "", next: safe_next(&q.next), error: None, notice };
+    Ok(with_cookie(page(&form)?, cookie))
 }
 
 /// `POST /login`.

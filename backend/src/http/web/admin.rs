@@ -7,6 +7,7 @@ use chrono::{TimeDelta, Utc};
 use serde::Deserialize;
 
 use super::app::{Chrome, KeyRow};
+use super::keys::{KeyCreatedPage, expiry_days};
 use super::session::{FormErrors, Signed, WebError, page, page_with};
 use crate::domain::input::Name;
 use crate::domain::{ApiId, KeyHead, KeyId, ScopeSet};
@@ -97,18 +98,6 @@ fn parse_root_form(body: &str) -> (RootKeyForm, Vec<String>) {
     (form, scopes)
 }
 
-#[derive(Template)]
-#[template(path = "app/key_created.html")]
-struct Created {
-    c: Chrome,
-    key: KeyRow,
-    secret: String,
-    consumer_id: String,
-    heading: &'static str,
-    /// Where "Done" leads.
-    done: String,
-}
-
 /// `POST /app/root-keys`: the secret is on this answer only.
 pub async fn create_root_key(
     state: web::Data<AppState>,
@@ -128,16 +117,7 @@ pub async fn create_root_key(
     if scopes.is_empty() {
         errors.insert("scopes", "Choose at least one permission.".into());
     }
-    let expires_at = match form.expires_days.trim() {
-        "" => Some(None),
-        d => match d.parse::<i64>() {
-            Ok(n) if (1..=3650).contains(&n) => Some(Some(Utc::now() + TimeDelta::days(n))),
-            _ => {
-                errors.insert("expires_days", "Enter a number of days from 1 to 3650, or leave it empty.".into());
-                None
-            }
-        },
-    };
+    let expires_at = expiry_days(&form.expires_days, &mut errors);
     let (Some(name), Some(expires_at), true) = (name, expires_at, errors.is_empty()) else {
         return render(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
@@ -148,7 +128,7 @@ pub async fn create_root_key(
         NewKey::root(t, ApiId::from_trusted(system.id), Some(name.into_string()), scopes, expires_at, Some(me.actor()));
     let (model, secret) = keys::insert(&state.db, new, &KeyHead::Root).await?;
     state.cache.announce_created(&[secret.hash()]).await;
-    page(&Created {
+    page(&KeyCreatedPage {
         c: Chrome::of(&me, "root-keys"),
         key: KeyRow::of(&model),
         secret: secret.expose().to_owned(),
@@ -199,7 +179,7 @@ pub async fn rotate_root_key(
         handoff: None,
     };
     match crate::rotation::rotate(&state, &t, &id, true, request).await {
-        Ok(r) => page(&Created {
+        Ok(r) => page(&KeyCreatedPage {
             c: Chrome::of(&me, "root-keys"),
             key: KeyRow::of(&r.key),
             secret: r.secret.expose().to_owned(),

@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod app;
 pub mod bulk;
+pub mod keys;
 pub mod policies;
 pub mod session;
 pub mod team;
@@ -54,14 +55,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/consumers", web::post().to(app::create_consumer))
         .route("/app/consumers/{id}", web::get().to(app::consumer_page))
         .route("/app/consumers/{id}/delete", web::post().to(app::delete_consumer))
-        .route("/app/keys/new", web::get().to(app::new_key_page))
-        .route("/app/keys", web::post().to(app::create_key))
-        .route("/app/keys/{id}", web::get().to(app::key_page))
-        .route("/app/keys/{id}/rotate", web::post().to(app::rotate_key))
-        .route("/app/keys/{id}/revoke", web::post().to(app::revoke_key))
-        .route("/app/keys/{id}/enabled", web::post().to(app::set_enabled))
-        .route("/app/rotations/{id}", web::get().to(app::rotation_page))
-        .route("/app/rotations/{id}/{action}", web::post().to(app::rotation_action))
+        .route("/app/keys/new", web::get().to(keys::new_key_page))
+        .route("/app/keys", web::post().to(keys::create_key))
+        .route("/app/keys/{id}", web::get().to(keys::key_page))
+        .route("/app/keys/{id}/rotate", web::post().to(keys::rotate_key))
+        .route("/app/keys/{id}/revoke", web::post().to(keys::revoke_key))
+        .route("/app/keys/{id}/enabled", web::post().to(keys::set_enabled))
+        .route("/app/rotations/{id}", web::get().to(keys::rotation_page))
+        .route("/app/rotations/{id}/{action}", web::post().to(keys::rotation_action))
         .route("/app/root-keys", web::get().to(admin::root_keys))
         .route("/app/root-keys", web::post().to(admin::create_root_key))
         .route("/app/root-keys/{id}/revoke", web::post().to(admin::revoke_root_key))

@@ -1,0 +1,543 @@
+//! Keys in the dashboard: create (the secret shown once), a lineage's page with its timeline,
+//! rotate / complete / roll back / extend, disable and revoke.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::app::{Chrome, KeyRow, RotationRow, When, chosen_api, consumer_id, tenant};
+use super::session::{FormErrors, Signed, WebError, page, page_with, see_other};
+use crate::domain::input::Name;
+use crate::domain::rotation::{RetireMode, Trigger};
+use crate::domain::{ApiId, ConsumerId, Environment, KeyHead, KeyId, KeyPrefix, RotationId, ScopeSet};
+use crate::rotation::{self, RotateError, RotateRequest};
+use crate::state::AppState;
+use crate::store::entities::{api, consumer, key};
+use crate::store::keys::NewKey;
+use crate::store::{StoreError, apis, consumers, keys, rotations};
+
+#[derive(Template)]
+#[template(path = "app/key_new.html")]
+struct NewKeyPage<'a> {
+    c: Chrome,
+    consumer: consumer::Model,
+    apis: Vec<api::Model>,
+    form: &'a KeyForm,
+    errors: &'a FormErrors,
+}
+
+/// What the new-key form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct KeyForm {
+    pub csrf: String,
+    pub consumer_id: String,
+    pub api_id: String,
+    pub name: String,
+    /// Comma- or space-separated.
+    pub scopes: String,
+    /// Days until it expires; empty for never.
+    pub expires_days: String,
+}
+
+/// Query of the new-key page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NewKeyQuery {
+    pub consumer: String,
+}
+
+/// `GET /app/keys/new?consumer=…`.
+pub async fn new_key_page(
+    state: web::Data<AppState>,
+    me: Signed,
+    q: web::Query<NewKeyQuery>,
+) -> Result<HttpResponse, WebError> {
+    me.require_keys()?;
+    let form = KeyForm { consumer_id: q.consumer.clone(), ..KeyForm::default() };
+    render_new_key(&state, &me, &form, &FormErrors::new(), StatusCode::OK).await
+}
+
+async fn render_new_key(
+    state: &AppState,
+    me: &Signed,
+    form: &KeyForm,
+    errors: &FormErrors,
+    status: StatusCode,
+) -> Result<HttpResponse, WebError> {
+    let t = tenant(me);
+    let consumer = consumers::get(&state.db, &t, &consumer_id(&form.consumer_id)?).await?;
+    let apis = apis::list(&state.db, &t, 100, None).await?.items;
+    page_with(status, &NewKeyPage { c: Chrome::of(me, "consumers"), consumer, apis, form, errors })
+}
+
+/// The page that shows a new secret, once.
+#[derive(Template)]
+#[template(path = "app/key_created.html")]
+pub(crate) struct KeyCreatedPage {
+    pub c: Chrome,
+    pub key: KeyRow,
+    pub secret: String,
+    pub consumer_id: String,
+    pub heading: &'static str,
+    /// Where "Done" leads.
+    pub done: String,
+}
+
+/// "Expires after N days" from a form: `Some(None)` when left empty, `None` (with the error
+/// next to the `expires_days` field) when it is not 1 to 3650.
+pub(crate) fn expiry_days(raw: &str, errors: &mut FormErrors) -> Option<Option<DateTime<Utc>>> {
+    match raw.trim() {
+        "" => Some(None),
+        d => match d.parse::<i64>() {
+            Ok(n) if (1..=3650).contains(&n) => Some(Some(Utc::now() + TimeDelta::days(n))),
+            _ => {
+                errors.insert("expires_days", "Enter a number of days from 1 to 3650, or leave it empty.".into());
+                None
+            }
+        },
+    }
+}
+
+/// `POST /app/keys`: the secret is on this answer only.
+pub async fn create_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    form: web::Form<KeyForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_keys()?;
+    let t = tenant(&me);
+    let consumer = consumers::get(&state.db, &t, &consumer_id(&form.consumer_id)?).await?;
+    let mut errors = FormErrors::new();
+    let api = chosen_api(&state, &t, &form.api_id, &mut errors).await?;
+    let name = if form.name.trim().is_empty() {
+        Some(None)
+    } else {
+        Name::parse(&form.name)
+            .map(|n| Some(n.into_string()))
+            .map_err(|e| errors.insert("name", format!("Name {e}.")))
+            .ok()
+    };
+    let items: Vec<&str> = form.scopes.split([',', ' ', '\n']).map(str::trim).filter(|s| !s.is_empty()).collect();
+    let scopes = match ScopeSet::parse_all(&items) {
+        Ok(s) => Some(s),
+        Err((i, e)) => {
+            errors.insert("scopes", format!("Scope “{}” {e}.", items.get(i).copied().unwrap_or_default()));
+            None
+        }
+    };
+    let expires_at = expiry_days(&form.expires_days, &mut errors);
+    let (Some(api), Some(name), Some(scopes), Some(expires_at)) = (api, name, scopes, expires_at) else {
+        return render_new_key(&state, &me, &form, &errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    let head = KeyHead::Api {
+        prefix: KeyPrefix::parse(&api.key_prefix).map_err(|e| WebError::Internal(anyhow::anyhow!("{e}")))?,
+        env: Environment::parse(&api.environment).unwrap_or(Environment::Live),
+    };
+    let new = NewKey {
+        tenant_id: t.clone(),
+        api_id: ApiId::from_trusted(api.id.clone()),
+        consumer_id: Some(ConsumerId::from_trusted(consumer.id.clone())),
+        is_root: false,
+        lineage: None,
+        name,
+        scopes,
+        meta: json!({}),
+        enabled: true,
+        expires_at,
+        ratelimit: None,
+        credits: None,
+        ip_allowlist: None,
+        created_by: Some(me.actor()),
+    };
+    let (model, secret) = keys::insert(&state.db, new, &head).await?;
+    state.cache.announce_created(&[secret.hash()]).await;
+    page(&KeyCreatedPage {
+        c: Chrome::of(&me, "consumers"),
+        key: KeyRow::of(&model),
+        secret: secret.expose().to_owned(),
+        consumer_id: consumer.id,
+        heading: "Key created",
+        done: format!("/app/keys/{}", model.id),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "app/key.html")]
+struct KeyPage<'a> {
+    c: Chrome,
+    key: KeyRow,
+    consumer: Option<consumer::Model>,
+    api_name: String,
+    versions: Vec<KeyRow>,
+    /// Versions not shown (the newest `SHOWN` are).
+    older: usize,
+    open: Option<OpenRotation>,
+    rotations: Vec<RotationRow>,
+    errors: &'a FormErrors,
+    notice: Option<&'a str>,
+    /// What was typed into the revoke form, shown again next to its errors.
+    reason: &'a str,
+}
+
+/// The rotation in progress on a lineage, with its migration progress.
+pub struct OpenRotation {
+    pub row: RotationRow,
+    pub compromise: bool,
+    pub old_version: i32,
+    pub new_version: i32,
+    pub old_uses: i64,
+    pub new_uses: i64,
+    pub old_last: Option<When>,
+    pub new_last: Option<When>,
+    /// 0–100, when there was any traffic.
+    pub new_percent: Option<u32>,
+    pub verdict: String,
+}
+
+/// Versions and rotations listed on a lineage's page.
+const SHOWN: usize = 20;
+
+fn key_id(s: &str) -> Result<KeyId, WebError> {
+    KeyId::parse(s).map_err(|_| WebError::NotFound)
+}
+
+/// `GET /app/keys/{id}`: the lineage of a key version, its open rotation and actions.
+pub async fn key_page(state: web::Data<AppState>, me: Signed, id: web::Path<String>) -> Result<HttpResponse, WebError> {
+    render_key(&state, &me, &key_id(&id)?, &FormErrors::new(), None, StatusCode::OK).await
+}
+
+async fn render_key(
+    state: &AppState,
+    me: &Signed,
+    id: &KeyId,
+    errors: &FormErrors,
+    notice: Option<&str>,
+    status: StatusCode,
+) -> Result<HttpResponse, WebError> {
+    render_key_typed(state, me, id, errors, notice, "", status).await
+}
+
+async fn render_key_typed(
+    state: &AppState,
+    me: &Signed,
+    id: &KeyId,
+    errors: &FormErrors,
+    notice: Option<&str>,
+    reason: &str,
+    status: StatusCode,
+) -> Result<HttpResponse, WebError> {
+    let t = tenant(me);
+    let k = keys::get(&state.db, &t, id, false).await?;
+    let lineage = rotations::lineage(&state.db, &t, &k.lineage_id).await?;
+    let mut versions: Vec<&key::Model> = lineage.iter().collect();
+    versions.sort_by_key(|v| std::cmp::Reverse(v.version));
+    let consumer = match &k.consumer_id {
+        Some(c) => consumers::get(&state.db, &t, &ConsumerId::from_trusted(c.clone())).await.ok(),
+        None => None,
+    };
+    let api_name =
+        apis::get(&state.db, &t, &ApiId::from_trusted(k.api_id.clone())).await.map(|a| a.name).unwrap_or_default();
+    let all = rotations::of_lineage(&state.db, &t, &k.lineage_id).await?;
+    let now = Utc::now();
+    let mut open = None;
+    if let Some(r) =
+        all.iter().find(|r| rotation::effective_state(r, now) == crate::domain::rotation::RotationState::InProgress)
+        && let (Some(from), Some(to)) =
+            (lineage.iter().find(|v| v.id == r.from_key_id), lineage.iter().find(|v| v.id == r.to_key_id))
+    {
+        let p = crate::rotation::progress::progress(&state.db, r, from, to).await?;
+        open = Some(OpenRotation {
+            row: RotationRow::of(r),
+            compromise: r.compromise,
+            old_version: from.version,
+            new_version: to.version,
+            old_uses: p.old.uses_since_start,
+            new_uses: p.new.uses_since_start,
+            old_last: When::opt(p.old.last_used_at),
+            new_last: When::opt(p.new.last_used_at),
+            #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a percentage for display")]
+            new_percent: p.new_share.map(|s| (s * 100.0).round() as u32),
+            verdict: p.verdict,
+        });
+    }
+    // Who did it, in words: members by name, the rest by kind.
+    let members = crate::store::accounts::members(&state.db, &t).await?;
+    let label = |actor: &str| -> String {
+        match actor.split_once(':') {
+            Some(("user", id)) => members.iter().find(|(_, u)| u.id == id).map_or_else(
+                || "a former member".to_owned(),
+                |(_, u)| u.name.clone().unwrap_or_else(|| u.email.clone()),
+            ),
+            Some(("root_key", id)) => format!("root key {id}"),
+            Some(("policy", _)) => "a rotation policy".to_owned(),
+            Some(("consumer", _)) => "the consumer".to_owned(),
+            _ if actor == "cli" => "the command line".to_owned(),
+            _ => actor.to_owned(),
+        }
+    };
+    // The page is about the lineage's newest version; older ones are on the consumer's page.
+    let current = versions.first().map_or_else(|| KeyRow::of(&k), |v| KeyRow::of(v));
+    let older = versions.len().saturating_sub(SHOWN);
+    versions.truncate(SHOWN);
+    page_with(
+        status,
+        &KeyPage {
+            c: Chrome::of(me, "consumers"),
+            key: current,
+            consumer,
+            api_name,
+            versions: versions
+                .into_iter()
+                .map(|v| {
+                    let mut row = KeyRow::of(v);
+                    row.created_by = label(&row.created_by);
+                    row
+                })
+                .collect(),
+            open,
+            rotations: all.iter().take(SHOWN).map(RotationRow::of).collect(),
+            older,
+            errors,
+            notice,
+            reason,
+        },
+    )
+}
+
+/// What the rotate form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RotateForm {
+    pub csrf: String,
+    /// Seconds, from the presets, or `custom`.
+    pub overlap: String,
+    /// Hours, when `overlap` is `custom`.
+    pub custom_hours: String,
+    pub retire_mode: String,
+}
+
+/// `POST /app/keys/{id}/rotate`: the new secret is on this answer only.
+pub async fn rotate_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    id: web::Path<String>,
+    form: web::Form<RotateForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_keys()?;
+    let id = key_id(&id)?;
+    let t = tenant(&me);
+    let mut errors = FormErrors::new();
+    let overlap = if form.overlap == "custom" {
+        match form.custom_hours.trim().parse::<f64>() {
+            #[expect(clippy::cast_possible_truncation, reason = "bounded above")]
+            Ok(h) if (0.0..=720.0).contains(&h) => Some((h * 3600.0) as i64),
+            _ => {
+                errors.insert("custom_hours", "Enter hours from 0 to 720.".into());
+                None
+            }
+        }
+    } else {
+        match form.overlap.parse::<i64>() {
+            Ok(s) if (0..=2_592_000).contains(&s) => Some(s),
+            _ => {
+                errors.insert("overlap", "Choose how long the current key stays valid.".into());
+                None
+            }
+        }
+    };
+    let retire_mode = RetireMode::parse(&form.retire_mode).unwrap_or(RetireMode::AtDeadline);
+    let Some(overlap) = overlap else {
+        return render_key(&state, &me, &id, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    let current = keys::get(&state.db, &t, &id, false).await?;
+    let request = RotateRequest {
+        overlap: TimeDelta::seconds(overlap),
+        scopes: None,
+        meta: None,
+        retire_mode,
+        trigger: Trigger::Manual,
+        actor: Some(me.actor()),
+        compromise: false,
+        rules: rotation::rules_for(&state.db, &current).await?,
+        handoff: None,
+    };
+    match rotation::rotate(&state, &t, &id, false, request).await {
+        Ok(r) => page(&KeyCreatedPage {
+            c: Chrome::of(&me, "consumers"),
+            key: KeyRow::of(&r.key),
+            secret: r.secret.expose().to_owned(),
+            consumer_id: r.key.consumer_id.clone().unwrap_or_default(),
+            heading: "Key rotated",
+            done: format!("/app/keys/{}", r.key.id),
+        }),
+        Err(e) => rotation_refused(&state, &me, &id, e).await,
+    }
+}
+
+async fn rotation_refused(state: &AppState, me: &Signed, id: &KeyId, e: RotateError) -> Result<HttpResponse, WebError> {
+    let why = match e {
+        RotateError::Rule(r) => r.to_string(),
+        RotateError::Conflict(m) => m.to_owned(),
+        RotateError::Store(StoreError::NotFound) => return Err(WebError::NotFound),
+        RotateError::Store(StoreError::Conflict(m)) => m,
+        RotateError::Store(e) => return Err(e.into()),
+    };
+    let mut errors = FormErrors::new();
+    errors.insert("rotation", format!("{}{}.", why[..1].to_uppercase(), &why[1..]));
+    render_key(state, me, id, &errors, None, StatusCode::CONFLICT).await
+}
+
+/// What the disable / enable form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EnabledForm {
+    pub csrf: String,
+    /// `true` or `false`.
+    pub enabled: String,
+}
+
+/// `POST /app/keys/{id}/enabled`: disabling is immediate on every node and reversible.
+pub async fn set_enabled(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    id: web::Path<String>,
+    form: web::Form<EnabledForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_keys()?;
+    let id = key_id(&id)?;
+    let enabled = form.enabled == "true";
+    let patch = keys::KeyPatch { enabled: Some(enabled), ..keys::KeyPatch::default() };
+    match keys::update(&state.db, &tenant(&me), &id, false, patch).await {
+        Ok(k) => {
+            crate::http::api::keys::invalidate_one(&state, &k.hash).await;
+            let notice = if enabled {
+                "The key is enabled again."
+            } else {
+                "The key is disabled: refused everywhere until enabled again."
+            };
+            render_key(&state, &me, &id, &FormErrors::new(), Some(notice), StatusCode::OK).await
+        }
+        Err(StoreError::Conflict(_)) => {
+            let mut errors = FormErrors::new();
+            errors.insert("rotation", "A revoked key cannot be changed.".into());
+            render_key(&state, &me, &id, &errors, None, StatusCode::CONFLICT).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What the revoke form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RevokeForm {
+    pub csrf: String,
+    pub reason: String,
+    /// Must repeat the key's start, as a confirmation.
+    pub confirm: String,
+}
+
+/// `POST /app/keys/{id}/revoke`.
+pub async fn revoke_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    id: web::Path<String>,
+    form: web::Form<RevokeForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_keys()?;
+    let id = key_id(&id)?;
+    let k = keys::get(&state.db, &tenant(&me), &id, false).await?;
+    let mut errors = FormErrors::new();
+    let reason = form.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        errors.insert("reason", "Say why, in up to 500 characters.".into());
+    }
+    if form.confirm.trim() != k.start {
+        errors.insert("confirm", format!("Type {} to confirm.", k.start));
+    }
+    if !errors.is_empty() {
+        return render_key_typed(&state, &me, &id, &errors, None, &form.reason, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    crate::http::api::keys::revoke_one(&state, &tenant(&me), &me.actor(), id.as_str(), reason, false)
+        .await
+        .map_err(|e| WebError::Internal(anyhow::anyhow!("{e}")))?;
+    render_key(
+        &state,
+        &me,
+        &id,
+        &FormErrors::new(),
+        Some("The key was revoked. It is refused everywhere from now on."),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// What the rotation action forms send.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RotationActionForm {
+    pub csrf: String,
+    /// `extend`: hours to add to the grace period.
+    pub hours: String,
+}
+
+/// `POST /app/rotations/{id}/{action}`: complete, rollback or extend.
+pub async fn rotation_action(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    path: web::Path<(String, String)>,
+    form: web::Form<RotationActionForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_keys()?;
+    let (id, action) = path.into_inner();
+    let rid = RotationId::parse(&id).map_err(|_| WebError::NotFound)?;
+    let t = tenant(&me);
+    let r = rotations::get(&state.db, &t, &rid).await?;
+    let back = KeyId::from_trusted(r.to_key_id.clone());
+    let done = match action.as_str() {
+        "complete" => rotation::complete(&state, &t, &rid).await.map(|_| "The old version was retired."),
+        "rollback" => {
+            rotation::rollback(&state, &t, &rid).await.map(|_| "Rolled back: the old version is current again.")
+        }
+        "extend" => {
+            let Some(hours) = form.hours.trim().parse::<i64>().ok().filter(|h| (1..=720).contains(h)) else {
+                let mut errors = FormErrors::new();
+                errors.insert("hours", "Enter hours from 1 to 720.".into());
+                return render_key(&state, &me, &back, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+            };
+            rotation::extend(&state, &t, &rid, r.grace_ends_at + TimeDelta::hours(hours))
+                .await
+                .map(|_| "The grace period was extended.")
+        }
+        _ => return Err(WebError::NotFound),
+    };
+    let target = if action == "rollback" { KeyId::from_trusted(r.from_key_id.clone()) } else { back };
+    match done {
+        Ok(notice) => render_key(&state, &me, &target, &FormErrors::new(), Some(notice), StatusCode::OK).await,
+        Err(e) => rotation_refused(&state, &me, &target, e).await,
+    }
+}
+
+/// `GET /app/rotations/{id}`: to the lineage page of its new version.
+pub async fn rotation_page(
+    state: web::Data<AppState>,
+    me: Signed,
+    id: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    let rid = RotationId::parse(&id).map_err(|_| WebError::NotFound)?;
+    let r = rotations::get(&state.db, &tenant(&me), &rid).await?;
+    Ok(see_other(&format!("/app/keys/{}", r.to_key_id)))
+}

@@ -5,6 +5,7 @@ mod browser;
 mod bulk;
 mod cache;
 mod dashboard;
+mod dashboard_admin;
 mod faults;
 mod helpers;
 mod isolation;

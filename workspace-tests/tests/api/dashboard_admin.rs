@@ -1,0 +1,265 @@
+//! The owner and admin pages of the dashboard over HTTP: root keys, webhooks, bulk rotation,
+//! rotation policies, and two-factor sign-in.
+
+use crate::dashboard::{Browser, root_of, sign_up};
+use crate::helpers::TestApp;
+
+async fn root_keys_page(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let page = ann.get("/app/root-keys").await;
+    assert!(page.body.contains("Initial root key"), "the first root key is listed (never its secret)");
+    let csrf = page.csrf();
+    let none = ann.post("/app/root-keys", &[("csrf", &csrf), ("name", "CI")]).await;
+    assert_eq!(none.status, 422);
+    assert!(none.body.contains("Choose at least one permission.") && none.body.contains("value=\"CI\""));
+    let made = ann
+        .post("/app/root-keys", &[("csrf", &csrf), ("name", "CI"), ("scope", "keys:read"), ("scope", "consumers:read")])
+        .await;
+    assert!(made.body.contains("Root key created"));
+    let secret = made
+        .body
+        .split("value=\"kr_root_")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(|s| format!("kr_root_{s}"))
+        .expect("secret");
+    assert_eq!(app.get("/v1/keys", &secret).await.0, 200);
+    let (st, _) = app
+        .post("/v1/apis", &secret, serde_json::json!({"name": "X", "key_prefix": "xx", "environment": "live"}))
+        .await;
+    assert_eq!(st, 403, "only the permissions chosen");
+    let listed = ann.get("/app/root-keys").await;
+    let id = listed.body.split("/app/root-keys/").nth(1).and_then(|s| s.split('/').next()).expect("id").to_owned();
+    // Rotating keeps the permissions; both versions work during the overlap.
+    let rotated = ann.post(&format!("/app/root-keys/{id}/rotate"), &[("csrf", &csrf), ("overlap", "3600")]).await;
+    assert!(rotated.body.contains("Root key rotated"), "{}", rotated.body);
+    let next = rotated
+        .body
+        .split("value=\"kr_root_")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(|s| format!("kr_root_{s}"))
+        .expect("secret");
+    assert_eq!((app.get("/v1/keys", &secret).await.0, app.get("/v1/keys", &next).await.0), (200, 200));
+    assert_eq!(
+        app.post("/v1/apis", &next, serde_json::json!({"name": "X", "key_prefix": "xy", "environment": "live"}))
+            .await
+            .0,
+        403
+    );
+    let revoked = ann.post(&format!("/app/root-keys/{id}/revoke"), &[("csrf", &csrf), ("reason", "rotating CI")]).await;
+    assert!(revoked.body.contains("revoked on every node"), "{}", revoked.body);
+    assert_eq!(app.get("/v1/keys", &secret).await.0, 401, "the revoked key no longer works");
+}
+
+crate::both_backends!(dashboard_root_keys, root_keys_page);
+
+async fn webhooks_page(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let page = ann.get("/app/webhooks").await;
+    assert!(page.body.contains("No endpoints"));
+    let csrf = page.csrf();
+    let bad = ann.post("/app/webhooks", &[("csrf", &csrf), ("url", "ftp://x"), ("event_types", "key.nope")]).await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("Enter an http(s) URL.") && bad.body.contains("is not an event type"));
+    assert!(bad.body.contains("value=\"ftp://x\""));
+    let made = ann
+        .post("/app/webhooks", &[("csrf", &csrf), ("url", "https://hooks.acme.test/keyroll"), ("event_types", "")])
+        .await;
+    assert!(made.body.contains("whsec_") && made.body.contains("only time this secret is shown"));
+    let id = made.body.split("/app/webhooks/").nth(1).and_then(|s| s.split('/').next()).expect("id").to_owned();
+    let rotated = ann.post(&format!("/app/webhooks/{id}/rotate-secret"), &[("csrf", &csrf)]).await;
+    assert!(rotated.body.contains("old secret signs until"), "both secrets sign for a while");
+    let off = ann.post(&format!("/app/webhooks/{id}/disable"), &[("csrf", &csrf)]).await;
+    assert!(off.body.contains("Disabled"));
+    let (_, ep) = app.get(&format!("/v1/webhook-endpoints/{id}"), &root_of(&app).await).await;
+    assert_eq!(ep["enabled"], false);
+    let gone = ann.post(&format!("/app/webhooks/{id}/delete"), &[("csrf", &csrf)]).await;
+    assert!(gone.body.contains("Endpoint deleted.") && gone.body.contains("No endpoints"));
+}
+
+crate::both_backends!(dashboard_webhooks, webhooks_page);
+
+async fn bulk_page(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let root = root_of(&app).await;
+    let (_, api) = app
+        .post("/v1/apis", &root, serde_json::json!({"name": "Orders", "key_prefix": "acme", "environment": "live"}))
+        .await;
+    let mut secrets = Vec::new();
+    for i in 0..3 {
+        let (_, con) =
+            app.post("/v1/consumers", &root, serde_json::json!({"external_id": format!("cus_{i}"), "name": "C"})).await;
+        let (_, k) =
+            app.post("/v1/keys", &root, serde_json::json!({"api_id": api["id"], "consumer_id": con["id"]})).await;
+        secrets.push(k["secret"].as_str().expect("secret").to_owned());
+    }
+    let page = ann.get("/app/bulk").await;
+    let csrf = page.csrf();
+    let api_id = api["id"].as_str().expect("id");
+    let bad = ann.post("/app/bulk", &[("csrf", &csrf), ("api_id", api_id), ("overlap_hours", "-1")]).await;
+    assert_eq!(bad.status, 422);
+    let dry = ann.post("/app/bulk", &[("csrf", &csrf), ("api_id", api_id), ("overlap_hours", "1")]).await;
+    assert!(dry.body.contains("3 keys") && dry.body.contains("Rotate 3 keys"), "{}", dry.body);
+    assert_eq!(
+        app.verify(serde_json::json!({"key": secrets[0]})).await["rotation"],
+        serde_json::Value::Null,
+        "a dry run changes nothing"
+    );
+    let job = ann
+        .post("/app/bulk", &[("csrf", &csrf), ("api_id", api_id), ("overlap_hours", "1"), ("step", "confirm")])
+        .await;
+    assert!(job.url.starts_with("/app/jobs/job_"), "{}", job.url);
+    let started = std::time::Instant::now();
+    loop {
+        let p = ann.get(&job.url).await;
+        if p.body.contains("Done: 3 keys") {
+            assert!(!p.body.contains("http-equiv=\"refresh\""), "a finished job stops refreshing");
+            break;
+        }
+        assert!(p.body.contains("http-equiv=\"refresh\""), "a running job refreshes itself: {}", p.body);
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "bulk job did not finish: {}", p.body);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for s in &secrets {
+        let v = app.verify(serde_json::json!({"key": s})).await;
+        assert_eq!(v["rotation"]["state"], "superseded", "{v}");
+    }
+    let other = Browser::new(&app);
+    sign_up(&other, "Globex", "gus@globex.test").await;
+    assert_eq!(other.get(&job.url).await.status, 404, "another team's job");
+
+    // Deleting a consumer asks for its name and revokes its keys.
+    let (_, cons) = app.get("/v1/consumers?external_id=cus_0", &root).await;
+    let cid = cons["data"][0]["id"].as_str().expect("consumer").to_owned();
+    let page = ann.get(&format!("/app/consumers/{cid}")).await;
+    assert!(page.body.contains("revoke its 2 keys"), "both versions are live during the overlap");
+    let wrong = ann.post(&format!("/app/consumers/{cid}/delete"), &[("csrf", &csrf), ("confirm", "D")]).await;
+    assert_eq!(wrong.status, 422);
+    let gone = ann.post(&format!("/app/consumers/{cid}/delete"), &[("csrf", &csrf), ("confirm", "C")]).await;
+    assert_eq!(gone.url, "/app/consumers");
+    assert_eq!(app.verify_code(&secrets[0]).await, "REVOKED");
+    assert_eq!(ann.get(&format!("/app/consumers/{cid}")).await.status, 404);
+}
+
+crate::both_backends!(dashboard_bulk, bulk_page);
+
+async fn policies_page(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let root = root_of(&app).await;
+    let (_, api) = app
+        .post("/v1/apis", &root, serde_json::json!({"name": "Orders", "key_prefix": "acme", "environment": "live"}))
+        .await;
+    let api_id = api["id"].as_str().expect("id").to_owned();
+    let page = ann.get("/app/policies").await;
+    assert!(page.body.contains("No policies"));
+    let csrf = page.csrf();
+    let form = |overlap: &'static str| {
+        vec![
+            ("schedule", "interval"),
+            ("interval_days", "90"),
+            ("window_minutes", "60"),
+            ("overlap_hours", overlap),
+            ("notice_days", "14, 1"),
+            ("retire_mode", "when_drained"),
+            ("max_active", "2"),
+            ("on_full", "end_oldest"),
+            ("delivery", "pickup"),
+            ("enabled", "on"),
+        ]
+    };
+    let mut bad = form("0.1");
+    bad.extend([("csrf", csrf.as_str()), ("api_id", api_id.as_str())]);
+    let refused = ann.post("/app/policies", &bad).await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("id=\"overlap-error\""), "the error is next to the overlap field");
+    assert!(refused.body.contains("value=\"0.1\""), "what was typed stays");
+    let mut good = form("24");
+    good.extend([("csrf", csrf.as_str()), ("api_id", api_id.as_str())]);
+    let saved = ann.post("/app/policies", &good).await;
+    assert!(saved.body.contains("Policy saved.") && saved.body.contains("every 90 days"), "{}", saved.body);
+    let (_, listed) = app.get("/v1/policies", &root).await;
+    assert_eq!(listed["data"][0]["retire_mode"], "when_drained");
+    let id = listed["data"][0]["id"].as_str().expect("id").to_owned();
+    let edit = ann.get(&format!("/app/policies/{id}")).await;
+    assert!(edit.body.contains("Edit the policy") && edit.body.contains("value=\"14, 1\""));
+    let mut cron = form("24");
+    cron.extend([("csrf", csrf.as_str()), ("schedule", "cron"), ("cron", "0 3 * * 1")]);
+    cron.retain(|(k, v)| !(*k == "schedule" && *v == "interval"));
+    let saved = ann.post(&format!("/app/policies/{id}"), &cron).await;
+    assert!(saved.body.contains("cron 0 3 * * 1"), "{}", saved.body);
+    let gone = ann.post(&format!("/app/policies/{id}/delete"), &[("csrf", &csrf)]).await;
+    assert!(gone.body.contains("Policy deleted"));
+}
+
+crate::both_backends!(dashboard_policies, policies_page);
+
+/// The code of a base32 TOTP secret `offset` seconds from now (one step either way is accepted).
+fn code_of(base32: &str, offset: i64) -> String {
+    let secret = totp_rs::Secret::try_from_base32(base32).expect("base32");
+    let t = totp_rs::Builder::new().with_secret(secret).with_account_name("ann@acme.test").build().expect("totp");
+    let at = u64::try_from(chrono::Utc::now().timestamp() + offset).expect("after 1970");
+    t.generate(at).to_string()
+}
+
+async fn two_factor_sign_in(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let account = ann.get("/app/account").await;
+    assert!(account.body.contains("Set up two-factor sign-in"));
+    let csrf = account.csrf();
+    let start = ann.post("/app/account/2fa/start", &[("csrf", &csrf)]).await;
+    let secret = start
+        .body
+        .split("<code id=\"totp-secret\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .expect("secret")
+        .to_owned();
+    let sealed = start
+        .body
+        .split("name=\"sealed\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("sealed")
+        .to_owned();
+    assert!(start.body.contains("otpauth://totp/"));
+    let wrong = ann.post("/app/account/2fa/enable", &[("csrf", &csrf), ("sealed", &sealed), ("code", "000000")]).await;
+    assert_eq!(wrong.status, 422);
+    let on = ann
+        .post("/app/account/2fa/enable", &[("csrf", &csrf), ("sealed", &sealed), ("code", &code_of(&secret, -30))])
+        .await;
+    assert!(on.body.contains("Two-factor sign-in is on."), "{}", on.body);
+
+    // The password alone no longer signs in.
+    let b = Browser::new(&app);
+    let login = b.get("/login").await;
+    let step = b
+        .post("/login", &[("csrf", &login.csrf()), ("email", "ann@acme.test"), ("password", "correct horse battery")])
+        .await;
+    assert_eq!(step.url, "/login/2fa");
+    assert_eq!(b.get("/app").await.url, "/login/2fa", "a half-signed-in session opens nothing");
+    let bad = b.post("/login/2fa", &[("csrf", &step.csrf()), ("code", "123456"), ("next", "/app")]).await;
+    assert_eq!(bad.status, 401);
+    let code = code_of(&secret, 0);
+    let ok = b.post("/login/2fa", &[("csrf", &step.csrf()), ("code", &code), ("next", "/app/account")]).await;
+    assert_eq!(ok.url, "/app/account");
+
+    // A code is accepted once: someone who saw it cannot sign in with it again.
+    let c = Browser::new(&app);
+    let login = c.get("/login").await;
+    let step = c
+        .post("/login", &[("csrf", &login.csrf()), ("email", "ann@acme.test"), ("password", "correct horse battery")])
+        .await;
+    let replay = c.post("/login/2fa", &[("csrf", &step.csrf()), ("code", &code), ("next", "/app")]).await;
+    assert_eq!(replay.status, 401, "a replayed code is refused");
+
+    let off = b.post("/app/account/2fa/disable", &[("csrf", &ok.csrf()), ("code", &code_of(&secret, 30))]).await;
+    assert!(off.body.contains("Two-factor sign-in is off."), "{}", off.body);
+}
+
+crate::both_backends!(dashboard_two_factor, two_factor_sign_in);

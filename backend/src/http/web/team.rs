@@ -61,15 +61,13 @@ fn may_manage(me: &Signed, role: &str) -> bool {
 
 /// `GET /app/team`.
 pub async fn team_page(state: web::Data<AppState>, me: Signed) -> Result<HttpResponse, WebError> {
-    render(
-        &state,
-        &me,
-        &InviteForm { role: "developer".into(), ..InviteForm::default() },
-        &FormErrors::new(),
-        None,
-        StatusCode::OK,
-    )
-    .await
+    render_fresh(&state, &me, None).await
+}
+
+/// The page with an empty invitation form (developer preselected).
+async fn render_fresh(state: &AppState, me: &Signed, notice: Option<String>) -> Result<HttpResponse, WebError> {
+    let form = InviteForm { role: "developer".into(), ..InviteForm::default() };
+    render(state, me, &form, &FormErrors::new(), notice, StatusCode::OK).await
 }
 
 async fn render(
@@ -151,15 +149,7 @@ pub async fn invite(
             form.role
         )
     };
-    render(
-        &state,
-        &me,
-        &InviteForm { role: "developer".into(), ..InviteForm::default() },
-        &FormErrors::new(),
-        Some(notice),
-        StatusCode::OK,
-    )
-    .await
+    render_fresh(&state, &me, Some(notice)).await
 }
 
 /// What the member forms send.
@@ -204,13 +194,5 @@ pub async fn change(
         return Err(WebError::Forbidden("A team needs at least one owner."));
     }
     txn.commit().await.map_err(StoreError::from)?;
-    render(
-        &state,
-        &me,
-        &InviteForm { role: "developer".into(), ..InviteForm::default() },
-        &FormErrors::new(),
-        Some(notice),
-        StatusCode::OK,
-    )
-    .await
+    render_fresh(&state, &me, Some(notice)).await
 }

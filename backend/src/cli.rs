@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `migrate`, `tenant create`, `user password`.
+//! The command line: `serve` (default), `migrate`, `tenant create`, `user password`, `audit verify`.
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +25,25 @@ pub enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of every tenant's audit log (or one tenant's) and point at the first
+    /// broken link. Exits with status 1 when a chain is broken.
+    Verify {
+        /// Only this tenant (`ten_…`).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print one JSON report per line.
+        #[arg(long)]
+        json: bool,
     },
 }
 

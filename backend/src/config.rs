@@ -47,6 +47,7 @@ struct Raw {
     jobs: JobSettings,
     rotation: RotationSettings,
     notify: NotifySettings,
+    audit: AuditSettings,
 }
 
 impl Default for Raw {
@@ -73,7 +74,22 @@ impl Default for Raw {
             jobs: JobSettings::default(),
             rotation: RotationSettings::default(),
             notify: NotifySettings::default(),
+            audit: AuditSettings::default(),
         }
+    }
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditSettings {
+    /// Entries older than this many days are removed, unless a tenant chose otherwise.
+    pub retention_days: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { retention_days: 365 }
     }
 }
 
@@ -195,6 +211,7 @@ pub struct Settings {
     pub jobs: JobSettings,
     pub rotation: RotationSettings,
     pub notify: NotifySettings,
+    pub audit: AuditSettings,
 }
 
 impl Settings {
@@ -303,6 +320,9 @@ impl Settings {
         if raw.jobs.lease_ms < 300 {
             return Err(ConfigError("KEYROLL_JOBS__LEASE_MS: must be at least 300".into()));
         }
+        if raw.audit.retention_days == 0 {
+            return Err(ConfigError("KEYROLL_AUDIT__RETENTION_DAYS: must be at least 1".into()));
+        }
         if raw.usage_flush_interval_ms < 10 {
             return Err(ConfigError("KEYROLL_USAGE_FLUSH_INTERVAL_MS: must be at least 10".into()));
         }
@@ -324,6 +344,7 @@ impl Settings {
             jobs: raw.jobs,
             rotation: raw.rotation,
             notify: raw.notify,
+            audit: raw.audit,
         })
     }
 

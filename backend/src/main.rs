@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use keyroll::cli::{Cli, Command, TenantCommand, UserCommand};
+use keyroll::cli::{AuditCommand, Cli, Command, TenantCommand, UserCommand};
 use keyroll::config::Settings;
 use keyroll::domain::input::{Email, Name};
 use keyroll::startup::Application;
@@ -24,6 +24,13 @@ async fn main() -> ExitCode {
         Command::User { command: UserCommand::Password { email } } => set_password(&settings, &email).await,
         Command::Tenant { command: TenantCommand::Create { name, owner_email, json } } => {
             create_tenant(&settings, &name, &owner_email, json).await
+        }
+        Command::Audit { command: AuditCommand::Verify { tenant, json } } => {
+            match verify_audit(&settings, tenant.as_deref(), json).await {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
         }
     };
     match result {
@@ -49,6 +56,43 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks the chains; `Ok(false)` when one is broken.
+async fn verify_audit(settings: &Settings, only: Option<&str>, json: bool) -> anyhow::Result<bool> {
+    let db = store::connect(&settings.database_url, 2).await?;
+    store::migrate(&db).await?;
+    let tenants = store::tenants::all(&db).await?;
+    let chosen: Vec<_> = tenants.into_iter().filter(|t| only.is_none_or(|o| o == t.id)).collect();
+    if chosen.is_empty() {
+        anyhow::bail!(
+            "{}",
+            only.map_or_else(|| "no tenant exists yet".to_owned(), |o| format!("no tenant has the id {o}"))
+        );
+    }
+    let mut all_intact = true;
+    for t in chosen {
+        let report = keyroll::audit::verify(&db, &keyroll::domain::TenantId::from_trusted(t.id.clone())).await?;
+        all_intact &= report.intact;
+        if json {
+            println!("{}", serde_json::json!({ "tenant_id": t.id, "report": report }));
+        } else if let Some(b) = &report.first_broken {
+            println!(
+                "{} ({}): BROKEN at entry {}{}: {}",
+                t.name,
+                t.id,
+                b.seq,
+                b.id.as_ref().map(|i| format!(" ({i})")).unwrap_or_default(),
+                b.reason
+            );
+        } else {
+            println!(
+                "{} ({}): intact, {} entries (from {} to {})",
+                t.name, t.id, report.entries, report.first_seq, report.head_seq
+            );
+        }
+    }
+    Ok(all_intact)
+}
+
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let db = store::connect(&settings.database_url, 2).await?;
     store::migrate(&db).await?;
@@ -71,8 +115,17 @@ async fn set_password(settings: &Settings, email: &str) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no user has the email {}", email.as_str()))?;
     let hashed =
         keyroll::crypto::password::hash(password).ok_or_else(|| anyhow::anyhow!("cannot hash the password"))?;
-    store::accounts::set_profile(&db, &user.id, None, &hashed).await?;
-    store::accounts::end_sessions_of(&db, &user.id).await?;
+    let txn = store::begin_write(&db).await?;
+    store::accounts::set_profile(&txn, &user.id, None, &hashed).await?;
+    store::accounts::end_sessions_of(&txn, &user.id).await?;
+    let entry = keyroll::audit::Entry::new(
+        "user.password_set",
+        "user",
+        user.id.as_str(),
+        format!("The password of {} was set from the command line; all their sessions ended", user.email),
+    );
+    keyroll::audit::record_for_user(&txn, &user.id, "cli", entry).await?;
+    txn.commit().await?;
     println!("Password set for {}. Sign in at /login.", email.as_str());
     Ok(())
 }
@@ -82,7 +135,7 @@ async fn create_tenant(settings: &Settings, name: &str, email: &str, json: bool)
     let email = Email::parse(email).map_err(|m| anyhow::anyhow!("--owner-email {m}"))?;
     let db = store::connect(&settings.database_url, 2).await?;
     store::migrate(&db).await?;
-    let created = store::tenants::create(&db, &name.into_string(), email.as_str()).await?;
+    let created = store::tenants::create(&db, &name.into_string(), email.as_str(), store::tenants::Via::Cli).await?;
     if json {
         println!("{}", serde_json::json!({"tenant_id": created.tenant.id, "root_key": created.root_key.expose()}));
     } else {

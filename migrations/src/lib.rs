@@ -12,6 +12,7 @@ mod m20261130_000006_keys_fillfactor;
 mod m20261130_000007_endpoint_secrets;
 mod m20261130_000008_sessions;
 mod m20261130_000009_totp;
+mod m20261130_000010_audit;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000007_endpoint_secrets::Migration),
             Box::new(m20261130_000008_sessions::Migration),
             Box::new(m20261130_000009_totp::Migration),
+            Box::new(m20261130_000010_audit::Migration),
         ]
     }
 }

@@ -109,6 +109,8 @@ typed_id!(/// One delivery of an event.
     DeliveryId, "dlv");
 typed_id!(/// A rotation policy.
     PolicyId, "pol");
+typed_id!(/// An entry of the audit log.
+    AuditId, "aud");
 typed_id!(/// A request, for logs and problem bodies.
     RequestId, "req");
 

@@ -49,6 +49,7 @@ impl Modify for RootKeyAuth {
         api::webhooks::update, api::webhooks::delete, api::webhooks::rotate_secret,
         api::policies::create, api::policies::list, api::policies::get, api::policies::update, api::policies::delete,
         public::self_service::pickup,
+        api::audit::list, api::audit::export, api::audit::verify,
         health::healthz, health::readyz, health::metrics, spec,
     )
 )]

@@ -12,14 +12,28 @@ use crate::domain::RequestId;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Where the request being served comes from, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub request_id: String,
+    /// The peer's address. Forwarding headers are not trusted: they are the client's to set.
+    pub ip: Option<String>,
+}
+
 tokio::task_local! {
-    static CURRENT: String;
+    static CURRENT: Origin;
 }
 
 /// The id of the request being served (a fresh one outside a request).
 #[must_use]
 pub fn current() -> String {
-    CURRENT.try_with(Clone::clone).unwrap_or_else(|_| RequestId::generate().into_string())
+    CURRENT.try_with(|o| o.request_id.clone()).unwrap_or_else(|_| RequestId::generate().into_string())
+}
+
+/// The request being served, if any (background work has none).
+#[must_use]
+pub fn origin() -> Option<Origin> {
+    CURRENT.try_with(Clone::clone).ok()
 }
 
 fn accept(v: &HeaderValue) -> Option<String> {
@@ -67,7 +81,8 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let id = req.headers().get(&HEADER).and_then(accept).unwrap_or_else(|| RequestId::generate().into_string());
         let service = self.service.clone();
-        Box::pin(CURRENT.scope(id.clone(), async move {
+        let origin = Origin { request_id: id.clone(), ip: req.peer_addr().map(|a| a.ip().to_string()) };
+        Box::pin(CURRENT.scope(origin, async move {
             let mut res = service.call(req).await?;
             if let Ok(v) = HeaderValue::from_str(&id) {
                 res.headers_mut().insert(HEADER, v);

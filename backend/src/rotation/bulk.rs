@@ -166,6 +166,37 @@ async fn next_batch(
         .await?)
 }
 
+/// Queues the rotation as a job and records who started it, in one transaction.
+///
+/// # Errors
+/// Database errors.
+pub async fn start(state: &AppState, req: &BulkRequest, plan: &BulkPlan) -> Result<Option<String>, StoreError> {
+    let tenant = TenantId::from_trusted(req.tenant_id.clone());
+    let payload = serde_json::to_value(req).map_err(|e| StoreError::Conflict(format!("cannot encode the job: {e}")))?;
+    let mut job = jobs::NewJob::now(crate::jobs::ROTATION_BULK, payload);
+    job.tenant_id = Some(req.tenant_id.clone());
+    crate::audit::write(&state.db, &tenant, &req.actor, async |txn| {
+        let id = jobs::enqueue(txn, job).await?;
+        let entry = crate::audit::Entry::new(
+            "rotation.bulk_started",
+            "api",
+            req.api_id.clone(),
+            format!(
+                "Started a bulk rotation of {} keys ({} consumers){}",
+                plan.keys,
+                plan.consumer_count,
+                if req.compromise { ", marked as a compromise" } else { "" }
+            ),
+        )
+        .with(json!({
+            "job_id": id, "filter": req.filter, "overlap_seconds": req.overlap_seconds,
+            "compromise": req.compromise, "keys": plan.keys,
+        }));
+        Ok::<_, StoreError>((id, vec![entry]))
+    })
+    .await
+}
+
 /// A version of a lineage: id, hash, lineage, version number, end of grace.
 type VersionRow = (String, String, String, i32, Option<DateTime<Utc>>);
 
@@ -304,6 +335,18 @@ async fn rotate_batch(
     insert_rows::<rotation::Entity>(&txn, &records).await?;
     insert_rows::<pending_secret::Entity>(&txn, &held).await?;
     notify::emit_many(&txn, tenant, "rotation.started", events).await?;
+    // One entry per key, like a single rotation, so a key's own audit trail shows it.
+    let entries = batch
+        .iter()
+        .zip(&records)
+        .zip(&new_keys)
+        .map(|((old, r), new)| {
+            let mut e = super::rotated_entry(r, old, new, 0);
+            e.summary.push_str(" (bulk rotation)");
+            e
+        })
+        .collect();
+    crate::audit::record(&txn, tenant, &req.actor, entries).await?;
     txn.commit().await?;
 
     let mut dropped: Vec<KeyHash> = batch.iter().filter_map(|k| KeyHash::from_hex(&k.hash)).collect();

@@ -241,11 +241,36 @@ pub async fn rotate(
         data["secret_delivery"] = json!(handoff.as_str());
     }
     notify::emit(&txn, tenant, "rotation.started", data, &audience).await?;
+    let entry = rotated_entry(&record, &current, &new_key, plan.end_now.len());
+    crate::audit::record(&txn, tenant, record.actor.as_deref().unwrap_or(crate::audit::SYSTEM), vec![entry]).await?;
     txn.commit().await?;
     ended.extend(hash(&current));
     state.cache.invalidate(&ended).await;
     state.cache.announce_created(&[secret.hash()]).await;
     Ok(Rotated { key: new_key, secret, rotation: record })
+}
+
+/// The audit entry of a rotation: "Rotated key acme_live_AbCd v3 → v4; v3 valid until …".
+#[must_use]
+pub fn rotated_entry(r: &rotation::Model, old: &key::Model, new: &key::Model, ended: usize) -> crate::audit::Entry {
+    let until = if r.grace_ends_at <= r.started_at {
+        format!("v{} retired at once", old.version)
+    } else {
+        format!("v{} valid until {}", old.version, r.grace_ends_at.format("%Y-%m-%d %H:%M UTC"))
+    };
+    let (action, target, what) =
+        if old.is_root { ("root_key.rotated", "root_key", "root key") } else { ("key.rotated", "key", "key") };
+    crate::audit::Entry::new(
+        action,
+        target,
+        old.id.clone(),
+        format!("Rotated {what} {} v{} → v{}; {until}", old.start, old.version, new.version),
+    )
+    .with(json!({
+        "rotation_id": r.id, "lineage_id": r.lineage_id, "trigger": r.trigger, "retire_mode": r.retire_mode,
+        "compromise": r.compromise, "new_key_id": new.id, "new_key_start": new.start,
+        "grace_ends_at": crate::time::rfc3339(r.grace_ends_at), "older_versions_ended": ended,
+    }))
 }
 
 async fn load(
@@ -267,14 +292,19 @@ fn current_state(r: &rotation::Model) -> RotationState {
 ///
 /// # Errors
 /// `NotFound`, or the rotation is not in progress.
-pub async fn complete(state: &AppState, tenant: &TenantId, id: &RotationId) -> Result<rotation::Model, RotateError> {
+pub async fn complete(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &RotationId,
+    actor: &str,
+) -> Result<rotation::Model, RotateError> {
     let txn = begin_write(&state.db).await?;
     let (r, from, _) = load(&txn, tenant, id).await?;
     let next = effective_state(&r, Utc::now()).apply(RotationAction::Complete, r.compromise)?;
     let now = Utc::now();
     rotations::set_key_grace(&txn, &from.id, from.superseded_at.or(Some(now)), Some(now)).await?;
     let r = rotations::set_state(&txn, r, next, Some(now), Some("completed early".into())).await?;
-    announce(&txn, tenant, "rotation.completed", &r, &from).await?;
+    announce(&txn, tenant, actor, "rotation.completed", &r, &from).await?;
     txn.commit().await?;
     state.cache.invalidate(&hash(&from).into_iter().collect::<Vec<_>>()).await;
     Ok(r)
@@ -285,7 +315,12 @@ pub async fn complete(state: &AppState, tenant: &TenantId, id: &RotationId) -> R
 /// # Errors
 /// `NotFound`, not in progress, caused by a compromise, the old version already retired, or
 /// the new version rotated further.
-pub async fn rollback(state: &AppState, tenant: &TenantId, id: &RotationId) -> Result<rotation::Model, RotateError> {
+pub async fn rollback(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &RotationId,
+    actor: &str,
+) -> Result<rotation::Model, RotateError> {
     let txn = begin_write(&state.db).await?;
     let (r, from, to) = load(&txn, tenant, id).await?;
     let now = Utc::now();
@@ -301,7 +336,7 @@ pub async fn rollback(state: &AppState, tenant: &TenantId, id: &RotationId) -> R
     rotations::set_key_grace(&txn, &from.id, None, None).await?;
     keys::revoke(&txn, tenant, &KeyId::from_trusted(to.id.clone()), to.is_root, "rotation rolled back").await?;
     let r = rotations::set_state(&txn, r, next, None, Some("rolled back".into())).await?;
-    announce(&txn, tenant, "rotation.rolled_back", &r, &from).await?;
+    announce(&txn, tenant, actor, "rotation.rolled_back", &r, &from).await?;
     txn.commit().await?;
     state.cache.invalidate(&[hash(&from), hash(&to)].into_iter().flatten().collect::<Vec<_>>()).await;
     Ok(r)
@@ -316,6 +351,7 @@ pub async fn extend(
     tenant: &TenantId,
     id: &RotationId,
     new_end: DateTime<Utc>,
+    actor: &str,
 ) -> Result<rotation::Model, RotateError> {
     let txn = begin_write(&state.db).await?;
     let (r, from, _) = load(&txn, tenant, id).await?;
@@ -326,7 +362,7 @@ pub async fn extend(
     rules::check_extension(now, r.started_at, current_end, new_end, from.expires_at, &bounds)?;
     rotations::set_key_grace(&txn, &from.id, from.superseded_at.or(Some(now)), Some(new_end)).await?;
     let r = rotations::set_state(&txn, r, next, Some(new_end), None).await?;
-    announce(&txn, tenant, "rotation.extended", &r, &from).await?;
+    announce(&txn, tenant, actor, "rotation.extended", &r, &from).await?;
     txn.commit().await?;
     state.cache.invalidate(&hash(&from).into_iter().collect::<Vec<_>>()).await;
     Ok(r)
@@ -350,19 +386,39 @@ pub fn event_data(r: &rotation::Model, old: &key::Model) -> Value {
     })
 }
 
-/// Writes a rotation event for the old key's consumer, in the caller's transaction.
+/// Writes a rotation event for the old key's consumer, and its audit entry, in the caller's
+/// transaction.
 ///
 /// # Errors
 /// Database errors.
 pub async fn announce(
     db: &impl sea_orm::ConnectionTrait,
     tenant: &TenantId,
-    event_type: &str,
+    actor: &str,
+    event_type: &'static str,
     r: &rotation::Model,
     old: &key::Model,
 ) -> Result<(), StoreError> {
     let audience = notify::audience_of(db, old.consumer_id.as_deref()).await?;
     notify::emit(db, tenant, event_type, event_data(r, old), &audience).await?;
+    let (k, v) = (&old.start, old.version);
+    let summary = match event_type {
+        "rotation.rolled_back" => format!("Rolled back the rotation of key {k}: v{v} is current again"),
+        "rotation.extended" => {
+            format!(
+                "Extended the overlap of key {k}: v{v} valid until {}",
+                r.grace_ends_at.format("%Y-%m-%d %H:%M UTC")
+            )
+        }
+        _ => {
+            format!("Completed the rotation of key {k}: v{v} retired ({})", r.reason.as_deref().unwrap_or("completed"))
+        }
+    };
+    let entry = crate::audit::Entry::new(event_type, "rotation", r.id.clone(), summary).with(json!({
+        "key_id": old.id, "lineage_id": r.lineage_id, "state": r.state,
+        "grace_ends_at": crate::time::rfc3339(r.grace_ends_at),
+    }));
+    crate::audit::record(db, tenant, actor, vec![entry]).await?;
     Ok(())
 }
 

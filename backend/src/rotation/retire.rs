@@ -46,7 +46,7 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<()> {
             let r =
                 rotations::set_state(&txn, r, RotationState::Completed, None, Some("retired at the deadline".into()))
                     .await?;
-            super::announce(&txn, &tenant, "rotation.completed", &r, &from).await?;
+            super::announce(&txn, &tenant, crate::audit::SYSTEM, "rotation.completed", &r, &from).await?;
             txn.commit().await?;
             continue;
         }
@@ -58,12 +58,14 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<()> {
         let to = keys::get_any(&state.db, &tenant, &KeyId::from_trusted(r.to_key_id.clone())).await?;
         if drained(now, r.started_at, from.last_used_at, to.last_used_at, quiet, min_overlap) {
             tracing::info!(rotation_id = %r.id, "old version drained; retiring it early");
-            match super::complete(state, &tenant, &RotationId::from_trusted(r.id.clone())).await {
+            let id = RotationId::from_trusted(r.id.clone());
+            match super::complete(state, &tenant, &id, crate::audit::SYSTEM).await {
                 Ok(_) | Err(super::RotateError::Rule(_)) => {}
                 Err(e) => return Err(anyhow::anyhow!("{e}")),
             }
         }
     }
+    crate::audit::retention_sweep(state).await?;
     // Done jobs are kept a day for inspection.
     job::Entity::delete_many()
         .filter(job::Column::State.eq(crate::store::jobs::DONE))

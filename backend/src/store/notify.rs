@@ -289,7 +289,7 @@ pub async fn event(db: &impl ConnectionTrait, id: &str) -> Result<Option<event::
 /// # Errors
 /// Database errors.
 pub async fn endpoint_outcome(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     id: &str,
     ok: bool,
     disable_after: i32,
@@ -317,15 +317,32 @@ pub async fn endpoint_outcome(
         .filter(webhook_endpoint::Column::Id.eq(id))
         .exec(db)
         .await?;
-    webhook_endpoint::Entity::update_many()
+    let txn = begin_write(db).await?;
+    let disabled = webhook_endpoint::Entity::update_many()
         .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
         .col_expr(webhook_endpoint::Column::DisabledAt, Expr::value(now))
         .filter(webhook_endpoint::Column::Id.eq(id))
         .filter(webhook_endpoint::Column::Enabled.eq(true))
         .filter(webhook_endpoint::Column::Failures.gte(disable_after))
         .filter(webhook_endpoint::Column::FailingSince.lte(now - disable_after_time))
-        .exec(db)
+        .exec(&txn)
         .await?;
+    if disabled.rows_affected > 0
+        && let Some(ep) = webhook_endpoint::Entity::find_by_id(id).one(&txn).await?
+    {
+        let entry = crate::audit::Entry::new(
+            "webhook_endpoint.disabled",
+            "webhook_endpoint",
+            ep.id.clone(),
+            format!("Disabled the webhook endpoint {} after {} failed deliveries in a row", ep.url, ep.failures),
+        )
+        .with(
+            serde_json::json!({ "failures": ep.failures, "failing_since": ep.failing_since.map(crate::time::rfc3339) }),
+        );
+        crate::audit::record(&txn, &TenantId::from_trusted(ep.tenant_id.clone()), crate::audit::SYSTEM, vec![entry])
+            .await?;
+    }
+    txn.commit().await?;
     Ok(())
 }
 
@@ -361,13 +378,15 @@ pub async fn save_endpoint(
 ///
 /// # Errors
 /// `NotFound`, or database errors.
-pub async fn delete_endpoint(db: &DatabaseConnection, tenant: &TenantId, id: &str) -> Result<(), StoreError> {
-    let txn = begin_write(db).await?;
-    let ep = tenant_endpoint(&txn, tenant, id).await?;
-    delivery::Entity::delete_many().filter(delivery::Column::EndpointId.eq(ep.id.as_str())).exec(&txn).await?;
-    webhook_endpoint::Entity::delete_by_id(ep.id.as_str()).exec(&txn).await?;
-    txn.commit().await?;
-    Ok(())
+pub async fn delete_endpoint(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<webhook_endpoint::Model, StoreError> {
+    let ep = tenant_endpoint(db, tenant, id).await?;
+    delivery::Entity::delete_many().filter(delivery::Column::EndpointId.eq(ep.id.as_str())).exec(db).await?;
+    webhook_endpoint::Entity::delete_by_id(ep.id.as_str()).exec(db).await?;
+    Ok(ep)
 }
 
 /// Pending deliveries, for metrics.

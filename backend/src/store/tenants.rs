@@ -23,7 +23,12 @@ pub struct CreatedTenant {
 ///
 /// # Errors
 /// Database errors.
-pub async fn create(db: &DatabaseConnection, name: &str, owner_email: &str) -> Result<CreatedTenant, StoreError> {
+pub async fn create(
+    db: &DatabaseConnection,
+    name: &str,
+    owner_email: &str,
+    via: Via,
+) -> Result<CreatedTenant, StoreError> {
     let txn = super::begin_write(db).await?;
     let now = Utc::now();
     let id = TenantId::generate();
@@ -60,14 +65,14 @@ pub async fn create(db: &DatabaseConnection, name: &str, owner_email: &str) -> R
             .id
         }
     };
-    membership::Model { user_id, tenant_id: t.id.clone(), role: "owner".into(), created_at: now }
+    membership::Model { user_id: user_id.clone(), tenant_id: t.id.clone(), role: "owner".into(), created_at: now }
         .into_active_model()
         .reset_all()
         .insert(&txn)
         .await?;
 
     let system = apis::create_system(&txn, &id).await?;
-    let (_, root_key) = keys::insert(
+    let (root_model, root_key) = keys::insert(
         &txn,
         NewKey::root(
             id.clone(),
@@ -75,13 +80,46 @@ pub async fn create(db: &DatabaseConnection, name: &str, owner_email: &str) -> R
             Some("Initial root key".into()),
             ScopeSet::parse_all(&["*"]).unwrap_or_default(),
             None,
-            Some("cli".into()),
+            Some(match via {
+                Via::Cli => "cli".to_owned(),
+                Via::Signup => format!("user:{user_id}"),
+            }),
         ),
         &KeyHead::Root,
     )
     .await?;
+    let actor = root_model.created_by.clone().unwrap_or_default();
+    let entries = vec![
+        crate::audit::Entry::new(
+            "tenant.created",
+            "tenant",
+            t.id.clone(),
+            format!("Created the team {} with the owner {owner_email}", t.name),
+        )
+        .with(json!({ "name": t.name, "slug": t.slug, "owner_email": owner_email, "via": via.as_str() })),
+        crate::http::api::keys::created_entry(&root_model),
+    ];
+    crate::audit::record(&txn, &id, &actor, entries).await?;
     txn.commit().await?;
     Ok(CreatedTenant { tenant: t, root_key })
+}
+
+/// How a tenant came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `keyroll tenant create`.
+    Cli,
+    /// `/setup` or `/signup`: the owner acts.
+    Signup,
+}
+
+impl Via {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cli => "cli",
+            Self::Signup => "signup",
+        }
+    }
 }
 
 fn slugify(name: &str) -> String {
@@ -90,6 +128,15 @@ fn slugify(name: &str) -> String {
     s = s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-");
     s.truncate(40);
     if s.is_empty() { "tenant".into() } else { s }
+}
+
+/// Every tenant, oldest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn all(db: &impl ConnectionTrait) -> Result<Vec<tenant::Model>, StoreError> {
+    use sea_orm::QueryOrder;
+    Ok(tenant::Entity::find().order_by_asc(tenant::Column::Id).all(db).await?)
 }
 
 /// Does any tenant exist yet?

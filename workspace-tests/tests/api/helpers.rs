@@ -176,10 +176,10 @@ impl TestApp {
     }
 
     pub async fn tenant(&self, name: &str) -> Tenant {
-        let created =
-            keyroll::store::tenants::create(&self.state.db, name, &format!("ops@{}.test", name.to_lowercase()))
-                .await
-                .expect("tenant created");
+        let email = format!("ops@{}.test", name.to_lowercase());
+        let created = keyroll::store::tenants::create(&self.state.db, name, &email, keyroll::store::tenants::Via::Cli)
+            .await
+            .expect("tenant created");
         Tenant { id: created.tenant.id, root: created.root_key.expose().to_owned() }
     }
 

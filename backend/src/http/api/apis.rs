@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::views::{ApiList, ApiView, Checks, CreateApi, PatchApi};
+use crate::audit::Entry;
 use crate::domain::input::Name;
 use crate::domain::{ApiId, Environment, KeyPrefix, ScopeSet};
 use crate::http::auth::Root;
@@ -59,7 +60,8 @@ pub async fn create(
         return Err(ApiError::field("body", "is invalid"));
     };
     idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
-        let api = apis::create(&state.db, &root.tenant_id, name.into_string(), &prefix, env, cat).await?;
+        let api =
+            create_audited(&state.db, &root.tenant_id, &root.actor(), name.into_string(), &prefix, env, cat).await?;
         Ok((StatusCode::CREATED, serde_json::to_value(ApiView::from(api)).map_err(|e| ApiError::Internal(e.into()))?))
     })
     .await
@@ -116,6 +118,47 @@ pub async fn update(
         c.0.extend(errs);
     }
     c.finish()?;
-    let api = apis::update(&state.db, &root.tenant_id, &id, patch).await?;
+    let api = crate::audit::write(&state.db, &root.tenant_id, &root.actor(), async |txn| {
+        let before = apis::get(txn, &root.tenant_id, &id).await?;
+        let after = apis::update(txn, &root.tenant_id, &id, patch).await?;
+        let entry = Entry::new("api.updated", "api", after.id.clone(), format!("Changed the API {}", after.name))
+            .change(audited(&before), audited(&after));
+        Ok::<_, crate::store::StoreError>((after, vec![entry]))
+    })
+    .await?;
     Ok(web::Json(api.into()))
+}
+
+fn audited(a: &crate::store::entities::api::Model) -> serde_json::Value {
+    serde_json::json!({
+        "name": a.name, "key_prefix": a.key_prefix, "environment": a.environment,
+        "scope_catalogue": a.scope_catalogue, "default_ratelimit": a.default_ratelimit,
+    })
+}
+
+/// Creates an API, with its audit entry.
+///
+/// # Errors
+/// `Conflict` when the prefix is taken, database errors.
+pub(crate) async fn create_audited(
+    db: &sea_orm::DatabaseConnection,
+    tenant: &crate::domain::TenantId,
+    actor: &str,
+    name: String,
+    prefix: &KeyPrefix,
+    env: Environment,
+    catalogue: Vec<String>,
+) -> Result<crate::store::entities::api::Model, crate::store::StoreError> {
+    crate::audit::write(db, tenant, actor, async |txn| {
+        let api = apis::create(txn, tenant, name, prefix, env, catalogue).await?;
+        let entry = Entry::new(
+            "api.created",
+            "api",
+            api.id.clone(),
+            format!("Created the API {} (keys {}_{}_…)", api.name, api.key_prefix, api.environment),
+        )
+        .with(audited(&api));
+        Ok((api, vec![entry]))
+    })
+    .await
 }

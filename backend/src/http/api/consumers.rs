@@ -52,7 +52,7 @@ pub async fn create(
             email,
             meta: meta.into_value(),
         };
-        let con = consumers::create(&state.db, &root.tenant_id, new).await?;
+        let con = create_audited(&state.db, &root.tenant_id, &root.actor(), new).await?;
         Ok((
             StatusCode::CREATED,
             serde_json::to_value(ConsumerView::from(con)).map_err(|e| ApiError::Internal(e.into()))?,
@@ -127,7 +127,19 @@ pub async fn update(
         patch.meta = c.take("meta", Meta::parse(m)).map(Meta::into_value);
     }
     c.finish()?;
-    let con = consumers::update(&state.db, &root.tenant_id, &id, patch).await?;
+    let con = crate::audit::write(&state.db, &root.tenant_id, &root.actor(), async |txn| {
+        let before = consumers::get(txn, &root.tenant_id, &id).await?;
+        let after = consumers::update(txn, &root.tenant_id, &id, patch).await?;
+        let entry = crate::audit::Entry::new(
+            "consumer.updated",
+            "consumer",
+            after.id.clone(),
+            format!("Changed the consumer {}", after.name),
+        )
+        .change(audited(&before), audited(&after));
+        Ok::<_, crate::store::StoreError>((after, vec![entry]))
+    })
+    .await?;
     // Consumer meta is part of every verify answer of its keys.
     let hashes = keys::hashes_of(&state.db, &root.tenant_id, None, Some(&id)).await?;
     state.cache.invalidate(&hashes).await;
@@ -156,11 +168,20 @@ pub(crate) async fn delete_consumer(
 ) -> Result<usize, crate::store::StoreError> {
     const REASON: &str = "consumer deleted";
     let txn = crate::store::begin_write(&state.db).await?;
+    let gone = consumers::get(&txn, tenant, id).await?;
     consumers::soft_delete(&txn, tenant, id).await?;
     let revoked = keys::revoke_all_of_consumer(&txn, tenant, id, REASON).await?;
     let audience = crate::notify::audience_of(&txn, Some(id.as_str())).await?;
     let events = revoked.iter().map(|k| (super::keys::revoked_event(k, REASON, actor), audience.clone())).collect();
     crate::notify::emit_many(&txn, tenant, "key.revoked", events).await?;
+    let entry = crate::audit::Entry::new(
+        "consumer.deleted",
+        "consumer",
+        id.as_str(),
+        format!("Deleted the consumer {} and revoked its {} active keys", gone.name, revoked.len()),
+    )
+    .with(serde_json::json!({ "consumer": audited(&gone), "revoked_key_ids": revoked.iter().map(|k| &k.id).collect::<Vec<_>>() }));
+    crate::audit::record(&txn, tenant, actor, vec![entry]).await?;
     txn.commit().await?;
     let hashes: Vec<_> = revoked.iter().filter_map(|k| crate::domain::KeyHash::from_hex(&k.hash)).collect();
     state.cache.invalidate(&hashes).await;
@@ -168,4 +189,32 @@ pub(crate) async fn delete_consumer(
         crate::rotation::cancel_for_revoked(state, &crate::domain::KeyId::from_trusted(k.id.clone())).await?;
     }
     Ok(revoked.len())
+}
+
+fn audited(c: &crate::store::entities::consumer::Model) -> serde_json::Value {
+    serde_json::json!({ "external_id": c.external_id, "name": c.name, "email": c.email, "meta": c.meta })
+}
+
+/// Creates a consumer, with its audit entry.
+///
+/// # Errors
+/// `Conflict` when the external id is taken, database errors.
+pub(crate) async fn create_audited(
+    db: &sea_orm::DatabaseConnection,
+    tenant: &crate::domain::TenantId,
+    actor: &str,
+    new: NewConsumer,
+) -> Result<crate::store::entities::consumer::Model, crate::store::StoreError> {
+    crate::audit::write(db, tenant, actor, async |txn| {
+        let con = consumers::create(txn, tenant, new).await?;
+        let entry = crate::audit::Entry::new(
+            "consumer.created",
+            "consumer",
+            con.id.clone(),
+            format!("Created the consumer {} ({})", con.name, con.external_id),
+        )
+        .with(audited(&con));
+        Ok((con, vec![entry]))
+    })
+    .await
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::views::{Checks, CreateKey, CreatedKey, KeyList, KeyView, PatchKey, RevokeKey};
+use crate::audit::Entry;
 use crate::domain::input::{IpAllowlist, Meta, Name};
 use crate::domain::{ApiId, ConsumerId, Environment, KeyHash, KeyHead, KeyId, KeyPrefix, KeyState, ScopeSet, TenantId};
 use crate::http::auth::Root;
@@ -119,7 +120,7 @@ pub async fn create(
         created_by: Some(root.actor()),
     };
     idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
-        let (model, secret) = store::insert(&state.db, new, &head).await?;
+        let (model, secret) = insert_audited(&state.db, new, &head).await?;
         // Drops a negative cache entry for this hash, should anyone have guessed it.
         state.cache.announce_created(&[secret.hash()]).await;
         let created = CreatedKey { key: model.into(), secret: secret.expose().to_owned() };
@@ -228,7 +229,7 @@ pub async fn update(
         patch.ip_allowlist = Some(l.and_then(|l| allowlist(&mut c, &l)));
     }
     c.finish()?;
-    let model = store::update(&state.db, &root.tenant_id, &id, false, patch).await?;
+    let model = update_audited(&state.db, &root.tenant_id, &root.actor(), &id, patch).await?;
     invalidate_one(&state, &model.hash).await;
     Ok(web::Json(model.into()))
 }
@@ -267,10 +268,100 @@ pub(crate) async fn revoke_one(
         let audience = crate::notify::audience_of(&txn, model.consumer_id.as_deref()).await?;
         let data = revoked_event(&model, reason, actor);
         crate::notify::emit(&txn, tenant, "key.revoked", data, &audience).await?;
+        let (what, action) = if is_root { ("root key", "root_key.revoked") } else { ("key", "key.revoked") };
+        let entry = Entry::new(
+            action,
+            if is_root { "root_key" } else { "key" },
+            model.id.clone(),
+            format!("Revoked {what} {} v{}: {reason}", model.start, model.version),
+        )
+        .with(
+            serde_json::json!({ "reason": reason, "lineage_id": model.lineage_id, "consumer_id": model.consumer_id }),
+        );
+        crate::audit::record(&txn, tenant, actor, vec![entry]).await?;
     }
     txn.commit().await.map_err(StoreError::from)?;
     super::rotations::after_revoke(state, &model.id, &model.hash).await?;
     Ok(model.into())
+}
+
+/// What an audit entry keeps of a key: everything but its hash.
+pub(crate) fn audited(k: &crate::store::entities::key::Model) -> serde_json::Value {
+    serde_json::json!({
+        "start": k.start, "version": k.version, "lineage_id": k.lineage_id, "api_id": k.api_id,
+        "consumer_id": k.consumer_id, "name": k.name, "scopes": k.scopes, "meta": k.meta, "enabled": k.enabled,
+        "expires_at": k.expires_at.map(crate::time::rfc3339), "ratelimit": k.ratelimit, "credits": k.credits,
+        "ip_allowlist": k.ip_allowlist,
+    })
+}
+
+/// Creates a key or root key and its audit entry (the actor is `created_by`).
+///
+/// # Errors
+/// Database errors.
+pub(crate) async fn insert_audited(
+    db: &sea_orm::DatabaseConnection,
+    new: NewKey,
+    head: &KeyHead,
+) -> Result<(crate::store::entities::key::Model, crate::domain::ApiKey), StoreError> {
+    let tenant = new.tenant_id.clone();
+    let actor = new.created_by.clone().unwrap_or_else(|| crate::audit::SYSTEM.to_owned());
+    crate::audit::write(db, &tenant, &actor, async |txn| {
+        let (model, secret) = store::insert(txn, new, head).await?;
+        let entry = created_entry(&model);
+        Ok(((model, secret), vec![entry]))
+    })
+    .await
+}
+
+/// Changes a key's settings, with an audit entry of what changed.
+///
+/// # Errors
+/// `NotFound`, `Conflict`, database errors.
+pub(crate) async fn update_audited(
+    db: &sea_orm::DatabaseConnection,
+    tenant: &TenantId,
+    actor: &str,
+    id: &KeyId,
+    patch: KeyPatch,
+) -> Result<crate::store::entities::key::Model, StoreError> {
+    crate::audit::write(db, tenant, actor, async |txn| {
+        let before = store::get(txn, tenant, id, false).await?;
+        let after = store::update(txn, tenant, id, false, patch).await?;
+        let entry = updated_entry(&before, &after);
+        Ok((after, vec![entry]))
+    })
+    .await
+}
+
+/// The audit entry of a new key or root key.
+pub(crate) fn created_entry(k: &crate::store::entities::key::Model) -> Entry {
+    let (action, target, what) =
+        if k.is_root { ("root_key.created", "root_key", "root key") } else { ("key.created", "key", "key") };
+    let named = k.name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+    Entry::new(action, target, k.id.clone(), format!("Created {what} {}{named}", k.start)).with(audited(k))
+}
+
+/// The audit entry of a change to a key's settings.
+pub(crate) fn updated_entry(
+    before: &crate::store::entities::key::Model,
+    after: &crate::store::entities::key::Model,
+) -> Entry {
+    let summary = match (before.enabled, after.enabled) {
+        (true, false) => format!("Disabled key {} v{}", after.start, after.version),
+        (false, true) => format!("Enabled key {} v{}", after.start, after.version),
+        _ => format!("Changed the settings of key {} v{}", after.start, after.version),
+    };
+    let (mut b, mut a) = (audited(before), audited(after));
+    // Only what changed.
+    if let (Some(bo), Some(ao)) = (b.as_object_mut(), a.as_object_mut()) {
+        let same: Vec<String> = bo.iter().filter(|(k, v)| ao.get(*k) == Some(v)).map(|(k, _)| k.clone()).collect();
+        for k in same {
+            bo.remove(&k);
+            ao.remove(&k);
+        }
+    }
+    Entry::new("key.updated", "key", after.id.clone(), summary).change(b, a)
 }
 
 /// The `key.revoked` event of a key.

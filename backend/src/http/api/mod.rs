@@ -1,6 +1,7 @@
 //! The management API (root key).
 
 pub mod apis;
+pub mod audit;
 pub mod consumers;
 pub mod keys;
 pub mod policies;

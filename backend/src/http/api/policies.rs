@@ -236,7 +236,7 @@ pub async fn create(
     let mut p = new_policy(&root.tenant_id, api.id, consumer_id);
     apply(&mut p, b, state.master_key.is_some())?;
     idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
-        let saved = policies::insert(&state.db, p).await?;
+        let saved = insert_audited(&state.db, &root.actor(), p).await?;
         Ok((
             StatusCode::CREATED,
             serde_json::to_value(PolicyView::from(saved)).map_err(|e| ApiError::Internal(e.into()))?,
@@ -290,7 +290,7 @@ pub async fn update(
         return Err(ApiError::field("api_id", "cannot be changed; create another policy"));
     }
     apply(&mut p, &body.value, state.master_key.is_some())?;
-    Ok(web::Json(policies::save(&state.db, p).await?.into()))
+    Ok(web::Json(save_audited(&state.db, &root.actor(), p).await?.into()))
 }
 
 /// Delete a rotation policy (keys are no longer rotated by it).
@@ -298,6 +298,89 @@ pub async fn update(
     responses((status = 204), (status = 404, body = Problem)), security(("root_key" = [])))]
 pub async fn delete(state: web::Data<AppState>, root: Root, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     root.require("policies:write")?;
-    policies::delete(&state.db, &root.tenant_id, &parse_id(&id)?).await?;
+    delete_audited(&state.db, &root.tenant_id, &root.actor(), &parse_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+fn audited(p: &crate::store::entities::rotation_policy::Model) -> serde_json::Value {
+    serde_json::to_value(PolicyView::from(p.clone())).unwrap_or_default()
+}
+
+fn scope_of(p: &crate::store::entities::rotation_policy::Model) -> String {
+    p.consumer_id.as_ref().map_or_else(|| format!("API {}", p.api_id), |c| format!("consumer {c} of API {}", p.api_id))
+}
+
+/// Saves a new policy, with its audit entry.
+///
+/// # Errors
+/// `Conflict` when the API or consumer already has one, database errors.
+pub(crate) async fn insert_audited(
+    db: &sea_orm::DatabaseConnection,
+    actor: &str,
+    p: crate::store::entities::rotation_policy::Model,
+) -> Result<crate::store::entities::rotation_policy::Model, StoreError> {
+    let tenant = TenantId::from_trusted(p.tenant_id.clone());
+    crate::audit::write(db, &tenant, actor, async |txn| {
+        let saved = policies::insert(txn, p).await?;
+        let entry = crate::audit::Entry::new(
+            "policy.created",
+            "policy",
+            saved.id.clone(),
+            format!("Created a rotation policy for the {}", scope_of(&saved)),
+        )
+        .with(audited(&saved));
+        Ok((saved, vec![entry]))
+    })
+    .await
+}
+
+/// Saves a changed policy, with what changed.
+///
+/// # Errors
+/// `NotFound`, database errors.
+pub(crate) async fn save_audited(
+    db: &sea_orm::DatabaseConnection,
+    actor: &str,
+    p: crate::store::entities::rotation_policy::Model,
+) -> Result<crate::store::entities::rotation_policy::Model, StoreError> {
+    let tenant = TenantId::from_trusted(p.tenant_id.clone());
+    let id = parse_id(&p.id).map_err(|_| StoreError::NotFound)?;
+    crate::audit::write(db, &tenant, actor, async |txn| {
+        let before = policies::get(txn, &tenant, &id).await?;
+        let saved = policies::save(txn, p).await?;
+        let entry = crate::audit::Entry::new(
+            "policy.updated",
+            "policy",
+            saved.id.clone(),
+            format!("Changed the rotation policy of the {}", scope_of(&saved)),
+        )
+        .change(audited(&before), audited(&saved));
+        Ok((saved, vec![entry]))
+    })
+    .await
+}
+
+/// Deletes a policy, recording what it was.
+///
+/// # Errors
+/// `NotFound`, database errors.
+pub(crate) async fn delete_audited(
+    db: &sea_orm::DatabaseConnection,
+    tenant: &TenantId,
+    actor: &str,
+    id: &crate::domain::PolicyId,
+) -> Result<(), StoreError> {
+    crate::audit::write(db, tenant, actor, async |txn| {
+        let before = policies::get(txn, tenant, id).await?;
+        policies::delete(txn, tenant, id).await?;
+        let entry = crate::audit::Entry::new(
+            "policy.deleted",
+            "policy",
+            before.id.clone(),
+            format!("Deleted the rotation policy of the {}", scope_of(&before)),
+        )
+        .with(serde_json::json!({ "before": audited(&before) }));
+        Ok(((), vec![entry]))
+    })
+    .await
 }

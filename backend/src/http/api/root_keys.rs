@@ -53,7 +53,7 @@ pub async fn create(
             expires_at,
             Some(root.actor()),
         );
-        let (model, secret) = store::insert(&state.db, new, &KeyHead::Root).await?;
+        let (model, secret) = super::keys::insert_audited(&state.db, new, &KeyHead::Root).await?;
         state.cache.announce_created(&[secret.hash()]).await;
         let created = CreatedKey { key: model.into(), secret: secret.expose().to_owned() };
         Ok((StatusCode::CREATED, serde_json::to_value(created).map_err(|e| ApiError::Internal(e.into()))?))

@@ -310,7 +310,7 @@ pub async fn complete(
     id: web::Path<String>,
 ) -> Result<web::Json<RotationView>, ApiError> {
     root.require("keys:rotate")?;
-    let r = rotation::complete(&state, &root.tenant_id, &parse_rotation_id(&id)?).await?;
+    let r = rotation::complete(&state, &root.tenant_id, &parse_rotation_id(&id)?, &root.actor()).await?;
     Ok(web::Json(view(&state, &root.tenant_id, r, true).await?))
 }
 
@@ -325,7 +325,7 @@ pub async fn rollback(
     id: web::Path<String>,
 ) -> Result<web::Json<RotationView>, ApiError> {
     root.require("keys:rotate")?;
-    let r = rotation::rollback(&state, &root.tenant_id, &parse_rotation_id(&id)?).await?;
+    let r = rotation::rollback(&state, &root.tenant_id, &parse_rotation_id(&id)?, &root.actor()).await?;
     Ok(web::Json(view(&state, &root.tenant_id, r, true).await?))
 }
 
@@ -342,7 +342,9 @@ pub async fn extend(
     body: Body<ExtendBody>,
 ) -> Result<web::Json<RotationView>, ApiError> {
     root.require("keys:rotate")?;
-    let r = rotation::extend(&state, &root.tenant_id, &parse_rotation_id(&id)?, body.value.grace_ends_at).await?;
+    let r =
+        rotation::extend(&state, &root.tenant_id, &parse_rotation_id(&id)?, body.value.grace_ends_at, &root.actor())
+            .await?;
     Ok(web::Json(view(&state, &root.tenant_id, r, true).await?))
 }
 
@@ -410,12 +412,7 @@ pub async fn bulk(state: web::Data<AppState>, root: Root, body: Body<BulkBody>) 
         actor: root.actor(),
         as_of: Utc::now(),
     };
-    let mut job = crate::store::jobs::NewJob::now(
-        crate::jobs::ROTATION_BULK,
-        serde_json::to_value(&req).map_err(|e| ApiError::Internal(e.into()))?,
-    );
-    job.tenant_id = Some(root.tenant_id.as_str().to_owned());
-    let job_id = crate::store::jobs::enqueue(&state.db, job).await?;
+    let job_id = crate::rotation::bulk::start(&state, &req, &plan).await?;
     Ok(HttpResponse::Accepted().json(BulkAnswer { dry_run: false, plan, job_id }))
 }
 

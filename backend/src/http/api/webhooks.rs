@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::consumers;
 use super::views::Checks;
+use crate::domain::TenantId;
 use crate::http::auth::Root;
 use crate::http::errors::{ApiError, Problem};
 use crate::http::idempotency;
@@ -211,8 +212,16 @@ pub async fn create(
     };
     idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
         let secret = new_secret();
-        let ep = store::create_endpoint(&state.db, &root.tenant_id, consumer_id, b.url.clone(), secret.clone(), types)
-            .await?;
+        let ep = create_audited(
+            &state.db,
+            &root.tenant_id,
+            &root.actor(),
+            consumer_id,
+            b.url.clone(),
+            secret.clone(),
+            types,
+        )
+        .await?;
         let mut view = EndpointView::from(ep);
         view.secret = Some(secret);
         Ok((StatusCode::CREATED, serde_json::to_value(view).map_err(|e| ApiError::Internal(e.into()))?))
@@ -294,7 +303,7 @@ pub async fn update(
         }
         _ => {}
     }
-    Ok(web::Json(store::save_endpoint(&state.db, ep).await?.into()))
+    Ok(web::Json(save_audited(&state.db, &root.tenant_id, &root.actor(), ep, "webhook_endpoint.updated").await?.into()))
 }
 
 /// Delete an endpoint and its delivery log.
@@ -302,7 +311,7 @@ pub async fn update(
     responses((status = 204), (status = 404, body = Problem)), security(("root_key" = [])))]
 pub async fn delete(state: web::Data<AppState>, root: Root, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     root.require("webhooks:write")?;
-    store::delete_endpoint(&state.db, &root.tenant_id, endpoint_id(&id)?).await?;
+    delete_audited(&state.db, &root.tenant_id, &root.actor(), endpoint_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -327,7 +336,9 @@ pub async fn rotate_secret(
     let secret = new_secret();
     ep.previous_secret = Some(std::mem::replace(&mut ep.secret, secret.clone()));
     ep.previous_secret_until = Some(Utc::now() + chrono::TimeDelta::seconds(overlap));
-    let mut view = EndpointView::from(store::save_endpoint(&state.db, ep).await?);
+    let mut view = EndpointView::from(
+        save_audited(&state.db, &root.tenant_id, &root.actor(), ep, "webhook_endpoint.secret_rotated").await?,
+    );
     view.secret = Some(secret);
     Ok(web::Json(view))
 }
@@ -372,4 +383,90 @@ pub async fn events(
         })
         .collect();
     Ok(web::Json(EventList { data, next_cursor: page.next_cursor }))
+}
+
+/// What the audit log keeps of an endpoint: never its secrets.
+fn audited(ep: &webhook_endpoint::Model) -> serde_json::Value {
+    serde_json::json!({
+        "url": ep.url, "consumer_id": ep.consumer_id, "event_types": ep.event_types, "enabled": ep.enabled,
+        "previous_secret_until": ep.previous_secret_until.map(crate::time::rfc3339),
+    })
+}
+
+/// Adds an endpoint, with its audit entry.
+///
+/// # Errors
+/// Database errors.
+pub(crate) async fn create_audited(
+    db: &sea_orm::DatabaseConnection,
+    tenant: &TenantId,
+    actor: &str,
+    consumer_id: Option<String>,
+    url: String,
+    secret: String,
+    types: Vec<String>,
+) -> Result<webhook_endpoint::Model, StoreError> {
+    crate::audit::write(db, tenant, actor, async |txn| {
+        let ep = store::create_endpoint(txn, tenant, consumer_id, url, secret, types).await?;
+        let entry = crate::audit::Entry::new(
+            "webhook_endpoint.created",
+            "webhook_endpoint",
+            ep.id.clone(),
+            format!("Added the webhook endpoint {}", ep.url),
+        )
+        .with(audited(&ep));
+        Ok((ep, vec![entry]))
+    })
+    .await
+}
+
+/// Saves a changed endpoint: `webhook_endpoint.updated` or `webhook_endpoint.secret_rotated`.
+///
+/// # Errors
+/// `NotFound`, database errors.
+pub(crate) async fn save_audited(
+    db: &sea_orm::DatabaseConnection,
+    tenant: &TenantId,
+    actor: &str,
+    ep: webhook_endpoint::Model,
+    action: &'static str,
+) -> Result<webhook_endpoint::Model, StoreError> {
+    crate::audit::write(db, tenant, actor, async |txn| {
+        let before = store::tenant_endpoint(txn, tenant, &ep.id).await?;
+        let after = store::save_endpoint(txn, ep).await?;
+        let summary = match (action, before.enabled, after.enabled) {
+            ("webhook_endpoint.secret_rotated", ..) => format!("Rotated the signing secret of {}", after.url),
+            (_, true, false) => format!("Disabled the webhook endpoint {}", after.url),
+            (_, false, true) => format!("Enabled the webhook endpoint {}", after.url),
+            _ => format!("Changed the webhook endpoint {}", after.url),
+        };
+        let entry = crate::audit::Entry::new(action, "webhook_endpoint", after.id.clone(), summary)
+            .change(audited(&before), audited(&after));
+        Ok((after, vec![entry]))
+    })
+    .await
+}
+
+/// Deletes an endpoint and its delivery log, recording what it was.
+///
+/// # Errors
+/// `NotFound`, database errors.
+pub(crate) async fn delete_audited(
+    db: &sea_orm::DatabaseConnection,
+    tenant: &TenantId,
+    actor: &str,
+    id: &str,
+) -> Result<(), StoreError> {
+    crate::audit::write(db, tenant, actor, async |txn| {
+        let ep = store::delete_endpoint(txn, tenant, id).await?;
+        let entry = crate::audit::Entry::new(
+            "webhook_endpoint.deleted",
+            "webhook_endpoint",
+            ep.id.clone(),
+            format!("Deleted the webhook endpoint {}", ep.url),
+        )
+        .with(serde_json::json!({ "before": audited(&ep) }));
+        Ok(((), vec![entry]))
+    })
+    .await
 }

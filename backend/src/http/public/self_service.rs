@@ -132,9 +132,20 @@ pub struct PickedUp {
 pub async fn pickup(state: web::Data<AppState>, me: ConsumerKey) -> Result<web::Json<PickedUp>, ApiError> {
     let current = keys::get(&state.db, &me.tenant_id, &me.key_id, false).await?;
     let master = state.master_key.clone().ok_or(ApiError::NotFound("no new key is waiting for pickup"))?;
-    let pending = crate::store::policies::take_secret(&state.db, &me.tenant_id, &current.lineage_id)
+    let txn = crate::store::begin_write(&state.db).await?;
+    let pending = crate::store::policies::take_secret(&txn, &me.tenant_id, &current.lineage_id)
         .await?
         .ok_or(ApiError::NotFound("no new key is waiting for pickup"))?;
+    let entry = crate::audit::Entry::new(
+        "key.secret_picked_up",
+        "key",
+        pending.key_id.clone(),
+        format!("The consumer fetched the new version of key {} with its current key", current.start),
+    )
+    .with(serde_json::json!({ "lineage_id": current.lineage_id, "presented_key_id": current.id }));
+    let actor = format!("consumer:{}", current.consumer_id.as_deref().unwrap_or("unknown"));
+    crate::audit::record(&txn, &me.tenant_id, &actor, vec![entry]).await?;
+    txn.commit().await?;
     let secret = master
         .open(&pending.sealed)
         .and_then(|b| String::from_utf8(b).ok())

@@ -10,7 +10,9 @@ use super::session::{
     FormErrors, SESSION_COOKIE, SESSION_DAYS, Signed, Throttle, WebError, anon_csrf, check_anon_csrf, client_ip, page,
     page_with, removal, safe_next, secured, session_cookie,
 };
+use crate::audit::Entry;
 use crate::crypto::password;
+use crate::domain::TenantId;
 use crate::domain::input::{Email, Name};
 use crate::state::AppState;
 use crate::store::{StoreError, accounts, tenants};
@@ -86,8 +88,15 @@ pub(crate) async fn sign_in(
         accounts::end_session(&state.db, old.value()).await?;
     }
     let ttl = if mfa_pending { TimeDelta::minutes(10) } else { TimeDelta::days(SESSION_DAYS) };
+    let txn = crate::store::begin_write(&state.db).await?;
     let (token, _) =
-        accounts::start_session(&state.db, user_id, tenant, Some(client_ip(req)), ttl, mfa_pending).await?;
+        accounts::start_session(&txn, user_id, tenant.clone(), Some(client_ip(req)), ttl, mfa_pending).await?;
+    if let Some(t) = tenant.filter(|_| !mfa_pending) {
+        let email = accounts::user(&txn, user_id).await?.email;
+        let entry = Entry::new("user.signed_in", "user", user_id, format!("{email} signed in"));
+        crate::audit::record(&txn, &TenantId::from_trusted(t), &format!("user:{user_id}"), vec![entry]).await?;
+    }
+    txn.commit().await?;
     let to = if mfa_pending {
         let next: String = url::form_urlencoded::byte_serialize(to.as_bytes()).collect();
         format!("/login/2fa?next={next}")
@@ -147,7 +156,7 @@ pub async fn create_account(
         return page_with(StatusCode::UNPROCESSABLE_ENTITY, &page);
     };
     let hashed = hash(form.password.clone()).await?;
-    let created = tenants::create(&state.db, &team.into_string(), email.as_str()).await?;
+    let created = tenants::create(&state.db, &team.into_string(), email.as_str(), tenants::Via::Signup).await?;
     let user = accounts::user_by_email(&state.db, email.as_str()).await?.ok_or(StoreError::NotFound)?;
     accounts::set_profile(&state.db, &user.id, Some(&name.into_string()), &hashed).await?;
     let mut res = sign_in(&state, &req, &user.id, Some(created.tenant.id.clone()), "/app", false).await?;
@@ -435,6 +444,14 @@ pub async fn reset(
     }
     accounts::set_profile(&txn, &user_id, None, &hashed).await?;
     accounts::end_sessions_of(&txn, &user_id).await?;
+    let email = accounts::user(&txn, &user_id).await?.email;
+    let entry = Entry::new(
+        "user.password_reset",
+        "user",
+        user_id.as_str(),
+        format!("{email} chose a new password by email link; all their sessions ended"),
+    );
+    crate::audit::record_for_user(&txn, &user_id, &format!("user:{user_id}"), entry).await?;
     txn.commit().await.map_err(StoreError::from)?;
     // The link proved the inbox is theirs: earlier failed sign-ins no longer hold them back.
     throttle.succeeded(&accounts::user(&state.db, &user_id).await?.email);

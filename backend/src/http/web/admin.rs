@@ -126,7 +126,7 @@ pub async fn create_root_key(
     let system = apis::system(&state.db, &t).await?;
     let new =
         NewKey::root(t, ApiId::from_trusted(system.id), Some(name.into_string()), scopes, expires_at, Some(me.actor()));
-    let (model, secret) = keys::insert(&state.db, new, &KeyHead::Root).await?;
+    let (model, secret) = crate::http::api::keys::insert_audited(&state.db, new, &KeyHead::Root).await?;
     state.cache.announce_created(&[secret.hash()]).await;
     page(&KeyCreatedPage {
         c: Chrome::of(&me, "root-keys"),
@@ -364,9 +364,10 @@ pub async fn create_endpoint(
         return render_webhooks(&state, &me, &form, &errors, None, None, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
     let secret = crate::notify::webhook::new_secret();
-    let ep = crate::store::notify::create_endpoint(
+    let ep = crate::http::api::webhooks::create_audited(
         &state.db,
         &me.tenant_id(),
+        &me.actor(),
         None,
         form.url.trim().to_owned(),
         secret.clone(),
@@ -395,6 +396,7 @@ pub async fn endpoint_action(
     path: web::Path<(String, String)>,
     form: web::Form<super::account::CsrfOnly>,
 ) -> Result<HttpResponse, WebError> {
+    use crate::http::api::webhooks::save_audited;
     use crate::store::notify;
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
@@ -408,7 +410,7 @@ pub async fn endpoint_action(
             let secret = crate::notify::webhook::new_secret();
             ep.previous_secret = Some(std::mem::replace(&mut ep.secret, secret.clone()));
             ep.previous_secret_until = Some(Utc::now() + TimeDelta::hours(24));
-            notify::save_endpoint(&state.db, ep).await?;
+            save_audited(&state.db, &t, &me.actor(), ep, "webhook_endpoint.secret_rotated").await?;
             let note = "New signing secret below; the old one keeps signing next to it for 24 hours.";
             render_webhooks(&state, &me, &empty, &none, Some(note), Some((&id, &secret)), StatusCode::OK).await
         }
@@ -419,11 +421,11 @@ pub async fn endpoint_action(
                 ep.failures = 0;
                 ep.failing_since = None;
             }
-            notify::save_endpoint(&state.db, ep).await?;
+            save_audited(&state.db, &t, &me.actor(), ep, "webhook_endpoint.updated").await?;
             render_webhooks(&state, &me, &empty, &none, Some("Saved."), None, StatusCode::OK).await
         }
         "delete" => {
-            notify::delete_endpoint(&state.db, &t, &id).await?;
+            crate::http::api::webhooks::delete_audited(&state.db, &t, &me.actor(), &id).await?;
             render_webhooks(&state, &me, &empty, &none, Some("Endpoint deleted."), None, StatusCode::OK).await
         }
         _ => Err(WebError::NotFound),

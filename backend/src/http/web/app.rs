@@ -315,7 +315,16 @@ pub async fn create_api(
     let (Some(name), Some(prefix), Some(env)) = (name, prefix, env) else {
         return render_apis(&state, &me, &ListQuery::default(), &form, &errors, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
-    let created = apis::create(&state.db, &tenant(&me), name.into_string(), &prefix, env, Vec::new()).await;
+    let created = crate::http::api::apis::create_audited(
+        &state.db,
+        &tenant(&me),
+        &me.actor(),
+        name.into_string(),
+        &prefix,
+        env,
+        Vec::new(),
+    )
+    .await;
     match created {
         Ok(_) => Ok(see_other("/app/apis")),
         Err(StoreError::Conflict(m)) => {
@@ -407,9 +416,10 @@ pub async fn create_consumer(
         return render_consumers(&state, &me, &ListQuery::default(), &form, &errors, StatusCode::UNPROCESSABLE_ENTITY)
             .await;
     };
-    let created = consumers::create(
+    let created = crate::http::api::consumers::create_audited(
         &state.db,
         &tenant(&me),
+        &me.actor(),
         consumers::NewConsumer {
             external_id: external.into_string(),
             name: name.into_string(),

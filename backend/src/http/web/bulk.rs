@@ -97,12 +97,8 @@ pub async fn bulk(
         actor: me.actor(),
         as_of: Utc::now(),
     };
-    let mut job = jobs::NewJob::now(
-        crate::jobs::ROTATION_BULK,
-        serde_json::to_value(&req).map_err(|e| WebError::Internal(e.into()))?,
-    );
-    job.tenant_id = Some(t.as_str().to_owned());
-    let Some(id) = jobs::enqueue(&state.db, job).await? else {
+    let p = plan(&state.db, &t, &req.api_id, &req.filter).await?;
+    let Some(id) = crate::rotation::bulk::start(&state, &req, &p).await? else {
         return Err(WebError::Internal(anyhow::anyhow!("the job was not queued")));
     };
     Ok(see_other(&format!("/app/jobs/{id}")))

@@ -155,7 +155,7 @@ pub async fn create_key(
         ip_allowlist: None,
         created_by: Some(me.actor()),
     };
-    let (model, secret) = keys::insert(&state.db, new, &head).await?;
+    let (model, secret) = crate::http::api::keys::insert_audited(&state.db, new, &head).await?;
     state.cache.announce_created(&[secret.hash()]).await;
     page(&KeyCreatedPage {
         c: Chrome::of(&me, "consumers"),
@@ -417,7 +417,7 @@ pub async fn set_enabled(
     let id = key_id(&id)?;
     let enabled = form.enabled == "true";
     let patch = keys::KeyPatch { enabled: Some(enabled), ..keys::KeyPatch::default() };
-    match keys::update(&state.db, &tenant(&me), &id, false, patch).await {
+    match crate::http::api::keys::update_audited(&state.db, &tenant(&me), &me.actor(), &id, patch).await {
         Ok(k) => {
             crate::http::api::keys::invalidate_one(&state, &k.hash).await;
             let notice = if enabled {
@@ -508,17 +508,17 @@ pub async fn rotation_action(
     let r = rotations::get(&state.db, &t, &rid).await?;
     let back = KeyId::from_trusted(r.to_key_id.clone());
     let done = match action.as_str() {
-        "complete" => rotation::complete(&state, &t, &rid).await.map(|_| "The old version was retired."),
-        "rollback" => {
-            rotation::rollback(&state, &t, &rid).await.map(|_| "Rolled back: the old version is current again.")
-        }
+        "complete" => rotation::complete(&state, &t, &rid, &me.actor()).await.map(|_| "The old version was retired."),
+        "rollback" => rotation::rollback(&state, &t, &rid, &me.actor())
+            .await
+            .map(|_| "Rolled back: the old version is current again."),
         "extend" => {
             let Some(hours) = form.hours.trim().parse::<i64>().ok().filter(|h| (1..=720).contains(h)) else {
                 let mut errors = FormErrors::new();
                 errors.insert("hours", "Enter hours from 1 to 720.".into());
                 return render_key(&state, &me, &back, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
             };
-            rotation::extend(&state, &t, &rid, r.grace_ends_at + TimeDelta::hours(hours))
+            rotation::extend(&state, &t, &rid, r.grace_ends_at + TimeDelta::hours(hours), &me.actor())
                 .await
                 .map(|_| "The grace period was extended.")
         }

@@ -279,7 +279,7 @@ pub async fn create(
         into_form_errors(e, &mut errors)?;
         return render(&state, &me, &form, &errors, None, None, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
-    match policies::insert(&state.db, p).await {
+    match crate::http::api::policies::insert_audited(&state.db, &me.actor(), p).await {
         Ok(_) => {
             render(
                 &state,
@@ -339,7 +339,7 @@ pub async fn update(
         return render(&state, &me, &form, &errors, None, Some(id.into_inner()), StatusCode::UNPROCESSABLE_ENTITY)
             .await;
     }
-    policies::save(&state.db, p).await?;
+    crate::http::api::policies::save_audited(&state.db, &me.actor(), p).await?;
     render(&state, &me, &PolicyForm::defaults(), &FormErrors::new(), Some("Policy saved."), None, StatusCode::OK).await
 }
 
@@ -353,7 +353,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, WebError> {
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
-    policies::delete(&state.db, &me.tenant_id(), &policy_id(&id)?).await?;
+    crate::http::api::policies::delete_audited(&state.db, &me.tenant_id(), &me.actor(), &policy_id(&id)?).await?;
     render(
         &state,
         &me,

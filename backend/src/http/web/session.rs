@@ -40,6 +40,12 @@ pub enum WebError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<sea_orm::DbErr> for WebError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
 impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
         match e {

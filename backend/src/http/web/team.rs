@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::app::Chrome;
 use super::session::{FormErrors, Role, Signed, WebError, page_with};
+use crate::audit::Entry;
 use crate::domain::input::Email;
 use crate::state::AppState;
 use crate::store::{StoreError, accounts};
@@ -118,7 +119,18 @@ pub async fn invite(
         errors.insert("email", "This person is already a member.".into());
         return render(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
-    accounts::add_member(&state.db, &user.id, &t, &form.role).await?;
+    crate::audit::write(&state.db, &t, &me.actor(), async |txn| {
+        accounts::add_member(txn, &user.id, &t, &form.role).await?;
+        let entry = Entry::new(
+            "member.invited",
+            "member",
+            user.id.clone(),
+            format!("Invited {} as {}", email.as_str(), form.role),
+        )
+        .with(serde_json::json!({ "email": email.as_str(), "role": form.role, "new_account": user.password_hash.is_none() }));
+        Ok::<_, StoreError>(((), vec![entry]))
+    })
+    .await?;
     let base = state.settings.public_url.clone().unwrap_or_else(|| format!("http://{}", state.settings.listen));
     let base = base.trim_end_matches('/');
     let (subject, body) = if user.password_hash.is_none() {
@@ -179,20 +191,36 @@ pub async fn change(
         return Err(WebError::Forbidden("You cannot change this member."));
     }
     let txn = crate::store::begin_write(&state.db).await.map_err(StoreError::from)?;
-    let notice = if form.role.is_empty() {
+    let who = accounts::members(&txn, &t)
+        .await?
+        .into_iter()
+        .find(|(m, _)| m.user_id == *user_id)
+        .map(|(_, u)| u.email)
+        .unwrap_or_default();
+    let (notice, entry) = if form.role.is_empty() {
         accounts::remove_member(&txn, &user_id, &t).await?;
-        "The member was removed.".to_owned()
+        let entry = Entry::new("member.removed", "member", user_id.as_str(), format!("Removed {who} from the team"))
+            .with(serde_json::json!({ "email": who, "before": { "role": target.role } }));
+        ("The member was removed.".to_owned(), entry)
     } else {
         if !grantable(&me).contains(&form.role.as_str()) {
             return Err(WebError::Forbidden("You cannot give this role."));
         }
         accounts::add_member(&txn, &user_id, &t, &form.role).await?;
-        format!("The member is now {}.", form.role)
+        let entry = Entry::new(
+            "member.role_changed",
+            "member",
+            user_id.as_str(),
+            format!("Changed the role of {who} from {} to {}", target.role, form.role),
+        )
+        .with(serde_json::json!({ "email": who, "before": { "role": target.role }, "after": { "role": form.role } }));
+        (format!("The member is now {}.", form.role), entry)
     };
     // A team never loses its last owner.
     if !accounts::members(&txn, &t).await?.iter().any(|(m, _)| m.role == "owner") {
         return Err(WebError::Forbidden("A team needs at least one owner."));
     }
+    crate::audit::record(&txn, &t, &me.actor(), vec![entry]).await?;
     txn.commit().await.map_err(StoreError::from)?;
     render_fresh(&state, &me, Some(notice)).await
 }

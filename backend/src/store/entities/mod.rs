@@ -2,6 +2,8 @@
 //! `tenant_id`, and the queries in `store/` always filter on it.
 
 pub mod api;
+pub mod audit_event;
+pub mod audit_head;
 pub mod consumer;
 pub mod delivery;
 pub mod event;

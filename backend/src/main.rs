@@ -60,37 +60,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 async fn verify_audit(settings: &Settings, only: Option<&str>, json: bool) -> anyhow::Result<bool> {
     let db = store::connect(&settings.database_url, 2).await?;
     store::migrate(&db).await?;
-    let tenants = store::tenants::all(&db).await?;
-    let chosen: Vec<_> = tenants.into_iter().filter(|t| only.is_none_or(|o| o == t.id)).collect();
-    if chosen.is_empty() {
-        anyhow::bail!(
-            "{}",
-            only.map_or_else(|| "no tenant exists yet".to_owned(), |o| format!("no tenant has the id {o}"))
-        );
+    let (intact, lines) = keyroll::audit::check_all(&db, only, json).await?;
+    for line in lines {
+        println!("{line}");
     }
-    let mut all_intact = true;
-    for t in chosen {
-        let report = keyroll::audit::verify(&db, &keyroll::domain::TenantId::from_trusted(t.id.clone())).await?;
-        all_intact &= report.intact;
-        if json {
-            println!("{}", serde_json::json!({ "tenant_id": t.id, "report": report }));
-        } else if let Some(b) = &report.first_broken {
-            println!(
-                "{} ({}): BROKEN at entry {}{}: {}",
-                t.name,
-                t.id,
-                b.seq,
-                b.id.as_ref().map(|i| format!(" ({i})")).unwrap_or_default(),
-                b.reason
-            );
-        } else {
-            println!(
-                "{} ({}): intact, {} entries (from {} to {})",
-                t.name, t.id, report.entries, report.first_seq, report.head_seq
-            );
-        }
-    }
-    Ok(all_intact)
+    Ok(intact)
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {

@@ -244,3 +244,37 @@ pub async fn retention_sweep(state: &crate::state::AppState) -> Result<(), DbErr
     }
     Ok(())
 }
+
+/// What `keyroll audit verify` prints: one line per tenant (or the one asked for), and whether
+/// every chain is intact.
+///
+/// # Errors
+/// Database errors, or no such tenant.
+pub async fn check_all(db: &DatabaseConnection, only: Option<&str>, json: bool) -> anyhow::Result<(bool, Vec<String>)> {
+    let tenants = crate::store::tenants::all(db).await?;
+    let chosen: Vec<_> = tenants.into_iter().filter(|t| only.is_none_or(|o| o == t.id)).collect();
+    if chosen.is_empty() {
+        anyhow::bail!(
+            "{}",
+            only.map_or_else(|| "no tenant exists yet".to_owned(), |o| format!("no tenant has the id {o}"))
+        );
+    }
+    let mut all_intact = true;
+    let mut lines = Vec::with_capacity(chosen.len());
+    for t in chosen {
+        let report = verify(db, &TenantId::from_trusted(t.id.clone())).await?;
+        all_intact &= report.intact;
+        lines.push(if json {
+            serde_json::json!({ "tenant_id": t.id, "report": report }).to_string()
+        } else if let Some(b) = &report.first_broken {
+            let at = b.id.as_ref().map(|i| format!(" ({i})")).unwrap_or_default();
+            format!("{} ({}): BROKEN at entry {}{at}: {}", t.name, t.id, b.seq, b.reason)
+        } else {
+            format!(
+                "{} ({}): intact, {} entries ({} to {})",
+                t.name, t.id, report.entries, report.first_seq, report.head_seq
+            )
+        });
+    }
+    Ok((all_intact, lines))
+}

@@ -1,5 +1,6 @@
 //! One integration binary: every black-box test of the HTTP contract.
 
+mod audit;
 mod bad_input;
 mod browser;
 mod bulk;

@@ -130,6 +130,36 @@ fn slugify(name: &str) -> String {
     if s.is_empty() { "tenant".into() } else { s }
 }
 
+/// One tenant.
+///
+/// # Errors
+/// `NotFound`, database errors.
+pub async fn get(db: &impl ConnectionTrait, id: &TenantId) -> Result<tenant::Model, StoreError> {
+    tenant::Entity::find_by_id(id.as_str()).one(db).await?.ok_or(StoreError::NotFound)
+}
+
+/// Sets one of a tenant's settings.
+///
+/// # Errors
+/// `NotFound`, database errors.
+pub async fn set_setting(
+    db: &impl ConnectionTrait,
+    id: &TenantId,
+    name: &str,
+    value: serde_json::Value,
+) -> Result<tenant::Model, StoreError> {
+    use sea_orm::{ActiveModelTrait, Set};
+    let t = get(db, id).await?;
+    let mut settings = t.settings.clone();
+    if !settings.is_object() {
+        settings = json!({});
+    }
+    settings[name] = value;
+    let mut am = t.into_active_model();
+    am.settings = Set(settings);
+    Ok(am.update(db).await?)
+}
+
 /// Every tenant, oldest first.
 ///
 /// # Errors

@@ -251,6 +251,15 @@ async fn owner_and_viewer(app: &TestApp, c: &Client) {
         wait_for(c, "").await;
         shot(c, name).await;
     }
+    // The audit log names who revoked the key and why; an entry opens to its details.
+    c.goto(&app.url("/app/audit")).await.expect("audit");
+    wait_for(c, "Chain intact").await;
+    wait_for(c, "Revoked key").await;
+    click(c, "table.audit details summary").await;
+    wait_for(c, "Request").await;
+    shot(c, "22-audit").await;
+    c.execute("document.querySelector('table.audit').scrollIntoView()", vec![]).await.expect("scroll");
+    shot(c, "23-audit-entry").await;
     click(c, "form[action='/logout'] button").await;
     wait_for(c, "Sign in").await;
     shot(c, "14-login").await;

@@ -7,6 +7,7 @@ mod bulk;
 mod cache;
 mod dashboard;
 mod dashboard_admin;
+mod dashboard_audit;
 mod faults;
 mod helpers;
 mod isolation;

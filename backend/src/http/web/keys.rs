@@ -267,20 +267,8 @@ async fn render_key_typed(
         });
     }
     // Who did it, in words: members by name, the rest by kind.
-    let members = crate::store::accounts::members(&state.db, &t).await?;
-    let label = |actor: &str| -> String {
-        match actor.split_once(':') {
-            Some(("user", id)) => members.iter().find(|(_, u)| u.id == id).map_or_else(
-                || "a former member".to_owned(),
-                |(_, u)| u.name.clone().unwrap_or_else(|| u.email.clone()),
-            ),
-            Some(("root_key", id)) => format!("root key {id}"),
-            Some(("policy", _)) => "a rotation policy".to_owned(),
-            Some(("consumer", _)) => "the consumer".to_owned(),
-            _ if actor == "cli" => "the command line".to_owned(),
-            _ => actor.to_owned(),
-        }
-    };
+    let actors = super::audit::Actors::of(state, me).await?;
+    let label = |actor: &str| actors.label(actor);
     // The page is about the lineage's newest version; older ones are on the consumer's page.
     let current = versions.first().map_or_else(|| KeyRow::of(&k), |v| KeyRow::of(v));
     let older = versions.len().saturating_sub(SHOWN);

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod bulk;
 pub mod keys;
 pub mod policies;
@@ -79,6 +80,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/policies/{id}", web::post().to(policies::update))
         .route("/app/policies/{id}/delete", web::post().to(policies::delete))
         .route("/app/team", web::get().to(team::team_page))
+        .route("/app/audit", web::get().to(audit::audit_page))
+        .route("/app/audit/export", web::get().to(audit::export_file))
+        .route("/app/audit/retention", web::post().to(audit::set_retention))
         .route("/app/team/invite", web::post().to(team::invite))
         .route("/app/team/{user_id}", web::post().to(team::change));
 }

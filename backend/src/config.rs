@@ -48,6 +48,7 @@ struct Raw {
     rotation: RotationSettings,
     notify: NotifySettings,
     audit: AuditSettings,
+    leak: LeakSettings,
 }
 
 impl Default for Raw {
@@ -75,8 +76,22 @@ impl Default for Raw {
             rotation: RotationSettings::default(),
             notify: NotifySettings::default(),
             audit: AuditSettings::default(),
+            leak: LeakSettings::default(),
         }
     }
+}
+
+/// Leak reports from secret scanners.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LeakSettings {
+    /// GitHub's secret-scanning public keys, as GitHub publishes them
+    /// (`{"public_keys":[{"key_identifier":…,"key":"-----BEGIN PUBLIC KEY-----…"}]}`).
+    pub github_public_keys: Option<String>,
+    /// The same, read from a file.
+    pub github_public_keys_file: Option<PathBuf>,
+    /// The `whsec_…` secret other scanners sign their reports with (Standard Webhooks).
+    pub intake_secret: Option<String>,
 }
 
 /// The audit log.
@@ -212,6 +227,9 @@ pub struct Settings {
     pub rotation: RotationSettings,
     pub notify: NotifySettings,
     pub audit: AuditSettings,
+    pub leak: LeakSettings,
+    /// GitHub's secret-scanning keys by identifier, PEM (checked at start-up).
+    pub github_keys: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -320,6 +338,10 @@ impl Settings {
         if raw.jobs.lease_ms < 300 {
             return Err(ConfigError("KEYROLL_JOBS__LEASE_MS: must be at least 300".into()));
         }
+        let github_keys = github_keys(&raw.leak)?;
+        if raw.leak.intake_secret.as_deref().is_some_and(|s| standardwebhooks::Webhook::new(s).is_err()) {
+            return Err(ConfigError("KEYROLL_LEAK__INTAKE_SECRET: must be a whsec_… secret (base64)".into()));
+        }
         if raw.audit.retention_days == 0 {
             return Err(ConfigError("KEYROLL_AUDIT__RETENTION_DAYS: must be at least 1".into()));
         }
@@ -345,6 +367,8 @@ impl Settings {
             rotation: raw.rotation,
             notify: raw.notify,
             audit: raw.audit,
+            github_keys,
+            leak: raw.leak,
         })
     }
 
@@ -352,6 +376,37 @@ impl Settings {
     pub fn is_sqlite(&self) -> bool {
         self.database_url.expose_secret().starts_with("sqlite:")
     }
+}
+
+/// GitHub's key document, from the setting or its file; every key must be a P-256 public key.
+fn github_keys(leak: &LeakSettings) -> Result<Vec<(String, String)>, ConfigError> {
+    #[derive(Deserialize)]
+    struct Doc {
+        public_keys: Vec<Key>,
+    }
+    #[derive(Deserialize)]
+    struct Key {
+        key_identifier: String,
+        key: String,
+    }
+    let text = match (&leak.github_public_keys, &leak.github_public_keys_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("KEYROLL_LEAK__GITHUB_PUBLIC_KEYS_FILE: {}: {e}", path.display())))?,
+        (None, None) => return Ok(Vec::new()),
+    };
+    let doc: Doc = serde_json::from_str(&text)
+        .map_err(|e| ConfigError(format!("KEYROLL_LEAK__GITHUB_PUBLIC_KEYS: not GitHub's key document: {e}")))?;
+    for k in &doc.public_keys {
+        use p256::pkcs8::DecodePublicKey;
+        p256::ecdsa::VerifyingKey::from_public_key_pem(&k.key).map_err(|e| {
+            ConfigError(format!(
+                "KEYROLL_LEAK__GITHUB_PUBLIC_KEYS: {} is not a P-256 public key: {e}",
+                k.key_identifier
+            ))
+        })?;
+    }
+    Ok(doc.public_keys.into_iter().map(|k| (k.key_identifier, k.key)).collect())
 }
 
 /// `127.0.0.1:8080`, `[::1]:8080`, or `:0` / `:8080` for 127.0.0.1.

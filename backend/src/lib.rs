@@ -10,6 +10,7 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
+pub mod playbooks;
 pub mod rotation;
 pub mod startup;
 pub mod state;

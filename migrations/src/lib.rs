@@ -13,6 +13,7 @@ mod m20261130_000007_endpoint_secrets;
 mod m20261130_000008_sessions;
 mod m20261130_000009_totp;
 mod m20261130_000010_audit;
+mod m20261130_000011_leak_policy;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000008_sessions::Migration),
             Box::new(m20261130_000009_totp::Migration),
             Box::new(m20261130_000010_audit::Migration),
+            Box::new(m20261130_000011_leak_policy::Migration),
         ]
     }
 }

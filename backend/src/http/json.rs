@@ -40,10 +40,18 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
 }
 
 async fn read_limited(payload: &mut Payload) -> Result<Bytes, ApiError> {
+    read_up_to(payload, MAX_BODY).await
+}
+
+/// Reads a body of at most `max` bytes (413 beyond).
+///
+/// # Errors
+/// 413, or a body that cannot be read.
+pub async fn read_up_to(payload: &mut Payload, max: usize) -> Result<Bytes, ApiError> {
     let mut buf = actix_web::web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| ApiError::field("body", "could not be read"))?;
-        if buf.len() + chunk.len() > MAX_BODY {
+        if buf.len() + chunk.len() > max {
             return Err(ApiError::PayloadTooLarge);
         }
         buf.extend_from_slice(&chunk);

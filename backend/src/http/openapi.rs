@@ -50,6 +50,7 @@ impl Modify for RootKeyAuth {
         api::policies::create, api::policies::list, api::policies::get, api::policies::update, api::policies::delete,
         public::self_service::pickup,
         api::audit::list, api::audit::export, api::audit::verify,
+        public::intake::github, public::intake::generic,
         health::healthz, health::readyz, health::metrics, spec,
     )
 )]

@@ -368,6 +368,33 @@ pub async fn extend(
     Ok(r)
 }
 
+/// Brings the end of the overlap window forward (a leak of the old version): never later than it
+/// was, never in the past.
+///
+/// # Errors
+/// `NotFound`, or the rotation is not in progress.
+pub async fn shorten(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &RotationId,
+    new_end: DateTime<Utc>,
+    actor: &str,
+) -> Result<rotation::Model, RotateError> {
+    let txn = begin_write(&state.db).await?;
+    let (r, from, _) = load(&txn, tenant, id).await?;
+    let now = Utc::now();
+    if effective_state(&r, now) != RotationState::InProgress {
+        return Err(RotateError::Conflict("the rotation is no longer in progress"));
+    }
+    let end = new_end.max(now).min(from.grace_ends_at.unwrap_or(r.grace_ends_at));
+    rotations::set_key_grace(&txn, &from.id, from.superseded_at.or(Some(now)), Some(end)).await?;
+    let r = rotations::set_state(&txn, r, RotationState::InProgress, Some(end), Some("grace shortened".into())).await?;
+    announce(&txn, tenant, actor, "rotation.extended", &r, &from).await?;
+    txn.commit().await?;
+    state.cache.invalidate(&hash(&from).into_iter().collect::<Vec<_>>()).await;
+    Ok(r)
+}
+
 /// What every rotation event says. Never a secret: ids, versions, the old key's start.
 #[must_use]
 pub fn event_data(r: &rotation::Model, old: &key::Model) -> Value {
@@ -406,7 +433,7 @@ pub async fn announce(
         "rotation.rolled_back" => format!("Rolled back the rotation of key {k}: v{v} is current again"),
         "rotation.extended" => {
             format!(
-                "Extended the overlap of key {k}: v{v} valid until {}",
+                "Moved the end of the overlap of key {k}: v{v} valid until {}",
                 r.grace_ends_at.format("%Y-%m-%d %H:%M UTC")
             )
         }

@@ -39,6 +39,8 @@ pub async fn create(
         is_system: false,
         scope_catalogue: Value::from(scope_catalogue),
         default_ratelimit: None,
+        leak_action: "rotate".into(),
+        leak_grace_seconds: 900,
         created_at: now,
         updated_at: now,
     };
@@ -62,6 +64,9 @@ pub async fn create_system(db: &impl ConnectionTrait, tenant: &TenantId) -> Resu
         is_system: true,
         scope_catalogue: Value::Array(vec![]),
         default_ratelimit: None,
+        // A leaked root key opens the whole management API: it is revoked at once.
+        leak_action: "revoke".into(),
+        leak_grace_seconds: 0,
         created_at: now,
         updated_at: now,
     };
@@ -94,6 +99,18 @@ pub async fn get(db: &impl ConnectionTrait, tenant: &TenantId, id: &ApiId) -> Re
         .ok_or(StoreError::NotFound)
 }
 
+/// An API of the tenant, the system API (root keys) included.
+///
+/// # Errors
+/// `NotFound`.
+pub async fn get_any(db: &impl ConnectionTrait, tenant: &TenantId, id: &ApiId) -> Result<api::Model, StoreError> {
+    api::Entity::find_by_id(id.as_str())
+        .filter(api::Column::TenantId.eq(tenant.as_str()))
+        .one(db)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
 /// A page of the tenant's APIs, newest first.
 ///
 /// # Errors
@@ -119,6 +136,8 @@ pub struct ApiPatch {
     pub name: Option<String>,
     pub scope_catalogue: Option<Vec<String>>,
     pub default_ratelimit: Option<Option<RateLimit>>,
+    /// `(action, grace_seconds)`.
+    pub leak_policy: Option<(String, i64)>,
 }
 
 /// Applies a patch.
@@ -140,6 +159,10 @@ pub async fn update(
     }
     if let Some(v) = p.default_ratelimit {
         am.default_ratelimit = Set(v.and_then(|r| serde_json::to_value(r).ok()));
+    }
+    if let Some((action, grace)) = p.leak_policy {
+        am.leak_action = Set(action);
+        am.leak_grace_seconds = Set(grace);
     }
     am.updated_at = Set(Utc::now());
     Ok(am.update(db).await?)

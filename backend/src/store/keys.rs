@@ -387,6 +387,14 @@ impl KeyRecordData {
     }
 }
 
+/// The key version with this hash, in any tenant (for leak reports, which name no tenant).
+///
+/// # Errors
+/// Database errors.
+pub async fn find_by_hash(db: &impl ConnectionTrait, hash: &KeyHash) -> Result<Option<key::Model>, StoreError> {
+    Ok(key::Entity::find().filter(key::Column::Hash.eq(hash.to_hex())).one(db).await?)
+}
+
 /// Reads what the verify path needs for one hash, or `None` when no key has it.
 ///
 /// # Errors

@@ -12,6 +12,7 @@ mod faults;
 mod helpers;
 mod isolation;
 mod jobs;
+mod leaks;
 mod management;
 mod nodes;
 mod notifications;

@@ -117,6 +117,16 @@ pub async fn update(
         patch.default_ratelimit = Some(rl.and_then(|r| r.check("default_ratelimit", &mut errs)));
         c.0.extend(errs);
     }
+    if let Some(lp) = &b.leak_policy {
+        let grace = lp.grace_seconds.unwrap_or(900);
+        if !["notify", "rotate", "revoke"].contains(&lp.action.as_str()) {
+            c.push("leak_policy.action", "must be notify, rotate or revoke");
+        } else if !(0..=86_400).contains(&grace) {
+            c.push("leak_policy.grace_seconds", "must be between 0 and 86400");
+        } else {
+            patch.leak_policy = Some((lp.action.clone(), if lp.action == "rotate" { grace } else { 0 }));
+        }
+    }
     c.finish()?;
     let api = crate::audit::write(&state.db, &root.tenant_id, &root.actor(), async |txn| {
         let before = apis::get(txn, &root.tenant_id, &id).await?;
@@ -133,6 +143,7 @@ fn audited(a: &crate::store::entities::api::Model) -> serde_json::Value {
     serde_json::json!({
         "name": a.name, "key_prefix": a.key_prefix, "environment": a.environment,
         "scope_catalogue": a.scope_catalogue, "default_ratelimit": a.default_ratelimit,
+        "leak_action": a.leak_action, "leak_grace_seconds": a.leak_grace_seconds,
     })
 }
 

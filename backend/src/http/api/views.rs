@@ -76,8 +76,22 @@ pub struct ApiView {
     pub environment: String,
     pub scope_catalogue: Vec<String>,
     pub default_ratelimit: Option<RateLimitBody>,
+    /// What a reported leak of one of this API's keys does.
+    pub leak_policy: LeakPolicy,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What a leak reported by a secret scanner does to the key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeakPolicy {
+    /// `notify` (events and email only), `rotate` (a new version; the leaked one keeps working
+    /// for `grace_seconds`, then stops), or `revoke` (refused at once).
+    pub action: String,
+    /// With `rotate`: 0 to 86400 seconds (default 900).
+    #[serde(default)]
+    pub grace_seconds: Option<i64>,
 }
 
 impl From<api::Model> for ApiView {
@@ -92,6 +106,7 @@ impl From<api::Model> for ApiView {
                 .default_ratelimit
                 .and_then(|v| serde_json::from_value::<RateLimit>(v).ok())
                 .map(Into::into),
+            leak_policy: LeakPolicy { action: a.leak_action, grace_seconds: Some(a.leak_grace_seconds) },
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -244,6 +259,7 @@ pub struct PatchApi {
     #[serde(default, deserialize_with = "double_option::deserialize")]
     #[schema(value_type = Option<RateLimitBody>)]
     pub default_ratelimit: Option<Option<RateLimitBody>>,
+    pub leak_policy: Option<LeakPolicy>,
 }
 
 /// `POST /v1/consumers`.

@@ -13,6 +13,10 @@ pub struct Model {
     pub is_system: bool,
     pub scope_catalogue: Json,
     pub default_ratelimit: Option<Json>,
+    /// What a reported leak does to this API's keys: `notify`, `rotate` or `revoke`.
+    pub leak_action: String,
+    /// With `rotate`, how long the leaked key keeps working.
+    pub leak_grace_seconds: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -1,0 +1,191 @@
+//! A reported leak: each token a scanner sends is checked (format, checksum, then its hash);
+//! a key that exists is contained as its API's leak policy says — `notify`, `rotate` with a
+//! short grace (a compromise rotation: no rollback, the new secret kept for the consumer), or
+//! `revoke` at once — and `leak.reported` goes to the tenant's and the consumer's endpoints and
+//! email, with an audit entry, in the same transaction. A key reported again within a day is
+//! not acted on twice. Unknown and malformed tokens are answered as false positives and
+//! otherwise ignored.
+
+use chrono::{TimeDelta, Utc};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::domain::rotation::{RetireMode, Trigger};
+use crate::domain::{ApiId, ApiKey, KeyId, KeyState, TenantId};
+use crate::rotation::{self, Handoff, RotateError, RotateRequest};
+use crate::state::AppState;
+use crate::store::entities::{audit_event, key};
+use crate::store::{StoreError, apis, begin_write, keys, rotations};
+
+/// One token a scanner found.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct Report {
+    pub token: String,
+    /// The scanner's name for the kind of token.
+    #[serde(rename = "type", default)]
+    pub token_type: String,
+    /// Where it was found.
+    #[serde(default)]
+    pub url: String,
+    /// What the scanner was looking at (`content`, `commit`, `issue`, …).
+    #[serde(default)]
+    pub source: String,
+}
+
+/// The answer for one token, as GitHub's partner programme expects it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Verdict {
+    pub token_raw: String,
+    pub token_type: String,
+    /// `true_positive` for a key of ours (in any state), `false_positive` otherwise.
+    pub label: &'static str,
+}
+
+/// What was done about a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Notified,
+    Rotated,
+    /// Already in grace: its grace now ends sooner.
+    GraceShortened,
+    Revoked,
+    /// Revoked, expired, or reported within the last day: nothing more to do.
+    AlreadyContained,
+}
+
+impl Action {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Notified => "notified",
+            Self::Rotated => "rotated",
+            Self::GraceShortened => "grace_shortened",
+            Self::Revoked => "revoked",
+            Self::AlreadyContained => "already_contained",
+        }
+    }
+}
+
+/// Handles a batch of reports from `reporter` (`github`, `scanner`).
+///
+/// # Errors
+/// Database errors (the scanner should send the batch again).
+pub async fn handle(state: &AppState, reporter: &str, reports: Vec<Report>) -> Result<Vec<Verdict>, StoreError> {
+    let mut out = Vec::with_capacity(reports.len());
+    for r in reports {
+        let found = match ApiKey::parse(r.token.trim()) {
+            Ok(k) => keys::find_by_hash(&state.db, &k.hash()).await?,
+            Err(_) => None,
+        };
+        let label = if found.is_some() { "true_positive" } else { "false_positive" };
+        if let Some(k) = found {
+            let action = contain(state, reporter, &r, k).await?;
+            tracing::warn!(reporter, action = action.as_str(), url = %r.url, "a leaked key was reported");
+        }
+        out.push(Verdict { token_raw: r.token, token_type: r.token_type, label });
+    }
+    Ok(out)
+}
+
+async fn contain(state: &AppState, reporter: &str, r: &Report, k: key::Model) -> Result<Action, StoreError> {
+    let tenant = TenantId::from_trusted(k.tenant_id.clone());
+    let id = KeyId::from_trusted(k.id.clone());
+    let actor = format!("scanner:{reporter}");
+    let now = Utc::now();
+    let api = apis::get_any(&state.db, &tenant, &ApiId::from_trusted(k.api_id.clone())).await?;
+    let grace = TimeDelta::seconds(api.leak_grace_seconds.clamp(0, 86_400));
+    let reported_lately = audit_event::Entity::find()
+        .filter(audit_event::Column::TenantId.eq(tenant.as_str()))
+        .filter(audit_event::Column::Action.eq("key.leaked"))
+        .filter(audit_event::Column::TargetId.eq(k.id.as_str()))
+        .filter(audit_event::Column::OccurredAt.gt(now - TimeDelta::days(1)))
+        .one(&state.db)
+        .await?
+        .is_some();
+    let state_now = KeyState::derive(&rotation::times(&k), now);
+    let action = if reported_lately || matches!(state_now, KeyState::Revoked | KeyState::Expired) {
+        Action::AlreadyContained
+    } else {
+        match (api.leak_action.as_str(), state_now) {
+            ("notify", _) => Action::Notified,
+            ("rotate", KeyState::Valid) if state.master_key.is_some() && !k.is_root => Action::Rotated,
+            ("rotate", KeyState::Superseded) => Action::GraceShortened,
+            // Disabled keys, root keys, and installs with no master key to keep a new secret
+            // for the consumer: the key is refused at once.
+            _ => Action::Revoked,
+        }
+    };
+
+    // The report itself: event, email and audit entry, in one transaction.
+    let txn = begin_write(&state.db).await?;
+    let audience = crate::notify::audience_of(&txn, k.consumer_id.as_deref()).await?;
+    let data = json!({
+        "key_id": k.id, "key_start": k.start, "lineage_id": k.lineage_id, "version": k.version,
+        "consumer_id": k.consumer_id, "api_id": k.api_id, "reporter": reporter, "url": r.url,
+        "source": r.source, "token_type": r.token_type, "action": action.as_str(),
+    });
+    crate::notify::emit(&txn, &tenant, "leak.reported", data.clone(), &audience).await?;
+    let entry = crate::audit::Entry::new(
+        "key.leaked",
+        if k.is_root { "root_key" } else { "key" },
+        k.id.clone(),
+        format!(
+            "Key {} v{} was reported leaked by {reporter}{}; action: {}",
+            k.start,
+            k.version,
+            if r.url.is_empty() { String::new() } else { format!(" at {}", r.url) },
+            action.as_str().replace('_', " ")
+        ),
+    )
+    .with(data);
+    crate::audit::record(&txn, &tenant, &actor, vec![entry]).await?;
+    txn.commit().await?;
+
+    match action {
+        Action::Notified | Action::AlreadyContained => {}
+        Action::Revoked => {
+            let reason = format!("leaked: reported by {reporter}");
+            crate::http::api::keys::revoke_one(state, &tenant, &actor, &k.id, &reason, k.is_root)
+                .await
+                .map_err(|e| StoreError::Conflict(format!("the leaked key could not be revoked: {e}")))?;
+        }
+        Action::Rotated => {
+            let policy = crate::store::policies::effective(&state.db, &k.api_id, k.consumer_id.as_deref()).await?;
+            let handoff = policy.as_ref().and_then(|p| Handoff::parse(&p.delivery)).unwrap_or(Handoff::Pickup);
+            let request = RotateRequest {
+                overlap: grace,
+                scopes: None,
+                meta: None,
+                retire_mode: RetireMode::AtDeadline,
+                trigger: Trigger::Playbook,
+                actor: Some(actor.clone()),
+                compromise: true,
+                rules: rotation::rules_for(&state.db, &k).await?,
+                handoff: Some(handoff),
+            };
+            match rotation::rotate(state, &tenant, &id, false, request).await {
+                Ok(_) | Err(RotateError::Conflict(_)) => {}
+                Err(RotateError::Rule(e)) => {
+                    // The lineage refuses another version: refuse the leaked one instead.
+                    tracing::warn!(key_id = %k.id, reason = %e, "leaked key not rotatable; revoking it");
+                    let reason = format!("leaked: reported by {reporter} (could not rotate: {e})");
+                    crate::http::api::keys::revoke_one(state, &tenant, &actor, &k.id, &reason, false)
+                        .await
+                        .map_err(|e| StoreError::Conflict(format!("the leaked key could not be revoked: {e}")))?;
+                }
+                Err(RotateError::Store(e)) => return Err(e),
+            }
+        }
+        Action::GraceShortened => {
+            let end = now + grace;
+            if k.grace_ends_at.is_some_and(|g| g > end) {
+                for open in rotations::open_from(&state.db, &k.id).await? {
+                    rotation::shorten(state, &tenant, &crate::domain::RotationId::from_trusted(open.id), end, &actor)
+                        .await
+                        .map_err(|e| StoreError::Conflict(e.to_string()))?;
+                }
+            }
+        }
+    }
+    Ok(action)
+}

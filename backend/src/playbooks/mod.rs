@@ -1,0 +1,3 @@
+//! Incident handling. `leak` contains keys that secret scanners report.
+
+pub mod leak;

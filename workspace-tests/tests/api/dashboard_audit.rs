@@ -143,3 +143,32 @@ async fn audit_page(app: TestApp) {
     assert_eq!(d.post("/app/audit/retention", &[("csrf", &page.csrf()), ("days", "30")]).await.status, 403);
 }
 crate::both_backends!(dashboard_audit, audit_page);
+
+async fn leak_policy_form(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let csrf = ann.get("/app").await.csrf();
+    let apis = ann
+        .post("/app/apis", &[("csrf", &csrf), ("name", "Orders"), ("key_prefix", "acme"), ("environment", "live")])
+        .await;
+    assert!(
+        apis.body.contains("Rotate; the leaked key works for") && apis.body.contains("value=\"15\""),
+        "the default"
+    );
+    let api_id =
+        apis.body.split("action=\"/app/apis/").nth(1).and_then(|s| s.split('/').next()).expect("api id").to_owned();
+    let path = format!("/app/apis/{api_id}/leak-policy");
+    let bad = ann.post(&path, &[("csrf", &csrf), ("action", "rotate"), ("minutes", "a lot")]).await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("Between 0 and 1440 minutes.") && bad.body.contains("aria-invalid=\"true\""));
+    let saved = ann.post(&path, &[("csrf", &csrf), ("action", "revoke"), ("minutes", "")]).await;
+    assert!(saved.body.contains("Leak policy saved.") && saved.body.contains("value=\"revoke\" selected"));
+    let log = ann.get("/app/audit?action=api.updated").await;
+    assert!(log.body.contains("Changed the API Orders"));
+    assert!(
+        log.body.contains("&#34;leak_action&#34;: &#34;revoke&#34;")
+            || log.body.contains("&quot;leak_action&quot;: &quot;revoke&quot;")
+    );
+    assert_eq!(ann.post(&path, &[("csrf", "forged"), ("action", "notify")]).await.status, 403);
+}
+crate::both_backends!(dashboard_leak_policy, leak_policy_form);

@@ -128,15 +128,29 @@ pub async fn update(
         }
     }
     c.finish()?;
-    let api = crate::audit::write(&state.db, &root.tenant_id, &root.actor(), async |txn| {
-        let before = apis::get(txn, &root.tenant_id, &id).await?;
-        let after = apis::update(txn, &root.tenant_id, &id, patch).await?;
+    let api = update_audited(&state.db, &root.tenant_id, &root.actor(), &id, patch).await?;
+    Ok(web::Json(api.into()))
+}
+
+/// Changes an API, recording before and after.
+///
+/// # Errors
+/// `NotFound`, database errors.
+pub(crate) async fn update_audited(
+    db: &sea_orm::DatabaseConnection,
+    tenant: &crate::domain::TenantId,
+    actor: &str,
+    id: &ApiId,
+    patch: ApiPatch,
+) -> Result<crate::store::entities::api::Model, crate::store::StoreError> {
+    crate::audit::write(db, tenant, actor, async |txn| {
+        let before = apis::get(txn, tenant, id).await?;
+        let after = apis::update(txn, tenant, id, patch).await?;
         let entry = Entry::new("api.updated", "api", after.id.clone(), format!("Changed the API {}", after.name))
             .change(audited(&before), audited(&after));
-        Ok::<_, crate::store::StoreError>((after, vec![entry]))
+        Ok((after, vec![entry]))
     })
-    .await?;
-    Ok(web::Json(api.into()))
+    .await
 }
 
 fn audited(a: &crate::store::entities::api::Model) -> serde_json::Value {

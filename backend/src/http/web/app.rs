@@ -250,6 +250,9 @@ struct ApisPage<'a> {
     next: Option<String>,
     form: &'a ApiForm,
     errors: &'a FormErrors,
+    /// The API whose leak policy form has an error.
+    leak_error_for: Option<String>,
+    notice: Option<&'a str>,
 }
 
 /// What the new-API form sends.
@@ -283,6 +286,64 @@ pub async fn apis_page(
     render_apis(&state, &me, &q, &ApiForm::default(), &FormErrors::new(), StatusCode::OK).await
 }
 
+/// The leak policy form of one API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LeakForm {
+    pub csrf: String,
+    pub action: String,
+    pub minutes: String,
+}
+
+/// `POST /app/apis/{id}/leak-policy` (owners and admins).
+pub async fn set_leak_policy(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    id: web::Path<String>,
+    form: web::Form<LeakForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_admin()?;
+    let api_id = crate::domain::ApiId::parse(&id).map_err(|_| WebError::NotFound)?;
+    if !["notify", "rotate", "revoke"].contains(&form.action.as_str()) {
+        return Err(WebError::NotFound);
+    }
+    let minutes = if form.action == "rotate" {
+        form.minutes.trim().parse::<i64>().ok().filter(|m| (0..=1_440).contains(m))
+    } else {
+        Some(0)
+    };
+    let Some(minutes) = minutes else {
+        let mut errors = FormErrors::new();
+        errors.insert("minutes", "Between 0 and 1440 minutes.".into());
+        let list = apis::list(&state.db, &tenant(&me), 50, None).await?;
+        let page = ApisPage {
+            c: Chrome::of(&me, "apis"),
+            apis: list.items,
+            next: list.next_cursor,
+            form: &ApiForm::default(),
+            errors: &errors,
+            leak_error_for: Some(api_id.as_str().to_owned()),
+            notice: None,
+        };
+        return page_with(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    };
+    let patch = apis::ApiPatch { leak_policy: Some((form.action.clone(), minutes * 60)), ..apis::ApiPatch::default() };
+    crate::http::api::apis::update_audited(&state.db, &tenant(&me), &me.actor(), &api_id, patch).await?;
+    let list = apis::list(&state.db, &tenant(&me), 50, None).await?;
+    let page = ApisPage {
+        c: Chrome::of(&me, "apis"),
+        apis: list.items,
+        next: list.next_cursor,
+        form: &ApiForm::default(),
+        errors: &FormErrors::new(),
+        leak_error_for: None,
+        notice: Some("Leak policy saved."),
+    };
+    page_with(StatusCode::OK, &page)
+}
+
 async fn render_apis(
     state: &AppState,
     me: &Signed,
@@ -292,7 +353,18 @@ async fn render_apis(
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
     let list = apis::list(&state.db, &tenant(me), 50, cursor(q).as_ref()).await?;
-    page_with(status, &ApisPage { c: Chrome::of(me, "apis"), apis: list.items, next: list.next_cursor, form, errors })
+    page_with(
+        status,
+        &ApisPage {
+            c: Chrome::of(me, "apis"),
+            apis: list.items,
+            next: list.next_cursor,
+            form,
+            errors,
+            leak_error_for: None,
+            notice: None,
+        },
+    )
 }
 
 /// `POST /app/apis` (owners and admins).

@@ -52,6 +52,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/switch", web::post().to(account::switch))
         .route("/app/apis", web::get().to(app::apis_page))
         .route("/app/apis", web::post().to(app::create_api))
+        .route("/app/apis/{id}/leak-policy", web::post().to(app::set_leak_policy))
         .route("/app/consumers", web::get().to(app::consumers_page))
         .route("/app/consumers", web::post().to(app::create_consumer))
         .route("/app/consumers/{id}", web::get().to(app::consumer_page))

@@ -360,11 +360,25 @@ pub async fn extend(
     let current_end = from.grace_ends_at.unwrap_or(r.grace_ends_at);
     let bounds = rules_for(&txn, &from).await?;
     rules::check_extension(now, r.started_at, current_end, new_end, from.expires_at, &bounds)?;
-    rotations::set_key_grace(&txn, &from.id, from.superseded_at.or(Some(now)), Some(new_end)).await?;
-    let r = rotations::set_state(&txn, r, next, Some(new_end), None).await?;
-    announce(&txn, tenant, actor, "rotation.extended", &r, &from).await?;
+    set_deadline(state, tenant, txn, (r, next, None), &from, new_end, actor).await
+}
+
+/// Moves the old version's end of grace and the record's to `end`, announces it as
+/// `rotation.extended`, commits, and drops the old version from the caches.
+async fn set_deadline(
+    state: &AppState,
+    tenant: &TenantId,
+    txn: sea_orm::DatabaseTransaction,
+    (r, next, reason): (rotation::Model, RotationState, Option<String>),
+    from: &key::Model,
+    end: DateTime<Utc>,
+    actor: &str,
+) -> Result<rotation::Model, RotateError> {
+    rotations::set_key_grace(&txn, &from.id, from.superseded_at.or(Some(Utc::now())), Some(end)).await?;
+    let r = rotations::set_state(&txn, r, next, Some(end), reason).await?;
+    announce(&txn, tenant, actor, "rotation.extended", &r, from).await?;
     txn.commit().await?;
-    state.cache.invalidate(&hash(&from).into_iter().collect::<Vec<_>>()).await;
+    state.cache.invalidate(&hash(from).into_iter().collect::<Vec<_>>()).await;
     Ok(r)
 }
 
@@ -387,12 +401,8 @@ pub async fn shorten(
         return Err(RotateError::Conflict("the rotation is no longer in progress"));
     }
     let end = new_end.max(now).min(from.grace_ends_at.unwrap_or(r.grace_ends_at));
-    rotations::set_key_grace(&txn, &from.id, from.superseded_at.or(Some(now)), Some(end)).await?;
-    let r = rotations::set_state(&txn, r, RotationState::InProgress, Some(end), Some("grace shortened".into())).await?;
-    announce(&txn, tenant, actor, "rotation.extended", &r, &from).await?;
-    txn.commit().await?;
-    state.cache.invalidate(&hash(&from).into_iter().collect::<Vec<_>>()).await;
-    Ok(r)
+    let record = (r, RotationState::InProgress, Some("grace shortened".to_owned()));
+    set_deadline(state, tenant, txn, record, &from, end, actor).await
 }
 
 /// What every rotation event says. Never a secret: ids, versions, the old key's start.

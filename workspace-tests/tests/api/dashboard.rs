@@ -75,6 +75,27 @@ pub(crate) async fn sign_up(b: &Browser, team: &str, email: &str) -> Page {
     page
 }
 
+/// Creates a key for the consumer on the new-key page (its first API), with `scopes`.
+pub(crate) async fn create_key(b: &Browser, csrf: &str, consumer_id: &str, scopes: &str) -> Page {
+    let new_key = b.get(&format!("/app/keys/new?consumer={consumer_id}")).await;
+    let api_id = new_key
+        .body
+        .split("option value=\"api_")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(|s| format!("api_{s}"))
+        .expect("api");
+    let form = [
+        ("csrf", csrf),
+        ("consumer_id", consumer_id),
+        ("api_id", api_id.as_str()),
+        ("name", "prod"),
+        ("scopes", scopes),
+        ("expires_days", ""),
+    ];
+    b.post("/app/keys", &form).await
+}
+
 async fn dashboard_flows(app: TestApp) {
     let ann = Browser::new(&app);
 
@@ -125,27 +146,7 @@ async fn dashboard_flows(app: TestApp) {
     assert!(found.body.contains(&consumer_id), "search by external id, any case");
     assert!(ann.get("/app/consumers?q=nobody").await.body.contains("No consumer matches"));
 
-    let new_key = ann.get(&format!("/app/keys/new?consumer={consumer_id}")).await;
-    let api_id = new_key
-        .body
-        .split("option value=\"api_")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .map(|s| format!("api_{s}"))
-        .expect("api");
-    let made = ann
-        .post(
-            "/app/keys",
-            &[
-                ("csrf", &csrf),
-                ("consumer_id", &consumer_id),
-                ("api_id", &api_id),
-                ("name", "prod"),
-                ("scopes", "orders:*"),
-                ("expires_days", ""),
-            ],
-        )
-        .await;
+    let made = create_key(&ann, &csrf, &consumer_id, "orders:*").await;
     assert!(made.body.contains("This is the only time the full key is shown"), "{}", made.body);
     let secret = made
         .body

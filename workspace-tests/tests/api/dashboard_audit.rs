@@ -3,7 +3,7 @@
 
 use sea_orm::ConnectionTrait;
 
-use crate::dashboard::{Browser, sign_up};
+use crate::dashboard::{Browser, create_key, sign_up};
 use crate::helpers::TestApp;
 
 async fn audit_page(app: TestApp) {
@@ -20,26 +20,7 @@ async fn audit_page(app: TestApp) {
     let con =
         ann.post("/app/consumers", &[("csrf", &csrf), ("name", "Bob"), ("external_id", "cus_1"), ("email", "")]).await;
     let consumer_id = con.url.rsplit('/').next().expect("consumer id").to_owned();
-    let form = ann.get(&format!("/app/keys/new?consumer={consumer_id}")).await;
-    let api_id = form
-        .body
-        .split("value=\"api_")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .map(|s| format!("api_{s}"))
-        .expect("api");
-    let made = ann
-        .post(
-            "/app/keys",
-            &[
-                ("csrf", &csrf),
-                ("consumer_id", &consumer_id),
-                ("api_id", &api_id),
-                ("name", "prod"),
-                ("expires_days", ""),
-            ],
-        )
-        .await;
+    let made = create_key(&ann, &csrf, &consumer_id, "").await;
     assert_eq!(made.status, 200, "{}", made.body);
     let key_id = made.link("/app/keys/").trim_start_matches("/app/keys/").to_owned();
     let off = ann.post(&format!("/app/keys/{key_id}/enabled"), &[("csrf", &csrf), ("enabled", "false")]).await;

@@ -317,31 +317,21 @@ pub async fn set_leak_policy(
     let Some(minutes) = minutes else {
         let mut errors = FormErrors::new();
         errors.insert("minutes", "Between 0 and 1440 minutes.".into());
-        let list = apis::list(&state.db, &tenant(&me), 50, None).await?;
-        let page = ApisPage {
-            c: Chrome::of(&me, "apis"),
-            apis: list.items,
-            next: list.next_cursor,
-            form: &ApiForm::default(),
-            errors: &errors,
-            leak_error_for: Some(api_id.as_str().to_owned()),
-            notice: None,
-        };
-        return page_with(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        let shown = ApisShown { errors: &errors, leak_error_for: Some(api_id.as_str().to_owned()), notice: None };
+        return render_apis_with(
+            &state,
+            &me,
+            &ListQuery::default(),
+            &ApiForm::default(),
+            shown,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
     };
     let patch = apis::ApiPatch { leak_policy: Some((form.action.clone(), minutes * 60)), ..apis::ApiPatch::default() };
     crate::http::api::apis::update_audited(&state.db, &tenant(&me), &me.actor(), &api_id, patch).await?;
-    let list = apis::list(&state.db, &tenant(&me), 50, None).await?;
-    let page = ApisPage {
-        c: Chrome::of(&me, "apis"),
-        apis: list.items,
-        next: list.next_cursor,
-        form: &ApiForm::default(),
-        errors: &FormErrors::new(),
-        leak_error_for: None,
-        notice: Some("Leak policy saved."),
-    };
-    page_with(StatusCode::OK, &page)
+    let shown = ApisShown { errors: &FormErrors::new(), leak_error_for: None, notice: Some("Leak policy saved.") };
+    render_apis_with(&state, &me, &ListQuery::default(), &ApiForm::default(), shown, StatusCode::OK).await
 }
 
 async fn render_apis(
@@ -352,6 +342,24 @@ async fn render_apis(
     errors: &FormErrors,
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
+    render_apis_with(state, me, q, form, ApisShown { errors, leak_error_for: None, notice: None }, status).await
+}
+
+/// What the APIs page shows besides the list.
+struct ApisShown<'a> {
+    errors: &'a FormErrors,
+    leak_error_for: Option<String>,
+    notice: Option<&'a str>,
+}
+
+async fn render_apis_with(
+    state: &AppState,
+    me: &Signed,
+    q: &ListQuery,
+    form: &ApiForm,
+    shown: ApisShown<'_>,
+    status: StatusCode,
+) -> Result<HttpResponse, WebError> {
     let list = apis::list(&state.db, &tenant(me), 50, cursor(q).as_ref()).await?;
     page_with(
         status,
@@ -360,9 +368,9 @@ async fn render_apis(
             apis: list.items,
             next: list.next_cursor,
             form,
-            errors,
-            leak_error_for: None,
-            notice: None,
+            errors: shown.errors,
+            leak_error_for: shown.leak_error_for,
+            notice: shown.notice,
         },
     )
 }

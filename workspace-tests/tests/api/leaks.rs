@@ -269,3 +269,54 @@ mod generic {
 }
 
 crate::both_backends!(intake_unconfigured, unconfigured_intake_says_so);
+
+/// A leak reported to one node is obeyed by another node, which had the key cached, within a
+/// second: revoked under a `revoke` policy, in grace (with its rotation) under `rotate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leak_reported_to_one_node_is_obeyed_by_another() {
+    let (signing, pem) = key_pair();
+    let doc = json!({"public_keys": [{"key_identifier": "k1", "key": pem, "is_current": true}]}).to_string();
+    let Some((shared, dir)) = fresh(Backend::Services).await else { return };
+    let extra = [("leak.github_public_keys", doc.as_str())];
+    let a = spawn_node_with(&shared, dir, &extra).await;
+    let b = spawn_node_with(&shared, None, &extra).await;
+    let acme = a.tenant("Acme").await;
+    let rotated = a.make_key(&acme, "acme", json!({})).await;
+    let revoked = a.make_key(&acme, "acme", json!({})).await;
+    let (st, _) = a
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/apis/{}", revoked.api_id),
+            &acme.root,
+            Some(json!({"leak_policy": {"action": "revoke"}})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    for k in [&rotated, &revoked] {
+        assert_eq!(b.verify_code(&k.secret).await, "VALID", "cached on B");
+    }
+    let (st, _) = github(&a, &signing, "k1", &report(&[&revoked.secret])).await;
+    assert_eq!(st, 200);
+    let started = std::time::Instant::now();
+    while b.verify_code(&revoked.secret).await != "REVOKED" {
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "not revoked on B within 1 s");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    eprintln!("leaked key revoked on the other node after {:?}", started.elapsed());
+
+    // Under `rotate` the key keeps working for its grace, and B says so.
+    a.call(
+        reqwest::Method::PATCH,
+        &format!("/v1/apis/{}", rotated.api_id),
+        &acme.root,
+        Some(json!({"leak_policy": {"action": "rotate", "grace_seconds": 600}})),
+    )
+    .await;
+    let (st, _) = github(&a, &signing, "k1", &report(&[&rotated.secret])).await;
+    assert_eq!(st, 200);
+    let started = std::time::Instant::now();
+    while !b.verify(json!({"key": rotated.secret})).await["rotation"].is_object() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "rotation not seen on B within 1 s");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

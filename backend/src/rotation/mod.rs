@@ -459,14 +459,26 @@ pub async fn announce(
     Ok(())
 }
 
-/// Cancels in-progress rotations that involve a revoked key.
+/// Cancels in-progress rotations that involve a revoked key, each with its audit entry.
 ///
 /// # Errors
 /// Database errors.
 pub async fn cancel_for_revoked(state: &AppState, key_id: &KeyId) -> Result<(), StoreError> {
     while let Some(open) = rotations::open_involving(&state.db, key_id).await? {
-        rotations::set_state(&state.db, open, RotationState::Cancelled, None, Some("a version was revoked".into()))
-            .await?;
+        let tenant = TenantId::from_trusted(open.tenant_id.clone());
+        crate::audit::write(&state.db, &tenant, crate::audit::SYSTEM, async |txn| {
+            let entry = crate::audit::Entry::new(
+                "rotation.cancelled",
+                "rotation",
+                open.id.clone(),
+                format!("Cancelled the rotation because version {key_id} was revoked"),
+            )
+            .with(json!({ "lineage_id": open.lineage_id, "revoked_key_id": key_id.as_str() }));
+            rotations::set_state(txn, open, RotationState::Cancelled, None, Some("a version was revoked".into()))
+                .await?;
+            Ok::<_, StoreError>(((), vec![entry]))
+        })
+        .await?;
     }
     Ok(())
 }

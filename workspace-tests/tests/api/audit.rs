@@ -46,6 +46,12 @@ async fn every_mutation_is_recorded_without_secrets(app: TestApp) {
     let (st, _) =
         app.post(&format!("/v1/keys/{new_id}/revoke"), &acme.root, json!({"reason": "leaked in a gist"})).await;
     assert_eq!(st, 200);
+    // Revoking a version in the middle of a rotation cancels it, and says so.
+    let other = app.make_key(&acme, "acme", json!({})).await;
+    let (st, _) = app.post(&format!("/v1/keys/{}/rotate", other.key_id), &acme.root, json!({})).await;
+    assert_eq!(st, 201);
+    let (st, _) = app.post(&format!("/v1/keys/{}/revoke", other.key_id), &acme.root, json!({"reason": "gone"})).await;
+    assert_eq!(st, 200);
     let (st, pol) = app
         .post("/v1/policies", &acme.root, json!({"api_id": k.api_id, "interval_days": 90, "overlap_seconds": 86400}))
         .await;
@@ -68,6 +74,7 @@ async fn every_mutation_is_recorded_without_secrets(app: TestApp) {
         "key.revoked",
         "policy.created",
         "consumer.deleted",
+        "rotation.cancelled",
     ] {
         assert!(got.contains(&want), "{want} missing from {got:?}");
     }
@@ -87,7 +94,8 @@ async fn every_mutation_is_recorded_without_secrets(app: TestApp) {
     let rotation = log.iter().find(|e| e["action"] == "key.rotated").expect("key.rotated");
     let summary = rotation["summary"].as_str().unwrap_or_default();
     assert!(summary.contains("v1 → v2") && summary.contains("v1 valid until"), "{summary}");
-    let revoked = log.iter().find(|e| e["action"] == "key.revoked").expect("key.revoked");
+    let revoked =
+        log.iter().find(|e| e["action"] == "key.revoked" && e["target_id"] == new_id.as_str()).expect("key.revoked");
     assert_eq!(revoked["data"]["reason"], "leaked in a gist");
     assert_eq!(revoked["target_id"], new_id.as_str());
 

@@ -110,6 +110,7 @@ const ACTIONS: &[(&str, &str)] = &[
     ("rotation.rolled_back", "Rotation rolled back"),
     ("rotation.extended", "Rotation extended"),
     ("rotation.bulk_started", "Bulk rotation started"),
+    ("rotation.cancelled", "Rotation cancelled (a version was revoked)"),
     ("root_key.", "Root keys: every action"),
     ("api.", "APIs: every action"),
     ("consumer.", "Consumers: every action"),

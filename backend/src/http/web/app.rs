@@ -1,5 +1,5 @@
-//! The signed-in dashboard: the page frame, overview, APIs, consumers and a consumer's lineages
-//! (keys are in `keys`). Every state-changing form checks the CSRF token and the role on the
+//! The signed-in dashboard: the page frame, overview, consumers and a consumer's lineages (APIs
+//! are in `apis`, keys in `keys`). Every state-changing form checks the CSRF token and the role on the
 //! server.
 
 use actix_web::http::StatusCode;
@@ -12,7 +12,7 @@ use serde_json::json;
 use super::session::{FormErrors, Signed, WebError, page, page_with, see_other};
 use crate::domain::input::{Email, ExternalId, Name};
 use crate::domain::key_state::KeyState;
-use crate::domain::{ApiId, ConsumerId, Environment, KeyPrefix, TenantId};
+use crate::domain::{ApiId, ConsumerId, TenantId};
 use crate::rotation;
 use crate::state::AppState;
 use crate::store::entities::{api, consumer, key, rotation as rotation_entity};
@@ -239,32 +239,6 @@ pub async fn overview(state: web::Data<AppState>, me: Signed) -> Result<HttpResp
     })
 }
 
-// ---------------------------------------------------------------------------------------------
-// APIs
-
-#[derive(Template)]
-#[template(path = "app/apis.html")]
-struct ApisPage<'a> {
-    c: Chrome,
-    apis: Vec<api::Model>,
-    next: Option<String>,
-    form: &'a ApiForm,
-    errors: &'a FormErrors,
-    /// The API whose leak policy form has an error.
-    leak_error_for: Option<String>,
-    notice: Option<&'a str>,
-}
-
-/// What the new-API form sends.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct ApiForm {
-    pub csrf: String,
-    pub name: String,
-    pub key_prefix: String,
-    pub environment: String,
-}
-
 /// A list's position.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -273,148 +247,11 @@ pub struct ListQuery {
     pub q: String,
 }
 
-fn cursor(q: &ListQuery) -> Option<Cursor> {
+pub(crate) fn cursor(q: &ListQuery) -> Option<Cursor> {
     (!q.cursor.is_empty()).then(|| Cursor::decode(&q.cursor).ok()).flatten()
 }
 
 /// `GET /app/apis`.
-pub async fn apis_page(
-    state: web::Data<AppState>,
-    me: Signed,
-    q: web::Query<ListQuery>,
-) -> Result<HttpResponse, WebError> {
-    render_apis(&state, &me, &q, &ApiForm::default(), &FormErrors::new(), StatusCode::OK).await
-}
-
-/// The leak policy form of one API.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct LeakForm {
-    pub csrf: String,
-    pub action: String,
-    pub minutes: String,
-}
-
-/// `POST /app/apis/{id}/leak-policy` (owners and admins).
-pub async fn set_leak_policy(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    me: Signed,
-    id: web::Path<String>,
-    form: web::Form<LeakForm>,
-) -> Result<HttpResponse, WebError> {
-    me.check_csrf(&req, &form.csrf)?;
-    me.require_admin()?;
-    let api_id = crate::domain::ApiId::parse(&id).map_err(|_| WebError::NotFound)?;
-    if !["notify", "rotate", "revoke"].contains(&form.action.as_str()) {
-        return Err(WebError::NotFound);
-    }
-    let minutes = if form.action == "rotate" {
-        form.minutes.trim().parse::<i64>().ok().filter(|m| (0..=1_440).contains(m))
-    } else {
-        Some(0)
-    };
-    let Some(minutes) = minutes else {
-        let mut errors = FormErrors::new();
-        errors.insert("minutes", "Between 0 and 1440 minutes.".into());
-        let shown = ApisShown { errors: &errors, leak_error_for: Some(api_id.as_str().to_owned()), notice: None };
-        return render_apis_with(
-            &state,
-            &me,
-            &ListQuery::default(),
-            &ApiForm::default(),
-            shown,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-    };
-    let patch = apis::ApiPatch { leak_policy: Some((form.action.clone(), minutes * 60)), ..apis::ApiPatch::default() };
-    crate::http::api::apis::update_audited(&state.db, &tenant(&me), &me.actor(), &api_id, patch).await?;
-    let shown = ApisShown { errors: &FormErrors::new(), leak_error_for: None, notice: Some("Leak policy saved.") };
-    render_apis_with(&state, &me, &ListQuery::default(), &ApiForm::default(), shown, StatusCode::OK).await
-}
-
-async fn render_apis(
-    state: &AppState,
-    me: &Signed,
-    q: &ListQuery,
-    form: &ApiForm,
-    errors: &FormErrors,
-    status: StatusCode,
-) -> Result<HttpResponse, WebError> {
-    render_apis_with(state, me, q, form, ApisShown { errors, leak_error_for: None, notice: None }, status).await
-}
-
-/// What the APIs page shows besides the list.
-struct ApisShown<'a> {
-    errors: &'a FormErrors,
-    leak_error_for: Option<String>,
-    notice: Option<&'a str>,
-}
-
-async fn render_apis_with(
-    state: &AppState,
-    me: &Signed,
-    q: &ListQuery,
-    form: &ApiForm,
-    shown: ApisShown<'_>,
-    status: StatusCode,
-) -> Result<HttpResponse, WebError> {
-    let list = apis::list(&state.db, &tenant(me), 50, cursor(q).as_ref()).await?;
-    page_with(
-        status,
-        &ApisPage {
-            c: Chrome::of(me, "apis"),
-            apis: list.items,
-            next: list.next_cursor,
-            form,
-            errors: shown.errors,
-            leak_error_for: shown.leak_error_for,
-            notice: shown.notice,
-        },
-    )
-}
-
-/// `POST /app/apis` (owners and admins).
-pub async fn create_api(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    me: Signed,
-    form: web::Form<ApiForm>,
-) -> Result<HttpResponse, WebError> {
-    me.check_csrf(&req, &form.csrf)?;
-    me.require_admin()?;
-    let mut errors = FormErrors::new();
-    let name = Name::parse(&form.name).map_err(|e| errors.insert("name", format!("Name {e}."))).ok();
-    let prefix =
-        KeyPrefix::parse(form.key_prefix.trim()).map_err(|e| errors.insert("key_prefix", format!("Prefix {e}."))).ok();
-    let env = Environment::parse(&form.environment);
-    if env.is_none() {
-        errors.insert("environment", "Choose live or test.".into());
-    }
-    let (Some(name), Some(prefix), Some(env)) = (name, prefix, env) else {
-        return render_apis(&state, &me, &ListQuery::default(), &form, &errors, StatusCode::UNPROCESSABLE_ENTITY).await;
-    };
-    let created = crate::http::api::apis::create_audited(
-        &state.db,
-        &tenant(&me),
-        &me.actor(),
-        name.into_string(),
-        &prefix,
-        env,
-        Vec::new(),
-    )
-    .await;
-    match created {
-        Ok(_) => Ok(see_other("/app/apis")),
-        Err(StoreError::Conflict(m)) => {
-            errors.insert("key_prefix", format!("{m}."));
-            render_apis(&state, &me, &ListQuery::default(), &form, &errors, StatusCode::UNPROCESSABLE_ENTITY).await
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Consumers
 

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod apis;
 pub mod app;
 pub mod audit;
 pub mod bulk;
@@ -50,9 +51,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/reset/{token}", web::post().to(account::reset))
         .route("/app", web::get().to(app::overview))
         .route("/app/switch", web::post().to(account::switch))
-        .route("/app/apis", web::get().to(app::apis_page))
-        .route("/app/apis", web::post().to(app::create_api))
-        .route("/app/apis/{id}/leak-policy", web::post().to(app::set_leak_policy))
+        .route("/app/apis", web::get().to(apis::apis_page))
+        .route("/app/apis", web::post().to(apis::create_api))
+        .route("/app/apis/{id}/leak-policy", web::post().to(apis::set_leak_policy))
         .route("/app/consumers", web::get().to(app::consumers_page))
         .route("/app/consumers", web::post().to(app::create_consumer))
         .route("/app/consumers/{id}", web::get().to(app::consumer_page))

@@ -62,6 +62,9 @@ pub struct ChainReport {
     pub head_seq: i64,
     /// Entries before this one were removed by retention, as the chain itself records.
     pub first_seq: i64,
+    /// The hash of the newest entry. Kept somewhere else (a ticket, a notebook), it proves later
+    /// that nothing up to that entry was rewritten, even by someone who could rewrite the tail.
+    pub head_hash: String,
     pub first_broken: Option<BrokenLink>,
 }
 
@@ -72,14 +75,36 @@ pub struct ChainReport {
 /// # Errors
 /// Database errors.
 pub async fn verify(db: &impl ConnectionTrait, tenant: &TenantId) -> Result<ChainReport, DbErr> {
+    verify_from(db, tenant, None).await
+}
+
+/// As [`verify`], but when an earlier walk found the chain intact, only the entries written
+/// since are read: they must continue from the hash that walk ended on.
+///
+/// # Errors
+/// Database errors.
+pub async fn verify_from(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    earlier: Option<&ChainReport>,
+) -> Result<ChainReport, DbErr> {
     let head = audit_head::Entity::find_by_id(tenant.as_str()).one(db).await?;
     let (head_seq, head_hash, pruned, anchor) = head.map_or_else(
         || (0, GENESIS.to_owned(), 0, GENESIS.to_owned()),
         |h| (h.seq, h.hash, h.pruned_seq, h.anchor_hash),
     );
-    let mut report = ChainReport { intact: true, entries: 0, head_seq, first_seq: pruned + 1, first_broken: None };
-    let mut expected_seq = pruned + 1;
-    let mut prev = anchor;
+    let mut report = ChainReport {
+        intact: true,
+        entries: 0,
+        head_seq,
+        first_seq: pruned + 1,
+        head_hash: head_hash.clone(),
+        first_broken: None,
+    };
+    let (mut expected_seq, mut prev) = match earlier {
+        Some(e) if e.intact && e.head_seq > pruned && e.head_seq <= head_seq => (e.head_seq + 1, e.head_hash.clone()),
+        _ => (pruned + 1, anchor),
+    };
     let broken = |seq: i64, id: Option<String>, reason: String| BrokenLink { seq, id, reason };
     loop {
         let batch = audit_event::Entity::find()
@@ -121,6 +146,9 @@ pub async fn verify(db: &impl ConnectionTrait, tenant: &TenantId) -> Result<Chai
         };
         report.first_broken = Some(broken(expected_seq.min(head_seq), None, reason));
         report.intact = false;
+    } else {
+        // Every entry from the first kept one to the head is there, in order.
+        report.entries = head_seq - pruned;
     }
     Ok(report)
 }

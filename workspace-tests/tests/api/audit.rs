@@ -173,6 +173,16 @@ async fn tampering_is_detected(app: TestApp) {
     let (ok, lines) = keyroll::audit::check_all(&app.state.db, Some(&acme.id), false).await.expect("check");
     assert!(ok && lines[0].contains("intact"), "{lines:?}");
 
+    // Continuing from an intact check reads only the new entries, and ends on the new head.
+    let tenant = keyroll::domain::TenantId::from_trusted(acme.id.clone());
+    let earlier = keyroll::audit::verify(&app.state.db, &tenant).await.expect("verify");
+    app.post("/v1/consumers", &acme.root, json!({"external_id": "later", "name": "Later"})).await;
+    let later = keyroll::audit::chain::verify_from(&app.state.db, &tenant, Some(&earlier)).await.expect("verify");
+    assert!(
+        later.intact && later.entries == earlier.entries + 1 && later.head_seq == earlier.head_seq + 1,
+        "{later:?}"
+    );
+    assert_ne!(later.head_hash, earlier.head_hash);
     let db = &app.state.db;
     let sql = |s: String| async move { db.execute_unprepared(&s).await.expect("sql") };
     // Someone with database access rewrites what entry 4 says.

@@ -271,8 +271,8 @@ pub async fn check_all(db: &DatabaseConnection, only: Option<&str>, json: bool) 
             format!("{} ({}): BROKEN at entry {}{at}: {}", t.name, t.id, b.seq, b.reason)
         } else {
             format!(
-                "{} ({}): intact, {} entries ({} to {})",
-                t.name, t.id, report.entries, report.first_seq, report.head_seq
+                "{} ({}): intact, {} entries ({} to {}), newest hash {}",
+                t.name, t.id, report.entries, report.first_seq, report.head_seq, report.head_hash
             )
         });
     }

@@ -171,7 +171,10 @@ async fn tampering_is_detected(app: TestApp) {
     let total = report["entries"].as_i64().unwrap_or_default();
     assert_eq!(total, 7, "tenant, root key, API, and twice consumer and key: {report}");
     let (ok, lines) = keyroll::audit::check_all(&app.state.db, Some(&acme.id), false).await.expect("check");
-    assert!(ok && lines[0].contains("intact"), "{lines:?}");
+    assert!(
+        ok && lines[0].contains("intact") && lines[0].contains(report["head_hash"].as_str().unwrap_or("?")),
+        "{lines:?}"
+    );
 
     // Continuing from an intact check reads only the new entries, and ends on the new head.
     let tenant = keyroll::domain::TenantId::from_trusted(acme.id.clone());

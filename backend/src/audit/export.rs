@@ -29,12 +29,7 @@ fn filtered(tenant: &TenantId, f: &Filter) -> sea_orm::Select<audit_event::Entit
         };
     }
     if let Some(t) = &f.target_id {
-        // Bulk rotations record one entry per batch, naming the API, with the keys in its data.
-        let in_bulk = sea_orm::Condition::all()
-            .add(audit_event::Column::Action.eq(crate::rotation::bulk::BULK_ACTION))
-            .add(audit_event::Column::TargetType.eq("api"))
-            .add(audit_event::Column::Data.contains(format!("\"{t}\"")));
-        q = q.filter(sea_orm::Condition::any().add(audit_event::Column::TargetId.eq(t.as_str())).add(in_bulk));
+        q = q.filter(audit_event::Column::TargetId.eq(t.as_str()));
     }
     q
 }

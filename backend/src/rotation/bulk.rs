@@ -166,9 +166,6 @@ async fn next_batch(
         .await?)
 }
 
-/// The action of a bulk batch's audit entry, whose target is the API and whose data lists the keys.
-pub const BULK_ACTION: &str = "key.rotated";
-
 /// Queues the rotation as a job and records who started it, in one transaction.
 ///
 /// # Errors
@@ -338,33 +335,17 @@ async fn rotate_batch(
     insert_rows::<rotation::Entity>(&txn, &records).await?;
     insert_rows::<pending_secret::Entity>(&txn, &held).await?;
     notify::emit_many(&txn, tenant, "rotation.started", events).await?;
-    // One entry per batch, listing every key: the tenant's chain head is locked while entries
-    // are written, and a thousand rows there would hold the other lane back. A key's own audit
-    // trail still finds it (the filter on an object id also searches these lists).
-    let rotated: Vec<serde_json::Value> = batch
+    // One entry per key, like a single rotation, so a key's own audit trail shows it.
+    let entries = batch
         .iter()
         .zip(&records)
         .zip(&new_keys)
-        .map(|((old, r), new)| json!([old.id, old.start, old.version, new.id, new.version, r.id]))
+        .map(|((old, r), new)| {
+            let mut e = super::rotated_entry(r, old, new, 0);
+            e.summary.push_str(" (bulk rotation)");
+            e
+        })
         .collect();
-    let entries = vec![
-        crate::audit::Entry::new(
-            BULK_ACTION,
-            "api",
-            req.api_id.clone(),
-            format!(
-                "Rotated {} keys in a bulk rotation{}; old versions valid until {}",
-                rotated.len(),
-                if req.compromise { " (compromise)" } else { "" },
-                grace.format("%Y-%m-%d %H:%M UTC")
-            ),
-        )
-        .with(json!({
-            "bulk": true, "compromise": req.compromise, "grace_ends_at": crate::time::rfc3339(grace),
-            "columns": ["key_id", "key_start", "version", "new_key_id", "new_version", "rotation_id"],
-            "keys": rotated,
-        })),
-    ];
     crate::audit::record(&txn, tenant, &req.actor, entries).await?;
     txn.commit().await?;
 

@@ -228,8 +228,8 @@ pub struct Settings {
     pub notify: NotifySettings,
     pub audit: AuditSettings,
     pub leak: LeakSettings,
-    /// GitHub's secret-scanning keys by identifier, PEM (checked at start-up).
-    pub github_keys: Vec<(String, String)>,
+    /// GitHub's secret-scanning keys by identifier, parsed once at start-up.
+    pub github_keys: Vec<(String, p256::ecdsa::VerifyingKey)>,
 }
 
 impl Settings {
@@ -379,7 +379,7 @@ impl Settings {
 }
 
 /// GitHub's key document, from the setting or its file; every key must be a P-256 public key.
-fn github_keys(leak: &LeakSettings) -> Result<Vec<(String, String)>, ConfigError> {
+fn github_keys(leak: &LeakSettings) -> Result<Vec<(String, p256::ecdsa::VerifyingKey)>, ConfigError> {
     #[derive(Deserialize)]
     struct Doc {
         public_keys: Vec<Key>,
@@ -397,16 +397,19 @@ fn github_keys(leak: &LeakSettings) -> Result<Vec<(String, String)>, ConfigError
     };
     let doc: Doc = serde_json::from_str(&text)
         .map_err(|e| ConfigError(format!("KEYROLL_LEAK__GITHUB_PUBLIC_KEYS: not GitHub's key document: {e}")))?;
-    for k in &doc.public_keys {
-        use p256::pkcs8::DecodePublicKey;
-        p256::ecdsa::VerifyingKey::from_public_key_pem(&k.key).map_err(|e| {
-            ConfigError(format!(
-                "KEYROLL_LEAK__GITHUB_PUBLIC_KEYS: {} is not a P-256 public key: {e}",
-                k.key_identifier
-            ))
-        })?;
-    }
-    Ok(doc.public_keys.into_iter().map(|k| (k.key_identifier, k.key)).collect())
+    doc.public_keys
+        .into_iter()
+        .map(|k| {
+            use p256::pkcs8::DecodePublicKey;
+            let key = p256::ecdsa::VerifyingKey::from_public_key_pem(&k.key).map_err(|e| {
+                ConfigError(format!(
+                    "KEYROLL_LEAK__GITHUB_PUBLIC_KEYS: {} is not a P-256 public key: {e}",
+                    k.key_identifier
+                ))
+            })?;
+            Ok((k.key_identifier, key))
+        })
+        .collect()
 }
 
 /// `127.0.0.1:8080`, `[::1]:8080`, or `:0` / `:8080` for 127.0.0.1.

@@ -24,16 +24,12 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 
 /// Is `signature` (base64 DER) the signature of `body` by the GitHub key named `key_id`?
 fn github_signed(state: &AppState, key_id: &str, signature: &str, body: &[u8]) -> bool {
+    use p256::ecdsa::Signature;
     use p256::ecdsa::signature::Verifier;
-    use p256::ecdsa::{Signature, VerifyingKey};
-    use p256::pkcs8::DecodePublicKey;
-    let Some((_, pem)) = state.settings.github_keys.iter().find(|(id, _)| id == key_id) else {
+    let Some((_, key)) = state.settings.github_keys.iter().find(|(id, _)| id == key_id) else {
         return false;
     };
-    let (Ok(key), Some(sig)) = (
-        VerifyingKey::from_public_key_pem(pem),
-        STANDARD.decode(signature).ok().and_then(|der| Signature::from_der(&der).ok()),
-    ) else {
+    let Some(sig) = STANDARD.decode(signature).ok().and_then(|der| Signature::from_der(&der).ok()) else {
         return false;
     };
     key.verify(body, &sig).is_ok()

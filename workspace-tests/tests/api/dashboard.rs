@@ -25,6 +25,16 @@ impl Page {
         self.body[at..].split('"').next().expect("token").to_owned()
     }
 
+    /// The secret shown once on the page: the first form value that starts with `head`.
+    pub(crate) fn secret(&self, head: &str) -> String {
+        self.body
+            .split(&format!("value=\"{head}"))
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .map(|s| format!("{head}{s}"))
+            .expect("a secret on the page")
+    }
+
     /// The first `href="{prefix}…"` on the page.
     pub(crate) fn link(&self, prefix: &str) -> String {
         let at = self.body.find(&format!("href=\"{prefix}")).unwrap_or_else(|| panic!("no link to {prefix}")) + 6;
@@ -148,13 +158,7 @@ async fn dashboard_flows(app: TestApp) {
 
     let made = create_key(&ann, &csrf, &consumer_id, "orders:*").await;
     assert!(made.body.contains("This is the only time the full key is shown"), "{}", made.body);
-    let secret = made
-        .body
-        .split("value=\"acme_live_")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .map(|s| format!("acme_live_{s}"))
-        .expect("secret");
+    let secret = made.secret("acme_live_");
     assert_eq!(app.verify_code(&secret).await, "VALID");
     let key_path = made.link("/app/keys/key_");
     let key_page = ann.get(&key_path).await;
@@ -221,13 +225,7 @@ async fn dashboard_flows(app: TestApp) {
         .post(&format!("{key_path}/rotate"), &[("csrf", &csrf), ("overlap", "3600"), ("retire_mode", "at_deadline")])
         .await;
     assert!(rotated.body.contains("Key rotated"), "{}", rotated.body);
-    let new_secret = rotated
-        .body
-        .split("value=\"acme_live_")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .map(|s| format!("acme_live_{s}"))
-        .expect("secret");
+    let new_secret = rotated.secret("acme_live_");
     assert_eq!(
         (app.verify_code(&secret).await.as_str(), app.verify_code(&new_secret).await.as_str()),
         ("VALID", "VALID")

@@ -17,13 +17,7 @@ async fn root_keys_page(app: TestApp) {
         .post("/app/root-keys", &[("csrf", &csrf), ("name", "CI"), ("scope", "keys:read"), ("scope", "consumers:read")])
         .await;
     assert!(made.body.contains("Root key created"));
-    let secret = made
-        .body
-        .split("value=\"kr_root_")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .map(|s| format!("kr_root_{s}"))
-        .expect("secret");
+    let secret = made.secret("kr_root_");
     assert_eq!(app.get("/v1/keys", &secret).await.0, 200);
     let (st, _) = app
         .post("/v1/apis", &secret, serde_json::json!({"name": "X", "key_prefix": "xx", "environment": "live"}))
@@ -34,13 +28,7 @@ async fn root_keys_page(app: TestApp) {
     // Rotating keeps the permissions; both versions work during the overlap.
     let rotated = ann.post(&format!("/app/root-keys/{id}/rotate"), &[("csrf", &csrf), ("overlap", "3600")]).await;
     assert!(rotated.body.contains("Root key rotated"), "{}", rotated.body);
-    let next = rotated
-        .body
-        .split("value=\"kr_root_")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .map(|s| format!("kr_root_{s}"))
-        .expect("secret");
+    let next = rotated.secret("kr_root_");
     assert_eq!((app.get("/v1/keys", &secret).await.0, app.get("/v1/keys", &next).await.0), (200, 200));
     assert_eq!(
         app.post("/v1/apis", &next, serde_json::json!({"name": "X", "key_prefix": "xy", "environment": "live"}))
@@ -82,27 +70,31 @@ async fn webhooks_page(app: TestApp) {
 
 crate::both_backends!(dashboard_webhooks, webhooks_page);
 
-async fn bulk_page(app: TestApp) {
-    let ann = Browser::new(&app);
+/// Ann signed up, her team's root key, and an API "Orders" made with it (its id).
+async fn with_api(app: &TestApp) -> (Browser, String, String) {
+    let ann = Browser::new(app);
     sign_up(&ann, "Acme", "ann@acme.test").await;
-    let root = root_of(&app).await;
+    let root = root_of(app).await;
     let (_, api) = app
         .post("/v1/apis", &root, serde_json::json!({"name": "Orders", "key_prefix": "acme", "environment": "live"}))
         .await;
+    (ann, root, api["id"].as_str().expect("api id").to_owned())
+}
+
+async fn bulk_page(app: TestApp) {
+    let (ann, root, api_id) = with_api(&app).await;
     let mut secrets = Vec::new();
     for i in 0..3 {
         let (_, con) =
             app.post("/v1/consumers", &root, serde_json::json!({"external_id": format!("cus_{i}"), "name": "C"})).await;
-        let (_, k) =
-            app.post("/v1/keys", &root, serde_json::json!({"api_id": api["id"], "consumer_id": con["id"]})).await;
+        let (_, k) = app.post("/v1/keys", &root, serde_json::json!({"api_id": api_id, "consumer_id": con["id"]})).await;
         secrets.push(k["secret"].as_str().expect("secret").to_owned());
     }
     let page = ann.get("/app/bulk").await;
     let csrf = page.csrf();
-    let api_id = api["id"].as_str().expect("id");
-    let bad = ann.post("/app/bulk", &[("csrf", &csrf), ("api_id", api_id), ("overlap_hours", "-1")]).await;
+    let bad = ann.post("/app/bulk", &[("csrf", &csrf), ("api_id", &api_id), ("overlap_hours", "-1")]).await;
     assert_eq!(bad.status, 422);
-    let dry = ann.post("/app/bulk", &[("csrf", &csrf), ("api_id", api_id), ("overlap_hours", "1")]).await;
+    let dry = ann.post("/app/bulk", &[("csrf", &csrf), ("api_id", &api_id), ("overlap_hours", "1")]).await;
     assert!(dry.body.contains("3 keys") && dry.body.contains("Rotate 3 keys"), "{}", dry.body);
     assert_eq!(
         app.verify(serde_json::json!({"key": secrets[0]})).await["rotation"],
@@ -110,7 +102,7 @@ async fn bulk_page(app: TestApp) {
         "a dry run changes nothing"
     );
     let job = ann
-        .post("/app/bulk", &[("csrf", &csrf), ("api_id", api_id), ("overlap_hours", "1"), ("step", "confirm")])
+        .post("/app/bulk", &[("csrf", &csrf), ("api_id", &api_id), ("overlap_hours", "1"), ("step", "confirm")])
         .await;
     assert!(job.url.starts_with("/app/jobs/job_"), "{}", job.url);
     let started = std::time::Instant::now();
@@ -148,13 +140,7 @@ async fn bulk_page(app: TestApp) {
 crate::both_backends!(dashboard_bulk, bulk_page);
 
 async fn policies_page(app: TestApp) {
-    let ann = Browser::new(&app);
-    sign_up(&ann, "Acme", "ann@acme.test").await;
-    let root = root_of(&app).await;
-    let (_, api) = app
-        .post("/v1/apis", &root, serde_json::json!({"name": "Orders", "key_prefix": "acme", "environment": "live"}))
-        .await;
-    let api_id = api["id"].as_str().expect("id").to_owned();
+    let (ann, root, api_id) = with_api(&app).await;
     let page = ann.get("/app/policies").await;
     assert!(page.body.contains("No policies"));
     let csrf = page.csrf();

@@ -8,6 +8,7 @@
 //! Entries never hold secrets: only ids, key starts, names and settings.
 
 pub mod chain;
+pub mod entries;
 pub mod export;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -52,9 +53,16 @@ impl Entry {
         self
     }
 
-    /// Records the state before and after a change.
+    /// Records the state before and after a change: of two objects, only the fields that differ.
     #[must_use]
-    pub fn change(self, before: Value, after: Value) -> Self {
+    pub fn change(self, mut before: Value, mut after: Value) -> Self {
+        if let (Some(b), Some(a)) = (before.as_object_mut(), after.as_object_mut()) {
+            let same: Vec<String> = b.iter().filter(|(k, v)| a.get(*k) == Some(*v)).map(|(k, _)| k.clone()).collect();
+            for k in &same {
+                b.remove(k);
+                a.remove(k);
+            }
+        }
         self.with(serde_json::json!({ "before": before, "after": after }))
     }
 }

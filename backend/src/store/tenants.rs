@@ -97,7 +97,7 @@ pub async fn create(
             format!("Created the team {} with the owner {owner_email}", t.name),
         )
         .with(json!({ "name": t.name, "slug": t.slug, "owner_email": owner_email, "via": via.as_str() })),
-        crate::http::api::keys::created_entry(&root_model),
+        crate::audit::entries::key_created(&root_model),
     ];
     crate::audit::record(&txn, &id, &actor, entries).await?;
     txn.commit().await?;

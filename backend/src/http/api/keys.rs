@@ -285,16 +285,6 @@ pub(crate) async fn revoke_one(
     Ok(model.into())
 }
 
-/// What an audit entry keeps of a key: everything but its hash.
-pub(crate) fn audited(k: &crate::store::entities::key::Model) -> serde_json::Value {
-    serde_json::json!({
-        "start": k.start, "version": k.version, "lineage_id": k.lineage_id, "api_id": k.api_id,
-        "consumer_id": k.consumer_id, "name": k.name, "scopes": k.scopes, "meta": k.meta, "enabled": k.enabled,
-        "expires_at": k.expires_at.map(crate::time::rfc3339), "ratelimit": k.ratelimit, "credits": k.credits,
-        "ip_allowlist": k.ip_allowlist,
-    })
-}
-
 /// Creates a key or root key and its audit entry (the actor is `created_by`).
 ///
 /// # Errors
@@ -308,7 +298,7 @@ pub(crate) async fn insert_audited(
     let actor = new.created_by.clone().unwrap_or_else(|| crate::audit::SYSTEM.to_owned());
     crate::audit::write(db, &tenant, &actor, async |txn| {
         let (model, secret) = store::insert(txn, new, head).await?;
-        let entry = created_entry(&model);
+        let entry = crate::audit::entries::key_created(&model);
         Ok(((model, secret), vec![entry]))
     })
     .await
@@ -328,40 +318,10 @@ pub(crate) async fn update_audited(
     crate::audit::write(db, tenant, actor, async |txn| {
         let before = store::get(txn, tenant, id, false).await?;
         let after = store::update(txn, tenant, id, false, patch).await?;
-        let entry = updated_entry(&before, &after);
+        let entry = crate::audit::entries::key_updated(&before, &after);
         Ok((after, vec![entry]))
     })
     .await
-}
-
-/// The audit entry of a new key or root key.
-pub(crate) fn created_entry(k: &crate::store::entities::key::Model) -> Entry {
-    let (action, target, what) =
-        if k.is_root { ("root_key.created", "root_key", "root key") } else { ("key.created", "key", "key") };
-    let named = k.name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
-    Entry::new(action, target, k.id.clone(), format!("Created {what} {}{named}", k.start)).with(audited(k))
-}
-
-/// The audit entry of a change to a key's settings.
-pub(crate) fn updated_entry(
-    before: &crate::store::entities::key::Model,
-    after: &crate::store::entities::key::Model,
-) -> Entry {
-    let summary = match (before.enabled, after.enabled) {
-        (true, false) => format!("Disabled key {} v{}", after.start, after.version),
-        (false, true) => format!("Enabled key {} v{}", after.start, after.version),
-        _ => format!("Changed the settings of key {} v{}", after.start, after.version),
-    };
-    let (mut b, mut a) = (audited(before), audited(after));
-    // Only what changed.
-    if let (Some(bo), Some(ao)) = (b.as_object_mut(), a.as_object_mut()) {
-        let same: Vec<String> = bo.iter().filter(|(k, v)| ao.get(*k) == Some(v)).map(|(k, _)| k.clone()).collect();
-        for k in same {
-            bo.remove(&k);
-            ao.remove(&k);
-        }
-    }
-    Entry::new("key.updated", "key", after.id.clone(), summary).change(b, a)
 }
 
 /// The `key.revoked` event of a key.

@@ -85,7 +85,11 @@ fn backoff(attempts: i32) -> TimeDelta {
 
 async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
     match j.kind.as_str() {
-        ROTATION_SWEEP => crate::rotation::retire::sweep(state).await,
+        ROTATION_SWEEP => {
+            crate::rotation::retire::sweep(state).await?;
+            // The periodic housekeeping also applies audit retention (at most hourly).
+            Ok(crate::audit::retention_sweep(state).await?)
+        }
         POLICY_SCAN => crate::rotation::policy_scan::scan(state).await,
         ROTATION_BULK => {
             let req: crate::rotation::bulk::BulkRequest = serde_json::from_value(j.payload.clone())?;

@@ -65,7 +65,6 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<()> {
             }
         }
     }
-    crate::audit::retention_sweep(state).await?;
     // Done jobs are kept a day for inspection.
     job::Entity::delete_many()
         .filter(job::Column::State.eq(crate::store::jobs::DONE))

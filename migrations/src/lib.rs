@@ -14,6 +14,7 @@ mod m20261130_000008_sessions;
 mod m20261130_000009_totp;
 mod m20261130_000010_audit;
 mod m20261130_000011_leak_policy;
+mod m20261130_000012_keys_fillfactor_half;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000009_totp::Migration),
             Box::new(m20261130_000010_audit::Migration),
             Box::new(m20261130_000011_leak_policy::Migration),
+            Box::new(m20261130_000012_keys_fillfactor_half::Migration),
         ]
     }
 }

@@ -5,7 +5,9 @@ rotated by one POST /v1/rotations/bulk; prints the time until the job is done an
 peak memory.
 
 Run from the project root:  python3 workspace-tests/bench/bulk_bench.py
-Environment: BENCH_KEYS (100000), BENCH_DATABASE_URL, BENCH_REDIS_URL."""
+Environment: BENCH_KEYS (100000), BENCH_DATABASE_URL, BENCH_REDIS_URL; BENCH_PG_STATS=1 also
+prints the statements the database spent its time on (needs pg_stat_statements in the server's
+shared_preload_libraries)."""
 import http.client, json, os, shutil, socket, subprocess, sys, tempfile, time, uuid
 
 ROOT = os.getcwd()
@@ -29,6 +31,13 @@ def rss_kib(pid, field):
             if line.startswith(field):
                 return int(line.split()[1])
     return 0
+
+
+def cpu_s(pid):
+    """User plus system CPU seconds the process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -78,6 +87,11 @@ def main():
         base = rss_kib(proc.pid, "VmRSS:")
         st, dry = call(port, "POST", "/v1/rotations/bulk", {"api_id": aid, "dry_run": True, "overlap_seconds": 600}, t["root_key"])
         assert dry["keys"] == N, dry
+        stats = os.environ.get("BENCH_PG_STATS") == "1"
+        if stats:
+            subprocess.run(["psql", url, "-qc", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()"],
+                           check=True, capture_output=True)
+        cpu0 = cpu_s(proc.pid)
         t1 = time.perf_counter()
         st, run = call(port, "POST", "/v1/rotations/bulk", {"api_id": aid, "overlap_seconds": 600, "compromise": True}, t["root_key"])
         assert st == 202, run
@@ -88,14 +102,22 @@ def main():
             time.sleep(0.05)
         took = time.perf_counter() - t1
         peak = rss_kib(proc.pid, "VmHWM:")
+        cpu = cpu_s(proc.pid) - cpu0
         counts = subprocess.run(["psql", url, "-Atc",
                                  "SELECT (SELECT count(*) FROM rotations), (SELECT count(*) FROM events), "
                                  "(SELECT count(*) FROM deliveries), (SELECT count(*) FROM pending_secrets), "
                                  "(SELECT count(*) FROM keys)"], capture_output=True, text=True).stdout.strip()
         print(f"\n== bulk rotation on PostgreSQL, {N} keys")
         print(f"  job {job['state']} in {took:.2f} s ({N / took:.0f} keys/s); progress {job['progress']}")
+        print(f"  server CPU {cpu:.2f} s ({100 * cpu / took:.0f} % of one core)")
         print(f"  server RSS before {base / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB")
         print(f"  rotations | events | deliveries queued | secrets held | keys: {counts}")
+        if stats:
+            # Where the database spent its time (needs pg_stat_statements preloaded).
+            print(subprocess.run(["psql", url, "-c",
+                                  "SELECT round(total_exec_time::numeric / 1000, 2) AS seconds, calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query "
+                                  "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15"],
+                                 capture_output=True, text=True).stdout)
     finally:
         if proc:
             proc.terminate()

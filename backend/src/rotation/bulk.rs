@@ -1,8 +1,9 @@
 //! Bulk rotation (incident response): every current key of an API that matches a filter gets a
 //! new version, in set-based batches — one transaction per batch for the new versions, the
-//! grace windows, the rotation records, the outbox and the secrets held for pickup. A batch that
-//! is interrupted is simply redone: rotated keys are no longer current, so they are not picked
-//! again.
+//! grace windows, the rotation records, the outbox, the audit entries and the secrets held for
+//! pickup. The candidates are listed once; each batch locks its rows and keeps those that are
+//! still candidates. A batch that is interrupted is simply redone: rotated keys are no longer
+//! current, so they are not picked again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::store::entities::{consumer, key, pending_secret, rotation};
 use crate::store::{StoreError, apis, begin_write, insert_rows, jobs, rotations};
 
 /// Rows per transaction.
-const BATCH: u64 = 1_000;
+const BATCH: usize = 1_000;
 /// Batches written at once.
 const LANES: usize = 2;
 
@@ -78,6 +79,19 @@ fn candidates(tenant: &str, api_id: &str, f: &BulkFilter, now: DateTime<Utc>) ->
     q
 }
 
+/// The same test as [`candidates`], for a row already read: each batch looks its rows up by id
+/// alone, which the planner always answers from the primary key.
+fn is_candidate(k: &key::Model, api_id: &str, f: &BulkFilter, now: DateTime<Utc>) -> bool {
+    k.api_id == api_id
+        && !k.is_root
+        && k.revoked_at.is_none()
+        && k.enabled
+        && k.grace_ends_at.is_none()
+        && k.expires_at.is_none_or(|e| e > now)
+        && f.created_before.is_none_or(|t| k.created_at < t)
+        && f.consumer_id.as_ref().is_none_or(|c| k.consumer_id.as_ref() == Some(c))
+}
+
 /// The dry run: exactly what a run started now would rotate.
 ///
 /// # Errors
@@ -115,55 +129,44 @@ pub async fn run(state: &AppState, job_id: &str, req: &BulkRequest) -> anyhow::R
         prefix: KeyPrefix::parse(&api.key_prefix).map_err(|e| anyhow::anyhow!("{e}"))?,
         env: Environment::parse(&api.environment).unwrap_or(Environment::Live),
     };
-    let total = candidates(tenant.as_str(), &req.api_id, &req.filter, Utc::now())
+    // The candidates are listed once, in id order; each batch then locks its own rows and keeps
+    // those that are still candidates, so a key rotated or revoked meanwhile is left alone.
+    let ids: Vec<String> = candidates(tenant.as_str(), &req.api_id, &req.filter, Utc::now())
         .filter(key::Column::CreatedAt.lt(req.as_of))
-        .count(&state.db)
+        .select_only()
+        .column(key::Column::Id)
+        .order_by_asc(key::Column::Id)
+        .into_tuple()
+        .all(&state.db)
         .await?;
+    let total = u64::try_from(ids.len()).unwrap_or(u64::MAX);
+    if state.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // Fresh statistics before a hundred batches of lookups by lineage: a table just filled
+        // by an import has none yet, and the planner would scan it whole for every batch.
+        state.db.execute_unprepared("ANALYZE keys").await?;
+    }
     jobs::set_progress(&state.db, job_id, json!({"done": 0, "total": total})).await?;
     let shared = Arc::new((state.clone(), tenant.clone(), head, req.clone()));
     let mut lanes = tokio::task::JoinSet::new();
-    let mut after = String::new();
-    let mut exhausted = false;
+    let mut batches = ids.chunks(BATCH).map(<[String]>::to_vec);
     let mut done = 0u64;
     loop {
         // Batches are disjoint sets of lineages, so they are written side by side: the database
         // spends most of a batch on index and constraint work that a second connection overlaps.
-        while !exhausted && lanes.len() < LANES {
-            let batch = next_batch(state, &tenant, req, &after).await?;
-            let Some(last) = batch.last() else {
-                exhausted = true;
-                break;
-            };
-            after.clone_from(&last.id);
+        while lanes.len() < LANES {
+            let Some(batch) = batches.next() else { break };
             let shared = Arc::clone(&shared);
             lanes.spawn(async move {
                 let (state, tenant, head, req) = &*shared;
                 let n = u64::try_from(batch.len()).unwrap_or(0);
-                rotate_batch(state, tenant, head, req, batch).await.map(|()| n)
+                rotate_batch(state, tenant, head, req, &batch).await.map(|()| n)
             });
         }
         let Some(finished) = lanes.join_next().await else { break };
         done += finished??;
-        jobs::set_progress(&state.db, job_id, json!({"done": done, "total": total.max(done)})).await?;
+        jobs::set_progress(&state.db, job_id, json!({"done": done, "total": total})).await?;
     }
     Ok(())
-}
-
-/// Up to `BATCH` candidates with ids after `after`, in id order: each batch starts where the
-/// last one ended instead of rescanning.
-async fn next_batch(
-    state: &AppState,
-    tenant: &TenantId,
-    req: &BulkRequest,
-    after: &str,
-) -> Result<Vec<key::Model>, StoreError> {
-    Ok(candidates(tenant.as_str(), &req.api_id, &req.filter, Utc::now())
-        .filter(key::Column::CreatedAt.lt(req.as_of))
-        .filter(key::Column::Id.gt(after))
-        .order_by_asc(key::Column::Id)
-        .limit(BATCH)
-        .all(&state.db)
-        .await?)
 }
 
 /// Queues the rotation as a job and records who started it, in one transaction.
@@ -205,12 +208,22 @@ async fn rotate_batch(
     tenant: &TenantId,
     head: &KeyHead,
     req: &BulkRequest,
-    batch: Vec<key::Model>,
+    ids: &[String],
 ) -> anyhow::Result<()> {
     let now = Utc::now();
     let overlap = TimeDelta::seconds(req.overlap_seconds);
-    let lineages: HashSet<&str> = batch.iter().map(|k| k.lineage_id.as_str()).collect();
     let txn = begin_write(&state.db).await?;
+    let mut batch = key::Entity::find()
+        .filter(key::Column::TenantId.eq(tenant.as_str()))
+        .filter(key::Column::Id.is_in(ids.iter().map(String::as_str)))
+        .lock_exclusive()
+        .all(&txn)
+        .await?;
+    batch.retain(|k| is_candidate(k, &req.api_id, &req.filter, now));
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let lineages: HashSet<&str> = batch.iter().map(|k| k.lineage_id.as_str()).collect();
 
     // Every version of these lineages: the highest version number, and the earlier versions
     // still in grace, which end now so each lineage stays within two active versions.

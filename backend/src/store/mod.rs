@@ -113,8 +113,10 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 
 /// Inserts many rows of one table in as few statements as the backend allows. On PostgreSQL the
 /// rows travel as one JSON document per chunk, expanded into the table's own row type by
-/// `jsonb_populate_recordset` — one bound parameter instead of one per value, which is what
-/// bulk rotation spends its time on otherwise. Elsewhere they are multi-row `INSERT`s.
+/// `json_populate_recordset` — one bound parameter instead of one per value, which is what
+/// bulk rotation spends its time on otherwise. The document is read as `json`, walked once as
+/// text: casting it to `jsonb` first built a binary copy of every row, a fifth of the database's
+/// time in a bulk rotation. Elsewhere they are multi-row `INSERT`s.
 ///
 /// The model's serialized field names must be the column names.
 ///
@@ -131,8 +133,7 @@ where
     }
     if db.get_database_backend() == sea_orm::DbBackend::Postgres {
         let table = E::default().table_name().to_owned();
-        let sql =
-            format!(r#"INSERT INTO "{table}" SELECT * FROM jsonb_populate_recordset(NULL::"{table}", $1::jsonb)"#);
+        let sql = format!(r#"INSERT INTO "{table}" SELECT * FROM json_populate_recordset(NULL::"{table}", $1::json)"#);
         for chunk in rows.chunks(5_000) {
             let doc = serde_json::to_string(chunk).map_err(|e| DbErr::Custom(format!("cannot encode rows: {e}")))?;
             db.execute_raw(Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, &sql, [doc.into()])).await?;

@@ -34,6 +34,7 @@ struct Raw {
     redis_url_file: Option<PathBuf>,
     redis_prefix: String,
     public_url: Option<String>,
+    node_url: Option<String>,
     smtp_url: Option<String>,
     smtp_url_file: Option<PathBuf>,
     smtp_from: String,
@@ -62,6 +63,7 @@ impl Default for Raw {
             redis_url_file: None,
             redis_prefix: String::new(),
             public_url: None,
+            node_url: None,
             smtp_url: None,
             smtp_url_file: None,
             smtp_from: "Keyroll <keyroll@localhost>".into(),
@@ -213,6 +215,9 @@ pub struct Settings {
     pub redis_url: Option<SecretString>,
     pub redis_prefix: String,
     pub public_url: Option<String>,
+    /// Where the other nodes reach this one (playbook runs probe every live node); by default
+    /// `http://` and the listening address, with `127.0.0.1` for an unspecified one.
+    pub node_url: Option<String>,
     pub smtp_url: Option<SecretString>,
     pub smtp_from: String,
     /// Seals secrets at rest (new keys awaiting pickup). On SQLite one is made under the data
@@ -315,6 +320,11 @@ impl Settings {
         {
             return Err(ConfigError("KEYROLL_PUBLIC_URL: must start with http:// or https://".into()));
         }
+        if let Some(u) = &raw.node_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(ConfigError("KEYROLL_NODE_URL: must start with http:// or https://".into()));
+        }
         if raw.workers == Some(0) {
             return Err(ConfigError("KEYROLL_WORKERS: must be at least 1".into()));
         }
@@ -355,6 +365,7 @@ impl Settings {
             redis_url: redis_url.map(SecretString::from),
             redis_prefix: raw.redis_prefix,
             public_url: raw.public_url,
+            node_url: raw.node_url,
             smtp_url: smtp_url.map(SecretString::from),
             smtp_from: raw.smtp_from,
             master_key: master_key.map(SecretString::from),

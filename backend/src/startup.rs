@@ -88,6 +88,7 @@ impl Application {
             usage,
             metrics,
             node_id: Arc::from(crate::domain::RequestId::generate().as_str().replacen("req_", "node_", 1)),
+            probe_token: Arc::from(crate::playbooks::nodes::new_token()),
             settings: Arc::new(settings),
             master_key,
         };
@@ -98,7 +99,14 @@ impl Application {
 
         let listener = TcpListener::bind(state.settings.listen)
             .with_context(|| format!("cannot listen on {} (KEYROLL_LISTEN)", state.settings.listen))?;
-        let port = listener.local_addr()?.port();
+        let bound = listener.local_addr()?;
+        let port = bound.port();
+        let node_url = state.settings.node_url.clone().unwrap_or_else(|| {
+            let ip = if bound.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { bound.ip() };
+            format!("http://{}", std::net::SocketAddr::new(ip, port))
+        });
+        crate::playbooks::nodes::register(&state, &node_url).await.context("cannot register this node")?;
+        tasks.push(tokio::spawn(crate::playbooks::nodes::heartbeat_loop(state.clone(), node_url)));
         let data = web::Data::new(state.clone());
         let throttle = web::Data::new(http::web::session::Throttle::default());
         let mut server = HttpServer::new(move || {
@@ -142,6 +150,7 @@ impl Application {
         for t in &self.tasks {
             t.abort();
         }
+        crate::playbooks::nodes::deregister(&self.state).await;
         if let Err(e) = self.state.usage.flush(&self.state.db).await {
             tracing::warn!(error = %e, "could not flush the last usage counts");
         }

@@ -18,6 +18,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     pub node_id: Arc<str>,
+    /// What another node must present to probe this one (registered in `nodes`).
+    pub probe_token: Arc<str>,
     /// Seals secrets at rest; `None` when no master key is configured (multi-node without one).
     pub master_key: Option<Arc<crate::crypto::SealKey>>,
 }

@@ -15,6 +15,7 @@ mod m20261130_000009_totp;
 mod m20261130_000010_audit;
 mod m20261130_000011_leak_policy;
 mod m20261130_000012_keys_fillfactor_half;
+mod m20261130_000013_playbooks;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000010_audit::Migration),
             Box::new(m20261130_000011_leak_policy::Migration),
             Box::new(m20261130_000012_keys_fillfactor_half::Migration),
+            Box::new(m20261130_000013_playbooks::Migration),
         ]
     }
 }

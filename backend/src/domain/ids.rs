@@ -111,6 +111,10 @@ typed_id!(/// A rotation policy.
     PolicyId, "pol");
 typed_id!(/// An entry of the audit log.
     AuditId, "aud");
+typed_id!(/// A tenant's own playbook.
+    PlaybookId, "pbk");
+typed_id!(/// A run of a playbook.
+    RunId, "run");
 typed_id!(/// A request, for logs and problem bodies.
     RequestId, "req");
 

@@ -50,6 +50,8 @@ impl Modify for RootKeyAuth {
         api::policies::create, api::policies::list, api::policies::get, api::policies::update, api::policies::delete,
         public::self_service::pickup,
         api::audit::list, api::audit::export, api::audit::verify,
+        api::playbooks::list, api::playbooks::create, api::playbooks::get, api::playbooks::run,
+        api::playbooks::list_runs, api::playbooks::get_run, api::playbooks::approve,
         public::intake::github, public::intake::generic,
         health::healthz, health::readyz, health::metrics, spec,
     )

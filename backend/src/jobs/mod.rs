@@ -95,6 +95,10 @@ async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
             let req: crate::rotation::bulk::BulkRequest = serde_json::from_value(j.payload.clone())?;
             crate::rotation::bulk::run(state, &j.id, &req).await
         }
+        crate::playbooks::runs::JOB_KIND => {
+            let run_id = j.payload.get("run_id").and_then(serde_json::Value::as_str).unwrap_or_default();
+            crate::playbooks::execute::run(state, &j.id, run_id).await
+        }
         DIAGNOSTIC_SLEEP => {
             let ms = j.payload.get("ms").and_then(serde_json::Value::as_u64).unwrap_or(0).min(600_000);
             tokio::time::sleep(Duration::from_millis(ms)).await;

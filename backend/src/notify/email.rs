@@ -68,6 +68,17 @@ pub fn compose(event_type: &str, data: &Value) -> (String, String) {
             format!("Rotation of your API key {key}... was rolled back"),
             format!("The rotation {} was undone: keep using your previous key {key}....\n", field(data, "rotation_id")),
         ),
+        "playbook.run.started" => (
+            "Security notice about your API keys".to_owned(),
+            format!(
+                "Your provider started an incident response that concerns your API keys ({}).\n\n{}\n\nReference: {}\n",
+                field(data, "playbook"),
+                data.get("message").and_then(Value::as_str).unwrap_or(
+                    "Watch for notices about new versions of your keys, and switch to them before the old ones end."
+                ),
+                field(data, "run_id")
+            ),
+        ),
         "key.revoked" => (
             format!("Your API key {key}... was revoked"),
             format!("The API key {key}... was revoked and no longer works.\nReason: {}\n", field(data, "reason")),

@@ -14,8 +14,15 @@ use crate::store::StoreError;
 use crate::store::notify as store;
 
 /// Events a consumer also hears about by email.
-pub const EMAILED: &[&str] =
-    &["rotation.started", "key.expiring", "rotation.completed", "rotation.rolled_back", "key.revoked"];
+/// (`playbook.run.started` reaches a consumer only as the notice of a playbook's `notify` step.)
+pub const EMAILED: &[&str] = &[
+    "rotation.started",
+    "key.expiring",
+    "rotation.completed",
+    "rotation.rolled_back",
+    "key.revoked",
+    "playbook.run.started",
+];
 
 /// Whom an event concerns.
 #[derive(Debug, Clone, Default)]

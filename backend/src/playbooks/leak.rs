@@ -11,12 +11,14 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::domain::rotation::{RetireMode, Trigger};
-use crate::domain::{ApiId, ApiKey, KeyId, KeyState, TenantId};
-use crate::rotation::{self, Handoff, RotateError, RotateRequest};
+use super::catalogue::{self, Definition, Step};
+use super::execute;
+use super::runs::{self, Target};
+use crate::domain::{ApiId, ApiKey, KeyState, RunId, TenantId};
+use crate::rotation;
 use crate::state::AppState;
-use crate::store::entities::{audit_event, key};
-use crate::store::{StoreError, apis, begin_write, keys, rotations};
+use crate::store::entities::{audit_event, key, playbook_run};
+use crate::store::{StoreError, apis, begin_write, keys};
 
 /// One token a scanner found.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -66,6 +68,26 @@ impl Action {
     }
 }
 
+/// Starts the *leaked key* playbook on `k` with `steps` and executes it at once.
+async fn run_leaked_key(
+    state: &AppState,
+    tenant: &TenantId,
+    k: &key::Model,
+    reporter: &str,
+    actor: &str,
+    steps: Vec<Step>,
+) -> Result<playbook_run::Model, StoreError> {
+    let builtin = catalogue::builtin("leaked_key").ok_or(StoreError::NotFound)?;
+    let def = Definition { name: format!("Leaked key (reported by {reporter})"), steps, ..builtin.definition };
+    let target = Target { key_id: Some(k.id.clone()), ..Target::default() };
+    let resume_at = Utc::now() + TimeDelta::seconds(30);
+    let run = runs::start(state, tenant, builtin.id, &def, &target, actor, resume_at).await?;
+    if let Err(e) = execute::run(state, "", &run.id).await {
+        tracing::warn!(run_id = %run.id, error = %e, "leak containment interrupted; its job resumes it");
+    }
+    runs::get(&state.db, tenant, &RunId::from_trusted(run.id)).await
+}
+
 /// Handles a batch of reports from `reporter` (`github`, `scanner`).
 ///
 /// # Errors
@@ -89,7 +111,6 @@ pub async fn handle(state: &AppState, reporter: &str, reports: Vec<Report>) -> R
 
 async fn contain(state: &AppState, reporter: &str, r: &Report, k: key::Model) -> Result<Action, StoreError> {
     let tenant = TenantId::from_trusted(k.tenant_id.clone());
-    let id = KeyId::from_trusted(k.id.clone());
     let actor = format!("scanner:{reporter}");
     let now = Utc::now();
     let api = apis::get_any(&state.db, &tenant, &ApiId::from_trusted(k.api_id.clone())).await?;
@@ -141,50 +162,35 @@ async fn contain(state: &AppState, reporter: &str, r: &Report, k: key::Model) ->
     crate::audit::record(&txn, &tenant, &actor, vec![entry]).await?;
     txn.commit().await?;
 
+    // Containment runs as the *leaked key* playbook, with the policy's grace, executed here
+    // and now; its job only picks it up again if this execution is cut short.
+    let revoke = || vec![Step::Revoke {}, Step::Validate {}];
     match action {
         Action::Notified | Action::AlreadyContained => {}
-        Action::Revoked => {
+        Action::Revoked if k.is_root => {
+            // Root keys are not keys of an API, so not a playbook's target: revoked directly.
             let reason = format!("leaked: reported by {reporter}");
-            crate::http::api::keys::revoke_one(state, &tenant, &actor, &k.id, &reason, k.is_root)
+            crate::http::api::keys::revoke_one(state, &tenant, &actor, &k.id, &reason, true)
                 .await
                 .map_err(|e| StoreError::Conflict(format!("the leaked key could not be revoked: {e}")))?;
         }
+        Action::Revoked => {
+            run_leaked_key(state, &tenant, &k, reporter, &actor, revoke()).await?;
+        }
         Action::Rotated => {
-            let policy = crate::store::policies::effective(&state.db, &k.api_id, k.consumer_id.as_deref()).await?;
-            let handoff = policy.as_ref().and_then(|p| Handoff::parse(&p.delivery)).unwrap_or(Handoff::Pickup);
-            let request = RotateRequest {
-                overlap: grace,
-                scopes: None,
-                meta: None,
-                retire_mode: RetireMode::AtDeadline,
-                trigger: Trigger::Playbook,
-                actor: Some(actor.clone()),
-                compromise: true,
-                rules: rotation::rules_for(&state.db, &k).await?,
-                handoff: Some(handoff),
-            };
-            match rotation::rotate(state, &tenant, &id, false, request).await {
-                Ok(_) | Err(RotateError::Conflict(_)) => {}
-                Err(RotateError::Rule(e)) => {
-                    // The lineage refuses another version: refuse the leaked one instead.
-                    tracing::warn!(key_id = %k.id, reason = %e, "leaked key not rotatable; revoking it");
-                    let reason = format!("leaked: reported by {reporter} (could not rotate: {e})");
-                    crate::http::api::keys::revoke_one(state, &tenant, &actor, &k.id, &reason, false)
-                        .await
-                        .map_err(|e| StoreError::Conflict(format!("the leaked key could not be revoked: {e}")))?;
-                }
-                Err(RotateError::Store(e)) => return Err(e),
+            let overlap = grace.num_seconds();
+            let steps = vec![Step::Rotate { overlap_seconds: overlap }, Step::Validate {}];
+            let run = run_leaked_key(state, &tenant, &k, reporter, &actor, steps).await?;
+            if run.state == runs::state::FAILED && run.current_step == 0 {
+                // The lineage refuses another version: refuse the leaked one instead.
+                tracing::warn!(key_id = %k.id, reason = ?run.error, "leaked key not rotatable; revoking it");
+                run_leaked_key(state, &tenant, &k, reporter, &actor, revoke()).await?;
             }
         }
         Action::GraceShortened => {
-            let end = now + grace;
-            if k.grace_ends_at.is_some_and(|g| g > end) {
-                for open in rotations::open_from(&state.db, &k.id).await? {
-                    rotation::shorten(state, &tenant, &crate::domain::RotationId::from_trusted(open.id), end, &actor)
-                        .await
-                        .map_err(|e| StoreError::Conflict(e.to_string()))?;
-                }
-            }
+            let seconds = grace.num_seconds();
+            let steps = vec![Step::ShortenGrace { grace_seconds: seconds }, Step::Validate {}];
+            run_leaked_key(state, &tenant, &k, reporter, &actor, steps).await?;
         }
     }
     Ok(action)

@@ -50,6 +50,9 @@ pub struct BulkRequest {
     /// Only versions issued before this moment (the request's): the new versions a run makes,
     /// also in an earlier attempt of the same job, are never rotated again.
     pub as_of: DateTime<Utc>,
+    /// Started by a playbook run (the rotations' trigger says so).
+    #[serde(default)]
+    pub playbook: bool,
 }
 
 /// What a run would change.
@@ -287,7 +290,7 @@ async fn rotate_batch(
             &old.lineage_id,
             &old.id,
             &id,
-            Trigger::Api.as_str(),
+            if req.playbook { Trigger::Playbook } else { Trigger::Api }.as_str(),
             Some(req.actor.clone()),
             RetireMode::AtDeadline.as_str(),
             req.compromise,

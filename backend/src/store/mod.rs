@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod keys;
 pub mod notify;
 pub mod page;
+pub mod playbooks;
 pub mod policies;
 pub mod rotations;
 pub mod tenants;

@@ -16,6 +16,7 @@ mod leaks;
 mod management;
 mod nodes;
 mod notifications;
+mod playbooks;
 mod policies;
 mod rotation;
 mod verify;

@@ -4,6 +4,7 @@ pub mod apis;
 pub mod audit;
 pub mod consumers;
 pub mod keys;
+pub mod playbooks;
 pub mod policies;
 pub mod root_keys;
 pub mod rotations;

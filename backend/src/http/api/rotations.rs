@@ -411,6 +411,7 @@ pub async fn bulk(state: web::Data<AppState>, root: Root, body: Body<BulkBody>) 
         compromise: b.compromise,
         actor: root.actor(),
         as_of: Utc::now(),
+        playbook: false,
     };
     let job_id = crate::rotation::bulk::start(&state, &req, &plan).await?;
     Ok(HttpResponse::Accepted().json(BulkAnswer { dry_run: false, plan, job_id }))

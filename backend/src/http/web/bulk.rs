@@ -96,6 +96,7 @@ pub async fn bulk(
         compromise: form.compromise == "on",
         actor: me.actor(),
         as_of: Utc::now(),
+        playbook: false,
     };
     let p = plan(&state.db, &t, &req.api_id, &req.filter).await?;
     let Some(id) = crate::rotation::bulk::start(&state, &req, &p).await? else {

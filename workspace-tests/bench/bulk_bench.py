@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Bulk rotation on PostgreSQL: N current keys (default 100 000, spread over 1 000 consumers with
 an email each and one tenant webhook endpoint, so every rotation queues notifications) are
-rotated by one POST /v1/rotations/bulk; prints the time until the job is done and the server's
-peak memory.
+rotated, each time on a fresh database:
+  bulk      one POST /v1/rotations/bulk; the time until its job is done;
+  playbook  the built-in "Breach: mass rotation" playbook (approval, rotate, notify, validate),
+            started with one root key and approved with a second; the time from the approval
+            until the run has completed, its validation included.
+Prints the times and the server's CPU and peak memory.
 
 Run from the project root:  python3 workspace-tests/bench/bulk_bench.py
-Environment: BENCH_KEYS (100000), BENCH_DATABASE_URL, BENCH_REDIS_URL; BENCH_PG_STATS=1 also
+Environment: BENCH_MODES (bulk,playbook), BENCH_KEYS (100000), BENCH_DATABASE_URL, BENCH_REDIS_URL; BENCH_PG_STATS=1 also
 prints the statements the database spent its time on (needs pg_stat_statements in the server's
 shared_preload_libraries)."""
 import http.client, json, os, shutil, socket, subprocess, sys, tempfile, time, uuid
@@ -42,6 +46,19 @@ def cpu_s(pid):
 
 def main():
     subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
+    for mode in os.environ.get("BENCH_MODES", "bulk,playbook").split(","):
+        measure(mode.strip())
+
+
+def wait_done(port, root, path, done):
+    while True:
+        st, body = call(port, "GET", path, None, root)
+        if done(body):
+            return body
+        time.sleep(0.05)
+
+
+def measure(mode):
     db = f"kr_bench_{uuid.uuid4().hex[:12]}"
     url = PG.rsplit("/", 1)[0] + "/" + db
     subprocess.run(["psql", PG, "-qc", f"CREATE DATABASE {db}"], check=True)
@@ -85,21 +102,33 @@ def main():
         subprocess.run(["psql", url, "-qc", sql], check=True)
         print(f"seeded {N} keys in {time.time() - t0:.1f} s")
         base = rss_kib(proc.pid, "VmRSS:")
-        st, dry = call(port, "POST", "/v1/rotations/bulk", {"api_id": aid, "dry_run": True, "overlap_seconds": 600}, t["root_key"])
-        assert dry["keys"] == N, dry
+        if mode == "bulk":
+            st, dry = call(port, "POST", "/v1/rotations/bulk", {"api_id": aid, "dry_run": True, "overlap_seconds": 600}, t["root_key"])
+            assert dry["keys"] == N, dry
+        else:
+            st, second = call(port, "POST", "/v1/root-keys", {"scopes": ["playbooks:run", "keys:read"]}, t["root_key"])
+            st, started = call(port, "POST", "/v1/playbooks/mass_rotation/runs", {"target": {"api_id": aid}}, t["root_key"])
+            assert st == 202, started
+            assert started["plan"]["steps"][1]["keys"] == N, started["plan"]
+            run_path = f"/v1/playbook-runs/{started['run']['id']}"
+            wait_done(port, t["root_key"], run_path, lambda r: r["state"] == "awaiting_approval")
         stats = os.environ.get("BENCH_PG_STATS") == "1"
         if stats:
             subprocess.run(["psql", url, "-qc", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()"],
                            check=True, capture_output=True)
         cpu0 = cpu_s(proc.pid)
         t1 = time.perf_counter()
-        st, run = call(port, "POST", "/v1/rotations/bulk", {"api_id": aid, "overlap_seconds": 600, "compromise": True}, t["root_key"])
-        assert st == 202, run
-        while True:
-            st, job = call(port, "GET", f"/v1/jobs/{run['job_id']}", None, t["root_key"])
-            if job["state"] in ("done", "failed"):
-                break
-            time.sleep(0.05)
+        if mode == "bulk":
+            st, run = call(port, "POST", "/v1/rotations/bulk", {"api_id": aid, "overlap_seconds": 600, "compromise": True}, t["root_key"])
+            assert st == 202, run
+            job = wait_done(port, t["root_key"], f"/v1/jobs/{run['job_id']}", lambda j: j["state"] in ("done", "failed"))
+            outcome = f"job {job['state']}; progress {job['progress']}"
+        else:
+            st, ok = call(port, "POST", f"{run_path}/approve", {}, second["secret"])
+            assert st == 200, ok
+            run = wait_done(port, t["root_key"], run_path, lambda r: r["state"] in ("completed", "failed"))
+            outcome = f"run {run['state']} {run.get('error') or ''}; steps " + ", ".join(
+                f"{s['step']['kind']} {s['state']}" for s in run["steps"])
         took = time.perf_counter() - t1
         peak = rss_kib(proc.pid, "VmHWM:")
         cpu = cpu_s(proc.pid) - cpu0
@@ -107,8 +136,9 @@ def main():
                                  "SELECT (SELECT count(*) FROM rotations), (SELECT count(*) FROM events), "
                                  "(SELECT count(*) FROM deliveries), (SELECT count(*) FROM pending_secrets), "
                                  "(SELECT count(*) FROM keys)"], capture_output=True, text=True).stdout.strip()
-        print(f"\n== bulk rotation on PostgreSQL, {N} keys")
-        print(f"  job {job['state']} in {took:.2f} s ({N / took:.0f} keys/s); progress {job['progress']}")
+        title = "bulk rotation" if mode == "bulk" else "mass-rotation playbook"
+        print(f"\n== {title} on PostgreSQL, {N} keys")
+        print(f"  {took:.2f} s ({N / took:.0f} keys/s); {outcome}")
         print(f"  server CPU {cpu:.2f} s ({100 * cpu / took:.0f} % of one core)")
         print(f"  server RSS before {base / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB")
         print(f"  rotations | events | deliveries queued | secrets held | keys: {counts}")

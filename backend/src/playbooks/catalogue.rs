@@ -93,10 +93,14 @@ impl Step {
     #[must_use]
     pub fn describe(&self) -> String {
         match self {
+            Self::Rotate { overlap_seconds: 0 } => {
+                "Issue a new version of each key; the old one stops working at once".into()
+            }
             Self::Rotate { overlap_seconds } => {
                 format!("Issue a new version of each key; the old one stays valid for {}", span(*overlap_seconds))
             }
             Self::Revoke {} => "Revoke each key at once".into(),
+            Self::ShortenGrace { grace_seconds: 0 } => "End the grace of each old version now".into(),
             Self::ShortenGrace { grace_seconds } => {
                 format!("End the grace of each old version within {}", span(*grace_seconds))
             }

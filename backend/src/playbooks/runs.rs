@@ -3,7 +3,7 @@
 //! job `playbook.run` executes it (see `execute`), so a run survives a restart and resumes at
 //! the step it was on.
 //!
-//! The keys a run acts on are the versions of its target that were not revoked when the run
+//! The keys a run acts on are the versions of its target that still worked when the run
 //! started, not counting root keys; versions issued later (by the run itself, too) are never
 //! touched by a later step.
 
@@ -136,13 +136,17 @@ impl Target {
     }
 }
 
-/// The versions a run acts on: not revoked when the run started (`as_of`), not root keys.
+/// The versions a run acts on: still working when the run started (`as_of`: not revoked, not
+/// expired, not past their grace), not root keys.
 pub fn targeted(tenant: &TenantId, target: &Target, as_of: DateTime<Utc>) -> sea_orm::Select<key::Entity> {
+    let until = |c: key::Column| Condition::any().add(c.is_null()).add(c.gte(as_of));
     let mut q = key::Entity::find()
         .filter(key::Column::TenantId.eq(tenant.as_str()))
         .filter(key::Column::IsRoot.eq(false))
         .filter(key::Column::CreatedAt.lt(as_of))
-        .filter(Condition::any().add(key::Column::RevokedAt.is_null()).add(key::Column::RevokedAt.gte(as_of)));
+        .filter(until(key::Column::RevokedAt))
+        .filter(until(key::Column::ExpiresAt))
+        .filter(until(key::Column::GraceEndsAt));
     if let Some(k) = &target.key_id {
         q = q.filter(key::Column::Id.eq(k.as_str()));
     } else if let Some(c) = &target.consumer_id {

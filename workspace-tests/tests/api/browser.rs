@@ -260,6 +260,39 @@ async fn owner_and_viewer(app: &TestApp, c: &Client) {
     shot(c, "22-audit").await;
     c.execute("document.querySelector('table.audit').scrollIntoView()", vec![]).await.expect("scroll");
     shot(c, "23-audit-entry").await;
+
+    // A compromised consumer: a new key for Bob, the playbook's dry run, then the run itself.
+    use sea_orm::ConnectionTrait;
+    let row = app
+        .state
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.state.db.get_database_backend(),
+            "SELECT id FROM consumers WHERE external_id = 'cus_42'",
+        ))
+        .await
+        .expect("query")
+        .expect("Bob");
+    let bob: String = row.try_get("", "id").expect("id");
+    c.goto(&app.url(&format!("/app/keys/new?consumer={bob}"))).await.expect("new key");
+    fill(c, "#name", "backup").await;
+    click(c, "form[action='/app/keys'] button[type=submit]").await;
+    wait_for(c, "only time the full key is shown").await;
+    let third = secret_on_page(c).await;
+    c.goto(&app.url("/app/playbooks")).await.expect("playbooks");
+    wait_for(c, "Incident playbooks").await;
+    shot(c, "24-playbooks").await;
+    c.goto(&app.url("/app/playbooks/compromised_consumer")).await.expect("playbook");
+    fill(c, "#target_id", &bob).await;
+    click(c, "form[action$='/run#plan'] button[type=submit]").await;
+    wait_for(c, "Start the run").await;
+    shot(c, "25-playbook-dry-run").await;
+    click(c, "#plan button.danger").await;
+    wait_for(c, "Completed").await;
+    c.execute("document.querySelector('ol.steps details')?.setAttribute('open', '')", vec![]).await.expect("open");
+    shot(c, "26-playbook-run").await;
+    let v = app.verify(json!({"key": third})).await;
+    assert!(v["code"] == "VALID" && v["rotation"].is_object(), "the old key is in grace: {v}");
     click(c, "form[action='/logout'] button").await;
     wait_for(c, "Sign in").await;
     shot(c, "14-login").await;

@@ -8,6 +8,7 @@ mod cache;
 mod dashboard;
 mod dashboard_admin;
 mod dashboard_audit;
+mod dashboard_playbooks;
 mod faults;
 mod helpers;
 mod isolation;

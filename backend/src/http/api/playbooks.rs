@@ -36,7 +36,8 @@ pub struct PlaybookView {
 }
 
 impl PlaybookView {
-    fn of(id: String, builtin: bool, d: Definition, created_at: Option<DateTime<Utc>>) -> Self {
+    #[must_use]
+    pub fn of(id: String, builtin: bool, d: Definition, created_at: Option<DateTime<Utc>>) -> Self {
         let step_descriptions = d.steps.iter().map(Step::describe).collect();
         Self {
             id,

@@ -7,6 +7,7 @@ pub mod app;
 pub mod audit;
 pub mod bulk;
 pub mod keys;
+pub mod playbooks;
 pub mod policies;
 pub mod session;
 pub mod team;
@@ -76,6 +77,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/bulk", web::get().to(bulk::bulk_page))
         .route("/app/bulk", web::post().to(bulk::bulk))
         .route("/app/jobs/{id}", web::get().to(bulk::job_page))
+        .route("/app/playbooks", web::get().to(playbooks::playbooks_page))
+        .route("/app/playbooks", web::post().to(playbooks::create))
+        .route("/app/playbooks/{id}", web::get().to(playbooks::playbook_page))
+        .route("/app/playbooks/{id}/run", web::post().to(playbooks::run))
+        .route("/app/playbook-runs/{id}", web::get().to(playbooks::run_page))
+        .route("/app/playbook-runs/{id}/approve", web::post().to(playbooks::approve))
         .route("/app/policies", web::get().to(policies::policies_page))
         .route("/app/policies", web::post().to(policies::create))
         .route("/app/policies/{id}", web::get().to(policies::edit_page))

@@ -1,0 +1,340 @@
+//! Incident playbooks in the browser: the built-in and the team's own playbooks, a playbook of
+//! one's own built from the step catalogue, a run started after an exact dry run, and each run's
+//! page with its steps' evidence and live progress (it refreshes itself while the run goes on),
+//! where a second person approves it.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use chrono::{NaiveDateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::app::Chrome;
+use super::session::{FormErrors, Signed, WebError, page, page_with, see_other};
+use crate::domain::RunId;
+use crate::http::api::playbooks::{PlaybookBody, PlaybookView, RunView, all, checked_target, definition_of, find};
+use crate::http::errors::ApiError;
+use crate::playbooks::catalogue::TargetKind;
+use crate::playbooks::runs::{self, ApproveError, RunPlan, Target};
+use crate::state::AppState;
+use crate::store::apis;
+use crate::store::entities::api;
+
+/// One line per step: how the new-playbook form writes each step of the catalogue.
+const STEP_SYNTAX: &[(&str, &str)] = &[
+    ("rotate 3600", "new version; the old one valid for 3600 s"),
+    ("revoke", "refuse the keys at once"),
+    ("shorten_grace 900", "end old versions' grace within 900 s"),
+    ("rollback", "undo the rotation (rotation playbooks)"),
+    ("notify Your message", "tell each consumer (message optional)"),
+    ("wait_for_drain 900 3600", "until old versions are quiet 900 s, at most 3600 s"),
+    ("require_approval", "wait for a second person"),
+    ("validate", "check every node, notifications and the audit log"),
+];
+
+#[derive(Template)]
+#[template(path = "app/playbooks.html")]
+struct PlaybooksPage<'a> {
+    c: Chrome,
+    playbooks: Vec<PlaybookView>,
+    runs: Vec<RunView>,
+    form: &'a NewForm,
+    errors: &'a FormErrors,
+    line_errors: Vec<String>,
+    syntax: &'static [(&'static str, &'static str)],
+}
+
+/// What the new-playbook form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NewForm {
+    pub csrf: String,
+    pub name: String,
+    pub description: String,
+    pub target: String,
+    /// One step per line (see [`STEP_SYNTAX`]).
+    pub steps: String,
+}
+
+/// `GET /app/playbooks`.
+pub async fn playbooks_page(state: web::Data<AppState>, me: Signed) -> Result<HttpResponse, WebError> {
+    let form = NewForm { target: "key".into(), steps: "rotate 3600\nnotify\nvalidate".into(), ..NewForm::default() };
+    render_list(&state, &me, &form, &FormErrors::new(), Vec::new(), StatusCode::OK).await
+}
+
+async fn render_list(
+    state: &AppState,
+    me: &Signed,
+    form: &NewForm,
+    errors: &FormErrors,
+    line_errors: Vec<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, WebError> {
+    let t = me.tenant_id();
+    let playbooks = all(state, &t).await.map_err(api_to_web)?;
+    let runs = runs::list(&state.db, &t, 20, None).await?.into_iter().map(RunView::from).collect();
+    let p = PlaybooksPage {
+        c: Chrome::of(me, "playbooks"),
+        playbooks,
+        runs,
+        form,
+        errors,
+        line_errors,
+        syntax: STEP_SYNTAX,
+    };
+    page_with(status, &p)
+}
+
+fn api_to_web(e: ApiError) -> WebError {
+    match e {
+        ApiError::NotFound(_) => WebError::NotFound,
+        other => WebError::Internal(anyhow::anyhow!("{other}")),
+    }
+}
+
+/// A step line as the API's JSON: `shorten_grace 900` → `{"kind": "shorten_grace", "grace_seconds": 900}`.
+fn step_of_line(line: &str) -> Value {
+    let mut words = line.split_whitespace();
+    let kind = words.next().unwrap_or_default().to_lowercase();
+    let rest: Vec<&str> = words.collect();
+    let num = |i: usize| rest.get(i).map(|w| w.parse::<i64>().map_or_else(|_| json!(w), |n| json!(n)));
+    let mut step = json!({"kind": kind});
+    let params: &[&str] = match kind.as_str() {
+        "rotate" => &["overlap_seconds"],
+        "shorten_grace" => &["grace_seconds"],
+        "wait_for_drain" => &["quiet_seconds", "timeout_seconds"],
+        "notify" => {
+            if !rest.is_empty() {
+                step["message"] = json!(rest.join(" "));
+            }
+            &[]
+        }
+        _ => &[],
+    };
+    for (i, name) in params.iter().enumerate() {
+        if let Some(v) = num(i) {
+            step[*name] = v;
+        }
+    }
+    if params.len() < rest.len() && kind != "notify" {
+        step["unexpected"] = json!(rest[params.len()..].join(" "));
+    }
+    step
+}
+
+/// `POST /app/playbooks`: a playbook of the team's own.
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    form: web::Form<NewForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_keys()?;
+    let lines: Vec<&str> = form.steps.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let body = PlaybookBody {
+        name: form.name.clone(),
+        description: form.description.clone(),
+        target: form.target.clone(),
+        steps: lines.iter().map(|l| step_of_line(l)).collect(),
+    };
+    let mut errors = FormErrors::new();
+    let mut line_errors = Vec::new();
+    match definition_of(&body) {
+        Ok(d) => {
+            crate::store::playbooks::create_audited(&state.db, &me.tenant_id(), &me.actor(), &d).await.map_err(
+                |e| match e {
+                    crate::store::StoreError::Conflict(m) => WebError::Internal(anyhow::anyhow!(m)),
+                    other => other.into(),
+                },
+            )?;
+            return Ok(see_other("/app/playbooks"));
+        }
+        Err(ApiError::Validation { errors: list, .. }) => {
+            for e in list {
+                match e.field.as_str() {
+                    "name" => drop(errors.insert("name", format!("The name {}.", e.message))),
+                    "description" => drop(errors.insert("description", format!("The description {}.", e.message))),
+                    "target" => drop(errors.insert("target", "Choose what the playbook acts on.".into())),
+                    "steps" => drop(errors.insert("steps", format!("The steps {}.", e.message))),
+                    f => {
+                        let line = f
+                            .strip_prefix("steps[")
+                            .and_then(|r| r.split(']').next())
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .map_or(0, |n| n + 1);
+                        line_errors.push(format!("Line {line}: {}", e.message));
+                    }
+                }
+            }
+            if !line_errors.is_empty() {
+                errors.entry("steps").or_insert_with(|| "Some steps need a correction.".into());
+            }
+        }
+        Err(other) => return Err(api_to_web(other)),
+    }
+    render_list(&state, &me, &form, &errors, line_errors, StatusCode::UNPROCESSABLE_ENTITY).await
+}
+
+#[derive(Template)]
+#[template(path = "app/playbook.html")]
+struct PlaybookPage<'a> {
+    c: Chrome,
+    p: PlaybookView,
+    apis: Vec<api::Model>,
+    form: &'a RunForm,
+    errors: &'a FormErrors,
+    plan: Option<RunPlan>,
+}
+
+/// What the run form sends: the one target field the playbook needs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RunForm {
+    pub csrf: String,
+    pub target_id: String,
+    /// `YYYY-MM-DD HH:MM` (UTC), for an API target.
+    pub created_before: String,
+    /// `confirm` on the second step.
+    pub step: String,
+}
+
+/// `GET /app/playbooks/{id}`.
+pub async fn playbook_page(
+    state: web::Data<AppState>,
+    me: Signed,
+    id: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    let form = RunForm::default();
+    render_playbook(&state, &me, &id, &form, &FormErrors::new(), None, StatusCode::OK).await
+}
+
+async fn render_playbook(
+    state: &AppState,
+    me: &Signed,
+    id: &str,
+    form: &RunForm,
+    errors: &FormErrors,
+    plan: Option<RunPlan>,
+    status: StatusCode,
+) -> Result<HttpResponse, WebError> {
+    let t = me.tenant_id();
+    let (pid, builtin, d, at) = find(state, &t, id).await.map_err(api_to_web)?;
+    let apis = apis::list(&state.db, &t, 100, None).await?.items;
+    let p = PlaybookView::of(pid, builtin, d, at);
+    page_with(status, &PlaybookPage { c: Chrome::of(me, "playbooks"), p, apis, form, errors, plan })
+}
+
+/// `POST /app/playbooks/{id}/run`: the dry run, then (`step=confirm`) the run.
+pub async fn run(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    id: web::Path<String>,
+    form: web::Form<RunForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_keys()?;
+    let t = me.tenant_id();
+    let (pid, _, d, _) = find(&state, &t, &id).await.map_err(api_to_web)?;
+    let mut errors = FormErrors::new();
+    let raw = form.target_id.trim().to_owned();
+    let mut target = Target::default();
+    match d.target {
+        TargetKind::Key => target.key_id = Some(raw),
+        TargetKind::Consumer => target.consumer_id = Some(raw),
+        TargetKind::Api => target.api_id = Some(raw),
+        TargetKind::Rotation => target.rotation_id = Some(raw),
+    }
+    let before = form.created_before.trim();
+    if d.target == TargetKind::Api && !before.is_empty() {
+        match NaiveDateTime::parse_from_str(before, "%Y-%m-%d %H:%M") {
+            Ok(at) => target.created_before = Some(at.and_utc()),
+            Err(_) => {
+                drop(errors.insert("created_before", "Enter a UTC time as 2026-11-30 14:00, or leave it empty.".into()))
+            }
+        }
+    }
+    if errors.is_empty() {
+        match checked_target(&state, &t, &d, &target).await {
+            Ok(checked) => target = checked,
+            Err(ApiError::Validation { errors: list, .. }) => {
+                let what = list.first().map_or_else(String::new, |e| e.message.clone());
+                errors.insert("target_id", format!("This {what}."));
+            }
+            Err(other) => return Err(api_to_web(other)),
+        }
+    }
+    if !errors.is_empty() {
+        return render_playbook(&state, &me, &id, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    if form.step != "confirm" {
+        let plan = runs::plan(&state.db, &t, &d, &target).await?;
+        return render_playbook(&state, &me, &id, &form, &errors, Some(plan), StatusCode::OK).await;
+    }
+    let run = runs::start(&state, &t, &pid, &d, &target, &me.actor(), Utc::now()).await?;
+    Ok(see_other(&format!("/app/playbook-runs/{}", run.id)))
+}
+
+#[derive(Template)]
+#[template(path = "app/playbook_run.html")]
+struct RunPage {
+    c: Chrome,
+    r: RunView,
+    target: String,
+    /// Evidence of each step, pretty-printed.
+    evidence: Vec<String>,
+    can_approve: bool,
+    notice: Option<&'static str>,
+    error: Option<String>,
+}
+
+/// `GET /app/playbook-runs/{id}`.
+pub async fn run_page(state: web::Data<AppState>, me: Signed, id: web::Path<String>) -> Result<HttpResponse, WebError> {
+    render_run(&state, &me, &id, None, None, StatusCode::OK).await
+}
+
+async fn render_run(
+    state: &AppState,
+    me: &Signed,
+    id: &str,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, WebError> {
+    let id = RunId::parse(id).map_err(|_| WebError::NotFound)?;
+    let r: RunView = runs::get(&state.db, &me.tenant_id(), &id).await?.into();
+    let evidence =
+        r.steps.iter().map(|s| serde_json::to_string_pretty(&s.evidence).unwrap_or_default()).collect::<Vec<_>>();
+    let can_approve =
+        r.state == runs::state::AWAITING_APPROVAL && r.started_by != me.actor() && me.role.can_manage_keys();
+    let target = r.target.label();
+    let p = RunPage { c: Chrome::of(me, "playbooks"), r, target, evidence, can_approve, notice, error };
+    if status == StatusCode::OK { page(&p) } else { page_with(status, &p) }
+}
+
+/// What the approval form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
+/// `POST /app/playbook-runs/{id}/approve`.
+pub async fn approve(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_keys()?;
+    let run_id = RunId::parse(&id).map_err(|_| WebError::NotFound)?;
+    match runs::approve(&state, &me.tenant_id(), &run_id, &me.actor()).await {
+        Ok(_) => Ok(see_other(&format!("/app/playbook-runs/{}", run_id.as_str()))),
+        Err(ApproveError::Store(e)) => Err(e.into()),
+        Err(e) => render_run(&state, &me, &id, None, Some(e.to_string()), StatusCode::CONFLICT).await,
+    }
+}

@@ -34,6 +34,7 @@ enum PlaybookRuns {
     CurrentStep,
     StartedBy,
     ApprovedBy,
+    JobId,
     Error,
     CreatedAt,
     UpdatedAt,
@@ -100,6 +101,7 @@ impl MigrationTrait for Migration {
                 .col(integer(PlaybookRuns::CurrentStep))
                 .col(string(PlaybookRuns::StartedBy))
                 .col(string_null(PlaybookRuns::ApprovedBy))
+                .col(string_null(PlaybookRuns::JobId))
                 .col(text_null(PlaybookRuns::Error))
                 .col(timestamp_with_time_zone(PlaybookRuns::CreatedAt))
                 .col(timestamp_with_time_zone(PlaybookRuns::UpdatedAt))

@@ -67,7 +67,7 @@ pub async fn run(state: &AppState, job_id: &str, run_id: &str) -> anyhow::Result
         let now = Utc::now();
         let started = *steps[i].started_at.get_or_insert(now);
         steps[i].state = "running".into();
-        save(&ctx, &steps, i, state::RUNNING, None).await?;
+        save(&ctx, &steps, i, state::RUNNING).await?;
         // Changes made by the steps before this one, which the audit log must show.
         let changed = steps[..i].iter().filter_map(|s| s.evidence.get("changed").and_then(Value::as_u64)).sum();
         match exec(&ctx, &steps[i].step, started, changed).await? {
@@ -78,15 +78,18 @@ pub async fn run(state: &AppState, job_id: &str, run_id: &str) -> anyhow::Result
                 s.evidence = evidence;
                 s.error = None;
                 i += 1;
-                save(&ctx, &steps, i, state::RUNNING, None).await?;
+                save(&ctx, &steps, i, state::RUNNING).await?;
             }
             Outcome::Wait { evidence, until } => {
                 steps[i].state = "waiting".into();
                 steps[i].evidence = evidence;
                 let run_state = if until.is_some() { state::WAITING } else { state::AWAITING_APPROVAL };
-                let saved = save(&ctx, &steps, i, run_state, None).await?;
+                let saved = save(&ctx, &steps, i, run_state).await?;
                 if let Some(at) = until {
-                    runs::enqueue(&state.db, &saved, at).await?;
+                    let job = runs::enqueue(&state.db, &saved, at).await?;
+                    let mut active: playbook_run::ActiveModel = saved.into();
+                    active.job_id = sea_orm::Set(job);
+                    sea_orm::ActiveModelTrait::update(active, &state.db).await?;
                 }
                 return Ok(());
             }
@@ -110,16 +113,14 @@ async fn save(
     steps: &[StepRecord],
     current: usize,
     run_state: &str,
-    finished: Option<(DateTime<Utc>, Option<String>)>,
 ) -> Result<playbook_run::Model, StoreError> {
     let mut active: playbook_run::ActiveModel = ctx.run.clone().into();
     active.steps = sea_orm::Set(serde_json::to_value(steps).unwrap_or_default());
     active.current_step = sea_orm::Set(i32::try_from(current).unwrap_or(i32::MAX));
     active.state = sea_orm::Set(run_state.to_owned());
     active.updated_at = sea_orm::Set(Utc::now());
-    if let Some((at, error)) = finished {
-        active.finished_at = sea_orm::Set(Some(at));
-        active.error = sea_orm::Set(error);
+    if !ctx.job_id.is_empty() {
+        active.job_id = sea_orm::Set(Some(ctx.job_id.to_owned()));
     }
     Ok(sea_orm::ActiveModelTrait::update(active, &ctx.state.db).await?)
 }

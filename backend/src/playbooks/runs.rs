@@ -347,19 +347,21 @@ pub async fn start(
         current_step: 0,
         started_by: actor.to_owned(),
         approved_by: None,
+        job_id: None,
         error: None,
         created_at: now,
         updated_at: now,
         finished_at: None,
     };
     crate::audit::write(&state.db, tenant, actor, async |txn| {
+        let mut run = run.clone();
+        run.job_id = enqueue(txn, &run, run_at).await?;
         playbook_run::Entity::insert(sea_orm::IntoActiveModel::into_active_model(run.clone()))
             .exec_without_returning(txn)
             .await?;
         let data = json!({"run_id": run.id, "playbook_id": playbook_id, "playbook": def.name, "target": target});
         crate::notify::emit(txn, tenant, "playbook.run.started", data.clone(), &crate::notify::Audience::default())
             .await?;
-        enqueue(txn, &run, run_at).await?;
         let entry = crate::audit::Entry::new(
             "playbook.run_started",
             "playbook_run",
@@ -372,7 +374,7 @@ pub async fn start(
     .await
 }
 
-/// Queues the run's execution (again) at `at`.
+/// Queues the run's execution (again) at `at`; returns the job's id.
 ///
 /// # Errors
 /// Database errors.
@@ -380,11 +382,11 @@ pub async fn enqueue(
     db: &impl ConnectionTrait,
     run: &playbook_run::Model,
     at: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<Option<String>, StoreError> {
     let mut job = jobs::NewJob::now(JOB_KIND, json!({"run_id": run.id}));
     job.tenant_id = Some(run.tenant_id.clone());
     job.run_at = at;
-    jobs::enqueue(db, job).await.map(|_| ())
+    jobs::enqueue(db, job).await
 }
 
 /// Why an approval is refused.
@@ -422,8 +424,8 @@ pub async fn approve(
         active.approved_by = sea_orm::Set(Some(actor.to_owned()));
         active.state = sea_orm::Set(state::RUNNING.into());
         active.updated_at = sea_orm::Set(now);
+        active.job_id = sea_orm::Set(enqueue(txn, &run, now).await?);
         let updated = sea_orm::ActiveModelTrait::update(active, txn).await?;
-        enqueue(txn, &updated, now).await?;
         let entry = crate::audit::Entry::new(
             "playbook.run_approved",
             "playbook_run",

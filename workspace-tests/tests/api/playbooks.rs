@@ -212,6 +212,26 @@ async fn approval_by_a_second_person(app: TestApp) {
     assert_eq!(st, 409, "a finished run is not waiting for anyone");
     let (st, _) = app.post("/v1/playbook-runs/run_nope/approve", &second, json!({})).await;
     assert_eq!(st, 404);
+
+    // A step that reports its keys counts in the run's progress (the job is held back an hour,
+    // as if a node were halfway through its first step).
+    let tenant = keyroll::domain::TenantId::from_trusted(acme.id.clone());
+    let def = keyroll::playbooks::catalogue::Definition {
+        name: "Halfway".into(),
+        description: String::new(),
+        target: keyroll::playbooks::catalogue::TargetKind::Api,
+        steps: serde_json::from_value(json!([{"kind": "rotate"}, {"kind": "validate"}])).expect("steps"),
+    };
+    let target = keyroll::playbooks::runs::Target { api_id: Some(api), ..Default::default() };
+    let later = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    let run = keyroll::playbooks::runs::start(&app.state, &tenant, "mass_rotation", &def, &target, "root_key:x", later)
+        .await
+        .expect("run");
+    let job = run.job_id.clone().expect("job");
+    keyroll::store::jobs::set_progress(&app.state.db, &job, json!({"done": 50, "total": 100})).await.expect("progress");
+    let (_, seen) = app.get(&format!("/v1/playbook-runs/{}", run.id), &acme.root).await;
+    assert_eq!(seen["progress_percent"], 25, "{seen}");
+    assert_eq!(seen["step_progress"], json!({"done": 50, "total": 100}));
 }
 
 crate::both_backends!(approval, approval_by_a_second_person);

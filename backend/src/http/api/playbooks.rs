@@ -94,8 +94,11 @@ pub struct RunView {
     pub state: String,
     pub current_step: i32,
     pub steps: Vec<StepRecord>,
-    /// Steps done out of all, as a percentage.
+    /// Steps done out of all, with the current step's own progress, as a percentage.
     pub progress_percent: u32,
+    /// The current step's progress while it runs, when it reports one (`{done, total}` keys).
+    #[schema(value_type = Option<Object>)]
+    pub step_progress: Option<Value>,
     pub started_by: String,
     pub approved_by: Option<String>,
     pub error: Option<String>,
@@ -118,6 +121,7 @@ impl From<playbook_run::Model> for RunView {
             current_step: r.current_step,
             steps,
             progress_percent,
+            step_progress: None,
             started_by: r.started_by,
             approved_by: r.approved_by,
             error: r.error,
@@ -126,6 +130,27 @@ impl From<playbook_run::Model> for RunView {
             finished_at: r.finished_at,
         }
     }
+}
+
+/// A run as shown: with the progress of a step that is running, from its job.
+///
+/// # Errors
+/// Database errors.
+pub async fn view(state: &AppState, r: playbook_run::Model) -> Result<RunView, StoreError> {
+    let job = match (&r.job_id, r.state == runs::state::RUNNING) {
+        (Some(id), true) => crate::store::jobs::get(&state.db, id).await.ok(),
+        _ => None,
+    };
+    let mut v = RunView::from(r);
+    let progress = job.map(|j| j.progress).filter(|p| p["total"].as_u64().is_some_and(|t| t > 0));
+    if let Some(p) = progress {
+        let (done, total) = (p["done"].as_u64().unwrap_or(0), p["total"].as_u64().unwrap_or(1).max(1));
+        let steps = u64::try_from(v.steps.len().max(1)).unwrap_or(1);
+        let finished = u64::try_from(v.steps.iter().filter(|s| s.state == "done").count()).unwrap_or(0);
+        v.progress_percent = u32::try_from((finished * total + done.min(total)) * 100 / (steps * total)).unwrap_or(100);
+        v.step_progress = Some(p);
+    }
+    Ok(v)
 }
 
 /// A dry run's answer, or a started run's.
@@ -309,7 +334,7 @@ pub async fn get_run(
     id: web::Path<String>,
 ) -> Result<web::Json<RunView>, ApiError> {
     root.require("keys:read")?;
-    Ok(web::Json(runs::get(&state.db, &root.tenant_id, &parse_run(&id)?).await?.into()))
+    Ok(web::Json(view(&state, runs::get(&state.db, &root.tenant_id, &parse_run(&id)?).await?).await?))
 }
 
 /// The latest runs (up to 100), newest first.

@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use super::app::Chrome;
 use super::session::{FormErrors, Signed, WebError, page, page_with, see_other};
 use crate::domain::RunId;
-use crate::http::api::playbooks::{PlaybookBody, PlaybookView, RunView, all, checked_target, definition_of, find};
+use crate::http::api::playbooks::{
+    PlaybookBody, PlaybookView, RunView, all, checked_target, definition_of, find, view,
+};
 use crate::http::errors::ApiError;
 use crate::playbooks::catalogue::TargetKind;
 use crate::playbooks::runs::{self, ApproveError, RunPlan, Target};
@@ -304,7 +306,7 @@ async fn render_run(
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
     let id = RunId::parse(id).map_err(|_| WebError::NotFound)?;
-    let r: RunView = runs::get(&state.db, &me.tenant_id(), &id).await?.into();
+    let r = view(state, runs::get(&state.db, &me.tenant_id(), &id).await?).await?;
     let evidence =
         r.steps.iter().map(|s| serde_json::to_string_pretty(&s.evidence).unwrap_or_default()).collect::<Vec<_>>();
     let can_approve =

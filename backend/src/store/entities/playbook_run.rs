@@ -20,6 +20,8 @@ pub struct Model {
     pub current_step: i32,
     pub started_by: String,
     pub approved_by: Option<String>,
+    /// The job executing (or last to execute) the run; its progress is the current step's.
+    pub job_id: Option<String>,
     pub error: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

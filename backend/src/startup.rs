@@ -86,6 +86,7 @@ impl Application {
             db,
             cache,
             usage,
+            limiter: Arc::default(),
             metrics,
             node_id: Arc::from(crate::domain::RequestId::generate().as_str().replacen("req_", "node_", 1)),
             probe_token: Arc::from(crate::playbooks::nodes::new_token()),

@@ -15,6 +15,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub cache: Arc<KeyCache>,
     pub usage: Arc<UsageCounter>,
+    /// Rate-limit counts kept in process (without Redis, or while it is away).
+    pub limiter: Arc<crate::verify::limits::RateLimiter>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     pub node_id: Arc<str>,

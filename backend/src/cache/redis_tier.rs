@@ -19,6 +19,7 @@ pub struct RedisTier {
     ttl_seconds: u64,
     timeout: Duration,
     fill_script: Script,
+    window_script: Script,
 }
 
 /// Errors talking to Redis.
@@ -46,7 +47,26 @@ impl RedisTier {
                    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 \
                  end return 0",
             ),
+            // One verification in a rate-limit window: the count after it; the counter goes
+            // with the window.
+            window_script: Script::new(
+                "local n = redis.call('INCR', KEYS[1]) \
+                 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n",
+            ),
         }
+    }
+
+    /// Counts one verification of `key_id` in rate-limit window `window` (of `window_ms`);
+    /// returns the count so far, this one included.
+    ///
+    /// # Errors
+    /// Redis unreachable or slow.
+    pub async fn count_in_window(&self, key_id: &str, window: i64, window_ms: i64) -> Result<u64, TierError> {
+        let mut conn = self.conn.clone();
+        let key = format!("{}kr:rl:{{{key_id}}}:{window}", self.prefix);
+        let mut call = self.window_script.key(key);
+        call.arg(window_ms + 1_000);
+        self.timed(call.invoke_async(&mut conn)).await
     }
 
     /// The pub/sub channel of invalidations.

@@ -2,10 +2,11 @@
 //!
 //! 1. format and checksum — `MALFORMED` without any lookup;
 //! 2. SHA-256 → L1 → L2 → database;
-//! 3. state, API, scopes, IP allowlist;
+//! 3. state, API, scopes, IP allowlist, rate limit;
 //! 4. count the outcome in process.
 
 pub mod code;
+pub mod limits;
 pub mod record;
 pub mod usage;
 
@@ -36,11 +37,13 @@ pub struct Verdict {
     pub code: Code,
     pub state: Option<KeyState>,
     pub record: Option<Arc<KeyRecord>>,
+    /// The key's rate limit, when it has one and the verification got that far.
+    pub ratelimit: Option<limits::RateVerdict>,
 }
 
 impl Verdict {
     fn bare(code: Code) -> Self {
-        Self { code, state: None, record: None }
+        Self { code, state: None, record: None, ratelimit: None }
     }
 }
 
@@ -52,6 +55,7 @@ pub async fn verify(
     cache: &KeyCache,
     db: &sea_orm::DatabaseConnection,
     usage: &UsageCounter,
+    limiter: &limits::RateLimiter,
     input: &VerifyInput<'_>,
 ) -> Result<Verdict, StoreError> {
     // Root keys are not verifiable here: they only authenticate the management API.
@@ -68,7 +72,7 @@ pub async fn verify(
     }
     let now = Utc::now();
     let state = KeyState::derive(&record.times, now);
-    let code = match state {
+    let mut code = match state {
         KeyState::Revoked => Code::Revoked,
         KeyState::Disabled => Code::Disabled,
         KeyState::Expired => Code::Expired,
@@ -87,6 +91,17 @@ pub async fn verify(
             }
         }
     };
+    // Only a verification that would pass counts against the limit.
+    let mut ratelimit = None;
+    if code == Code::Valid
+        && let Some(rl) = record.data.ratelimit
+    {
+        let v = limiter.hit(cache.l2(), &record.key_id, rl, now.timestamp_millis()).await;
+        if !v.allowed {
+            code = Code::RateLimited;
+        }
+        ratelimit = Some(v);
+    }
     usage.record(&record.key_id, &record.tenant_id, code, now.timestamp_millis());
-    Ok(Verdict { code, state: Some(state), record: Some(record) })
+    Ok(Verdict { code, state: Some(state), record: Some(record), ratelimit })
 }

@@ -14,6 +14,7 @@ mod helpers;
 mod isolation;
 mod jobs;
 mod leaks;
+mod limits;
 mod management;
 mod nodes;
 mod notifications;

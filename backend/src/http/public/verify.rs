@@ -42,6 +42,15 @@ pub struct RotationInfo {
     pub successor_version: Option<i32>,
 }
 
+/// The key's rate limit after this verification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RateLimitInfo {
+    pub limit: u32,
+    pub remaining: u32,
+    /// When the current window ends.
+    pub reset_at: String,
+}
+
 /// The answer. For `MALFORMED` and `NOT_FOUND` only `valid`, `code` and `request_id`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VerifyResponse<'a> {
@@ -59,8 +68,7 @@ pub struct VerifyResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<Option<RotationInfo>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub ratelimit: Option<Option<()>>,
+    pub ratelimit: Option<Option<RateLimitInfo>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub credits: Option<Option<()>>,
@@ -93,7 +101,7 @@ pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Re
         None => None,
     };
     let input = VerifyInput { key: &req.key, api_id: api_id.as_ref(), scopes: &scopes, ip };
-    let verdict = verify::verify(&state.cache, &state.db, &state.usage, &input).await?;
+    let verdict = verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &input).await?;
     let request_id = request_id::current();
     let mut res = HttpResponse::Ok();
     let body = match &verdict.record {
@@ -121,7 +129,11 @@ pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Re
                 consumer: Some(&rec.consumer_json),
                 api_id: Some(&rec.data.api_id),
                 rotation: Some(rotation),
-                ratelimit: Some(None),
+                ratelimit: Some(verdict.ratelimit.map(|r| RateLimitInfo {
+                    limit: r.limit,
+                    remaining: r.remaining,
+                    reset_at: chrono::DateTime::from_timestamp_millis(r.reset_at_ms).map(rfc3339).unwrap_or_default(),
+                })),
                 credits: Some(None),
             })
         }

@@ -16,6 +16,7 @@ mod m20261130_000010_audit;
 mod m20261130_000011_leak_policy;
 mod m20261130_000012_keys_fillfactor_half;
 mod m20261130_000013_playbooks;
+mod m20261130_000014_key_credits;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000011_leak_policy::Migration),
             Box::new(m20261130_000012_keys_fillfactor_half::Migration),
             Box::new(m20261130_000013_playbooks::Migration),
+            Box::new(m20261130_000014_key_credits::Migration),
         ]
     }
 }

@@ -117,6 +117,10 @@ pub async fn insert_with_secret(
         updated_at: now,
     };
     let inserted = model.into_active_model().reset_all().insert(db).await?;
+    if let Some(c) = new.credits {
+        // A new lineage starts its balance; a new version keeps the one it shares.
+        super::credits::set(db, &inserted.tenant_id, &inserted.lineage_id, &c, false).await?;
+    }
     Ok((inserted, secret))
 }
 
@@ -238,6 +242,7 @@ pub async fn update(
     if current.revoked_at.is_some() {
         return Err(StoreError::Conflict("the key is revoked; a revoked key cannot be changed".into()));
     }
+    let current_lineage = current.lineage_id.clone();
     let mut am = current.into_active_model();
     if let Some(v) = p.name {
         am.name = Set(v);
@@ -258,6 +263,11 @@ pub async fn update(
         am.ratelimit = Set(v.and_then(|r| serde_json::to_value(r).ok()));
     }
     if let Some(v) = p.credits {
+        let lineage = current_lineage.clone();
+        match &v {
+            Some(c) => super::credits::set(db, tenant.as_str(), &lineage, c, true).await?,
+            None => super::credits::clear(db, &lineage).await?,
+        }
         am.credits = Set(v.and_then(|c| serde_json::to_value(c).ok()));
     }
     if let Some(v) = p.ip_allowlist {

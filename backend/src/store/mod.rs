@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod apis;
 pub mod consumers;
+pub mod credits;
 pub mod entities;
 pub mod idempotency;
 pub mod jobs;

@@ -2,7 +2,7 @@
 //!
 //! 1. format and checksum — `MALFORMED` without any lookup;
 //! 2. SHA-256 → L1 → L2 → database;
-//! 3. state, API, scopes, IP allowlist, rate limit;
+//! 3. state, API, scopes, IP allowlist, rate limit, credits;
 //! 4. count the outcome in process.
 
 pub mod code;
@@ -29,6 +29,8 @@ pub struct VerifyInput<'a> {
     pub api_id: Option<&'a ApiId>,
     pub scopes: &'a [String],
     pub ip: Option<IpAddr>,
+    /// Credits a passing verification spends (default 1).
+    pub cost: u64,
 }
 
 /// The answer, with the record when the key was found.
@@ -39,11 +41,13 @@ pub struct Verdict {
     pub record: Option<Arc<KeyRecord>>,
     /// The key's rate limit, when it has one and the verification got that far.
     pub ratelimit: Option<limits::RateVerdict>,
+    /// The key's credits left, when it has credits and the verification got that far.
+    pub credits: Option<u64>,
 }
 
 impl Verdict {
     fn bare(code: Code) -> Self {
-        Self { code, state: None, record: None, ratelimit: None }
+        Self { code, state: None, record: None, ratelimit: None, credits: None }
     }
 }
 
@@ -102,6 +106,18 @@ pub async fn verify(
         }
         ratelimit = Some(v);
     }
+    // Then credits: spent only by a verification that passes everything else.
+    let mut credits = None;
+    if code == Code::Valid
+        && let Some(c) = &record.data.credits
+    {
+        let d = &record.data;
+        let (spent, left) = crate::store::credits::spend(db, &d.tenant_id, &d.lineage_id, c, input.cost, now).await?;
+        if !spent {
+            code = Code::UsageExceeded;
+        }
+        credits = Some(left);
+    }
     usage.record(&record.key_id, &record.tenant_id, code, now.timestamp_millis());
-    Ok(Verdict { code, state: Some(state), record: Some(record), ratelimit })
+    Ok(Verdict { code, state: Some(state), record: Some(record), ratelimit, credits })
 }

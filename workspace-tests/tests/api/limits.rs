@@ -1,5 +1,5 @@
-//! Rate limits on the verify path: counted per key, the answer says what is left and when the
-//! window ends, and nodes sharing Redis share the count.
+//! Rate limits and credits on the verify path: counted per key, the answer says what is left,
+//! nodes share the count, and a balance never goes below zero, however many nodes spend it.
 
 use serde_json::json;
 
@@ -57,4 +57,93 @@ async fn nodes_share_one_count() {
     let valid = codes.iter().filter(|c| *c == "VALID").count();
     let limited = codes.iter().filter(|c| *c == "RATE_LIMITED").count();
     assert_eq!((valid, limited), (10, 30), "{codes:?}");
+}
+
+async fn credits(app: TestApp) {
+    let acme = app.tenant("Acme").await;
+    let k = app.make_key(&acme, "acme", json!({"credits": {"remaining": 5}})).await;
+    let spend = |cost: u64| {
+        let secret = k.secret.clone();
+        let app = &app;
+        async move { app.verify(json!({"key": secret, "cost": cost})).await }
+    };
+    let v = spend(2).await;
+    assert_eq!((v["code"].as_str(), v["credits"]["remaining"].as_u64()), (Some("VALID"), Some(3)), "{v}");
+    let v = spend(3).await;
+    assert_eq!((v["code"].as_str(), v["credits"]["remaining"].as_u64()), (Some("VALID"), Some(0)), "{v}");
+    let v = spend(1).await;
+    assert_eq!((v["valid"].as_bool(), v["code"].as_str()), (Some(false), Some("USAGE_EXCEEDED")), "{v}");
+    assert_eq!(v["credits"]["remaining"], 0);
+    let v = spend(0).await;
+    assert_eq!(v["code"], "VALID", "a free call passes with nothing left: {v}");
+
+    // A rotation does not refill: both versions spend from one balance.
+    let (st, _) = app
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/keys/{}", k.key_id),
+            &acme.root,
+            Some(json!({"credits": {"remaining": 4}})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(spend(1).await["credits"]["remaining"], 3);
+    let (st, rotated) =
+        app.post(&format!("/v1/keys/{}/rotate", k.key_id), &acme.root, json!({"overlap_seconds": 3600})).await;
+    assert_eq!(st, 201, "{rotated}");
+    let new_secret = rotated["secret"].as_str().expect("secret").to_owned();
+    let v = app.verify(json!({"key": new_secret, "cost": 2})).await;
+    assert_eq!((v["code"].as_str(), v["credits"]["remaining"].as_u64()), (Some("VALID"), Some(1)), "{v}");
+    assert_eq!(spend(1).await["credits"]["remaining"], 0, "the old version spends the same balance");
+
+    // A daily refill happens once, at the first verification of a new day.
+    let daily = app
+        .make_key(&acme, "acme", json!({"credits": {"remaining": 0, "refill": {"interval": "daily", "amount": 5}}}))
+        .await;
+    let v = app.verify(json!({"key": daily.secret})).await;
+    assert_eq!(v["code"], "USAGE_EXCEEDED", "no refill within the day it was set: {v}");
+    use sea_orm::ConnectionTrait;
+    let sql = format!("UPDATE key_credits SET period = '2000-01-01' WHERE lineage_id = '{}'", daily.key_id);
+    app.state.db.execute_unprepared(&sql).await.expect("yesterday");
+    let v = app.verify(json!({"key": daily.secret})).await;
+    assert_eq!((v["code"].as_str(), v["credits"]["remaining"].as_u64()), (Some("VALID"), Some(4)), "{v}");
+    assert_eq!(app.verify(json!({"key": daily.secret})).await["credits"]["remaining"], 3, "refilled once");
+    let (st, err) = app
+        .post(
+            "/v1/keys",
+            &acme.root,
+            json!({"api_id": k.api_id, "consumer_id": k.consumer_id, "credits": {"remaining": -1}}),
+        )
+        .await;
+    assert_eq!(st, 400, "{err}");
+}
+
+crate::both_backends!(credit_balances, credits);
+
+/// Two nodes spend one balance of 50 with 200 verifications at once: exactly 50 pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_never_go_below_zero_across_nodes() {
+    let Some((shared, dir)) = fresh(Backend::Services).await else { return };
+    let a = spawn_node(&shared, dir).await;
+    let b = spawn_node(&shared, None).await;
+    let acme = a.tenant("Acme").await;
+    let k = a.make_key(&acme, "acme", json!({"credits": {"remaining": 50}})).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let (client, url) =
+            if i % 2 == 0 { (a.client.clone(), a.url("/v1/verify")) } else { (b.client.clone(), b.url("/v1/verify")) };
+        let body = json!({"key": k.secret});
+        calls.spawn(async move {
+            let v: serde_json::Value =
+                client.post(url).json(&body).send().await.expect("sent").json().await.expect("json");
+            (v["code"].as_str().unwrap_or_default().to_owned(), v["credits"]["remaining"].as_u64())
+        });
+    }
+    let answers = calls.join_all().await;
+    let valid = answers.iter().filter(|(c, _)| c == "VALID").count();
+    let exceeded = answers.iter().filter(|(c, _)| c == "USAGE_EXCEEDED").count();
+    assert_eq!((valid, exceeded), (50, 150));
+    assert!(answers.iter().all(|(_, left)| left.is_some()), "every answer says what is left");
+    let v = b.verify(json!({"key": k.secret})).await;
+    assert_eq!((v["code"].as_str(), v["credits"]["remaining"].as_u64()), (Some("USAGE_EXCEEDED"), Some(0)));
 }

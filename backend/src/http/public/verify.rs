@@ -51,6 +51,12 @@ pub struct RateLimitInfo {
     pub reset_at: String,
 }
 
+/// The key's credits after this verification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreditsInfo {
+    pub remaining: u64,
+}
+
 /// The answer. For `MALFORMED` and `NOT_FOUND` only `valid`, `code` and `request_id`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VerifyResponse<'a> {
@@ -70,8 +76,7 @@ pub struct VerifyResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratelimit: Option<Option<RateLimitInfo>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub credits: Option<Option<()>>,
+    pub credits: Option<Option<CreditsInfo>>,
 }
 
 /// Is this key valid, and what may it do?
@@ -100,7 +105,13 @@ pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Re
         Some(s) => Some(s.parse::<IpAddr>().map_err(|_| ApiError::field("ip", "must be an IPv4 or IPv6 address"))?),
         None => None,
     };
-    let input = VerifyInput { key: &req.key, api_id: api_id.as_ref(), scopes: &scopes, ip };
+    let input = VerifyInput {
+        key: &req.key,
+        api_id: api_id.as_ref(),
+        scopes: &scopes,
+        ip,
+        cost: u64::from(req.cost.unwrap_or(1)),
+    };
     let verdict = verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &input).await?;
     let request_id = request_id::current();
     let mut res = HttpResponse::Ok();
@@ -134,7 +145,7 @@ pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Re
                     remaining: r.remaining,
                     reset_at: chrono::DateTime::from_timestamp_millis(r.reset_at_ms).map(rfc3339).unwrap_or_default(),
                 })),
-                credits: Some(None),
+                credits: Some(verdict.credits.map(|remaining| CreditsInfo { remaining })),
             })
         }
         None => serde_json::to_vec(&VerifyResponse {

@@ -10,6 +10,7 @@ pub mod event;
 pub mod idempotency_key;
 pub mod job;
 pub mod key;
+pub mod key_credit;
 pub mod membership;
 pub mod node;
 pub mod password_reset;

@@ -1,0 +1,17 @@
+use sea_orm::entity::prelude::*;
+
+/// The credit balance of a lineage (every version of a credential spends from it).
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "key_credits")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub lineage_id: String,
+    pub tenant_id: String,
+    pub remaining: i64,
+    /// The refill period the balance belongs to, when it refills.
+    pub period: Option<String>,
+    pub updated_at: DateTimeUtc,
+}
+
+impl ActiveModelBehavior for ActiveModel {}

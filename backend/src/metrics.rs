@@ -20,8 +20,9 @@ pub enum CacheTier {
 /// Counters of one node.
 pub struct Metrics {
     verify: [AtomicU64; 10],
-    latency: [AtomicU64; BUCKETS.len() + 1],
-    latency_sum_nanos: AtomicU64,
+    /// Per outcome code: the histogram's buckets and the sum of durations.
+    latency: [[AtomicU64; BUCKETS.len() + 1]; 10],
+    latency_sum_nanos: [AtomicU64; 10],
     cache: [[AtomicU64; 2]; 3],
     /// -1: no Redis configured; 0: down; 1: up.
     redis_up: AtomicI64,
@@ -33,7 +34,7 @@ impl Metrics {
         Self {
             verify: Default::default(),
             latency: Default::default(),
-            latency_sum_nanos: AtomicU64::new(0),
+            latency_sum_nanos: Default::default(),
             cache: Default::default(),
             redis_up: AtomicI64::new(if redis_configured { 0 } else { -1 }),
         }
@@ -43,9 +44,9 @@ impl Metrics {
         self.verify[code.index()].fetch_add(1, Ordering::Relaxed);
         let secs = took.as_secs_f64();
         let bucket = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
-        self.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency[code.index()][bucket].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.latency_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.latency_sum_nanos[code.index()].fetch_add(nanos, Ordering::Relaxed);
     }
 
     pub fn cache_lookup(&self, tier: CacheTier, hit: bool) {
@@ -75,19 +76,25 @@ impl Metrics {
                 self.verify_count(code)
             );
         }
-        out.push_str("# HELP keyroll_verify_duration_seconds Time to answer a verification.\n");
+        out.push_str("# HELP keyroll_verify_duration_seconds Time to answer a verification, by outcome code.\n");
         out.push_str("# TYPE keyroll_verify_duration_seconds histogram\n");
-        let mut cumulative = 0;
-        for (i, b) in BUCKETS.iter().enumerate() {
-            cumulative += self.latency[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "keyroll_verify_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}");
+        for code in Code::ALL {
+            let (name, i) = (code.as_str(), code.index());
+            let mut cumulative = 0;
+            for (b, bound) in BUCKETS.iter().enumerate() {
+                cumulative += self.latency[i][b].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "keyroll_verify_duration_seconds_bucket{{code=\"{name}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            cumulative += self.latency[i][BUCKETS.len()].load(Ordering::Relaxed);
+            let _ = writeln!(out, "keyroll_verify_duration_seconds_bucket{{code=\"{name}\",le=\"+Inf\"}} {cumulative}");
+            #[expect(clippy::cast_precision_loss, reason = "a sum of nanoseconds, shown as seconds")]
+            let sum = self.latency_sum_nanos[i].load(Ordering::Relaxed) as f64 / 1e9;
+            let _ = writeln!(out, "keyroll_verify_duration_seconds_sum{{code=\"{name}\"}} {sum}");
+            let _ = writeln!(out, "keyroll_verify_duration_seconds_count{{code=\"{name}\"}} {cumulative}");
         }
-        cumulative += self.latency[BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "keyroll_verify_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
-        #[expect(clippy::cast_precision_loss, reason = "a sum of nanoseconds, shown as seconds")]
-        let sum = self.latency_sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "keyroll_verify_duration_seconds_sum {sum}");
-        let _ = writeln!(out, "keyroll_verify_duration_seconds_count {cumulative}");
         out.push_str("# HELP keyroll_cache_lookups_total Key cache lookups by tier and result.\n");
         out.push_str("# TYPE keyroll_cache_lookups_total counter\n");
         for (tier, name) in [(CacheTier::L1, "l1"), (CacheTier::L2, "l2"), (CacheTier::Database, "database")] {

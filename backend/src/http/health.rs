@@ -46,6 +46,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             "Deliveries waiting to be sent.",
             crate::store::notify::pending_count(&state.db).await,
         ),
+        (
+            "keyroll_outbox_lag_seconds",
+            "How long the oldest delivery that is due has been waiting.",
+            crate::store::notify::lag_seconds(&state.db).await,
+        ),
     ];
     for (name, help, value) in gauges {
         // A database that does not answer leaves the gauge out rather than failing the scrape.

@@ -397,3 +397,23 @@ pub async fn pending_count(db: &impl ConnectionTrait) -> Result<u64, StoreError>
     use sea_orm::PaginatorTrait;
     Ok(delivery::Entity::find().filter(delivery::Column::State.eq(PENDING)).count(db).await?)
 }
+
+/// How long the oldest delivery that is due has been waiting, in seconds (0 when none is).
+///
+/// # Errors
+/// Database errors.
+pub async fn lag_seconds(db: &impl ConnectionTrait) -> Result<u64, StoreError> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let now = chrono::Utc::now();
+    let oldest: Option<chrono::DateTime<chrono::Utc>> = delivery::Entity::find()
+        .select_only()
+        .column(delivery::Column::NextAttemptAt)
+        .filter(delivery::Column::State.eq(PENDING))
+        .filter(delivery::Column::NextAttemptAt.lte(now))
+        .order_by_asc(delivery::Column::NextAttemptAt)
+        .limit(1)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(oldest.map_or(0, |t| u64::try_from((now - t).num_seconds()).unwrap_or(0)))
+}

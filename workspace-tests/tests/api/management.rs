@@ -192,6 +192,9 @@ async fn request_ids_openapi_and_health(app: TestApp) {
     let metrics = app.client.get(app.url("/metrics")).send().await.expect("sent").text().await.expect("text");
     assert!(metrics.contains("keyroll_verify_requests_total{code=\"VALID\"}"));
     assert!(metrics.contains("\nkeyroll_jobs_pending ") && metrics.contains("\nkeyroll_outbox_pending "), "{metrics}");
+    assert!(metrics.contains("\nkeyroll_outbox_lag_seconds "), "{metrics}");
+    assert!(metrics.contains("keyroll_verify_duration_seconds_bucket{code=\"VALID\",le=\"+Inf\"}"), "{metrics}");
+    assert!(metrics.contains("keyroll_verify_duration_seconds_count{code=\"NOT_FOUND\"} "), "{metrics}");
     let doc: Value = app.client.get(app.url("/openapi.json")).send().await.expect("sent").json().await.expect("json");
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
     let paths: HashSet<String> = doc["paths"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default();

@@ -52,6 +52,7 @@ impl Modify for RootKeyAuth {
         api::audit::list, api::audit::export, api::audit::verify,
         api::playbooks::list, api::playbooks::create, api::playbooks::get, api::playbooks::run,
         api::playbooks::list_runs, api::playbooks::get_run, api::playbooks::approve,
+        api::usage::key, api::usage::consumer, api::usage::api,
         public::intake::github, public::intake::generic,
         health::healthz, health::readyz, health::metrics, spec,
     )

@@ -79,3 +79,51 @@ pub async fn rejections_since(
     out.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     Ok(out)
 }
+
+/// Whose usage: one key, a consumer's keys or an API's keys.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    Key(&'a str),
+    Consumer(&'a str),
+    Api(&'a str),
+}
+
+/// Counts of a tenant's keys in `[from, to)`, by minute bucket and code, oldest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn minute_counts(
+    db: &impl ConnectionTrait,
+    tenant: &crate::domain::TenantId,
+    scope: Scope<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, String, i64)>, StoreError> {
+    use sea_orm::sea_query::Query;
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+
+    use super::entities::key;
+    let mut q = usage_rollup::Entity::find()
+        .select_only()
+        .columns([usage_rollup::Column::BucketStart, usage_rollup::Column::Code, usage_rollup::Column::Count])
+        .filter(usage_rollup::Column::TenantId.eq(tenant.as_str()))
+        .filter(usage_rollup::Column::Granularity.eq("minute"))
+        .filter(usage_rollup::Column::BucketStart.gte(from))
+        .filter(usage_rollup::Column::BucketStart.lt(to));
+    let keys_where = |col: key::Column, value: &str| {
+        Query::select()
+            .column(key::Column::Id)
+            .from(key::Entity)
+            .and_where(key::Column::TenantId.eq(tenant.as_str()))
+            .and_where(col.eq(value))
+            .to_owned()
+    };
+    q = match scope {
+        Scope::Key(id) => q.filter(usage_rollup::Column::KeyId.eq(id)),
+        Scope::Consumer(id) => {
+            q.filter(usage_rollup::Column::KeyId.in_subquery(keys_where(key::Column::ConsumerId, id)))
+        }
+        Scope::Api(id) => q.filter(usage_rollup::Column::KeyId.in_subquery(keys_where(key::Column::ApiId, id))),
+    };
+    Ok(q.order_by_asc(usage_rollup::Column::BucketStart).into_tuple().all(db).await?)
+}

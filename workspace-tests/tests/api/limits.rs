@@ -1,5 +1,6 @@
-//! Rate limits and credits on the verify path: counted per key, the answer says what is left,
-//! nodes share the count, and a balance never goes below zero, however many nodes spend it.
+//! Rate limits and credits on the verify path — counted per key, the answer says what is left,
+//! nodes share the count, and a balance never goes below zero, however many nodes spend it —
+//! and the usage they leave behind, by key, consumer and API.
 
 use serde_json::json;
 
@@ -147,3 +148,60 @@ async fn credits_never_go_below_zero_across_nodes() {
     let v = b.verify(json!({"key": k.secret})).await;
     assert_eq!((v["code"].as_str(), v["credits"]["remaining"].as_u64()), (Some("USAGE_EXCEEDED"), Some(0)));
 }
+
+async fn usage_by_key_consumer_and_api(app: TestApp) {
+    let acme = app.tenant("Acme").await;
+    let k = app.make_key(&acme, "acme", json!({})).await;
+    let quiet = app.make_key(&acme, "acme", json!({})).await;
+    for _ in 0..3 {
+        assert_eq!(app.verify_code(&k.secret).await, "VALID");
+    }
+    let v = app.verify(json!({"key": k.secret, "scopes": ["admin:*"]})).await;
+    assert_eq!(v["code"], "INSUFFICIENT_SCOPE");
+    // Counts reach the database at the next flush (every 100 ms in tests).
+    let path = format!("/v1/keys/{}/usage?granularity=minute", k.key_id);
+    let started = std::time::Instant::now();
+    let usage = loop {
+        let (st, u) = app.get(&path, &acme.root).await;
+        assert_eq!(st, 200, "{u}");
+        if u["totals"]["VALID"] == 3 && u["totals"]["INSUFFICIENT_SCOPE"] == 1 {
+            break u;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{u}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(usage["granularity"], "minute");
+    let buckets = usage["data"].as_array().expect("buckets");
+    assert!(!buckets.is_empty() && buckets.len() <= 2, "{usage}");
+    assert_eq!(buckets.iter().map(|b| b["total"].as_i64().unwrap_or(0)).sum::<i64>(), 4);
+    let (_, hourly) = app.get(&format!("/v1/keys/{}/usage", k.key_id), &acme.root).await;
+    assert_eq!(hourly["granularity"], "hour");
+    assert!(hourly["data"][0]["bucket_start"].as_str().is_some_and(|s| s.ends_with(":00:00Z")), "{hourly}");
+    for path in
+        [format!("/v1/consumers/{}/usage?granularity=day", k.consumer_id), format!("/v1/apis/{}/usage", k.api_id)]
+    {
+        let (st, u) = app.get(&path, &acme.root).await;
+        assert_eq!(st, 200, "{u}");
+        assert_eq!(
+            (u["totals"]["VALID"].as_i64(), u["totals"]["INSUFFICIENT_SCOPE"].as_i64()),
+            (Some(3), Some(1)),
+            "{path}: {u}"
+        );
+    }
+    let (_, none) = app.get(&format!("/v1/keys/{}/usage", quiet.key_id), &acme.root).await;
+    assert_eq!(none["data"], json!([]));
+    for (query, field) in [
+        ("granularity=week", "granularity"),
+        ("from=yesterday", "from"),
+        ("from=2026-11-30T10:00:00Z&to=2026-11-30T09:00:00Z", "from"),
+        ("granularity=minute&from=2026-01-01T00:00:00Z&to=2026-11-30T00:00:00Z", "from"),
+    ] {
+        let (st, err) = app.get(&format!("/v1/keys/{}/usage?{query}", k.key_id), &acme.root).await;
+        assert_eq!((st, err["errors"][0]["field"].as_str()), (400, Some(field)), "{query}: {err}");
+    }
+    let other = app.tenant("Other").await;
+    let (st, _) = app.get(&format!("/v1/keys/{}/usage", k.key_id), &other.root).await;
+    assert_eq!(st, 404);
+}
+
+crate::both_backends!(usage, usage_by_key_consumer_and_api);

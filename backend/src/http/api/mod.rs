@@ -8,5 +8,6 @@ pub mod playbooks;
 pub mod policies;
 pub mod root_keys;
 pub mod rotations;
+pub mod usage;
 pub mod views;
 pub mod webhooks;

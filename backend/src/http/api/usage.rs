@@ -1,0 +1,144 @@
+//! `GET /v1/keys/{id}/usage`, `/v1/consumers/{id}/usage`, `/v1/apis/{id}/usage`: verification
+//! outcomes by time bucket and code.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpRequest, web};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::http::auth::Root;
+use crate::http::errors::{ApiError, Problem};
+use crate::http::pagination::query;
+use crate::state::AppState;
+use crate::store::usage::{self, Scope};
+
+/// The range and bucket size.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct UsageQuery {
+    /// RFC 3339; default: one bucket size × 60 before `to`.
+    pub from: Option<String>,
+    /// RFC 3339; default: now.
+    pub to: Option<String>,
+    /// `minute`, `hour` (default) or `day`.
+    pub granularity: Option<String>,
+}
+
+/// One bucket: its start, the count per outcome code, and their sum.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageBucket {
+    pub bucket_start: String,
+    pub counts: BTreeMap<String, i64>,
+    pub total: i64,
+}
+
+/// Usage over a range.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageView {
+    pub granularity: String,
+    pub from: String,
+    pub to: String,
+    /// Buckets with at least one verification, oldest first.
+    pub data: Vec<UsageBucket>,
+    /// Per code over the whole range.
+    pub totals: BTreeMap<String, i64>,
+}
+
+fn parse_time(field: &str, v: Option<&String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    v.map(|s| {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| ApiError::field(field, "must be an RFC 3339 time like 2026-11-30T10:00:00Z"))
+    })
+    .transpose()
+}
+
+async fn usage_of(state: &AppState, root: &Root, req: &HttpRequest, scope: Scope<'_>) -> Result<UsageView, ApiError> {
+    let q = query::<UsageQuery>(req)?;
+    let (step, most) = match q.granularity.as_deref().unwrap_or("hour") {
+        "minute" => (TimeDelta::minutes(1), TimeDelta::days(2)),
+        "hour" => (TimeDelta::hours(1), TimeDelta::days(31)),
+        "day" => (TimeDelta::days(1), TimeDelta::days(366)),
+        _ => return Err(ApiError::field("granularity", "must be minute, hour or day")),
+    };
+    let to = parse_time("to", q.to.as_ref())?.unwrap_or_else(Utc::now);
+    let from = parse_time("from", q.from.as_ref())?.unwrap_or(to - step * 60);
+    if from >= to {
+        return Err(ApiError::field("from", "must be before to"));
+    }
+    if to - from > most {
+        return Err(ApiError::field(
+            "from",
+            format!("is too far from to: at most {} days at this granularity", most.num_days()),
+        ));
+    }
+    let rows = usage::minute_counts(&state.db, &root.tenant_id, scope, from, to).await?;
+    let mut buckets: BTreeMap<DateTime<Utc>, BTreeMap<String, i64>> = BTreeMap::new();
+    let mut totals = BTreeMap::new();
+    for (at, code, n) in rows {
+        let start = at.duration_trunc(step).unwrap_or(at);
+        *buckets.entry(start).or_default().entry(code.clone()).or_default() += n;
+        *totals.entry(code).or_default() += n;
+    }
+    let data = buckets
+        .into_iter()
+        .map(|(start, counts)| UsageBucket {
+            bucket_start: crate::time::rfc3339(start),
+            total: counts.values().sum(),
+            counts,
+        })
+        .collect();
+    Ok(UsageView {
+        granularity: q.granularity.unwrap_or_else(|| "hour".into()),
+        from: crate::time::rfc3339(from),
+        to: crate::time::rfc3339(to),
+        data,
+        totals,
+    })
+}
+
+/// A key's verifications by time bucket and outcome code.
+#[utoipa::path(get, path = "/v1/keys/{id}/usage", tag = "usage", params(("id" = String, Path), UsageQuery),
+    responses((status = 200, body = UsageView), (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    root: Root,
+    id: web::Path<String>,
+) -> Result<web::Json<UsageView>, ApiError> {
+    root.require("keys:read")?;
+    let k = crate::store::keys::get(&state.db, &root.tenant_id, &super::keys::parse_id(&id)?, false).await?;
+    Ok(web::Json(usage_of(&state, &root, &req, Scope::Key(&k.id)).await?))
+}
+
+/// A consumer's verifications (all its keys) by time bucket and outcome code.
+#[utoipa::path(get, path = "/v1/consumers/{id}/usage", tag = "usage", params(("id" = String, Path), UsageQuery),
+    responses((status = 200, body = UsageView), (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn consumer(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    root: Root,
+    id: web::Path<String>,
+) -> Result<web::Json<UsageView>, ApiError> {
+    root.require("keys:read")?;
+    let c = crate::store::consumers::get(&state.db, &root.tenant_id, &super::consumers::parse_id(&id)?).await?;
+    Ok(web::Json(usage_of(&state, &root, &req, Scope::Consumer(&c.id)).await?))
+}
+
+/// An API's verifications (all its keys) by time bucket and outcome code.
+#[utoipa::path(get, path = "/v1/apis/{id}/usage", tag = "usage", params(("id" = String, Path), UsageQuery),
+    responses((status = 200, body = UsageView), (status = 400, body = Problem), (status = 404, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn api(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    root: Root,
+    id: web::Path<String>,
+) -> Result<web::Json<UsageView>, ApiError> {
+    root.require("keys:read")?;
+    let a = crate::store::apis::get(&state.db, &root.tenant_id, &super::apis::parse_id(&id)?).await?;
+    Ok(web::Json(usage_of(&state, &root, &req, Scope::Api(&a.id)).await?))
+}

@@ -49,6 +49,7 @@ struct Raw {
     rotation: RotationSettings,
     notify: NotifySettings,
     audit: AuditSettings,
+    usage: UsageSettings,
     leak: LeakSettings,
 }
 
@@ -78,6 +79,7 @@ impl Default for Raw {
             rotation: RotationSettings::default(),
             notify: NotifySettings::default(),
             audit: AuditSettings::default(),
+            usage: UsageSettings::default(),
             leak: LeakSettings::default(),
         }
     }
@@ -107,6 +109,21 @@ pub struct AuditSettings {
 impl Default for AuditSettings {
     fn default() -> Self {
         Self { retention_days: 365 }
+    }
+}
+
+/// How long verification counts are kept, per bucket size.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UsageSettings {
+    pub minute_retention_days: u32,
+    pub hour_retention_days: u32,
+    pub day_retention_days: u32,
+}
+
+impl Default for UsageSettings {
+    fn default() -> Self {
+        Self { minute_retention_days: 7, hour_retention_days: 90, day_retention_days: 760 }
     }
 }
 
@@ -232,6 +249,7 @@ pub struct Settings {
     pub rotation: RotationSettings,
     pub notify: NotifySettings,
     pub audit: AuditSettings,
+    pub usage: UsageSettings,
     pub leak: LeakSettings,
     /// GitHub's secret-scanning keys by identifier, parsed once at start-up.
     pub github_keys: Vec<(String, p256::ecdsa::VerifyingKey)>,
@@ -325,6 +343,16 @@ impl Settings {
         {
             return Err(ConfigError("KEYROLL_NODE_URL: must start with http:// or https://".into()));
         }
+        let u = raw.usage;
+        if u.minute_retention_days == 0
+            || u.hour_retention_days < u.minute_retention_days
+            || u.day_retention_days < u.hour_retention_days
+        {
+            return Err(ConfigError(
+                "KEYROLL_USAGE__*_RETENTION_DAYS: minute ≥ 1, and hour and day retention each at least the one before"
+                    .into(),
+            ));
+        }
         if raw.workers == Some(0) {
             return Err(ConfigError("KEYROLL_WORKERS: must be at least 1".into()));
         }
@@ -378,6 +406,7 @@ impl Settings {
             rotation: raw.rotation,
             notify: raw.notify,
             audit: raw.audit,
+            usage: raw.usage,
             github_keys,
             leak: raw.leak,
         })

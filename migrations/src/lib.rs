@@ -17,6 +17,7 @@ mod m20261130_000011_leak_policy;
 mod m20261130_000012_keys_fillfactor_half;
 mod m20261130_000013_playbooks;
 mod m20261130_000014_key_credits;
+mod m20261130_000015_usage_marks;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000012_keys_fillfactor_half::Migration),
             Box::new(m20261130_000013_playbooks::Migration),
             Box::new(m20261130_000014_key_credits::Migration),
+            Box::new(m20261130_000015_usage_marks::Migration),
         ]
     }
 }

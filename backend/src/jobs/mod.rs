@@ -87,8 +87,10 @@ async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
     match j.kind.as_str() {
         ROTATION_SWEEP => {
             crate::rotation::retire::sweep(state).await?;
-            // The periodic housekeeping also applies audit retention (at most hourly).
-            Ok(crate::audit::retention_sweep(state).await?)
+            // The periodic housekeeping also applies audit retention (at most hourly) and rolls
+            // verification counts up (at most every five minutes).
+            crate::audit::retention_sweep(state).await?;
+            usage_sweep(state).await
         }
         POLICY_SCAN => crate::rotation::policy_scan::scan(state).await,
         ROTATION_BULK => {
@@ -106,6 +108,21 @@ async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
         }
         other => Err(anyhow::anyhow!("unknown job kind {other}")),
     }
+}
+
+async fn usage_sweep(state: &AppState) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = Utc::now();
+    let last = LAST.load(Ordering::Relaxed);
+    if now.timestamp() - last < 300
+        || LAST.compare_exchange(last, now.timestamp(), Ordering::Relaxed, Ordering::Relaxed).is_err()
+    {
+        return Ok(());
+    }
+    let rolled = crate::store::usage::roll_up(&state.db, now, state.settings.usage).await?;
+    tracing::debug!(rolled, "verification counts rolled up");
+    Ok(())
 }
 
 /// Schedules periodic work: one job per time slot, whichever node gets there first.

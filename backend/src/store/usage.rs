@@ -5,7 +5,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ConnectionTrait, EntityTrait, Set};
 
 use super::StoreError;
-use super::entities::usage_rollup;
+use super::entities::{usage_mark, usage_rollup};
 
 /// One counted cell.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,26 +88,82 @@ pub enum Scope<'a> {
     Api(&'a str),
 }
 
-/// Counts of a tenant's keys in `[from, to)`, by minute bucket and code, oldest first.
+/// Bucket sizes, smallest first.
+pub const GRANULARITIES: [&str; 3] = ["minute", "hour", "day"];
+
+fn step_of(granularity: &str) -> chrono::TimeDelta {
+    match granularity {
+        "minute" => chrono::TimeDelta::minutes(1),
+        "hour" => chrono::TimeDelta::hours(1),
+        _ => chrono::TimeDelta::days(1),
+    }
+}
+
+/// Where the rollups into `granularity` end (exclusive), or `None` before the first one.
+/// Coarser buckets are complete up to there; finer ones hold the rest.
+async fn rolled_until(db: &impl ConnectionTrait, granularity: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(usage_mark::Entity::find_by_id(granularity).one(db).await?.map(|m| m.rolled_until))
+}
+
+async fn mark(db: &impl ConnectionTrait, granularity: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+    let row = usage_mark::ActiveModel { granularity: Set(granularity.to_owned()), rolled_until: Set(until) };
+    usage_mark::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(usage_mark::Column::Granularity)
+                .update_column(usage_mark::Column::RolledUntil)
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Counts of a tenant's keys in `[from, to)` in buckets of `granularity` or finer, oldest
+/// first: the coarsest rollups that cover each part of the range, then finer ones for the rest.
 ///
 /// # Errors
 /// Database errors.
-pub async fn minute_counts(
+pub async fn counts(
     db: &impl ConnectionTrait,
     tenant: &crate::domain::TenantId,
     scope: Scope<'_>,
+    granularity: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, String, i64)>, StoreError> {
+    let depth = GRANULARITIES.iter().position(|g| *g == granularity).unwrap_or(0);
+    let mut out = Vec::new();
+    let mut start = from;
+    for g in GRANULARITIES[..=depth].iter().rev() {
+        if start >= to {
+            break;
+        }
+        let end = if *g == "minute" { Some(to) } else { rolled_until(db, g).await?.map(|u| u.min(to)) };
+        let Some(end) = end.filter(|e| *e > start) else { continue };
+        out.extend(read(db, tenant, scope, g, start, end).await?);
+        start = end;
+    }
+    out.sort_by_key(|(t, _, _)| *t);
+    Ok(out)
+}
+
+async fn read(
+    db: &impl ConnectionTrait,
+    tenant: &crate::domain::TenantId,
+    scope: Scope<'_>,
+    granularity: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<(DateTime<Utc>, String, i64)>, StoreError> {
     use sea_orm::sea_query::Query;
-    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+    use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
 
     use super::entities::key;
     let mut q = usage_rollup::Entity::find()
         .select_only()
         .columns([usage_rollup::Column::BucketStart, usage_rollup::Column::Code, usage_rollup::Column::Count])
         .filter(usage_rollup::Column::TenantId.eq(tenant.as_str()))
-        .filter(usage_rollup::Column::Granularity.eq("minute"))
+        .filter(usage_rollup::Column::Granularity.eq(granularity))
         .filter(usage_rollup::Column::BucketStart.gte(from))
         .filter(usage_rollup::Column::BucketStart.lt(to));
     let keys_where = |col: key::Column, value: &str| {
@@ -125,5 +181,112 @@ pub async fn minute_counts(
         }
         Scope::Api(id) => q.filter(usage_rollup::Column::KeyId.in_subquery(keys_where(key::Column::ApiId, id))),
     };
-    Ok(q.order_by_asc(usage_rollup::Column::BucketStart).into_tuple().all(db).await?)
+    Ok(q.into_tuple().all(db).await?)
+}
+
+/// Buckets rolled up per run, at most (a node that was down catches up over a few runs).
+const ROLL_PER_RUN: i32 = 48;
+
+/// Rolls minute counts up into hours and hours into days, bucket by bucket, and removes what is
+/// past its retention. A bucket is rolled once it closed two minutes ago (counts reach the
+/// database within a flush interval); the newest rolled bucket is rolled again on the next run,
+/// and rolling replaces, so a late count is not lost and nothing is counted twice.
+///
+/// # Errors
+/// Database errors.
+pub async fn roll_up(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    retention: crate::config::UsageSettings,
+) -> Result<u64, StoreError> {
+    use chrono::DurationRound;
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+    let mut rolled = 0u64;
+    for (fine, coarse) in [("minute", "hour"), ("hour", "day")] {
+        let step = step_of(coarse);
+        // A bucket is rolled once it closed (and, for days, once its hours are rolled).
+        let mut closed = (now - chrono::TimeDelta::minutes(2)).duration_trunc(step).unwrap_or(now);
+        if fine != "minute" {
+            let Some(fine_until) = rolled_until(db, fine).await? else { continue };
+            closed = closed.min(fine_until.duration_trunc(step).unwrap_or(fine_until));
+        }
+        let mut at = match rolled_until(db, coarse).await? {
+            Some(until) => until - step,
+            None => {
+                let oldest: Option<DateTime<Utc>> = usage_rollup::Entity::find()
+                    .select_only()
+                    .column(usage_rollup::Column::BucketStart)
+                    .filter(usage_rollup::Column::Granularity.eq(fine))
+                    .order_by_asc(usage_rollup::Column::BucketStart)
+                    .limit(1)
+                    .into_tuple()
+                    .one(db)
+                    .await?;
+                match oldest {
+                    Some(t) => t.duration_trunc(step).unwrap_or(t),
+                    None => continue,
+                }
+            }
+        };
+        for _ in 0..ROLL_PER_RUN {
+            if at >= closed {
+                break;
+            }
+            let rows: Vec<(String, String, String, i64)> = usage_rollup::Entity::find()
+                .select_only()
+                .columns([usage_rollup::Column::KeyId, usage_rollup::Column::Code, usage_rollup::Column::TenantId])
+                .column(usage_rollup::Column::Count)
+                .filter(usage_rollup::Column::Granularity.eq(fine))
+                .filter(usage_rollup::Column::BucketStart.gte(at))
+                .filter(usage_rollup::Column::BucketStart.lt(at + step))
+                .into_tuple()
+                .all(db)
+                .await?;
+            let mut sums: std::collections::HashMap<(String, String), (String, i64)> = std::collections::HashMap::new();
+            for (key_id, code, tenant_id, n) in rows {
+                sums.entry((key_id, code)).or_insert((tenant_id, 0)).1 += n;
+            }
+            let cells: Vec<usage_rollup::ActiveModel> = sums
+                .into_iter()
+                .map(|((key_id, code), (tenant_id, count))| usage_rollup::ActiveModel {
+                    bucket_start: Set(at),
+                    granularity: Set(coarse.into()),
+                    key_id: Set(key_id),
+                    code: Set(code),
+                    tenant_id: Set(tenant_id),
+                    count: Set(count),
+                })
+                .collect();
+            for chunk in cells.chunks(500) {
+                usage_rollup::Entity::insert_many(chunk.to_vec())
+                    .on_conflict(
+                        OnConflict::columns([
+                            usage_rollup::Column::BucketStart,
+                            usage_rollup::Column::Granularity,
+                            usage_rollup::Column::KeyId,
+                            usage_rollup::Column::Code,
+                        ])
+                        .update_column(usage_rollup::Column::Count)
+                        .to_owned(),
+                    )
+                    .exec(db)
+                    .await?;
+            }
+            rolled += 1;
+            at += step;
+            mark(db, coarse, at).await?;
+        }
+    }
+    for (g, days) in [
+        ("minute", retention.minute_retention_days),
+        ("hour", retention.hour_retention_days),
+        ("day", retention.day_retention_days),
+    ] {
+        usage_rollup::Entity::delete_many()
+            .filter(usage_rollup::Column::Granularity.eq(g))
+            .filter(usage_rollup::Column::BucketStart.lt(now - chrono::TimeDelta::days(i64::from(days))))
+            .exec(db)
+            .await?;
+    }
+    Ok(rolled)
 }

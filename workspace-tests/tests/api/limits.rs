@@ -205,3 +205,65 @@ async fn usage_by_key_consumer_and_api(app: TestApp) {
 }
 
 crate::both_backends!(usage, usage_by_key_consumer_and_api);
+
+/// Minute counts roll up into hours and days; retention removes old minutes but their hours and
+/// days still answer; rolling again counts nothing twice.
+async fn usage_rolls_up(app: TestApp) {
+    use chrono::{DurationRound, TimeDelta, Utc};
+    use keyroll::store::usage::{UsageCount, add_minute_counts, roll_up};
+    let acme = app.tenant("Acme").await;
+    let k = app.make_key(&acme, "acme", json!({})).await;
+    let day = (Utc::now() - TimeDelta::days(3)).duration_trunc(TimeDelta::days(1)).expect("day");
+    let old = (Utc::now() - TimeDelta::days(10)).duration_trunc(TimeDelta::days(1)).expect("day");
+    let count = |at, code, n| UsageCount {
+        bucket_start: at,
+        key_id: k.key_id.clone(),
+        tenant_id: acme.id.clone(),
+        code,
+        count: n,
+    };
+    let ten = day + TimeDelta::hours(10);
+    add_minute_counts(
+        &app.state.db,
+        vec![
+            count(ten + TimeDelta::minutes(1), "VALID", 5),
+            count(ten + TimeDelta::minutes(2), "VALID", 7),
+            count(ten + TimeDelta::minutes(2), "REVOKED", 1),
+            count(ten + TimeDelta::minutes(65), "VALID", 3),
+            count(old + TimeDelta::hours(8), "VALID", 11),
+        ],
+    )
+    .await
+    .expect("counts");
+    let settings = app.state.settings.usage;
+    for _ in 0..2 {
+        while roll_up(&app.state.db, Utc::now(), settings).await.expect("roll up") > 2 {}
+    }
+    let rfc = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let path =
+        format!("/v1/keys/{}/usage?granularity=hour&from={}&to={}", k.key_id, rfc(ten), rfc(ten + TimeDelta::hours(3)));
+    let (st, hours) = app.get(&path, &acme.root).await;
+    assert_eq!(st, 200, "{hours}");
+    assert_eq!(hours["data"][0]["bucket_start"], rfc(ten).as_str(), "{hours}");
+    assert_eq!(hours["data"][0]["counts"], json!({"VALID": 12, "REVOKED": 1}), "{hours}");
+    assert_eq!(hours["data"][1]["total"], 3, "{hours}");
+    // Ten days back: the minutes are gone (7 days kept), the hour and the day remain.
+    let (_, minutes) = app
+        .get(
+            &format!(
+                "/v1/keys/{}/usage?granularity=minute&from={}&to={}",
+                k.key_id,
+                rfc(old),
+                rfc(old + TimeDelta::days(1))
+            ),
+            &acme.root,
+        )
+        .await;
+    assert_eq!(minutes["data"], json!([]), "{minutes}");
+    let (_, days) =
+        app.get(&format!("/v1/keys/{}/usage?granularity=day&from={}", k.key_id, rfc(old)), &acme.root).await;
+    assert_eq!(days["totals"], json!({"VALID": 26, "REVOKED": 1}), "{days}");
+    assert_eq!(days["data"][0]["bucket_start"], rfc(old).as_str());
+}
+
+crate::both_backends!(usage_rollups, usage_rolls_up);

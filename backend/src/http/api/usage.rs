@@ -17,7 +17,7 @@ use crate::store::usage::{self, Scope};
 /// The range and bucket size.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct UsageQuery {
-    /// RFC 3339; default: one bucket size × 60 before `to`.
+    /// RFC 3339, rounded down to the bucket size; default: 60 buckets before `to`.
     pub from: Option<String>,
     /// RFC 3339; default: now.
     pub to: Option<String>,
@@ -63,7 +63,9 @@ async fn usage_of(state: &AppState, root: &Root, req: &HttpRequest, scope: Scope
         _ => return Err(ApiError::field("granularity", "must be minute, hour or day")),
     };
     let to = parse_time("to", q.to.as_ref())?.unwrap_or_else(Utc::now);
+    // Buckets are whole: the range starts at the beginning of the bucket `from` falls in.
     let from = parse_time("from", q.from.as_ref())?.unwrap_or(to - step * 60);
+    let from = from.duration_trunc(step).unwrap_or(from);
     if from >= to {
         return Err(ApiError::field("from", "must be before to"));
     }
@@ -73,7 +75,8 @@ async fn usage_of(state: &AppState, root: &Root, req: &HttpRequest, scope: Scope
             format!("is too far from to: at most {} days at this granularity", most.num_days()),
         ));
     }
-    let rows = usage::minute_counts(&state.db, &root.tenant_id, scope, from, to).await?;
+    let granularity = q.granularity.clone().unwrap_or_else(|| "hour".into());
+    let rows = usage::counts(&state.db, &root.tenant_id, scope, &granularity, from, to).await?;
     let mut buckets: BTreeMap<DateTime<Utc>, BTreeMap<String, i64>> = BTreeMap::new();
     let mut totals = BTreeMap::new();
     for (at, code, n) in rows {
@@ -89,13 +92,7 @@ async fn usage_of(state: &AppState, root: &Root, req: &HttpRequest, scope: Scope
             counts,
         })
         .collect();
-    Ok(UsageView {
-        granularity: q.granularity.unwrap_or_else(|| "hour".into()),
-        from: crate::time::rfc3339(from),
-        to: crate::time::rfc3339(to),
-        data,
-        totals,
-    })
+    Ok(UsageView { granularity, from: crate::time::rfc3339(from), to: crate::time::rfc3339(to), data, totals })
 }
 
 /// A key's verifications by time bucket and outcome code.

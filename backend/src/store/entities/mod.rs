@@ -22,6 +22,7 @@ pub mod rotation_policy;
 pub mod sent_notice;
 pub mod session;
 pub mod tenant;
+pub mod usage_mark;
 pub mod usage_rollup;
 pub mod user;
 pub mod webhook_endpoint;

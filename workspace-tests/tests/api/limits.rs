@@ -35,6 +35,18 @@ async fn rate_limited_keys(app: TestApp) {
 
 crate::both_backends!(rate_limits, rate_limited_keys);
 
+/// `n` verifications of `secret` at once, every other one on each node.
+async fn verify_on_both(a: &TestApp, b: &TestApp, secret: &str, n: usize) -> Vec<serde_json::Value> {
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let node = if i % 2 == 0 { a } else { b };
+        let (client, url, body) = (node.client.clone(), node.url("/v1/verify"), json!({"key": secret}));
+        calls
+            .spawn(async move { client.post(url).json(&body).send().await.expect("sent").json().await.expect("json") });
+    }
+    calls.join_all().await
+}
+
 /// Two nodes, one Redis: 40 verifications at once, half on each node, against a limit of 10.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_share_one_count() {
@@ -43,20 +55,10 @@ async fn nodes_share_one_count() {
     let b = spawn_node(&shared, None).await;
     let acme = a.tenant("Acme").await;
     let k = a.make_key(&acme, "acme", json!({"ratelimit": {"limit": 10, "window_seconds": LONG}})).await;
-    let mut calls = tokio::task::JoinSet::new();
-    for i in 0..40 {
-        let (client, url) =
-            if i % 2 == 0 { (a.client.clone(), a.url("/v1/verify")) } else { (b.client.clone(), b.url("/v1/verify")) };
-        let body = json!({"key": k.secret});
-        calls.spawn(async move {
-            let v: serde_json::Value =
-                client.post(url).json(&body).send().await.expect("sent").json().await.expect("json");
-            v["code"].as_str().unwrap_or_default().to_owned()
-        });
-    }
-    let codes = calls.join_all().await;
-    let valid = codes.iter().filter(|c| *c == "VALID").count();
-    let limited = codes.iter().filter(|c| *c == "RATE_LIMITED").count();
+    let answers = verify_on_both(&a, &b, &k.secret, 40).await;
+    let codes: Vec<&str> = answers.iter().map(|v| v["code"].as_str().unwrap_or_default()).collect();
+    let valid = codes.iter().filter(|c| **c == "VALID").count();
+    let limited = codes.iter().filter(|c| **c == "RATE_LIMITED").count();
     assert_eq!((valid, limited), (10, 30), "{codes:?}");
 }
 
@@ -129,18 +131,11 @@ async fn credits_never_go_below_zero_across_nodes() {
     let b = spawn_node(&shared, None).await;
     let acme = a.tenant("Acme").await;
     let k = a.make_key(&acme, "acme", json!({"credits": {"remaining": 50}})).await;
-    let mut calls = tokio::task::JoinSet::new();
-    for i in 0..200 {
-        let (client, url) =
-            if i % 2 == 0 { (a.client.clone(), a.url("/v1/verify")) } else { (b.client.clone(), b.url("/v1/verify")) };
-        let body = json!({"key": k.secret});
-        calls.spawn(async move {
-            let v: serde_json::Value =
-                client.post(url).json(&body).send().await.expect("sent").json().await.expect("json");
-            (v["code"].as_str().unwrap_or_default().to_owned(), v["credits"]["remaining"].as_u64())
-        });
-    }
-    let answers = calls.join_all().await;
+    let answers: Vec<(String, Option<u64>)> = verify_on_both(&a, &b, &k.secret, 200)
+        .await
+        .iter()
+        .map(|v| (v["code"].as_str().unwrap_or_default().to_owned(), v["credits"]["remaining"].as_u64()))
+        .collect();
     let valid = answers.iter().filter(|(c, _)| c == "VALID").count();
     let exceeded = answers.iter().filter(|(c, _)| c == "USAGE_EXCEEDED").count();
     assert_eq!((valid, exceeded), (50, 150));

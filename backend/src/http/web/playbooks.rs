@@ -144,15 +144,11 @@ pub async fn create(
     let mut errors = FormErrors::new();
     let mut line_errors = Vec::new();
     match definition_of(&body) {
-        Ok(d) => {
-            crate::store::playbooks::create_audited(&state.db, &me.tenant_id(), &me.actor(), &d).await.map_err(
-                |e| match e {
-                    crate::store::StoreError::Conflict(m) => WebError::Internal(anyhow::anyhow!(m)),
-                    other => other.into(),
-                },
-            )?;
-            return Ok(see_other("/app/playbooks"));
-        }
+        Ok(d) => match crate::store::playbooks::create_audited(&state.db, &me.tenant_id(), &me.actor(), &d).await {
+            Ok(_) => return Ok(see_other("/app/playbooks")),
+            Err(crate::store::StoreError::Conflict(m)) => drop(errors.insert("name", format!("Not saved: {m}."))),
+            Err(other) => return Err(other.into()),
+        },
         Err(ApiError::Validation { errors: list, .. }) => {
             for e in list {
                 match e.field.as_str() {
@@ -288,20 +284,18 @@ struct RunPage {
     /// Evidence of each step, pretty-printed.
     evidence: Vec<String>,
     can_approve: bool,
-    notice: Option<&'static str>,
     error: Option<String>,
 }
 
 /// `GET /app/playbook-runs/{id}`.
 pub async fn run_page(state: web::Data<AppState>, me: Signed, id: web::Path<String>) -> Result<HttpResponse, WebError> {
-    render_run(&state, &me, &id, None, None, StatusCode::OK).await
+    render_run(&state, &me, &id, None, StatusCode::OK).await
 }
 
 async fn render_run(
     state: &AppState,
     me: &Signed,
     id: &str,
-    notice: Option<&'static str>,
     error: Option<String>,
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
@@ -312,7 +306,7 @@ async fn render_run(
     let can_approve =
         r.state == runs::state::AWAITING_APPROVAL && r.started_by != me.actor() && me.role.can_manage_keys();
     let target = r.target.label();
-    let p = RunPage { c: Chrome::of(me, "playbooks"), r, target, evidence, can_approve, notice, error };
+    let p = RunPage { c: Chrome::of(me, "playbooks"), r, target, evidence, can_approve, error };
     if status == StatusCode::OK { page(&p) } else { page_with(status, &p) }
 }
 
@@ -337,6 +331,6 @@ pub async fn approve(
     match runs::approve(&state, &me.tenant_id(), &run_id, &me.actor()).await {
         Ok(_) => Ok(see_other(&format!("/app/playbook-runs/{}", run_id.as_str()))),
         Err(ApproveError::Store(e)) => Err(e.into()),
-        Err(e) => render_run(&state, &me, &id, None, Some(e.to_string()), StatusCode::CONFLICT).await,
+        Err(e) => render_run(&state, &me, &id, Some(e.to_string()), StatusCode::CONFLICT).await,
     }
 }

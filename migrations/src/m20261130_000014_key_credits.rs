@@ -11,6 +11,7 @@ enum KeyCredits {
     LineageId,
     TenantId,
     Remaining,
+    Baseline,
     Period,
     UpdatedAt,
 }
@@ -27,6 +28,9 @@ impl MigrationTrait for Migration {
                 .col(string(KeyCredits::LineageId).primary_key())
                 .col(string(KeyCredits::TenantId))
                 .col(big_integer(KeyCredits::Remaining))
+                // The balance as last set or refilled: `credits.low` fires when a spend takes the
+                // balance to a tenth of it.
+                .col(big_integer(KeyCredits::Baseline))
                 // The refill period the balance belongs to (`2026-11-30`, `2026-11`), if it refills.
                 .col(string_null(KeyCredits::Period))
                 .col(timestamp_with_time_zone(KeyCredits::UpdatedAt))

@@ -35,6 +35,7 @@ pub async fn set(
         lineage_id: lineage_id.to_owned(),
         tenant_id: tenant_id.to_owned(),
         remaining: i64::try_from(c.remaining).unwrap_or(i64::MAX),
+        baseline: i64::try_from(c.remaining).unwrap_or(i64::MAX),
         period: period(c, now),
         updated_at: now,
     };
@@ -64,8 +65,18 @@ pub async fn clear(db: &impl ConnectionTrait, lineage_id: &str) -> Result<(), St
     Ok(())
 }
 
-/// Spends `cost` from a lineage's balance if it has that much: `(spent, remaining after)`.
-/// A balance not stored yet starts from `c` (keys made before balances were stored).
+/// What a spend did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spend {
+    pub spent: bool,
+    /// The balance after it.
+    pub remaining: u64,
+    /// This spend took the balance to a tenth of its baseline or below (exactly one spend does).
+    pub now_low: bool,
+}
+
+/// Spends `cost` from a lineage's balance if it has that much. A balance not stored yet starts
+/// from `c` (keys made before balances were stored).
 ///
 /// # Errors
 /// Database errors.
@@ -76,13 +87,15 @@ pub async fn spend(
     c: &Credits,
     cost: u64,
     now: DateTime<Utc>,
-) -> Result<(bool, u64), StoreError> {
+) -> Result<Spend, StoreError> {
     let cost = i64::try_from(cost).unwrap_or(i64::MAX);
     for _ in 0..2 {
         if let (Some(p), Some(refill)) = (period(c, now), c.refill) {
             // The first spend of a new period refills; the period makes this happen once.
+            let amount = i64::try_from(refill.amount).unwrap_or(i64::MAX);
             key_credit::Entity::update_many()
-                .col_expr(key_credit::Column::Remaining, Expr::value(i64::try_from(refill.amount).unwrap_or(i64::MAX)))
+                .col_expr(key_credit::Column::Remaining, Expr::value(amount))
+                .col_expr(key_credit::Column::Baseline, Expr::value(amount))
                 .col_expr(key_credit::Column::Period, Expr::value(p.clone()))
                 .col_expr(key_credit::Column::UpdatedAt, Expr::value(now))
                 .filter(key_credit::Column::LineageId.eq(lineage_id))
@@ -92,22 +105,27 @@ pub async fn spend(
                 .exec(db)
                 .await?;
         }
-        let spent = if cost == 0 {
-            0
-        } else {
-            key_credit::Entity::update_many()
+        if cost > 0 {
+            // The row as this very update left it: its own before and after, whatever other
+            // spends do at the same time, so exactly one spend sees the balance cross low.
+            let updated = key_credit::Entity::update_many()
                 .col_expr(key_credit::Column::Remaining, Expr::col(key_credit::Column::Remaining).sub(cost))
                 .col_expr(key_credit::Column::UpdatedAt, Expr::value(now))
                 .filter(key_credit::Column::LineageId.eq(lineage_id))
                 .filter(key_credit::Column::Remaining.gte(cost))
-                .exec(db)
-                .await?
-                .rows_affected
-        };
+                .exec_with_returning(db)
+                .await?;
+            if let Some(row) = updated.first() {
+                let low = row.baseline / 10;
+                let now_low = row.remaining <= low && row.remaining.saturating_add(cost) > low;
+                return Ok(Spend { spent: true, remaining: u64::try_from(row.remaining).unwrap_or(0), now_low });
+            }
+        }
+        // Free, not enough left, or no balance stored yet.
         match key_credit::Entity::find_by_id(lineage_id).one(db).await? {
             Some(row) => {
-                let left = u64::try_from(row.remaining).unwrap_or(0);
-                return Ok((cost == 0 || spent == 1, left));
+                let remaining = u64::try_from(row.remaining).unwrap_or(0);
+                return Ok(Spend { spent: cost == 0, remaining, now_low: false });
             }
             None => set(db, tenant_id, lineage_id, c, false).await?,
         }

@@ -18,6 +18,8 @@ pub struct RateVerdict {
     pub remaining: u32,
     /// When the window ends (Unix milliseconds).
     pub reset_at_ms: i64,
+    /// The window's first refusal (exactly one verification per window is).
+    pub first_refusal: bool,
 }
 
 /// Counts kept in process: per key, the window and its count.
@@ -51,6 +53,7 @@ impl RateLimiter {
             limit: rl.limit,
             remaining: u32::try_from(limit.saturating_sub(count)).unwrap_or(0),
             reset_at_ms,
+            first_refusal: count == limit + 1,
         }
     }
 

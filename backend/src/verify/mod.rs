@@ -7,6 +7,7 @@
 
 pub mod code;
 pub mod limits;
+pub mod notices;
 pub mod record;
 pub mod usage;
 
@@ -104,6 +105,11 @@ pub async fn verify(
         if !v.allowed {
             code = Code::RateLimited;
         }
+        if v.first_refusal {
+            let reset = chrono::DateTime::from_timestamp_millis(v.reset_at_ms).map(crate::time::rfc3339);
+            let extra = serde_json::json!({"limit": rl.limit, "window_seconds": rl.window_seconds, "reset_at": reset});
+            notices::raise(db, &record, "ratelimit.exceeded", extra);
+        }
         ratelimit = Some(v);
     }
     // Then credits: spent only by a verification that passes everything else.
@@ -112,11 +118,14 @@ pub async fn verify(
         && let Some(c) = &record.data.credits
     {
         let d = &record.data;
-        let (spent, left) = crate::store::credits::spend(db, &d.tenant_id, &d.lineage_id, c, input.cost, now).await?;
-        if !spent {
+        let spend = crate::store::credits::spend(db, &d.tenant_id, &d.lineage_id, c, input.cost, now).await?;
+        if !spend.spent {
             code = Code::UsageExceeded;
         }
-        credits = Some(left);
+        if spend.now_low {
+            notices::raise(db, &record, "credits.low", serde_json::json!({"remaining": spend.remaining}));
+        }
+        credits = Some(spend.remaining);
     }
     usage.record(&record.key_id, &record.tenant_id, code, now.timestamp_millis());
     Ok(Verdict { code, state: Some(state), record: Some(record), ratelimit, credits })

@@ -9,6 +9,24 @@ use crate::helpers::{Backend, TestApp, fresh, spawn_node};
 /// A window of 31 days: no test runs across its end.
 const LONG: u32 = 2_678_400;
 
+/// The events of `event_type` in the tenant's log, once `n` of them are there (they are queued
+/// off the verification's path).
+async fn events_of(app: &TestApp, root: &str, event_type: &str, n: usize) -> Vec<serde_json::Value> {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, events) = app.get("/v1/events?limit=100", root).await;
+        let found: Vec<serde_json::Value> = events["data"]
+            .as_array()
+            .map(|a| a.iter().filter(|e| e["type"] == event_type).cloned().collect())
+            .unwrap_or_default();
+        if found.len() >= n {
+            return found;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "no {event_type} event: {events}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn rate_limited_keys(app: TestApp) {
     let acme = app.tenant("Acme").await;
     let limited = app.make_key(&acme, "acme", json!({"ratelimit": {"limit": 3, "window_seconds": LONG}})).await;
@@ -24,6 +42,13 @@ async fn rate_limited_keys(app: TestApp) {
     assert_eq!((v["valid"].as_bool(), v["code"].as_str()), (Some(false), Some("RATE_LIMITED")), "{v}");
     assert_eq!(v["ratelimit"]["remaining"], 0);
     assert!(v["key"].is_object(), "the key is still named");
+    assert_eq!(app.verify_code(&limited.secret).await, "RATE_LIMITED");
+    // The first refusal of the window, and only it, is announced.
+    let exceeded = events_of(&app, &acme.root, "ratelimit.exceeded", 1).await;
+    assert_eq!(exceeded[0]["data"]["key_id"], limited.key_id.as_str());
+    assert_eq!(exceeded[0]["data"]["limit"], 3);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(events_of(&app, &acme.root, "ratelimit.exceeded", 1).await.len(), 1, "once per window");
     // A verification that fails for another reason does not count.
     let v = app.verify(json!({"key": limited.secret, "scopes": ["admin:*"]})).await;
     assert_eq!(v["code"], "INSUFFICIENT_SCOPE");
@@ -72,6 +97,11 @@ async fn credits(app: TestApp) {
     };
     let v = spend(2).await;
     assert_eq!((v["code"].as_str(), v["credits"]["remaining"].as_u64()), (Some("VALID"), Some(3)), "{v}");
+    assert!(
+        app.get("/v1/events?limit=100", &acme.root).await.1["data"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|e| e["type"] != "credits.low"))
+    );
     let v = spend(3).await;
     assert_eq!((v["code"].as_str(), v["credits"]["remaining"].as_u64()), (Some("VALID"), Some(0)), "{v}");
     let v = spend(1).await;
@@ -79,6 +109,12 @@ async fn credits(app: TestApp) {
     assert_eq!(v["credits"]["remaining"], 0);
     let v = spend(0).await;
     assert_eq!(v["code"], "VALID", "a free call passes with nothing left: {v}");
+    // Reaching a tenth of the balance it was set to (here 0 of 5) is announced once.
+    let low = events_of(&app, &acme.root, "credits.low", 1).await;
+    assert_eq!(
+        (low[0]["data"]["key_id"].as_str(), low[0]["data"]["remaining"].as_u64()),
+        (Some(k.key_id.as_str()), Some(0))
+    );
 
     // A rotation does not refill: both versions spend from one balance.
     let (st, _) = app
@@ -142,6 +178,12 @@ async fn credits_never_go_below_zero_across_nodes() {
     assert!(answers.iter().all(|(_, left)| left.is_some()), "every answer says what is left");
     let v = b.verify(json!({"key": k.secret})).await;
     assert_eq!((v["code"].as_str(), v["credits"]["remaining"].as_u64()), (Some("USAGE_EXCEEDED"), Some(0)));
+    // One spend of all 200 took the balance to a tenth of 50: one `credits.low`, from either node.
+    events_of(&a, &acme.root, "credits.low", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let low = events_of(&a, &acme.root, "credits.low", 1).await;
+    assert_eq!(low.len(), 1, "{low:?}");
+    assert_eq!(low[0]["data"]["remaining"], 5);
 }
 
 async fn usage_by_key_consumer_and_api(app: TestApp) {

@@ -9,6 +9,8 @@ pub struct Model {
     pub lineage_id: String,
     pub tenant_id: String,
     pub remaining: i64,
+    /// The balance as last set or refilled.
+    pub baseline: i64,
     /// The refill period the balance belongs to, when it refills.
     pub period: Option<String>,
     pub updated_at: DateTimeUtc,

@@ -89,36 +89,47 @@ pub async fn spend(
     now: DateTime<Utc>,
 ) -> Result<Spend, StoreError> {
     let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-    for _ in 0..2 {
-        if let (Some(p), Some(refill)) = (period(c, now), c.refill) {
-            // The first spend of a new period refills; the period makes this happen once.
+    let current = period(c, now);
+    // Usually one statement: the spend itself. Only when it does not go through is the balance
+    // refilled for a new period, or stored for the first time, and the spend tried again.
+    for _ in 0..3 {
+        if cost > 0 {
+            // The row as this very update left it: its own before and after, whatever other
+            // spends do at the same time, so exactly one spend sees the balance cross low.
+            let mut spend = key_credit::Entity::update_many()
+                .col_expr(key_credit::Column::Remaining, Expr::col(key_credit::Column::Remaining).sub(cost))
+                .col_expr(key_credit::Column::UpdatedAt, Expr::value(now))
+                .filter(key_credit::Column::LineageId.eq(lineage_id))
+                .filter(key_credit::Column::Remaining.gte(cost));
+            if let Some(p) = &current {
+                // A balance of an earlier period is refilled before anything is spent from it.
+                spend = spend.filter(key_credit::Column::Period.eq(p.as_str()));
+            }
+            if let Some(row) = spend.exec_with_returning(db).await?.first() {
+                let low = row.baseline / 10;
+                let now_low = row.remaining <= low && row.remaining.saturating_add(cost) > low;
+                return Ok(Spend { spent: true, remaining: u64::try_from(row.remaining).unwrap_or(0), now_low });
+            }
+        }
+        if let (Some(p), Some(refill)) = (&current, c.refill) {
+            // The first verification of a new period refills; the period makes this happen once.
             let amount = i64::try_from(refill.amount).unwrap_or(i64::MAX);
-            key_credit::Entity::update_many()
+            let refilled = key_credit::Entity::update_many()
                 .col_expr(key_credit::Column::Remaining, Expr::value(amount))
                 .col_expr(key_credit::Column::Baseline, Expr::value(amount))
                 .col_expr(key_credit::Column::Period, Expr::value(p.clone()))
                 .col_expr(key_credit::Column::UpdatedAt, Expr::value(now))
                 .filter(key_credit::Column::LineageId.eq(lineage_id))
                 .filter(
-                    Condition::any().add(key_credit::Column::Period.is_null()).add(key_credit::Column::Period.ne(p)),
+                    Condition::any()
+                        .add(key_credit::Column::Period.is_null())
+                        .add(key_credit::Column::Period.ne(p.as_str())),
                 )
                 .exec(db)
-                .await?;
-        }
-        if cost > 0 {
-            // The row as this very update left it: its own before and after, whatever other
-            // spends do at the same time, so exactly one spend sees the balance cross low.
-            let updated = key_credit::Entity::update_many()
-                .col_expr(key_credit::Column::Remaining, Expr::col(key_credit::Column::Remaining).sub(cost))
-                .col_expr(key_credit::Column::UpdatedAt, Expr::value(now))
-                .filter(key_credit::Column::LineageId.eq(lineage_id))
-                .filter(key_credit::Column::Remaining.gte(cost))
-                .exec_with_returning(db)
-                .await?;
-            if let Some(row) = updated.first() {
-                let low = row.baseline / 10;
-                let now_low = row.remaining <= low && row.remaining.saturating_add(cost) > low;
-                return Ok(Spend { spent: true, remaining: u64::try_from(row.remaining).unwrap_or(0), now_low });
+                .await?
+                .rows_affected;
+            if refilled > 0 {
+                continue;
             }
         }
         // Free, not enough left, or no balance stored yet.

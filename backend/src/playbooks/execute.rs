@@ -83,14 +83,16 @@ pub async fn run(state: &AppState, job_id: &str, run_id: &str) -> anyhow::Result
             Outcome::Wait { evidence, until } => {
                 steps[i].state = "waiting".into();
                 steps[i].evidence = evidence;
-                let run_state = if until.is_some() { state::WAITING } else { state::AWAITING_APPROVAL };
-                let saved = save(&ctx, &steps, i, run_state).await?;
-                if let Some(at) = until {
-                    let job = runs::enqueue(&state.db, &saved, at).await?;
-                    let mut active: playbook_run::ActiveModel = saved.into();
-                    active.job_id = sea_orm::Set(job);
-                    sea_orm::ActiveModelTrait::update(active, &state.db).await?;
-                }
+                let Some(at) = until else {
+                    save(&ctx, &steps, i, state::AWAITING_APPROVAL).await?;
+                    return Ok(());
+                };
+                // The row and the job that picks it up again, together.
+                let txn = crate::store::begin_write(&state.db).await?;
+                let mut active = row(&ctx, &steps, i, state::WAITING);
+                active.job_id = sea_orm::Set(runs::enqueue(&txn, &ctx.run, at).await?);
+                sea_orm::ActiveModelTrait::update(active, &txn).await?;
+                txn.commit().await?;
                 return Ok(());
             }
             Outcome::Fail { evidence, error } => {
@@ -108,12 +110,8 @@ pub async fn run(state: &AppState, job_id: &str, run_id: &str) -> anyhow::Result
     Ok(())
 }
 
-async fn save(
-    ctx: &Ctx<'_>,
-    steps: &[StepRecord],
-    current: usize,
-    run_state: &str,
-) -> Result<playbook_run::Model, StoreError> {
+/// The run's row with its steps, current step and state as they are now.
+fn row(ctx: &Ctx<'_>, steps: &[StepRecord], current: usize, run_state: &str) -> playbook_run::ActiveModel {
     let mut active: playbook_run::ActiveModel = ctx.run.clone().into();
     active.steps = sea_orm::Set(serde_json::to_value(steps).unwrap_or_default());
     active.current_step = sea_orm::Set(i32::try_from(current).unwrap_or(i32::MAX));
@@ -122,7 +120,12 @@ async fn save(
     if !ctx.job_id.is_empty() {
         active.job_id = sea_orm::Set(Some(ctx.job_id.to_owned()));
     }
-    Ok(sea_orm::ActiveModelTrait::update(active, &ctx.state.db).await?)
+    active
+}
+
+async fn save(ctx: &Ctx<'_>, steps: &[StepRecord], current: usize, run_state: &str) -> Result<(), StoreError> {
+    sea_orm::ActiveModelTrait::update(row(ctx, steps, current, run_state), &ctx.state.db).await?;
+    Ok(())
 }
 
 /// Ends the run: its state, its `playbook.run.completed` or `playbook.run.failed` event and its
@@ -136,11 +139,7 @@ async fn finish(ctx: &Ctx<'_>, steps: &[StepRecord], current: usize, error: Opti
     };
     let run = &ctx.run;
     crate::audit::write(&ctx.state.db, &ctx.tenant, &ctx.actor, async |txn| {
-        let mut active: playbook_run::ActiveModel = run.clone().into();
-        active.steps = sea_orm::Set(serde_json::to_value(steps).unwrap_or_default());
-        active.current_step = sea_orm::Set(i32::try_from(current).unwrap_or(i32::MAX));
-        active.state = sea_orm::Set(run_state.to_owned());
-        active.updated_at = sea_orm::Set(now);
+        let mut active = row(ctx, steps, current, run_state);
         active.finished_at = sea_orm::Set(Some(now));
         active.error = sea_orm::Set(error.clone());
         sea_orm::ActiveModelTrait::update(active, txn).await?;

@@ -85,7 +85,7 @@ async fn run_leaked_key(
     if let Err(e) = execute::run(state, "", &run.id).await {
         tracing::warn!(run_id = %run.id, error = %e, "leak containment interrupted; its job resumes it");
     }
-    runs::get(&state.db, tenant, &RunId::from_trusted(run.id)).await
+    crate::store::playbooks::get_run(&state.db, tenant, &RunId::from_trusted(run.id)).await
 }
 
 /// Handles a batch of reports from `reporter` (`github`, `scanner`).

@@ -411,7 +411,7 @@ pub async fn approve(
     id: &RunId,
     actor: &str,
 ) -> Result<playbook_run::Model, ApproveError> {
-    let run = get(&state.db, tenant, id).await?;
+    let run = crate::store::playbooks::get_run(&state.db, tenant, id).await?;
     if run.state != state::AWAITING_APPROVAL {
         return Err(ApproveError::NotWaiting);
     }
@@ -442,35 +442,6 @@ pub async fn approve(
 /// credential of its own, held apart, and the audit log names which one approved.
 fn same_person(a: &str, b: &str) -> bool {
     a == b
-}
-
-/// A run of the tenant.
-///
-/// # Errors
-/// `NotFound`, database errors.
-pub async fn get(db: &impl ConnectionTrait, tenant: &TenantId, id: &RunId) -> Result<playbook_run::Model, StoreError> {
-    playbook_run::Entity::find_by_id(id.as_str())
-        .filter(playbook_run::Column::TenantId.eq(tenant.as_str()))
-        .one(db)
-        .await?
-        .ok_or(StoreError::NotFound)
-}
-
-/// The tenant's runs, newest first.
-///
-/// # Errors
-/// Database errors.
-pub async fn list(
-    db: &impl ConnectionTrait,
-    tenant: &TenantId,
-    limit: u64,
-    before: Option<&str>,
-) -> Result<Vec<playbook_run::Model>, StoreError> {
-    let mut q = playbook_run::Entity::find().filter(playbook_run::Column::TenantId.eq(tenant.as_str()));
-    if let Some(b) = before {
-        q = q.filter(playbook_run::Column::Id.lt(b));
-    }
-    Ok(q.order_by_desc(playbook_run::Column::Id).limit(limit).all(db).await?)
 }
 
 #[cfg(test)]

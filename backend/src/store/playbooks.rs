@@ -6,8 +6,8 @@ use sea_orm::{
 };
 
 use super::StoreError;
-use super::entities::playbook;
-use crate::domain::{PlaybookId, TenantId};
+use super::entities::{playbook, playbook_run};
+use crate::domain::{PlaybookId, RunId, TenantId};
 use crate::playbooks::catalogue::Definition;
 
 /// How many playbooks a tenant may keep.
@@ -77,4 +77,37 @@ pub async fn create_audited(
         Ok((saved, vec![entry]))
     })
     .await
+}
+
+/// A run of the tenant.
+///
+/// # Errors
+/// `NotFound`, database errors.
+pub async fn get_run(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: &RunId,
+) -> Result<playbook_run::Model, StoreError> {
+    playbook_run::Entity::find_by_id(id.as_str())
+        .filter(playbook_run::Column::TenantId.eq(tenant.as_str()))
+        .one(db)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+/// The tenant's latest `limit` runs, newest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn list_runs(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    limit: u64,
+) -> Result<Vec<playbook_run::Model>, StoreError> {
+    Ok(playbook_run::Entity::find()
+        .filter(playbook_run::Column::TenantId.eq(tenant.as_str()))
+        .order_by_desc(playbook_run::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
 }

@@ -292,7 +292,7 @@ async fn runs_are_validated_on_every_node_and_resume_elsewhere() {
     let sql =
         format!("UPDATE playbook_runs SET state = 'running', current_step = 0, finished_at = NULL WHERE id = '{id}'");
     b.state.db.execute_unprepared(&sql).await.expect("reset the run");
-    let reset = keyroll::playbooks::runs::get(
+    let reset = keyroll::store::playbooks::get_run(
         &b.state.db,
         &keyroll::domain::TenantId::from_trusted(acme.id.clone()),
         &keyroll::domain::RunId::from_trusted(id.clone()),

@@ -334,7 +334,9 @@ pub async fn get_run(
     id: web::Path<String>,
 ) -> Result<web::Json<RunView>, ApiError> {
     root.require("keys:read")?;
-    Ok(web::Json(view(&state, runs::get(&state.db, &root.tenant_id, &parse_run(&id)?).await?).await?))
+    Ok(web::Json(
+        view(&state, crate::store::playbooks::get_run(&state.db, &root.tenant_id, &parse_run(&id)?).await?).await?,
+    ))
 }
 
 /// The latest runs (up to 100), newest first.
@@ -342,7 +344,7 @@ pub async fn get_run(
     responses((status = 200, body = RunList)), security(("root_key" = [])))]
 pub async fn list_runs(state: web::Data<AppState>, root: Root) -> Result<web::Json<RunList>, ApiError> {
     root.require("keys:read")?;
-    let rows = runs::list(&state.db, &root.tenant_id, 100, None).await?;
+    let rows = crate::store::playbooks::list_runs(&state.db, &root.tenant_id, 100).await?;
     Ok(web::Json(RunList { data: rows.into_iter().map(Into::into).collect() }))
 }
 

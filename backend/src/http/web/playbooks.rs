@@ -75,7 +75,7 @@ async fn render_list(
 ) -> Result<HttpResponse, WebError> {
     let t = me.tenant_id();
     let playbooks = all(state, &t).await.map_err(api_to_web)?;
-    let runs = runs::list(&state.db, &t, 20, None).await?.into_iter().map(RunView::from).collect();
+    let runs = crate::store::playbooks::list_runs(&state.db, &t, 20).await?.into_iter().map(RunView::from).collect();
     let p = PlaybooksPage {
         c: Chrome::of(me, "playbooks"),
         playbooks,
@@ -300,7 +300,7 @@ async fn render_run(
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
     let id = RunId::parse(id).map_err(|_| WebError::NotFound)?;
-    let r = view(state, runs::get(&state.db, &me.tenant_id(), &id).await?).await?;
+    let r = view(state, crate::store::playbooks::get_run(&state.db, &me.tenant_id(), &id).await?).await?;
     let evidence =
         r.steps.iter().map(|s| serde_json::to_string_pretty(&s.evidence).unwrap_or_default()).collect::<Vec<_>>();
     let can_approve =

@@ -58,10 +58,14 @@ pub async fn register(state: &AppState, url: &str) -> Result<(), StoreError> {
 pub async fn heartbeat_loop(state: AppState, url: String) {
     let mut tick = tokio::time::interval(BEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for beat in 0_u64.. {
         tick.tick().await;
         if let Err(e) = register(&state, &url).await {
             tracing::warn!(error = %e, "could not refresh this node's registration");
+        }
+        // Rows of long-gone nodes are cleared now and then (every 20 minutes), not every beat.
+        if beat % 400 != 0 {
+            continue;
         }
         let gone = Utc::now() - TimeDelta::days(1);
         if let Err(e) = node::Entity::delete_many().filter(node::Column::LastSeenAt.lt(gone)).exec(&state.db).await {

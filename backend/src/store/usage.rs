@@ -17,6 +17,16 @@ pub struct UsageCount {
     pub count: i64,
 }
 
+/// A conflict on one cell: bucket, size, key and code.
+fn same_cell() -> OnConflict {
+    OnConflict::columns([
+        usage_rollup::Column::BucketStart,
+        usage_rollup::Column::Granularity,
+        usage_rollup::Column::KeyId,
+        usage_rollup::Column::Code,
+    ])
+}
+
 /// Adds the counts into the minute rollups.
 ///
 /// # Errors
@@ -37,14 +47,9 @@ pub async fn add_minute_counts(db: &impl ConnectionTrait, counts: Vec<UsageCount
         });
         usage_rollup::Entity::insert_many(rows)
             .on_conflict(
-                OnConflict::columns([
-                    usage_rollup::Column::BucketStart,
-                    usage_rollup::Column::Granularity,
-                    usage_rollup::Column::KeyId,
-                    usage_rollup::Column::Code,
-                ])
-                .value(usage_rollup::Column::Count, Expr::cust("usage_rollups.count + excluded.count"))
-                .to_owned(),
+                same_cell()
+                    .value(usage_rollup::Column::Count, Expr::cust("usage_rollups.count + excluded.count"))
+                    .to_owned(),
             )
             .exec(db)
             .await?;
@@ -259,16 +264,7 @@ pub async fn roll_up(
                 .collect();
             for chunk in cells.chunks(500) {
                 usage_rollup::Entity::insert_many(chunk.to_vec())
-                    .on_conflict(
-                        OnConflict::columns([
-                            usage_rollup::Column::BucketStart,
-                            usage_rollup::Column::Granularity,
-                            usage_rollup::Column::KeyId,
-                            usage_rollup::Column::Code,
-                        ])
-                        .update_column(usage_rollup::Column::Count)
-                        .to_owned(),
-                    )
+                    .on_conflict(same_cell().update_column(usage_rollup::Column::Count).to_owned())
                     .exec(db)
                     .await?;
             }

@@ -1,5 +1,6 @@
 //! Keyroll: the whole life of API keys — issue, verify, rotate with zero downtime, revoke.
 
+pub mod alerts;
 pub mod audit;
 pub mod cache;
 pub mod cli;

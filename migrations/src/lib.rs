@@ -18,6 +18,7 @@ mod m20261130_000012_keys_fillfactor_half;
 mod m20261130_000013_playbooks;
 mod m20261130_000014_key_credits;
 mod m20261130_000015_usage_marks;
+mod m20261130_000016_alerts;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000013_playbooks::Migration),
             Box::new(m20261130_000014_key_credits::Migration),
             Box::new(m20261130_000015_usage_marks::Migration),
+            Box::new(m20261130_000016_alerts::Migration),
         ]
     }
 }

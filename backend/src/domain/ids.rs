@@ -113,6 +113,8 @@ typed_id!(/// An entry of the audit log.
     AuditId, "aud");
 typed_id!(/// A tenant's own playbook.
     PlaybookId, "pbk");
+typed_id!(/// An alert.
+    AlertId, "alr");
 typed_id!(/// A run of a playbook.
     RunId, "run");
 typed_id!(/// A request, for logs and problem bodies.

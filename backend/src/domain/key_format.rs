@@ -171,6 +171,13 @@ impl ApiKey {
         Ok(root)
     }
 
+    /// The prefix and environment of a key that passed [`ApiKey::check`] (none for a root key).
+    #[must_use]
+    pub fn head_of(s: &str) -> Option<(KeyPrefix, Environment)> {
+        let head = s.as_bytes().get(..s.len().checked_sub(BODY_LEN)?)?;
+        parse_head(head)
+    }
+
     #[must_use]
     pub fn is_root(&self) -> bool {
         self.root

@@ -1,5 +1,6 @@
 //! Pure types and rules: no I/O, no database, no HTTP.
 
+pub mod anomaly;
 pub mod ids;
 pub mod input;
 pub mod key_format;

@@ -16,6 +16,12 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
 /// What a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -30,6 +30,12 @@ pub fn routes(cfg: &mut aw::ServiceConfig) {
         .configure(web::routes)
         .service(
             aw::scope("/v1")
+                .route("/alerts", aw::get().to(api::alerts::list))
+                .route("/alerts/{id}", aw::get().to(api::alerts::get))
+                .route("/alerts/{id}/acknowledge", aw::post().to(api::alerts::acknowledge))
+                .route("/alerts/{id}/resolve", aw::post().to(api::alerts::resolve))
+                .route("/alert-thresholds", aw::get().to(api::alerts::thresholds))
+                .route("/alert-thresholds", aw::patch().to(api::alerts::update_thresholds))
                 .route("/apis", aw::post().to(api::apis::create))
                 .route("/apis", aw::get().to(api::apis::list))
                 .route("/apis/{id}", aw::get().to(api::apis::get))

@@ -16,6 +16,8 @@ use crate::store::jobs::{self, NewJob};
 pub const ROTATION_SWEEP: &str = "rotation.sweep";
 /// Periodic: advance notices and due rotations of every rotation policy.
 pub const POLICY_SCAN: &str = "policy.scan";
+/// Periodic: read closed minutes of verification counts for anomalies.
+pub const ANOMALY_SCAN: &str = "anomaly.scan";
 /// A bulk rotation: payload is a `rotation::bulk::BulkRequest`.
 pub const ROTATION_BULK: &str = "rotation.bulk";
 /// Diagnostic: sleeps `payload.ms` milliseconds, then completes (for checking the worker).
@@ -93,6 +95,12 @@ async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
             usage_sweep(state).await
         }
         POLICY_SCAN => crate::rotation::policy_scan::scan(state).await,
+        ANOMALY_SCAN => {
+            let flush = TimeDelta::milliseconds(i64::try_from(state.settings.usage_flush_interval_ms).unwrap_or(5_000));
+            let read = crate::alerts::scan::run(&state.db, Utc::now(), flush).await?;
+            tracing::debug!(read, "minutes read for anomalies");
+            Ok(())
+        }
         ROTATION_BULK => {
             let req: crate::rotation::bulk::BulkRequest = serde_json::from_value(j.payload.clone())?;
             crate::rotation::bulk::run(state, &j.id, &req).await
@@ -110,6 +118,9 @@ async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
     }
 }
 
+/// Days the anomaly detector remembers a key's baseline and client addresses after its last use.
+const DETECTOR_MEMORY_DAYS: i64 = 30;
+
 async fn usage_sweep(state: &AppState) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicI64, Ordering};
     static LAST: AtomicI64 = AtomicI64::new(0);
@@ -122,6 +133,7 @@ async fn usage_sweep(state: &AppState) -> anyhow::Result<()> {
     }
     let rolled = crate::store::usage::roll_up(&state.db, now, state.settings.usage).await?;
     tracing::debug!(rolled, "verification counts rolled up");
+    crate::alerts::scan::prune(&state.db, now, DETECTOR_MEMORY_DAYS).await?;
     Ok(())
 }
 
@@ -133,7 +145,7 @@ pub async fn run_scheduler(state: AppState) {
     loop {
         interval.tick().await;
         let slot = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0) / tick.max(1);
-        for kind in [ROTATION_SWEEP, POLICY_SCAN] {
+        for kind in [ROTATION_SWEEP, POLICY_SCAN, ANOMALY_SCAN] {
             let mut job = NewJob::now(kind, json!({}));
             job.dedupe_key = Some(format!("{kind}:{slot}"));
             job.max_attempts = 1;

@@ -83,6 +83,24 @@ pub fn compose(event_type: &str, data: &Value) -> (String, String) {
             format!("Your API key {key}... was revoked"),
             format!("The API key {key}... was revoked and no longer works.\nReason: {}\n", field(data, "reason")),
         ),
+        "alert.raised" => (
+            format!("[Keyroll] {}: {}", field(data, "severity"), field(data, "title")),
+            format!(
+                "{}\n\nAbout: {}\nAlert: {}\n\nAcknowledge or resolve it on the dashboard's Alerts page.\n",
+                field(data, "summary"),
+                field(data, "subject_id"),
+                field(data, "id")
+            ),
+        ),
+        "alert.resolved" => (
+            format!("[Keyroll] Resolved: {}", field(data, "title")),
+            format!(
+                "The alert {} about {} was resolved by {}.\n",
+                field(data, "id"),
+                field(data, "subject_id"),
+                field(data, "resolved_by")
+            ),
+        ),
         other => (format!("Notice about your API key {key}..."), format!("Event {other} for your API key {key}....\n")),
     }
 }

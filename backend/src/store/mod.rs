@@ -2,6 +2,7 @@
 //! tenant-owned table filters on `tenant_id`.
 
 pub mod accounts;
+pub mod alerts;
 pub mod apis;
 pub mod consumers;
 pub mod credits;

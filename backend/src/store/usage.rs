@@ -17,6 +17,104 @@ pub struct UsageCount {
     pub count: i64,
 }
 
+/// A client address seen using a key between two flushes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSeen {
+    pub key_id: String,
+    pub tenant_id: String,
+    pub ip: String,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
+
+/// Records where keys were used from: a new address keeps its first sighting, a known one moves
+/// its last.
+///
+/// # Errors
+/// Database errors.
+pub async fn touch_clients(db: &impl ConnectionTrait, seen: Vec<ClientSeen>) -> Result<(), StoreError> {
+    use super::entities::key_client;
+    for chunk in seen.chunks(500) {
+        let rows = chunk.iter().map(|c| key_client::ActiveModel {
+            key_id: Set(c.key_id.clone()),
+            ip: Set(c.ip.clone()),
+            tenant_id: Set(c.tenant_id.clone()),
+            first_seen_at: Set(c.first),
+            last_seen_at: Set(c.last),
+        });
+        key_client::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([key_client::Column::KeyId, key_client::Column::Ip])
+                    .update_column(key_client::Column::LastSeenAt)
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Unknown keys counted per API they were meant for, as `NOT_FOUND` cells of the API itself. A
+/// head shared by APIs of several tenants names none of them, and is not counted.
+///
+/// # Errors
+/// Database errors.
+pub async fn resolve_misses(
+    db: &impl ConnectionTrait,
+    misses: Vec<(crate::verify::usage::MissedApi, i64, u64)>,
+) -> Result<Vec<UsageCount>, StoreError> {
+    use std::collections::HashMap;
+
+    use sea_orm::{ColumnTrait, QueryFilter};
+
+    use super::entities::api;
+    use crate::verify::usage::MissedApi;
+    let mut ids = Vec::new();
+    let mut prefixes = Vec::new();
+    for (m, _, _) in &misses {
+        match m {
+            MissedApi::Id(id) => ids.push(id.as_str().to_owned()),
+            MissedApi::Head(prefix, _) => prefixes.push(prefix.to_string()),
+        }
+    }
+    let mut found = Vec::new();
+    if !ids.is_empty() {
+        found.extend(api::Entity::find().filter(api::Column::Id.is_in(ids)).all(db).await?);
+    }
+    if !prefixes.is_empty() {
+        found.extend(api::Entity::find().filter(api::Column::KeyPrefix.is_in(prefixes)).all(db).await?);
+    }
+    let mut by_id: HashMap<&str, (&str, &str)> = HashMap::new();
+    let mut by_head: HashMap<(&str, &str), Vec<(&str, &str)>> = HashMap::new();
+    for a in &found {
+        by_id.insert(&a.id, (&a.id, &a.tenant_id));
+        let named = by_head.entry((&a.key_prefix, &a.environment)).or_default();
+        if !named.iter().any(|(id, _)| *id == a.id) {
+            named.push((&a.id, &a.tenant_id));
+        }
+    }
+    let mut out = Vec::new();
+    for (m, minute, n) in &misses {
+        let target = match m {
+            MissedApi::Id(id) => by_id.get(id.as_str()).copied(),
+            MissedApi::Head(prefix, env) => match by_head.get(&(&**prefix, env.as_str())).map(Vec::as_slice) {
+                Some([one]) => Some(*one),
+                _ => None,
+            },
+        };
+        if let (Some((api_id, tenant_id)), Some(bucket_start)) = (target, DateTime::from_timestamp(minute * 60, 0)) {
+            out.push(UsageCount {
+                bucket_start,
+                key_id: api_id.to_owned(),
+                tenant_id: tenant_id.to_owned(),
+                code: "NOT_FOUND",
+                count: i64::try_from(*n).unwrap_or(i64::MAX),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// A conflict on one cell: bucket, size, key and code.
 fn same_cell() -> OnConflict {
     OnConflict::columns([
@@ -161,7 +259,7 @@ async fn read(
     to: DateTime<Utc>,
 ) -> Result<Vec<(DateTime<Utc>, String, i64)>, StoreError> {
     use sea_orm::sea_query::Query;
-    use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
+    use sea_orm::{ColumnTrait, ExprTrait, QueryFilter, QuerySelect};
 
     use super::entities::key;
     let mut q = usage_rollup::Entity::find()
@@ -184,7 +282,12 @@ async fn read(
         Scope::Consumer(id) => {
             q.filter(usage_rollup::Column::KeyId.in_subquery(keys_where(key::Column::ConsumerId, id)))
         }
-        Scope::Api(id) => q.filter(usage_rollup::Column::KeyId.in_subquery(keys_where(key::Column::ApiId, id))),
+        // Unknown keys meant for the API are counted under the API's own id.
+        Scope::Api(id) => q.filter(
+            usage_rollup::Column::KeyId
+                .in_subquery(keys_where(key::Column::ApiId, id))
+                .or(usage_rollup::Column::KeyId.eq(id)),
+        ),
     };
     Ok(q.into_tuple().all(db).await?)
 }

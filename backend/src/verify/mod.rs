@@ -70,9 +70,11 @@ pub async fn verify(
         Ok(false) => {}
     }
     let Some(record) = cache.get(&KeyHash::of(input.key), db).await? else {
+        count_miss(usage, input);
         return Ok(Verdict::bare(Code::NotFound));
     };
     if record.data.is_root || input.api_id.is_some_and(|a| a.as_str() != record.data.api_id) {
+        count_miss(usage, input);
         return Ok(Verdict::bare(Code::NotFound));
     }
     let now = Utc::now();
@@ -127,6 +129,18 @@ pub async fn verify(
         }
         credits = Some(spend.remaining);
     }
-    usage.record(&record.key_id, &record.tenant_id, code, now.timestamp_millis());
+    usage.record(&record.key_id, &record.tenant_id, code, input.ip, now.timestamp_millis());
     Ok(Verdict { code, state: Some(state), record: Some(record), ratelimit, credits })
+}
+
+/// A well-formed key that is not there counts against the API it was meant for.
+fn count_miss(usage: &UsageCounter, input: &VerifyInput<'_>) {
+    let api = match input.api_id {
+        Some(id) => usage::MissedApi::Id(id.clone()),
+        None => match ApiKey::head_of(input.key) {
+            Some((prefix, env)) => usage::MissedApi::Head(prefix.as_str().into(), env),
+            None => return,
+        },
+    };
+    usage.record_miss(api, Utc::now().timestamp_millis());
 }

@@ -28,6 +28,7 @@ pub fn raise(db: &sea_orm::DatabaseConnection, rec: &KeyRecord, event_type: &'st
         let written = async {
             let txn = crate::store::begin_write(&db).await?;
             let audience = crate::notify::audience_of(&txn, consumer.as_deref()).await?;
+            crate::alerts::beside_notice(&txn, &tenant, event_type, &data).await?;
             crate::notify::emit(&txn, &tenant, event_type, data, &audience).await?;
             txn.commit().await?;
             Ok::<_, crate::store::StoreError>(())

@@ -3,8 +3,14 @@
 //! shards, chosen per worker thread, so workers never contend with each other.
 //!
 //! A node that dies loses at most the counts of its last flush interval.
+//!
+//! Beside the counts, each key keeps the client addresses it was used from (up to
+//! [`IPS_PER_KEY`] per flush, as the gateway passed them in `ip`), and unknown keys are counted
+//! per API as `NOT_FOUND` (up to [`MISSES_PER_SHARD`] APIs per shard and flush, so garbage
+//! cannot grow the counters): what the anomaly detector reads.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,10 +18,24 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 
 use super::code::Code;
-use crate::store::usage::{UsageCount, add_minute_counts};
+use crate::domain::{ApiId, Environment};
+use crate::store::usage::{ClientSeen, UsageCount, add_minute_counts, resolve_misses, touch_clients};
 use crate::store::{StoreError, keys};
 
 const SHARDS: usize = 16;
+
+/// Client addresses kept per key between two flushes.
+pub const IPS_PER_KEY: usize = 8;
+
+/// APIs whose unknown keys one shard counts between two flushes.
+pub const MISSES_PER_SHARD: usize = 16;
+
+/// Which API an unknown key was meant for: the one the gateway named, or the key's head.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MissedApi {
+    Id(ApiId),
+    Head(Box<str>, Environment),
+}
 
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
 
@@ -32,11 +52,23 @@ struct Cell {
 struct KeyCells {
     tenant_id: Arc<str>,
     minutes: Vec<(i64, Cell)>,
+    /// Address, first and last use (ms).
+    ips: Vec<(IpAddr, i64, i64)>,
 }
 
 #[derive(Default)]
 struct Shard {
     keys: HashMap<Arc<str>, KeyCells>,
+    misses: HashMap<MissedApi, Vec<(i64, u64)>>,
+}
+
+/// What one flush writes.
+#[derive(Default)]
+struct Drained {
+    counts: Vec<UsageCount>,
+    last_used: Vec<(String, DateTime<Utc>)>,
+    clients: Vec<ClientSeen>,
+    misses: Vec<(MissedApi, i64, u64)>,
 }
 
 /// The per-node aggregator.
@@ -51,18 +83,28 @@ impl Default for UsageCounter {
 }
 
 impl UsageCounter {
-    /// Counts one outcome for a key, now.
-    pub fn record(&self, key_id: &Arc<str>, tenant_id: &Arc<str>, code: Code, now_ms: i64) {
+    /// Counts one outcome for a key, now, and the client address of a successful one.
+    pub fn record(&self, key_id: &Arc<str>, tenant_id: &Arc<str>, code: Code, ip: Option<IpAddr>, now_ms: i64) {
         let minute = now_ms.div_euclid(60_000);
         let shard = THREAD_SHARD.with(|s| *s);
         let Ok(mut guard) = self.shards[shard].lock() else { return };
         let cells = match guard.keys.get_mut(&**key_id) {
             Some(c) => c,
-            None => guard
-                .keys
-                .entry(key_id.clone())
-                .or_insert_with(|| KeyCells { tenant_id: tenant_id.clone(), minutes: Vec::with_capacity(2) }),
+            None => guard.keys.entry(key_id.clone()).or_insert_with(|| KeyCells {
+                tenant_id: tenant_id.clone(),
+                minutes: Vec::with_capacity(2),
+                ips: Vec::new(),
+            }),
         };
+        if code == Code::Valid
+            && let Some(ip) = ip
+        {
+            match cells.ips.iter().position(|(a, _, _)| *a == ip) {
+                Some(i) => cells.ips[i].2 = cells.ips[i].2.max(now_ms),
+                None if cells.ips.len() < IPS_PER_KEY => cells.ips.push((ip, now_ms, now_ms)),
+                None => {}
+            }
+        }
         let cell = match cells.minutes.iter().position(|(m, _)| *m == minute) {
             Some(i) => &mut cells.minutes[i].1,
             None => {
@@ -75,16 +117,50 @@ impl UsageCounter {
         cell.last_used_ms = cell.last_used_ms.max(now_ms);
     }
 
+    /// Counts a `NOT_FOUND` for the API an unknown key was meant for.
+    pub fn record_miss(&self, api: MissedApi, now_ms: i64) {
+        let minute = now_ms.div_euclid(60_000);
+        let shard = THREAD_SHARD.with(|s| *s);
+        let Ok(mut guard) = self.shards[shard].lock() else { return };
+        let room = guard.misses.len() < MISSES_PER_SHARD;
+        let minutes = match guard.misses.get_mut(&api) {
+            Some(m) => m,
+            None if room => guard.misses.entry(api).or_default(),
+            None => return,
+        };
+        match minutes.iter_mut().find(|(m, _)| *m == minute) {
+            Some(cell) => cell.1 += 1,
+            None => minutes.push((minute, 1)),
+        }
+    }
+
     /// Takes everything counted so far.
-    fn drain(&self) -> (Vec<UsageCount>, Vec<(String, DateTime<Utc>)>) {
+    fn drain(&self) -> Drained {
+        let mut out = Drained::default();
         let mut counts = Vec::new();
         let mut last_used: HashMap<Arc<str>, i64> = HashMap::new();
         for shard in &self.shards {
-            let taken = match shard.lock() {
-                Ok(mut g) => std::mem::take(&mut g.keys),
+            let (taken, misses) = match shard.lock() {
+                Ok(mut g) => (std::mem::take(&mut g.keys), std::mem::take(&mut g.misses)),
                 Err(_) => continue,
             };
+            for (api, minutes) in misses {
+                out.misses.extend(minutes.into_iter().map(|(m, n)| (api.clone(), m, n)));
+            }
             for (key_id, cells) in taken {
+                for (ip, first, last) in cells.ips {
+                    if let (Some(first), Some(last)) =
+                        (DateTime::from_timestamp_millis(first), DateTime::from_timestamp_millis(last))
+                    {
+                        out.clients.push(ClientSeen {
+                            key_id: key_id.to_string(),
+                            tenant_id: cells.tenant_id.to_string(),
+                            ip: ip.to_string(),
+                            first,
+                            last,
+                        });
+                    }
+                }
                 for (minute, cell) in cells.minutes {
                     let bucket_start = DateTime::from_timestamp(minute * 60, 0).unwrap_or_default();
                     for code in Code::ALL {
@@ -107,11 +183,12 @@ impl UsageCounter {
                 }
             }
         }
-        let last_used = last_used
+        out.last_used = last_used
             .into_iter()
             .filter_map(|(k, ms)| DateTime::from_timestamp_millis(ms).map(|t| (k.to_string(), t)))
             .collect();
-        (merge(counts), last_used)
+        out.counts = counts;
+        out
     }
 
     /// Writes what was counted since the last flush.
@@ -119,13 +196,20 @@ impl UsageCounter {
     /// # Errors
     /// Database errors; the drained counts are then lost (logged by the caller).
     pub async fn flush(&self, db: &DatabaseConnection) -> Result<usize, StoreError> {
-        let (counts, last_used) = self.drain();
+        let Drained { mut counts, last_used, clients, misses } = self.drain();
+        if !misses.is_empty() {
+            counts.extend(resolve_misses(db, misses).await?);
+        }
+        let counts = merge(counts);
         let n = counts.len();
         if n > 0 {
             add_minute_counts(db, counts).await?;
         }
         if !last_used.is_empty() {
             keys::touch_last_used(db, &last_used).await?;
+        }
+        if !clients.is_empty() {
+            touch_clients(db, clients).await?;
         }
         Ok(n)
     }
@@ -149,16 +233,42 @@ mod tests {
         let u = UsageCounter::default();
         let k: Arc<str> = Arc::from("key_a");
         let t: Arc<str> = Arc::from("ten_a");
-        u.record(&k, &t, Code::Valid, 60_000);
-        u.record(&k, &t, Code::Valid, 60_500);
-        u.record(&k, &t, Code::Revoked, 61_000);
-        u.record(&k, &t, Code::Valid, 120_000);
-        let (mut counts, last) = u.drain();
+        let ip: IpAddr = "203.0.113.9".parse().expect("ip");
+        let other: IpAddr = "2001:db8::1".parse().expect("ip");
+        u.record(&k, &t, Code::Valid, Some(ip), 60_000);
+        u.record(&k, &t, Code::Valid, Some(ip), 60_500);
+        u.record(&k, &t, Code::Revoked, Some(other), 61_000);
+        u.record(&k, &t, Code::Valid, None, 120_000);
+        let d = u.drain();
+        let (mut counts, last) = (merge(d.counts), d.last_used);
         counts.sort_by_key(|c| (c.bucket_start, c.code));
         let got: Vec<_> = counts.iter().map(|c| (c.bucket_start.timestamp(), c.code, c.count)).collect();
         assert_eq!(got, vec![(60, "REVOKED", 1), (60, "VALID", 2), (120, "VALID", 1)]);
         assert_eq!(last.len(), 1);
         assert_eq!(last[0].1.timestamp_millis(), 120_000);
-        assert!(u.drain().0.is_empty(), "drain empties the counters");
+        let seen: Vec<_> =
+            d.clients.iter().map(|c| (c.ip.as_str(), c.first.timestamp_millis(), c.last.timestamp_millis())).collect();
+        assert_eq!(seen, vec![("203.0.113.9", 60_000, 60_500)], "only successful uses say where they came from");
+        assert!(u.drain().counts.is_empty(), "drain empties the counters");
+    }
+
+    #[test]
+    fn addresses_and_unknown_apis_are_bounded() {
+        let u = UsageCounter::default();
+        let k: Arc<str> = Arc::from("key_a");
+        let t: Arc<str> = Arc::from("ten_a");
+        for i in 0..100u8 {
+            u.record(&k, &t, Code::Valid, Some(IpAddr::from([10, 0, 0, i])), 60_000);
+        }
+        for i in 0..100 {
+            let head = MissedApi::Head(format!("p{i}").into(), Environment::Live);
+            u.record_miss(head.clone(), 60_000);
+            u.record_miss(head, 60_001);
+        }
+        let d = u.drain();
+        assert_eq!(d.clients.len(), IPS_PER_KEY);
+        // Every miss of this test ran on one thread, so on one shard.
+        assert_eq!(d.misses.len(), MISSES_PER_SHARD);
+        assert!(d.misses.iter().all(|(_, m, n)| *m == 1 && *n == 2));
     }
 }

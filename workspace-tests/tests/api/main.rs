@@ -1,5 +1,6 @@
 //! One integration binary: every black-box test of the HTTP contract.
 
+mod alerts;
 mod audit;
 mod bad_input;
 mod browser;

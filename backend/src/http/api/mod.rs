@@ -1,5 +1,6 @@
 //! The management API (root key).
 
+pub mod alerts;
 pub mod apis;
 pub mod audit;
 pub mod consumers;

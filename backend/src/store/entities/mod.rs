@@ -1,6 +1,7 @@
 //! sea-orm entities, one per table. Ids are TypeID strings; every tenant-owned row has
 //! `tenant_id`, and the queries in `store/` always filter on it.
 
+pub mod alert;
 pub mod api;
 pub mod audit_event;
 pub mod audit_head;
@@ -10,6 +11,8 @@ pub mod event;
 pub mod idempotency_key;
 pub mod job;
 pub mod key;
+pub mod key_baseline;
+pub mod key_client;
 pub mod key_credit;
 pub mod membership;
 pub mod node;

@@ -52,7 +52,7 @@ impl Modify for RootKeyAuth {
         api::audit::list, api::audit::export, api::audit::verify,
         api::playbooks::list, api::playbooks::create, api::playbooks::get, api::playbooks::run,
         api::playbooks::list_runs, api::playbooks::get_run, api::playbooks::approve,
-        api::usage::key, api::usage::consumer, api::usage::api,
+        api::usage::key, api::usage::consumer, api::usage::api, api::migration::api, api::migration::rotation,
         api::alerts::list, api::alerts::get, api::alerts::acknowledge, api::alerts::resolve,
         api::alerts::thresholds, api::alerts::update_thresholds,
         public::intake::github, public::intake::generic,

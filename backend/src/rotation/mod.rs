@@ -3,6 +3,7 @@
 //! database in one transaction each and invalidates caches after commit.
 
 pub mod bulk;
+pub mod migration;
 pub mod policy_scan;
 pub mod progress;
 pub mod retire;

@@ -39,8 +39,9 @@ pub async fn progress(
     from: &key::Model,
     to: &key::Model,
 ) -> Result<Progress, StoreError> {
-    let old_uses = rotations::valid_uses_since(db, &from.id, r.started_at).await?;
-    let new_uses = rotations::valid_uses_since(db, &to.id, r.started_at).await?;
+    let tenant = crate::domain::TenantId::from_trusted(r.tenant_id.clone());
+    let old_uses = rotations::valid_uses_since(db, &tenant, &from.id, r.started_at).await?;
+    let new_uses = rotations::valid_uses_since(db, &tenant, &to.id, r.started_at).await?;
     let total = old_uses + new_uses;
     #[expect(clippy::cast_precision_loss, reason = "a share for display")]
     let new_share = (total > 0).then(|| new_uses as f64 / total as f64);

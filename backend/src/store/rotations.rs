@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use super::StoreError;
-use super::entities::{key, rotation, usage_rollup};
+use super::entities::{key, rotation};
 use super::page::{Cursor, Page, paginate};
 use crate::domain::rotation::RotationState;
 use crate::domain::{KeyId, RotationId, TenantId};
@@ -182,26 +182,29 @@ pub async fn set_key_grace(
     Ok(())
 }
 
-/// Verifications of `key_id` with code VALID since `since` (minute buckets, as flushed).
+/// Verifications of `key_id` with code VALID since `since`: minute buckets up to the first whole
+/// hour, then hour rollups where they exist and minutes after them (each count once).
 ///
 /// # Errors
 /// Database errors.
 pub async fn valid_uses_since(
     db: &impl ConnectionTrait,
+    tenant: &TenantId,
     key_id: &str,
     since: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
-    let bucket = DateTime::from_timestamp(since.timestamp().div_euclid(60) * 60, 0).unwrap_or(since);
-    let rows: Vec<i64> = usage_rollup::Entity::find()
-        .select_only()
-        .column(usage_rollup::Column::Count)
-        .filter(usage_rollup::Column::KeyId.eq(key_id))
-        .filter(usage_rollup::Column::Code.eq("VALID"))
-        .filter(usage_rollup::Column::BucketStart.gte(bucket))
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(rows.iter().sum())
+    use chrono::DurationRound;
+
+    use super::usage::{Scope, counts};
+    let now = Utc::now() + chrono::TimeDelta::minutes(1);
+    let minute = since.duration_trunc(chrono::TimeDelta::minutes(1)).unwrap_or(since);
+    let hour = since.duration_trunc(chrono::TimeDelta::hours(1)).unwrap_or(since);
+    let whole = if hour < minute { hour + chrono::TimeDelta::hours(1) } else { hour };
+    let mut rows = counts(db, tenant, Scope::Key(key_id), "minute", minute, whole.min(now)).await?;
+    if whole < now {
+        rows.extend(counts(db, tenant, Scope::Key(key_id), "hour", whole, now).await?);
+    }
+    Ok(rows.iter().filter(|(_, code, _)| code == "VALID").map(|(_, _, n)| n).sum())
 }
 
 /// Every rotation of a lineage, newest first.

@@ -183,10 +183,12 @@ pub async fn rejections_since(
     Ok(out)
 }
 
-/// Whose usage: one key, a consumer's keys or an API's keys.
+/// Whose usage: one key, some keys, a consumer's keys or an API's keys.
 #[derive(Debug, Clone, Copy)]
 pub enum Scope<'a> {
     Key(&'a str),
+    /// At most a few hundred ids (they are bound one by one).
+    Keys(&'a [String]),
     Consumer(&'a str),
     Api(&'a str),
 }
@@ -279,6 +281,7 @@ async fn read(
     };
     q = match scope {
         Scope::Key(id) => q.filter(usage_rollup::Column::KeyId.eq(id)),
+        Scope::Keys(ids) => q.filter(usage_rollup::Column::KeyId.is_in(ids.iter().map(String::as_str))),
         Scope::Consumer(id) => {
             q.filter(usage_rollup::Column::KeyId.in_subquery(keys_where(key::Column::ConsumerId, id)))
         }

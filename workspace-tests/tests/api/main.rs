@@ -17,6 +17,7 @@ mod jobs;
 mod leaks;
 mod limits;
 mod management;
+mod migration;
 mod nodes;
 mod notifications;
 mod playbooks;

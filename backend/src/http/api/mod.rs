@@ -5,6 +5,7 @@ pub mod apis;
 pub mod audit;
 pub mod consumers;
 pub mod keys;
+pub mod migration;
 pub mod playbooks;
 pub mod policies;
 pub mod root_keys;

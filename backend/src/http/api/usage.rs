@@ -54,28 +54,45 @@ fn parse_time(field: &str, v: Option<&String>) -> Result<Option<DateTime<Utc>>, 
     .transpose()
 }
 
+/// A checked range: bucket size and whole buckets.
+#[derive(Debug, Clone)]
+pub struct Range {
+    pub granularity: String,
+    pub step: TimeDelta,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl UsageQuery {
+    /// # Errors
+    /// 400 naming `granularity`, `from` or `to`.
+    pub fn range(&self) -> Result<Range, ApiError> {
+        let (step, most) = match self.granularity.as_deref().unwrap_or("hour") {
+            "minute" => (TimeDelta::minutes(1), TimeDelta::days(2)),
+            "hour" => (TimeDelta::hours(1), TimeDelta::days(31)),
+            "day" => (TimeDelta::days(1), TimeDelta::days(366)),
+            _ => return Err(ApiError::field("granularity", "must be minute, hour or day")),
+        };
+        let to = parse_time("to", self.to.as_ref())?.unwrap_or_else(Utc::now);
+        // Buckets are whole: the range starts at the beginning of the bucket `from` falls in.
+        let from = parse_time("from", self.from.as_ref())?.unwrap_or(to - step * 60);
+        let from = from.duration_trunc(step).unwrap_or(from);
+        if from >= to {
+            return Err(ApiError::field("from", "must be before to"));
+        }
+        if to - from > most {
+            return Err(ApiError::field(
+                "from",
+                format!("is too far from to: at most {} days at this granularity", most.num_days()),
+            ));
+        }
+        let granularity = self.granularity.clone().unwrap_or_else(|| "hour".into());
+        Ok(Range { granularity, step, from, to })
+    }
+}
+
 async fn usage_of(state: &AppState, root: &Root, req: &HttpRequest, scope: Scope<'_>) -> Result<UsageView, ApiError> {
-    let q = query::<UsageQuery>(req)?;
-    let (step, most) = match q.granularity.as_deref().unwrap_or("hour") {
-        "minute" => (TimeDelta::minutes(1), TimeDelta::days(2)),
-        "hour" => (TimeDelta::hours(1), TimeDelta::days(31)),
-        "day" => (TimeDelta::days(1), TimeDelta::days(366)),
-        _ => return Err(ApiError::field("granularity", "must be minute, hour or day")),
-    };
-    let to = parse_time("to", q.to.as_ref())?.unwrap_or_else(Utc::now);
-    // Buckets are whole: the range starts at the beginning of the bucket `from` falls in.
-    let from = parse_time("from", q.from.as_ref())?.unwrap_or(to - step * 60);
-    let from = from.duration_trunc(step).unwrap_or(from);
-    if from >= to {
-        return Err(ApiError::field("from", "must be before to"));
-    }
-    if to - from > most {
-        return Err(ApiError::field(
-            "from",
-            format!("is too far from to: at most {} days at this granularity", most.num_days()),
-        ));
-    }
-    let granularity = q.granularity.clone().unwrap_or_else(|| "hour".into());
+    let Range { granularity, step, from, to } = query::<UsageQuery>(req)?.range()?;
     let rows = usage::counts(&state.db, &root.tenant_id, scope, &granularity, from, to).await?;
     let mut buckets: BTreeMap<DateTime<Utc>, BTreeMap<String, i64>> = BTreeMap::new();
     let mut totals = BTreeMap::new();

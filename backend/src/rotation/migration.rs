@@ -25,6 +25,15 @@ pub struct Point {
     pub new: i64,
 }
 
+/// A range in buckets of one size.
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'a> {
+    pub granularity: &'a str,
+    pub step: TimeDelta,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
 /// Successful verifications of `old_ids` and `new_ids` by bucket, every bucket of the range
 /// (empty ones as zeros), oldest first.
 ///
@@ -35,11 +44,9 @@ pub async fn series(
     tenant: &TenantId,
     old_ids: &[String],
     new_ids: &[String],
-    granularity: &str,
-    step: TimeDelta,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    w: Window<'_>,
 ) -> Result<Vec<Point>, StoreError> {
+    let Window { granularity, step, from, to } = w;
     let mut buckets: BTreeMap<DateTime<Utc>, (i64, i64)> = BTreeMap::new();
     let mut at = from.duration_trunc(step).unwrap_or(from);
     while at < to {
@@ -184,6 +191,6 @@ pub async fn stragglers(
             old_uses_last_hour: hour,
         });
     }
-    out.sort_by(|a, b| a.seconds_left.cmp(&b.seconds_left));
+    out.sort_by_key(|s| s.seconds_left);
     Ok(out)
 }

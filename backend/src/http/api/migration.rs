@@ -98,7 +98,8 @@ async fn series_of(
     new: &[String],
     r: &Range,
 ) -> Result<MigrationSeries, ApiError> {
-    let data = migration::series(&state.db, tenant, old, new, &r.granularity, r.step, r.from, r.to).await?;
+    let window = migration::Window { granularity: &r.granularity, step: r.step, from: r.from, to: r.to };
+    let data = migration::series(&state.db, tenant, old, new, window).await?;
     Ok(MigrationSeries {
         granularity: r.granularity.clone(),
         from: crate::time::rfc3339(r.from),
@@ -185,7 +186,14 @@ pub async fn rotation(
         return Err(ApiError::field("within_hours", "applies to an API's migration only"));
     }
     let range = range_of(&q, Some(r.started_at))?;
-    let series = series_of(&state, &root.tenant_id, &[r.from_key_id.clone()], &[r.to_key_id.clone()], &range).await?;
+    let series = series_of(
+        &state,
+        &root.tenant_id,
+        std::slice::from_ref(&r.from_key_id),
+        std::slice::from_ref(&r.to_key_id),
+        &range,
+    )
+    .await?;
     let from = keys::get_any(&state.db, &root.tenant_id, &KeyId::from_trusted(r.from_key_id.clone())).await?;
     let to = keys::get_any(&state.db, &root.tenant_id, &KeyId::from_trusted(r.to_key_id.clone())).await?;
     let progress = progress(&state.db, &r, &from, &to).await?;

@@ -299,7 +299,7 @@ async fn read(
 const ROLL_PER_RUN: i32 = 48;
 
 /// Rolls minute counts up into hours and hours into days, bucket by bucket, and removes what is
-/// past its retention. A bucket is rolled once it closed two minutes ago (counts reach the
+/// past its retention and already rolled up. A bucket is rolled once it closed two minutes ago (counts reach the
 /// database within a flush interval); the newest rolled bucket is rolled again on the next run,
 /// and rolling replaces, so a late count is not lost and nothing is counted twice.
 ///
@@ -379,14 +379,23 @@ pub async fn roll_up(
             mark(db, coarse, at).await?;
         }
     }
-    for (g, days) in [
-        ("minute", retention.minute_retention_days),
-        ("hour", retention.hour_retention_days),
-        ("day", retention.day_retention_days),
+    // Past its retention, a bucket goes, but only once the next size holds it: a backlog not
+    // rolled up yet is kept until it is.
+    for (g, coarser, days) in [
+        ("minute", Some("hour"), retention.minute_retention_days),
+        ("hour", Some("day"), retention.hour_retention_days),
+        ("day", None, retention.day_retention_days),
     ] {
+        let mut cutoff = now - chrono::TimeDelta::days(i64::from(days));
+        if let Some(c) = coarser {
+            match rolled_until(db, c).await? {
+                Some(until) => cutoff = cutoff.min(until),
+                None => continue,
+            }
+        }
         usage_rollup::Entity::delete_many()
             .filter(usage_rollup::Column::Granularity.eq(g))
-            .filter(usage_rollup::Column::BucketStart.lt(now - chrono::TimeDelta::days(i64::from(days))))
+            .filter(usage_rollup::Column::BucketStart.lt(cutoff))
             .exec(db)
             .await?;
     }

@@ -260,6 +260,7 @@ async fn usage_rolls_up(app: TestApp) {
         count: n,
     };
     let ten = day + TimeDelta::hours(10);
+    let rfc = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     add_minute_counts(
         &app.state.db,
         vec![
@@ -268,15 +269,30 @@ async fn usage_rolls_up(app: TestApp) {
             count(ten + TimeDelta::minutes(2), "REVOKED", 1),
             count(ten + TimeDelta::minutes(65), "VALID", 3),
             count(old + TimeDelta::hours(8), "VALID", 11),
+            // Past the minutes' retention, beyond what one run rolls up.
+            count(old + TimeDelta::hours(56), "VALID", 2),
         ],
     )
     .await
     .expect("counts");
     let settings = app.state.settings.usage;
+    // One run rolls at most two days: minutes past their retention but not rolled up yet stay.
+    roll_up(&app.state.db, Utc::now(), settings).await.expect("roll up");
+    let (_, backlog) = app
+        .get(
+            &format!(
+                "/v1/keys/{}/usage?granularity=minute&from={}&to={}",
+                k.key_id,
+                rfc(old + TimeDelta::hours(50)),
+                rfc(old + TimeDelta::hours(60))
+            ),
+            &acme.root,
+        )
+        .await;
+    assert_eq!(backlog["totals"]["VALID"], 2, "{backlog}");
     for _ in 0..2 {
         while roll_up(&app.state.db, Utc::now(), settings).await.expect("roll up") > 2 {}
     }
-    let rfc = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let path =
         format!("/v1/keys/{}/usage?granularity=hour&from={}&to={}", k.key_id, rfc(ten), rfc(ten + TimeDelta::hours(3)));
     let (st, hours) = app.get(&path, &acme.root).await;
@@ -299,7 +315,7 @@ async fn usage_rolls_up(app: TestApp) {
     assert_eq!(minutes["data"], json!([]), "{minutes}");
     let (_, days) =
         app.get(&format!("/v1/keys/{}/usage?granularity=day&from={}", k.key_id, rfc(old)), &acme.root).await;
-    assert_eq!(days["totals"], json!({"VALID": 26, "REVOKED": 1}), "{days}");
+    assert_eq!(days["totals"], json!({"VALID": 28, "REVOKED": 1}), "{days}");
     assert_eq!(days["data"][0]["bucket_start"], rfc(old).as_str());
 }
 

@@ -8,6 +8,7 @@ mod bulk;
 mod cache;
 mod dashboard;
 mod dashboard_admin;
+mod dashboard_alerts;
 mod dashboard_audit;
 mod dashboard_playbooks;
 mod faults;

@@ -172,3 +172,105 @@ pub async fn create_api(
         Err(e) => Err(e.into()),
     }
 }
+
+/// A straggler as listed.
+pub struct StragglerRow {
+    pub s: crate::rotation::migration::Straggler,
+    pub deadline: super::app::When,
+    pub last_old: Option<super::app::When>,
+}
+
+#[derive(Template)]
+#[template(path = "app/api.html")]
+struct ApiPage {
+    c: Chrome,
+    api: api::Model,
+    usage: super::charts::Chart,
+    range: &'static str,
+    base: String,
+    /// Old versus new traffic across the rotations in progress, since the oldest started.
+    migration: Option<super::charts::Chart>,
+    in_progress: usize,
+    new_percent: Option<u32>,
+    stragglers: Vec<StragglerRow>,
+}
+
+/// `GET /app/apis/{id}`: an API's traffic, its rotations' migration, and the stragglers.
+pub async fn api_page(
+    state: web::Data<AppState>,
+    me: Signed,
+    id: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, WebError> {
+    use chrono::{DurationRound, TimeDelta, Utc};
+
+    use crate::rotation::migration;
+    let api_id = crate::domain::ApiId::parse(&id).map_err(|_| WebError::NotFound)?;
+    let t = tenant(&me);
+    let a = apis::get(&state.db, &t, &api_id).await?;
+    let (usage, range) =
+        super::charts::usage_chart(&state.db, &t, crate::store::usage::Scope::Api(&a.id), &q.range).await?;
+    let now = Utc::now();
+    let open: Vec<_> = migration::rotations_of_api(&state.db, &t, &a.id, now)
+        .await?
+        .into_iter()
+        .filter(|r| crate::rotation::effective_state(r, now) == crate::domain::rotation::RotationState::InProgress)
+        .collect();
+    let (mut chart, mut new_percent) = (None, None);
+    if let Some(since) = open.iter().map(|r| r.started_at).min() {
+        let age = now - since;
+        let (granularity, step) = if age <= TimeDelta::hours(3) {
+            ("minute", TimeDelta::minutes(1))
+        } else if age <= TimeDelta::days(31) {
+            ("hour", TimeDelta::hours(1))
+        } else {
+            ("day", TimeDelta::days(1))
+        };
+        let from = since.duration_trunc(step).unwrap_or(since);
+        let old: Vec<String> = open.iter().map(|r| r.from_key_id.clone()).collect();
+        let new: Vec<String> = open.iter().map(|r| r.to_key_id.clone()).collect();
+        let points =
+            migration::series(&state.db, &t, &old, &new, migration::Window { granularity, step, from, to: now })
+                .await?;
+        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a percentage for display")]
+        {
+            new_percent = migration::new_share(&points).map(|s| (s * 100.0).round() as u32);
+        }
+        chart = Some(super::charts::migration_chart(&points, step));
+    }
+    let rs = &state.settings.rotation;
+    let stragglers = migration::stragglers(
+        &state.db,
+        &t,
+        &open,
+        now,
+        TimeDelta::hours(24),
+        TimeDelta::seconds(i64::try_from(rs.quiet_period_seconds).unwrap_or(3_600)),
+        TimeDelta::seconds(i64::try_from(rs.min_overlap_seconds).unwrap_or(1_800)),
+    )
+    .await?
+    .into_iter()
+    .map(|s| {
+        let parse = |v: &str| chrono::DateTime::parse_from_rfc3339(v).ok().map(|t| t.with_timezone(&Utc));
+        StragglerRow {
+            deadline: super::app::When::of(parse(&s.grace_ends_at).unwrap_or(now)),
+            last_old: super::app::When::opt(s.old_last_used_at.as_deref().and_then(parse)),
+            s,
+        }
+    })
+    .collect();
+    page_with(
+        StatusCode::OK,
+        &ApiPage {
+            c: Chrome::of(&me, "apis"),
+            base: format!("/app/apis/{}", a.id),
+            api: a,
+            usage,
+            range,
+            migration: chart,
+            in_progress: open.len(),
+            new_percent,
+            stragglers,
+        },
+    )
+}

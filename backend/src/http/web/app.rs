@@ -245,6 +245,8 @@ pub async fn overview(state: web::Data<AppState>, me: Signed) -> Result<HttpResp
 pub struct ListQuery {
     pub cursor: String,
     pub q: String,
+    /// A usage chart's preset (`1h`, `24h`, `7d`, `30d`).
+    pub range: String,
 }
 
 pub(crate) fn cursor(q: &ListQuery) -> Option<Cursor> {
@@ -373,6 +375,10 @@ struct ConsumerPage<'a> {
     /// Live keys the consumer has (revoked with it).
     live: usize,
     errors: &'a FormErrors,
+    usage: super::charts::Chart,
+    range: &'static str,
+    /// Where the chart's presets link to.
+    base: String,
 }
 
 pub(crate) fn consumer_id(s: &str) -> Result<ConsumerId, WebError> {
@@ -415,9 +421,21 @@ async fn render_consumer(
         }
     }
     let live = list.items.iter().filter(|k| k.revoked_at.is_none()).count();
+    let (usage, range) =
+        super::charts::usage_chart(&state.db, &t, crate::store::usage::Scope::Consumer(&c.id), &q.range).await?;
     page_with(
         status,
-        &ConsumerPage { c: Chrome::of(me, "consumers"), consumer: c, lineages, next: list.next_cursor, live, errors },
+        &ConsumerPage {
+            c: Chrome::of(me, "consumers"),
+            base: format!("/app/consumers/{}", c.id),
+            consumer: c,
+            lineages,
+            next: list.next_cursor,
+            live,
+            errors,
+            usage,
+            range,
+        },
     )
 }
 

@@ -183,6 +183,10 @@ struct KeyPage<'a> {
     notice: Option<&'a str>,
     /// What was typed into the revoke form, shown again next to its errors.
     reason: &'a str,
+    /// Every version's verifications.
+    usage: super::charts::Chart,
+    range: &'static str,
+    base: String,
 }
 
 /// The rotation in progress on a lineage, with its migration progress.
@@ -198,6 +202,37 @@ pub struct OpenRotation {
     /// 0–100, when there was any traffic.
     pub new_percent: Option<u32>,
     pub verdict: String,
+    /// Old versus new traffic since the rotation started.
+    pub chart: super::charts::Chart,
+}
+
+/// Old versus new traffic of a rotation since it started, in buckets that fit its age.
+async fn rotation_chart(
+    state: &AppState,
+    t: &crate::domain::TenantId,
+    r: &crate::store::entities::rotation::Model,
+    now: chrono::DateTime<Utc>,
+) -> Result<super::charts::Chart, WebError> {
+    use chrono::{DurationRound, TimeDelta};
+    let age = now - r.started_at;
+    let (granularity, step) = if age <= TimeDelta::hours(3) {
+        ("minute", TimeDelta::minutes(1))
+    } else if age <= TimeDelta::days(31) {
+        ("hour", TimeDelta::hours(1))
+    } else {
+        ("day", TimeDelta::days(1))
+    };
+    let from = r.started_at.duration_trunc(step).unwrap_or(r.started_at);
+    let window = crate::rotation::migration::Window { granularity, step, from, to: now };
+    let points = crate::rotation::migration::series(
+        &state.db,
+        t,
+        std::slice::from_ref(&r.from_key_id),
+        std::slice::from_ref(&r.to_key_id),
+        window,
+    )
+    .await?;
+    Ok(super::charts::migration_chart(&points, step))
 }
 
 /// Versions and rotations listed on a lineage's page.
@@ -208,8 +243,22 @@ fn key_id(s: &str) -> Result<KeyId, WebError> {
 }
 
 /// `GET /app/keys/{id}`: the lineage of a key version, its open rotation and actions.
-pub async fn key_page(state: web::Data<AppState>, me: Signed, id: web::Path<String>) -> Result<HttpResponse, WebError> {
-    render_key(&state, &me, &key_id(&id)?, &FormErrors::new(), None, StatusCode::OK).await
+pub async fn key_page(
+    state: web::Data<AppState>,
+    me: Signed,
+    id: web::Path<String>,
+    q: web::Query<super::app::ListQuery>,
+) -> Result<HttpResponse, WebError> {
+    let shown = Shown { errors: &FormErrors::new(), notice: None, reason: "", range: &q.range };
+    render_key_shown(&state, &me, &key_id(&id)?, &shown, StatusCode::OK).await
+}
+
+/// What a key page shows beside the key: form errors, a notice, what was typed, the chart range.
+struct Shown<'a> {
+    errors: &'a FormErrors,
+    notice: Option<&'a str>,
+    reason: &'a str,
+    range: &'a str,
 }
 
 async fn render_key(
@@ -232,6 +281,17 @@ async fn render_key_typed(
     reason: &str,
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
+    render_key_shown(state, me, id, &Shown { errors, notice, reason, range: "24h" }, status).await
+}
+
+async fn render_key_shown(
+    state: &AppState,
+    me: &Signed,
+    id: &KeyId,
+    shown: &Shown<'_>,
+    status: StatusCode,
+) -> Result<HttpResponse, WebError> {
+    let Shown { errors, notice, reason, range } = *shown;
     let t = tenant(me);
     let k = keys::get(&state.db, &t, id, false).await?;
     let lineage = rotations::lineage(&state.db, &t, &k.lineage_id).await?;
@@ -252,7 +312,9 @@ async fn render_key_typed(
             (lineage.iter().find(|v| v.id == r.from_key_id), lineage.iter().find(|v| v.id == r.to_key_id))
     {
         let p = crate::rotation::progress::progress(&state.db, r, from, to).await?;
+        let chart = rotation_chart(state, &t, r, now).await?;
         open = Some(OpenRotation {
+            chart,
             row: RotationRow::of(r),
             compromise: r.compromise,
             old_version: from.version,
@@ -266,6 +328,9 @@ async fn render_key_typed(
             verdict: p.verdict,
         });
     }
+    let ids: Vec<String> = lineage.iter().map(|v| v.id.clone()).take(300).collect();
+    let (usage, range) =
+        super::charts::usage_chart(&state.db, &t, crate::store::usage::Scope::Keys(&ids), range).await?;
     // Who did it, in words: members by name, the rest by kind.
     let actors = super::audit::Actors::of(state, me).await?;
     let label = |actor: &str| actors.label(actor);
@@ -294,6 +359,9 @@ async fn render_key_typed(
             errors,
             notice,
             reason,
+            base: format!("/app/keys/{}", id.as_str()),
+            usage,
+            range,
         },
     )
 }

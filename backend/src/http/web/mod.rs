@@ -2,10 +2,12 @@
 
 pub mod account;
 pub mod admin;
+pub mod alerts;
 pub mod apis;
 pub mod app;
 pub mod audit;
 pub mod bulk;
+pub mod charts;
 pub mod keys;
 pub mod playbooks;
 pub mod policies;
@@ -52,8 +54,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/reset/{token}", web::post().to(account::reset))
         .route("/app", web::get().to(app::overview))
         .route("/app/switch", web::post().to(account::switch))
+        .route("/app/alerts", web::get().to(alerts::alerts_page))
+        .route("/app/alerts/thresholds", web::post().to(alerts::set_thresholds))
+        .route("/app/alerts/{id}/{action}", web::post().to(alerts::action))
         .route("/app/apis", web::get().to(apis::apis_page))
         .route("/app/apis", web::post().to(apis::create_api))
+        .route("/app/apis/{id}", web::get().to(apis::api_page))
         .route("/app/apis/{id}/leak-policy", web::post().to(apis::set_leak_policy))
         .route("/app/consumers", web::get().to(app::consumers_page))
         .route("/app/consumers", web::post().to(app::create_consumer))

@@ -119,11 +119,14 @@ pub struct UsageSettings {
     pub minute_retention_days: u32,
     pub hour_retention_days: u32,
     pub day_retention_days: u32,
+    /// Counting verifications (default on). Off, nothing is counted: usage, charts, anomaly
+    /// alerts and drain-aware retirement see no traffic. It exists to measure what counting costs.
+    pub counting: bool,
 }
 
 impl Default for UsageSettings {
     fn default() -> Self {
-        Self { minute_retention_days: 7, hour_retention_days: 90, day_retention_days: 760 }
+        Self { minute_retention_days: 7, hour_retention_days: 90, day_retention_days: 760, counting: true }
     }
 }
 

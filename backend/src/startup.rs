@@ -81,7 +81,7 @@ impl Application {
         }
 
         let master_key = master_key(&settings)?;
-        let usage = Arc::new(UsageCounter::default());
+        let usage = Arc::new(if settings.usage.counting { UsageCounter::default() } else { UsageCounter::off() });
         let state = AppState {
             db,
             cache,

@@ -74,17 +74,27 @@ struct Drained {
 /// The per-node aggregator.
 pub struct UsageCounter {
     shards: [Mutex<Shard>; SHARDS],
+    counting: bool,
 }
 
 impl Default for UsageCounter {
     fn default() -> Self {
-        Self { shards: std::array::from_fn(|_| Mutex::new(Shard::default())) }
+        Self { shards: std::array::from_fn(|_| Mutex::new(Shard::default())), counting: true }
     }
 }
 
 impl UsageCounter {
+    /// A counter that counts nothing (`KEYROLL_USAGE__COUNTING=false`, for measuring its cost).
+    #[must_use]
+    pub fn off() -> Self {
+        Self { counting: false, ..Self::default() }
+    }
+
     /// Counts one outcome for a key, now, and the client address of a successful one.
     pub fn record(&self, key_id: &Arc<str>, tenant_id: &Arc<str>, code: Code, ip: Option<IpAddr>, now_ms: i64) {
+        if !self.counting {
+            return;
+        }
         let minute = now_ms.div_euclid(60_000);
         let shard = THREAD_SHARD.with(|s| *s);
         let Ok(mut guard) = self.shards[shard].lock() else { return };
@@ -119,6 +129,9 @@ impl UsageCounter {
 
     /// Counts a `NOT_FOUND` for the API an unknown key was meant for.
     pub fn record_miss(&self, api: MissedApi, now_ms: i64) {
+        if !self.counting {
+            return;
+        }
         let minute = now_ms.div_euclid(60_000);
         let shard = THREAD_SHARD.with(|s| *s);
         let Ok(mut guard) = self.shards[shard].lock() else { return };

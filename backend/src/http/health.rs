@@ -51,6 +51,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             "How long the oldest delivery that is due has been waiting.",
             crate::store::notify::lag_seconds(&state.db).await,
         ),
+        (
+            "keyroll_alerts_open",
+            "Alerts raised and not yet acknowledged, every team.",
+            crate::store::alerts::open_total(&state.db).await,
+        ),
     ];
     for (name, help, value) in gauges {
         // A database that does not answer leaves the gauge out rather than failing the scrape.

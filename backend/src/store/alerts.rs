@@ -72,3 +72,11 @@ pub async fn open_count(db: &impl ConnectionTrait, tenant: &TenantId) -> Result<
         .count(db)
         .await?)
 }
+
+/// Open alerts of every tenant, for the platform's metrics.
+///
+/// # Errors
+/// Database errors.
+pub async fn open_total(db: &impl ConnectionTrait) -> Result<u64, StoreError> {
+    Ok(alert::Entity::find().filter(alert::Column::State.eq("open")).count(db).await?)
+}

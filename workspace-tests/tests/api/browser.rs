@@ -224,6 +224,15 @@ async fn owner_and_viewer(app: &TestApp, c: &Client) {
     shot(c, "13-key-phone").await;
     c.set_window_size(1280, 900).await.expect("resize");
 
+    // The key's usage chart: drawn by the server, shown under the page's CSP, rejections apart.
+    c.goto(&format!("{key_url}?range=1h")).await.expect("key usage");
+    wait_for(c, "hover a bar for the reasons").await;
+    let chart = c.find(Locator::Css("svg.chart")).await.expect("a chart");
+    let size = chart.rectangle().await.expect("size");
+    assert!(size.2 > 300.0 && size.3 > 100.0, "the chart is drawn at a readable size: {size:?}");
+    assert!(!c.find_all(Locator::Css("svg.chart rect.bad")).await.expect("bars").is_empty(), "revoked uses show");
+    shot(c, "13b-key-usage").await;
+
     // A viewer: sees the key, has no actions, and a forged rotation is refused.
     let hash = keyroll::crypto::password::hash("viewer password 1").expect("hash");
     let vic =
@@ -246,6 +255,7 @@ async fn owner_and_viewer(app: &TestApp, c: &Client) {
         ("/app/root-keys", "19-root-keys"),
         ("/app/webhooks", "20-webhooks"),
         ("/app/team", "21-team"),
+        ("/app/alerts", "21b-alerts"),
     ] {
         c.goto(&app.url(path)).await.expect("page");
         wait_for(c, "").await;

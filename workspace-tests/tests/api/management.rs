@@ -193,6 +193,7 @@ async fn request_ids_openapi_and_health(app: TestApp) {
     assert!(metrics.contains("keyroll_verify_requests_total{code=\"VALID\"}"));
     assert!(metrics.contains("\nkeyroll_jobs_pending ") && metrics.contains("\nkeyroll_outbox_pending "), "{metrics}");
     assert!(metrics.contains("\nkeyroll_outbox_lag_seconds "), "{metrics}");
+    assert!(metrics.contains("\nkeyroll_alerts_open 0"), "{metrics}");
     assert!(metrics.contains("keyroll_verify_duration_seconds_bucket{code=\"VALID\",le=\"+Inf\"}"), "{metrics}");
     assert!(metrics.contains("keyroll_verify_duration_seconds_count{code=\"NOT_FOUND\"} "), "{metrics}");
     let doc: Value = app.client.get(app.url("/openapi.json")).send().await.expect("sent").json().await.expect("json");

@@ -163,7 +163,8 @@ async fn add_occurrence(
 }
 
 /// Records an alert beside a notice that has its own event (`credits.low`,
-/// `ratelimit.exceeded`, `key.expiring`), in the notice's transaction.
+/// `ratelimit.exceeded`, `key.expiring`), in the notice's transaction. Returns whether the alert
+/// is new (a repeat while it is live only adds an occurrence, and is not worth another email).
 ///
 /// # Errors
 /// Database errors.
@@ -172,12 +173,12 @@ pub async fn beside_notice(
     tenant: &TenantId,
     event_type: &str,
     data: &Value,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let kind = match event_type {
         "credits.low" => AlertKind::CreditsLow,
         "ratelimit.exceeded" => AlertKind::RatelimitExceeded,
         "key.expiring" => AlertKind::KeyExpiring,
-        _ => return Ok(()),
+        _ => return Ok(true),
     };
     let key_id = data.get("key_id").and_then(Value::as_str).unwrap_or_default();
     let summary = match kind {
@@ -198,7 +199,7 @@ pub async fn beside_notice(
         ),
     };
     let finding = Finding { kind, summary, evidence: data.clone() };
-    raise(txn, tenant, key_id, &finding, Utc::now()).await.map(|_| ())
+    raise(txn, tenant, key_id, &finding, Utc::now()).await.map(|(_, new)| new)
 }
 
 /// Writes an event for the team: the tenant's webhook endpoints, and email to its owners and

@@ -83,6 +83,22 @@ pub fn compose(event_type: &str, data: &Value) -> (String, String) {
             format!("Your API key {key}... was revoked"),
             format!("The API key {key}... was revoked and no longer works.\nReason: {}\n", field(data, "reason")),
         ),
+        "credits.low" => (
+            format!("Your API key {key}... is running low on credits"),
+            format!(
+                "Your API key {key}... has {} credits left. Verifications are refused once they run out.\n",
+                data.get("remaining").unwrap_or(&Value::Null)
+            ),
+        ),
+        "ratelimit.exceeded" => (
+            format!("Your API key {key}... went over its rate limit"),
+            format!(
+                "Your API key {key}... made more than {} calls in {} seconds; calls are refused until {}.\n",
+                data.get("limit").unwrap_or(&Value::Null),
+                data.get("window_seconds").unwrap_or(&Value::Null),
+                field(data, "reset_at")
+            ),
+        ),
         "alert.raised" => (
             format!("[Keyroll] {}: {}", field(data, "severity"), field(data, "title")),
             format!(

@@ -22,6 +22,8 @@ pub const EMAILED: &[&str] = &[
     "rotation.rolled_back",
     "key.revoked",
     "playbook.run.started",
+    "credits.low",
+    "ratelimit.exceeded",
 ];
 
 /// Whom an event concerns.

@@ -88,6 +88,7 @@ async fn notice(
             "consumer_id": k.consumer_id, "rotation_due_at": crate::time::rfc3339(due),
             "lead_seconds": lead.num_seconds(),
         });
+        // The notice is sent once per version and lead time anyway; the alert only lists it.
         crate::alerts::beside_notice(&txn, tenant, "key.expiring", &data).await?;
         notify::emit(&txn, tenant, "key.expiring", data, &audience).await?;
     }

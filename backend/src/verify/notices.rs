@@ -1,6 +1,7 @@
 //! Events the verify path raises, once each: `ratelimit.exceeded` at a key's first refusal in a
 //! window, `credits.low` when a spend takes a balance to a tenth of what it was set to. Written
-//! to the outbox off the answer's path (the verification does not wait for them).
+//! to the outbox off the answer's path (the verification does not wait for them), to webhooks,
+//! and by email to the consumer when the alert beside it is new.
 
 use serde_json::{Value, json};
 
@@ -23,12 +24,28 @@ pub fn raise(db: &sea_orm::DatabaseConnection, rec: &KeyRecord, event_type: &'st
     }
     let tenant = TenantId::from_trusted(rec.data.tenant_id.clone());
     let consumer = rec.data.consumer.as_ref().map(|c| c.id.clone());
+    let key_id = rec.data.id.clone();
     let db = db.clone();
     tokio::spawn(async move {
         let written = async {
             let txn = crate::store::begin_write(&db).await?;
-            let audience = crate::notify::audience_of(&txn, consumer.as_deref()).await?;
-            crate::alerts::beside_notice(&txn, &tenant, event_type, &data).await?;
+            let mut data = data;
+            // The key's start names it in emails (the cached record does not carry it).
+            let start: Option<String> = {
+                use sea_orm::{EntityTrait, QuerySelect};
+                crate::store::entities::key::Entity::find_by_id(key_id.as_str())
+                    .select_only()
+                    .column(crate::store::entities::key::Column::Start)
+                    .into_tuple()
+                    .one(&txn)
+                    .await?
+            };
+            data["key_start"] = start.into();
+            let mut audience = crate::notify::audience_of(&txn, consumer.as_deref()).await?;
+            if !crate::alerts::beside_notice(&txn, &tenant, event_type, &data).await? {
+                // Already told by email while the alert is live; webhooks still hear every one.
+                audience.consumer_email = None;
+            }
             crate::notify::emit(&txn, &tenant, event_type, data, &audience).await?;
             txn.commit().await?;
             Ok::<_, crate::store::StoreError>(())

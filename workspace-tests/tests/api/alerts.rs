@@ -229,6 +229,16 @@ async fn traffic_through_verify(app: TestApp) {
         };
         assert_eq!(app.verify(body).await["code"], "NOT_FOUND");
     }
+    // The consumer hears of low credits by email too.
+    let (st, _) = app
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/consumers/{}", credits.consumer_id),
+            &acme.root,
+            Some(json!({"email": "bob@example.test"})),
+        )
+        .await;
+    assert_eq!(st, 200);
     for _ in 0..9 {
         assert_eq!(app.verify_code(&credits.secret).await, "VALID");
     }
@@ -270,6 +280,10 @@ async fn traffic_through_verify(app: TestApp) {
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "no credits_low alert");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let low = events_of(&app, &acme, "credits.low").await;
+    assert_eq!(low.len(), 1, "{low:?}");
+    assert!(low[0]["deliveries"].as_array().is_some_and(|d| d.iter().any(|d| d["channel"] == "email")), "{low:?}");
+    assert!(low[0]["data"]["key_start"].as_str().is_some_and(|s| s.starts_with("acme_live_")), "{low:?}");
     let announced: Vec<String> = events_of(&app, &acme, "alert.raised")
         .await
         .iter()

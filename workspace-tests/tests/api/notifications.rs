@@ -256,6 +256,28 @@ async fn rotation_events_are_delivered(backend: Backend) {
     assert_eq!(email["state"], "delivered");
     let globex = app.tenant("Globex").await;
     assert_eq!(app.get("/v1/events", &globex.root).await.1["data"], json!([]), "events are the tenant's own");
+
+    // The revoked key is still presented: the detector's alert reaches the team's owner by email
+    // and the endpoint as `alert.raised`.
+    let old_secret = k["secret"].as_str().expect("secret");
+    assert_eq!(app.verify_code(old_secret).await, "REVOKED");
+    wait_until_async(|| async {
+        let (_, u) = app.get(&format!("/v1/keys/{key_id}/usage?granularity=minute"), &t.root).await;
+        (u["totals"]["REVOKED"] == 1).then_some(())
+    })
+    .await;
+    let later = chrono::Utc::now() + chrono::TimeDelta::minutes(2);
+    while keyroll::alerts::scan::run(&app.state.db, later, chrono::TimeDelta::milliseconds(100)).await.expect("scan")
+        > 0
+    {}
+    let mail =
+        wait_until("the alert's email", || mailbox.messages().into_iter().find(|m| m.contains("To: ops@acme.test")))
+            .await;
+    assert!(mail.contains("critical: Revoked key still presented") && mail.contains(&key_id), "{mail}");
+    wait_until("alert.raised", || {
+        receiver.got.lock().expect("lock").iter().any(|g| g.body.contains("\"alert.raised\"")).then_some(())
+    })
+    .await;
 }
 
 async fn wait_until_delivered(app: &TestApp, root: &str) -> Value {

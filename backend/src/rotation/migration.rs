@@ -34,6 +34,23 @@ pub struct Window<'a> {
     pub to: DateTime<Utc>,
 }
 
+impl Window<'static> {
+    /// From `since` (rounded down to a bucket) to `now`, in buckets that fit the span: minutes
+    /// up to three hours, hours up to 31 days, days beyond.
+    #[must_use]
+    pub fn since(since: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+        let span = now - since;
+        let (granularity, step) = if span <= TimeDelta::hours(3) {
+            ("minute", TimeDelta::minutes(1))
+        } else if span <= TimeDelta::days(31) {
+            ("hour", TimeDelta::hours(1))
+        } else {
+            ("day", TimeDelta::days(1))
+        };
+        Self { granularity, step, from: since.duration_trunc(step).unwrap_or(since), to: now }
+    }
+}
+
 /// Successful verifications of `old_ids` and `new_ids` by bucket, every bucket of the range
 /// (empty ones as zeros), oldest first.
 ///

@@ -299,9 +299,10 @@ async fn read(
 const ROLL_PER_RUN: i32 = 48;
 
 /// Rolls minute counts up into hours and hours into days, bucket by bucket, and removes what is
-/// past its retention and already rolled up. A bucket is rolled once it closed two minutes ago (counts reach the
-/// database within a flush interval); the newest rolled bucket is rolled again on the next run,
-/// and rolling replaces, so a late count is not lost and nothing is counted twice.
+/// past its retention and already rolled up. A bucket is rolled once it closed two minutes ago
+/// (counts reach the database within a flush interval); the newest rolled bucket is rolled again
+/// on the next run, and rolling replaces, so a late count is not lost and nothing is counted
+/// twice.
 ///
 /// # Errors
 /// Database errors.

@@ -68,17 +68,8 @@ fn range_of(q: &MigrationQuery, since: Option<DateTime<Utc>>) -> Result<Range, A
     let mut from = q.from.clone();
     let mut granularity = q.granularity.clone();
     if let (None, Some(since)) = (&from, since) {
-        let span = Utc::now() - since;
-        let g = granularity.clone().unwrap_or_else(|| {
-            if span <= TimeDelta::hours(2) {
-                "minute"
-            } else if span <= TimeDelta::days(14) {
-                "hour"
-            } else {
-                "day"
-            }
-            .to_owned()
-        });
+        let g =
+            granularity.clone().unwrap_or_else(|| migration::Window::since(since, Utc::now()).granularity.to_owned());
         let (step, most) = match g.as_str() {
             "minute" => (TimeDelta::minutes(1), TimeDelta::days(2)),
             "hour" => (TimeDelta::hours(1), TimeDelta::days(31)),

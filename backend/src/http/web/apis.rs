@@ -202,7 +202,7 @@ pub async fn api_page(
     id: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, WebError> {
-    use chrono::{DurationRound, TimeDelta, Utc};
+    use chrono::{TimeDelta, Utc};
 
     use crate::rotation::migration;
     let api_id = crate::domain::ApiId::parse(&id).map_err(|_| WebError::NotFound)?;
@@ -218,25 +218,15 @@ pub async fn api_page(
         .collect();
     let (mut chart, mut new_percent) = (None, None);
     if let Some(since) = open.iter().map(|r| r.started_at).min() {
-        let age = now - since;
-        let (granularity, step) = if age <= TimeDelta::hours(3) {
-            ("minute", TimeDelta::minutes(1))
-        } else if age <= TimeDelta::days(31) {
-            ("hour", TimeDelta::hours(1))
-        } else {
-            ("day", TimeDelta::days(1))
-        };
-        let from = since.duration_trunc(step).unwrap_or(since);
+        let window = migration::Window::since(since, now);
         let old: Vec<String> = open.iter().map(|r| r.from_key_id.clone()).collect();
         let new: Vec<String> = open.iter().map(|r| r.to_key_id.clone()).collect();
-        let points =
-            migration::series(&state.db, &t, &old, &new, migration::Window { granularity, step, from, to: now })
-                .await?;
+        let points = migration::series(&state.db, &t, &old, &new, window).await?;
         #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a percentage for display")]
         {
             new_percent = migration::new_share(&points).map(|s| (s * 100.0).round() as u32);
         }
-        chart = Some(super::charts::migration_chart(&points, step));
+        chart = Some(super::charts::migration_chart(&points, window.step));
     }
     let rs = &state.settings.rotation;
     let stragglers = migration::stragglers(

@@ -213,17 +213,7 @@ async fn rotation_chart(
     r: &crate::store::entities::rotation::Model,
     now: chrono::DateTime<Utc>,
 ) -> Result<super::charts::Chart, WebError> {
-    use chrono::{DurationRound, TimeDelta};
-    let age = now - r.started_at;
-    let (granularity, step) = if age <= TimeDelta::hours(3) {
-        ("minute", TimeDelta::minutes(1))
-    } else if age <= TimeDelta::days(31) {
-        ("hour", TimeDelta::hours(1))
-    } else {
-        ("day", TimeDelta::days(1))
-    };
-    let from = r.started_at.duration_trunc(step).unwrap_or(r.started_at);
-    let window = crate::rotation::migration::Window { granularity, step, from, to: now };
+    let window = crate::rotation::migration::Window::since(r.started_at, now);
     let points = crate::rotation::migration::series(
         &state.db,
         t,
@@ -232,7 +222,7 @@ async fn rotation_chart(
         window,
     )
     .await?;
-    Ok(super::charts::migration_chart(&points, step))
+    Ok(super::charts::migration_chart(&points, window.step))
 }
 
 /// Versions and rotations listed on a lineage's page.

@@ -254,65 +254,50 @@ impl From<sea_orm::DbErr> for ChangeError {
     }
 }
 
-/// Acknowledges an open alert: someone is on it. Audited.
-///
-/// # Errors
-/// `NotFound`; a rule when it is not open.
-pub async fn acknowledge(
-    db: &sea_orm::DatabaseConnection,
-    tenant: &TenantId,
-    id: &AlertId,
-    actor: &str,
-) -> Result<alert::Model, ChangeError> {
-    crate::audit::write(db, tenant, actor, async |txn| {
-        let a = crate::store::alerts::get(txn, tenant, id).await?;
-        if a.state != "open" {
-            return Err(ChangeError::Rule("only an open alert can be acknowledged"));
-        }
-        let mut am = a.into_active_model();
-        am.state = Set("acknowledged".to_owned());
-        am.acknowledged_at = Set(Some(Utc::now()));
-        am.acknowledged_by = Set(Some(actor.to_owned()));
-        let saved = am.update(txn).await?;
-        let entry = crate::audit::Entry::new(
-            "alert.acknowledged",
-            "alert",
-            saved.id.clone(),
-            format!("Acknowledged the alert \"{}\" on {}", title(&saved), saved.subject_id),
-        );
-        Ok((saved, vec![entry]))
-    })
-    .await
+/// What staff do to an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Someone is on it (open alerts only).
+    Acknowledge,
+    /// Done; the next occurrence raises a new alert (announced as `alert.resolved`).
+    Resolve,
 }
 
-/// Resolves a live alert; the next occurrence raises a new one. Audited, and announced as
-/// `alert.resolved`.
+/// Acknowledges or resolves an alert, with its audit entry.
 ///
 /// # Errors
-/// `NotFound`; a rule when it is already resolved.
-pub async fn resolve(
+/// `NotFound`; a rule when the alert's state does not allow the change.
+pub async fn change(
     db: &sea_orm::DatabaseConnection,
     tenant: &TenantId,
     id: &AlertId,
     actor: &str,
+    what: Change,
 ) -> Result<alert::Model, ChangeError> {
     crate::audit::write(db, tenant, actor, async |txn| {
         let a = crate::store::alerts::get(txn, tenant, id).await?;
-        if a.state == "resolved" {
-            return Err(ChangeError::Rule("the alert is already resolved"));
-        }
+        let (state, action, verb) = match what {
+            Change::Acknowledge if a.state != "open" => {
+                return Err(ChangeError::Rule("only an open alert can be acknowledged"));
+            }
+            Change::Resolve if a.state == "resolved" => return Err(ChangeError::Rule("the alert is already resolved")),
+            Change::Acknowledge => ("acknowledged", "alert.acknowledged", "Acknowledged"),
+            Change::Resolve => ("resolved", "alert.resolved", "Resolved"),
+        };
+        let (now, by) = (Set(Some(Utc::now())), Set(Some(actor.to_owned())));
         let mut am = a.into_active_model();
-        am.state = Set("resolved".to_owned());
-        am.resolved_at = Set(Some(Utc::now()));
-        am.resolved_by = Set(Some(actor.to_owned()));
+        am.state = Set(state.to_owned());
+        if what == Change::Acknowledge {
+            (am.acknowledged_at, am.acknowledged_by) = (now, by);
+        } else {
+            (am.resolved_at, am.resolved_by) = (now, by);
+        }
         let saved = am.update(txn).await?;
-        emit_to_staff(txn, tenant, "alert.resolved", view(&saved)).await?;
-        let entry = crate::audit::Entry::new(
-            "alert.resolved",
-            "alert",
-            saved.id.clone(),
-            format!("Resolved the alert \"{}\" on {}", title(&saved), saved.subject_id),
-        );
+        if what == Change::Resolve {
+            emit_to_staff(txn, tenant, "alert.resolved", view(&saved)).await?;
+        }
+        let summary = format!("{verb} the alert \"{}\" on {}", title(&saved), saved.subject_id);
+        let entry = crate::audit::Entry::new(action, "alert", saved.id.clone(), summary);
         Ok((saved, vec![entry]))
     })
     .await

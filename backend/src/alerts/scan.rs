@@ -76,16 +76,7 @@ async fn first_minute(db: &DatabaseConnection, closed: i64) -> Result<i64, Store
 /// # Errors
 /// Database errors.
 pub async fn set_mark(db: &impl ConnectionTrait, minute: i64) -> Result<(), StoreError> {
-    let row = usage_mark::ActiveModel { granularity: Set(MARK.to_owned()), rolled_until: Set(minute_start(minute)) };
-    usage_mark::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(usage_mark::Column::Granularity)
-                .update_column(usage_mark::Column::RolledUntil)
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+    crate::store::usage::mark(db, MARK, minute_start(minute)).await
 }
 
 /// Moves the mark from `m` to `m + 1`, or says another node already did.

@@ -210,7 +210,12 @@ async fn rolled_until(db: &impl ConnectionTrait, granularity: &str) -> Result<Op
     Ok(usage_mark::Entity::find_by_id(granularity).one(db).await?.map(|m| m.rolled_until))
 }
 
-async fn mark(db: &impl ConnectionTrait, granularity: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+/// Sets where `granularity` (or another reader of the counts, such as the anomaly detector) has
+/// got to.
+///
+/// # Errors
+/// Database errors.
+pub async fn mark(db: &impl ConnectionTrait, granularity: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
     let row = usage_mark::ActiveModel { granularity: Set(granularity.to_owned()), rolled_until: Set(until) };
     usage_mark::Entity::insert(row)
         .on_conflict(

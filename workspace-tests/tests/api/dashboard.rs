@@ -85,6 +85,22 @@ pub(crate) async fn sign_up(b: &Browser, team: &str, email: &str) -> Page {
     page
 }
 
+/// Ann signs up for Acme and, on the pages, makes an API (`acme_live_`), a consumer and a key.
+/// Returns her browser, a CSRF token, the consumer's id and the key's id.
+pub(crate) async fn ann_with_a_key(app: &TestApp) -> (Browser, String, String, String) {
+    let ann = Browser::new(app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let csrf = ann.get("/app").await.csrf();
+    ann.post("/app/apis", &[("csrf", &csrf), ("name", "Orders"), ("key_prefix", "acme"), ("environment", "live")])
+        .await;
+    let con =
+        ann.post("/app/consumers", &[("csrf", &csrf), ("name", "Bob"), ("external_id", "cus_1"), ("email", "")]).await;
+    let consumer_id = con.url.rsplit('/').next().expect("consumer id").to_owned();
+    let made = create_key(&ann, &csrf, &consumer_id, "").await;
+    let key_id = made.link("/app/keys/").trim_start_matches("/app/keys/").to_owned();
+    (ann, csrf, consumer_id, key_id)
+}
+
 /// Creates a key for the consumer on the new-key page (its first API), with `scopes`.
 pub(crate) async fn create_key(b: &Browser, csrf: &str, consumer_id: &str, scopes: &str) -> Page {
     let new_key = b.get(&format!("/app/keys/new?consumer={consumer_id}")).await;

@@ -8,7 +8,7 @@ use keyroll::alerts::scan;
 use keyroll::store::usage::{UsageCount, add_minute_counts, roll_up};
 use sea_orm::EntityTrait;
 
-use crate::dashboard::{Browser, create_key, sign_up};
+use crate::dashboard::ann_with_a_key;
 use crate::helpers::TestApp;
 
 fn bars(body: &str) -> usize {
@@ -16,16 +16,7 @@ fn bars(body: &str) -> usize {
 }
 
 async fn alerts_and_charts(app: TestApp) {
-    let ann = Browser::new(&app);
-    sign_up(&ann, "Acme", "ann@acme.test").await;
-    let csrf = ann.get("/app").await.csrf();
-    ann.post("/app/apis", &[("csrf", &csrf), ("name", "Orders"), ("key_prefix", "acme"), ("environment", "live")])
-        .await;
-    let con =
-        ann.post("/app/consumers", &[("csrf", &csrf), ("name", "Bob"), ("external_id", "cus_1"), ("email", "")]).await;
-    let consumer_id = con.url.rsplit('/').next().expect("consumer id").to_owned();
-    let made = create_key(&ann, &csrf, &consumer_id, "").await;
-    let key_id = made.link("/app/keys/").trim_start_matches("/app/keys/").to_owned();
+    let (ann, _, consumer_id, key_id) = ann_with_a_key(&app).await;
     let key = keyroll::store::entities::key::Entity::find_by_id(key_id.as_str())
         .one(&app.state.db)
         .await

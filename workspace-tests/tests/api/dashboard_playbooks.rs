@@ -2,7 +2,7 @@
 //! by line, a run started after a dry run, its page with the steps' evidence, and the approval
 //! that only a second person may give.
 
-use crate::dashboard::{Browser, create_key, sign_up};
+use crate::dashboard::{Browser, ann_with_a_key};
 use crate::helpers::TestApp;
 
 async fn wait_page(ann: &Browser, path: &str, text: &str) -> String {
@@ -18,16 +18,7 @@ async fn wait_page(ann: &Browser, path: &str, text: &str) -> String {
 }
 
 async fn playbooks_pages(app: TestApp) {
-    let ann = Browser::new(&app);
-    sign_up(&ann, "Acme", "ann@acme.test").await;
-    let csrf = ann.get("/app").await.csrf();
-    ann.post("/app/apis", &[("csrf", &csrf), ("name", "Orders"), ("key_prefix", "acme"), ("environment", "live")])
-        .await;
-    let con =
-        ann.post("/app/consumers", &[("csrf", &csrf), ("name", "Bob"), ("external_id", "cus_1"), ("email", "")]).await;
-    let consumer_id = con.url.rsplit('/').next().expect("consumer id").to_owned();
-    let made = create_key(&ann, &csrf, &consumer_id, "").await;
-    let key_id = made.link("/app/keys/").trim_start_matches("/app/keys/").to_owned();
+    let (ann, csrf, _, key_id) = ann_with_a_key(&app).await;
 
     let list = ann.get("/app/playbooks").await;
     assert_eq!(list.status, 200);

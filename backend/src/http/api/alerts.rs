@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, web};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::alerts::{AlertView, ChangeError};
+use crate::alerts::{AlertView, Change, ChangeError};
 use crate::domain::AlertId;
 use crate::domain::anomaly::{AlertKind, SETTING, Thresholds};
 use crate::http::auth::Root;
@@ -121,7 +121,7 @@ pub async fn acknowledge(
     id: web::Path<String>,
 ) -> Result<web::Json<AlertView>, ApiError> {
     root.require("keys:write")?;
-    changed(crate::alerts::acknowledge(&state.db, &root.tenant_id, &parse(&id)?, &root.actor()).await)
+    changed(crate::alerts::change(&state.db, &root.tenant_id, &parse(&id)?, &root.actor(), Change::Acknowledge).await)
 }
 
 /// Resolve an alert (`alert.resolved`); its next occurrence raises a new one.
@@ -134,7 +134,7 @@ pub async fn resolve(
     id: web::Path<String>,
 ) -> Result<web::Json<AlertView>, ApiError> {
     root.require("keys:write")?;
-    changed(crate::alerts::resolve(&state.db, &root.tenant_id, &parse(&id)?, &root.actor()).await)
+    changed(crate::alerts::change(&state.db, &root.tenant_id, &parse(&id)?, &root.actor(), Change::Resolve).await)
 }
 
 /// The tenant's anomaly thresholds (defaults where it set none).

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::app::{Chrome, When, tenant};
 use super::session::{FormErrors, Signed, WebError, page_with, see_other};
-use crate::alerts::{AlertView, ChangeError};
+use crate::alerts::{AlertView, Change, ChangeError};
 use crate::domain::AlertId;
 use crate::domain::anomaly::Thresholds;
 use crate::state::AppState;
@@ -162,11 +162,12 @@ pub async fn action(
     let (id, what) = path.into_inner();
     let id = AlertId::parse(&id).map_err(|_| WebError::NotFound)?;
     let t = tenant(&me);
-    let done = match what.as_str() {
-        "acknowledge" => crate::alerts::acknowledge(&state.db, &t, &id, &me.actor()).await,
-        "resolve" => crate::alerts::resolve(&state.db, &t, &id, &me.actor()).await,
+    let what = match what.as_str() {
+        "acknowledge" => Change::Acknowledge,
+        "resolve" => Change::Resolve,
         _ => return Err(WebError::NotFound),
     };
+    let done = crate::alerts::change(&state.db, &t, &id, &me.actor(), what).await;
     match done {
         Ok(_) => Ok(see_other("/app/alerts")),
         Err(ChangeError::Rule(m)) => {

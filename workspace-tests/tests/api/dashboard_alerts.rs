@@ -89,6 +89,7 @@ async fn alerts_and_charts(app: TestApp) {
             break;
         }
     }
+    assert!(ann.get("/app").await.body.contains("1 open alert</a> needs attention"), "the overview says so");
     let alerts = ann.get("/app/alerts").await;
     assert!(alerts.body.contains("Rate spike") && alerts.body.contains("500 verifications"), "{}", alerts.body);
     assert!(alerts.body.contains(&format!("href=\"/app/keys/{key_id}\"")));

@@ -179,6 +179,8 @@ struct Overview {
     expiring: Vec<KeyRow>,
     /// Rejected verifications in the last 24 hours, by code.
     failures: Vec<(String, i64)>,
+    /// Alerts not yet acknowledged.
+    open_alerts: u64,
 }
 
 /// A rotation in a list.
@@ -228,9 +230,11 @@ pub async fn overview(state: web::Data<AppState>, me: Signed) -> Result<HttpResp
         .map(KeyRow::of)
         .collect();
     let failures = crate::store::usage::rejections_since(&state.db, &t, Utc::now() - TimeDelta::hours(24)).await?;
+    let open_alerts = crate::store::alerts::open_count(&state.db, &t).await?;
     page(&Overview {
         c: Chrome::of(&me, "overview"),
         failures,
+        open_alerts,
         apis: api_count,
         active_more: active.next_cursor.is_some(),
         active: active.items.iter().map(KeyRow::of).collect(),

@@ -71,15 +71,29 @@ struct Drained {
     misses: Vec<(MissedApi, i64, u64)>,
 }
 
+/// How long a node waits before writing a client address it already wrote again (its
+/// `last_seen_at` only decides when the address is forgotten, after 30 days).
+const CLIENT_REWRITE_MS: i64 = 3_600_000;
+
+/// Client addresses a node remembers having written, at most (then it starts over).
+const CLIENTS_REMEMBERED: usize = 200_000;
+
 /// The per-node aggregator.
 pub struct UsageCounter {
     shards: [Mutex<Shard>; SHARDS],
     counting: bool,
+    /// (key, address) pairs this node wrote, and when: a known address is not written at every
+    /// flush. Only the flush touches it.
+    written: Mutex<HashMap<(String, String), i64>>,
 }
 
 impl Default for UsageCounter {
     fn default() -> Self {
-        Self { shards: std::array::from_fn(|_| Mutex::new(Shard::default())), counting: true }
+        Self {
+            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
+            counting: true,
+            written: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -201,6 +215,7 @@ impl UsageCounter {
             .filter_map(|(k, ms)| DateTime::from_timestamp_millis(ms).map(|t| (k.to_string(), t)))
             .collect();
         out.counts = counts;
+        out.clients = merge_clients(std::mem::take(&mut out.clients));
         out
     }
 
@@ -221,11 +236,48 @@ impl UsageCounter {
         if !last_used.is_empty() {
             keys::touch_last_used(db, &last_used).await?;
         }
+        let clients = self.not_written_lately(clients);
         if !clients.is_empty() {
-            touch_clients(db, clients).await?;
+            touch_clients(db, clients.clone()).await?;
+            let now = Utc::now().timestamp_millis();
+            if let Ok(mut w) = self.written.lock() {
+                if w.len() + clients.len() > CLIENTS_REMEMBERED {
+                    w.clear();
+                }
+                w.extend(clients.into_iter().map(|c| ((c.key_id, c.ip), now)));
+            }
         }
         Ok(n)
     }
+
+    /// The addresses this node has not written within [`CLIENT_REWRITE_MS`]: new ones always.
+    fn not_written_lately(&self, clients: Vec<ClientSeen>) -> Vec<ClientSeen> {
+        let Ok(w) = self.written.lock() else { return clients };
+        let now = Utc::now().timestamp_millis();
+        clients
+            .into_iter()
+            .filter(|c| w.get(&(c.key_id.clone(), c.ip.clone())).is_none_or(|at| now - at >= CLIENT_REWRITE_MS))
+            .collect()
+    }
+}
+
+/// The same key and address can come from several shards: one row each (a statement may not
+/// upsert one row twice), from the first sighting to the last.
+fn merge_clients(clients: Vec<ClientSeen>) -> Vec<ClientSeen> {
+    let mut by: HashMap<(String, String), ClientSeen> = HashMap::with_capacity(clients.len());
+    for c in clients {
+        match by.entry((c.key_id.clone(), c.ip.clone())) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let seen = e.get_mut();
+                seen.first = seen.first.min(c.first);
+                seen.last = seen.last.max(c.last);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(c);
+            }
+        }
+    }
+    by.into_values().collect()
 }
 
 /// The same key, minute and code can come from several shards: add them up.
@@ -263,6 +315,27 @@ mod tests {
             d.clients.iter().map(|c| (c.ip.as_str(), c.first.timestamp_millis(), c.last.timestamp_millis())).collect();
         assert_eq!(seen, vec![("203.0.113.9", 60_000, 60_500)], "only successful uses say where they came from");
         assert!(u.drain().counts.is_empty(), "drain empties the counters");
+    }
+
+    #[test]
+    fn an_address_seen_on_two_threads_is_one_row() {
+        let u = Arc::new(UsageCounter::default());
+        let ip: IpAddr = "203.0.113.9".parse().expect("ip");
+        let workers: Vec<_> = (0..2)
+            .map(|i| {
+                let u = u.clone();
+                std::thread::spawn(move || {
+                    let (k, t): (Arc<str>, Arc<str>) = (Arc::from("key_a"), Arc::from("ten_a"));
+                    u.record(&k, &t, Code::Valid, Some(ip), 60_000 + i);
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("thread");
+        }
+        let d = u.drain();
+        assert_eq!(d.clients.len(), 1);
+        assert_eq!((d.clients[0].first.timestamp_millis(), d.clients[0].last.timestamp_millis()), (60_000, 60_001));
     }
 
     #[test]

@@ -127,6 +127,7 @@ async fn minute(db: &DatabaseConnection, m: i64, first: bool) -> Result<bool, St
         match code.as_str() {
             "REVOKED" => e.1.revoked += n,
             "EXPIRED" => e.1.expired += n,
+            "MALFORMED" => e.1.malformed += n,
             _ => {}
         }
     }

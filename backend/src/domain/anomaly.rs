@@ -115,6 +115,8 @@ pub struct Minute {
     pub failures: u64,
     pub revoked: u64,
     pub expired: u64,
+    /// Of an API's unknown keys, those that failed their checksum (likely mistyped).
+    pub malformed: u64,
 }
 
 /// A baseline, as stored.
@@ -358,16 +360,19 @@ pub fn not_found_burst(
     Some(Finding {
         kind: AlertKind::NotFoundBurst,
         summary: format!(
-            "{} verifications of unknown keys of this API in the minute at {}, {since} minute(s) after rotation {} \
-             started, against a baseline of {expected:.1} per minute: a client may have rolled out a mistyped key.",
+            "{} verifications of unknown keys of this API in the minute at {} ({} NOT_FOUND, {} MALFORMED), \
+             {since} minute(s) after rotation {} started, against a baseline of {expected:.1} per minute: a client \
+             may have rolled out a mistyped or wrong key.",
             m.total,
             minute_label(m.at),
+            m.total - m.malformed,
+            m.malformed,
             rotation_id
         ),
         evidence: json!({
-            "minute": minute_rfc(m.at), "not_found": m.total, "baseline_per_minute": round2(expected),
-            "factor": t.not_found_factor, "minimum": t.not_found_min, "rotation_id": rotation_id,
-            "minutes_after_rotation": since,
+            "minute": minute_rfc(m.at), "unknown_keys": m.total, "not_found": m.total - m.malformed,
+            "malformed": m.malformed, "baseline_per_minute": round2(expected), "factor": t.not_found_factor,
+            "minimum": t.not_found_min, "rotation_id": rotation_id, "minutes_after_rotation": since,
         }),
     })
 }
@@ -409,7 +414,7 @@ mod tests {
     use super::*;
 
     fn minute(at: i64, total: u64, failures: u64) -> Minute {
-        Minute { at, total, failures, revoked: 0, expired: 0 }
+        Minute { at, total, failures, revoked: 0, expired: 0, malformed: 0 }
     }
 
     /// An hour of steady traffic, as the detector would fold it.
@@ -475,7 +480,7 @@ mod tests {
     #[test]
     fn revoked_and_expired_presentations() {
         let t = Thresholds::default();
-        let m = Minute { at: 5, total: 3, failures: 3, revoked: 2, expired: 1 };
+        let m = Minute { at: 5, total: 3, failures: 3, revoked: 2, expired: 1, malformed: 0 };
         let kinds: Vec<_> = key_findings(&m, None, &t).into_iter().map(|f| f.kind).collect();
         assert_eq!(kinds, vec![AlertKind::RevokedKeyUsed, AlertKind::ExpiredKeyUsed]);
         let strict = Thresholds { presented_min: 5, ..t };

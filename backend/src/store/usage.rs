@@ -54,14 +54,14 @@ pub async fn touch_clients(db: &impl ConnectionTrait, seen: Vec<ClientSeen>) -> 
     Ok(())
 }
 
-/// Unknown keys counted per API they were meant for, as `NOT_FOUND` cells of the API itself. A
-/// head shared by APIs of several tenants names none of them, and is not counted.
+/// Unknown keys counted per API they were meant for, as `NOT_FOUND` and `MALFORMED` cells of the
+/// API itself. A head shared by APIs of several tenants names none of them, and is not counted.
 ///
 /// # Errors
 /// Database errors.
 pub async fn resolve_misses(
     db: &impl ConnectionTrait,
-    misses: Vec<(crate::verify::usage::MissedApi, i64, u64)>,
+    misses: Vec<(crate::verify::usage::MissedApi, i64, crate::verify::Code, u64)>,
 ) -> Result<Vec<UsageCount>, StoreError> {
     use std::collections::HashMap;
 
@@ -71,7 +71,7 @@ pub async fn resolve_misses(
     use crate::verify::usage::MissedApi;
     let mut ids = Vec::new();
     let mut prefixes = Vec::new();
-    for (m, _, _) in &misses {
+    for (m, _, _, _) in &misses {
         match m {
             MissedApi::Id(id) => ids.push(id.as_str().to_owned()),
             MissedApi::Head(prefix, _) => prefixes.push(prefix.to_string()),
@@ -94,7 +94,7 @@ pub async fn resolve_misses(
         }
     }
     let mut out = Vec::new();
-    for (m, minute, n) in &misses {
+    for (m, minute, code, n) in &misses {
         let target = match m {
             MissedApi::Id(id) => by_id.get(id.as_str()).copied(),
             MissedApi::Head(prefix, env) => match by_head.get(&(&**prefix, env.as_str())).map(Vec::as_slice) {
@@ -107,7 +107,7 @@ pub async fn resolve_misses(
                 bucket_start,
                 key_id: api_id.to_owned(),
                 tenant_id: tenant_id.to_owned(),
-                code: "NOT_FOUND",
+                code: code.as_str(),
                 count: i64::try_from(*n).unwrap_or(i64::MAX),
             });
         }

@@ -65,16 +65,19 @@ pub async fn verify(
 ) -> Result<Verdict, StoreError> {
     // Root keys are not verifiable here: they only authenticate the management API.
     match ApiKey::check(input.key) {
-        Err(_) => return Ok(Verdict::bare(Code::Malformed)),
+        Err(_) => {
+            count_miss(usage, input, Code::Malformed);
+            return Ok(Verdict::bare(Code::Malformed));
+        }
         Ok(true) => return Ok(Verdict::bare(Code::NotFound)),
         Ok(false) => {}
     }
     let Some(record) = cache.get(&KeyHash::of(input.key), db).await? else {
-        count_miss(usage, input);
+        count_miss(usage, input, Code::NotFound);
         return Ok(Verdict::bare(Code::NotFound));
     };
     if record.data.is_root || input.api_id.is_some_and(|a| a.as_str() != record.data.api_id) {
-        count_miss(usage, input);
+        count_miss(usage, input, Code::NotFound);
         return Ok(Verdict::bare(Code::NotFound));
     }
     let now = Utc::now();
@@ -133,8 +136,9 @@ pub async fn verify(
     Ok(Verdict { code, state: Some(state), record: Some(record), ratelimit, credits })
 }
 
-/// A well-formed key that is not there counts against the API it was meant for.
-fn count_miss(usage: &UsageCounter, input: &VerifyInput<'_>) {
+/// A key that is not there (or, `MALFORMED`, cannot be) counts against the API it was meant
+/// for: the one the gateway named, or the one its head names.
+fn count_miss(usage: &UsageCounter, input: &VerifyInput<'_>, code: Code) {
     let api = match input.api_id {
         Some(id) => usage::MissedApi::Id(id.clone()),
         None => match ApiKey::head_of(input.key) {
@@ -142,5 +146,5 @@ fn count_miss(usage: &UsageCounter, input: &VerifyInput<'_>) {
             None => return,
         },
     };
-    usage.record_miss(api, Utc::now().timestamp_millis());
+    usage.record_miss(api, code, Utc::now().timestamp_millis());
 }

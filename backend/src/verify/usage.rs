@@ -6,8 +6,9 @@
 //!
 //! Beside the counts, each key keeps the client addresses it was used from (up to
 //! [`IPS_PER_KEY`] per flush, as the gateway passed them in `ip`), and unknown keys are counted
-//! per API as `NOT_FOUND` (up to [`MISSES_PER_SHARD`] APIs per shard and flush, so garbage
-//! cannot grow the counters): what the anomaly detector reads.
+//! per API — `NOT_FOUND`, and `MALFORMED` when the key still names an API by its head (a
+//! mistyped key fails its checksum) — up to [`MISSES_PER_SHARD`] APIs per shard and flush, so
+//! garbage cannot grow the counters: what the anomaly detector reads.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -59,7 +60,8 @@ struct KeyCells {
 #[derive(Default)]
 struct Shard {
     keys: HashMap<Arc<str>, KeyCells>,
-    misses: HashMap<MissedApi, Vec<(i64, u64)>>,
+    /// Per API: minute, `NOT_FOUND` and `MALFORMED` counts.
+    misses: HashMap<MissedApi, Vec<(i64, u64, u64)>>,
 }
 
 /// What one flush writes.
@@ -68,7 +70,7 @@ struct Drained {
     counts: Vec<UsageCount>,
     last_used: Vec<(String, DateTime<Utc>)>,
     clients: Vec<ClientSeen>,
-    misses: Vec<(MissedApi, i64, u64)>,
+    misses: Vec<(MissedApi, i64, Code, u64)>,
 }
 
 /// How long a node waits before writing a client address it already wrote again (its
@@ -141,8 +143,8 @@ impl UsageCounter {
         cell.last_used_ms = cell.last_used_ms.max(now_ms);
     }
 
-    /// Counts a `NOT_FOUND` for the API an unknown key was meant for.
-    pub fn record_miss(&self, api: MissedApi, now_ms: i64) {
+    /// Counts a `NOT_FOUND` or `MALFORMED` for the API an unknown key was meant for.
+    pub fn record_miss(&self, api: MissedApi, code: Code, now_ms: i64) {
         if !self.counting {
             return;
         }
@@ -155,9 +157,17 @@ impl UsageCounter {
             None if room => guard.misses.entry(api).or_default(),
             None => return,
         };
-        match minutes.iter_mut().find(|(m, _)| *m == minute) {
-            Some(cell) => cell.1 += 1,
-            None => minutes.push((minute, 1)),
+        let i = match minutes.iter().position(|(m, _, _)| *m == minute) {
+            Some(i) => i,
+            None => {
+                minutes.push((minute, 0, 0));
+                minutes.len() - 1
+            }
+        };
+        if code == Code::Malformed {
+            minutes[i].2 += 1;
+        } else {
+            minutes[i].1 += 1;
         }
     }
 
@@ -172,7 +182,13 @@ impl UsageCounter {
                 Err(_) => continue,
             };
             for (api, minutes) in misses {
-                out.misses.extend(minutes.into_iter().map(|(m, n)| (api.clone(), m, n)));
+                for (m, not_found, malformed) in minutes {
+                    for (code, n) in [(Code::NotFound, not_found), (Code::Malformed, malformed)] {
+                        if n > 0 {
+                            out.misses.push((api.clone(), m, code, n));
+                        }
+                    }
+                }
             }
             for (key_id, cells) in taken {
                 for (ip, first, last) in cells.ips {
@@ -348,13 +364,13 @@ mod tests {
         }
         for i in 0..100 {
             let head = MissedApi::Head(format!("p{i}").into(), Environment::Live);
-            u.record_miss(head.clone(), 60_000);
-            u.record_miss(head, 60_001);
+            u.record_miss(head.clone(), Code::NotFound, 60_000);
+            u.record_miss(head, Code::NotFound, 60_001);
         }
         let d = u.drain();
         assert_eq!(d.clients.len(), IPS_PER_KEY);
         // Every miss of this test ran on one thread, so on one shard.
         assert_eq!(d.misses.len(), MISSES_PER_SHARD);
-        assert!(d.misses.iter().all(|(_, m, n)| *m == 1 && *n == 2));
+        assert!(d.misses.iter().all(|(_, m, code, n)| *m == 1 && *code == Code::NotFound && *n == 2));
     }
 }

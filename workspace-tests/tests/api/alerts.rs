@@ -239,6 +239,12 @@ async fn traffic_through_verify(app: TestApp) {
         )
         .await;
     assert_eq!(st, 200);
+    // Mistyped keys fail their checksum, and still count for the API their head names.
+    for _ in 0..5 {
+        let last = if old.secret.ends_with('x') { 'y' } else { 'x' };
+        let typo = format!("{}{last}", &old.secret[..old.secret.len() - 1]);
+        assert_eq!(app.verify(json!({"key": typo})).await["code"], "MALFORMED");
+    }
     for _ in 0..9 {
         assert_eq!(app.verify_code(&credits.secret).await, "VALID");
     }
@@ -247,7 +253,11 @@ async fn traffic_through_verify(app: TestApp) {
     loop {
         let (_, u) = app.get(&format!("/v1/apis/{}/usage?granularity=minute", old.api_id), &acme.root).await;
         let (_, c) = app.get(&format!("/v1/keys/{}/usage?granularity=minute", credits.key_id), &acme.root).await;
-        if u["totals"]["NOT_FOUND"] == 25 && u["totals"]["REVOKED"] == 2 && c["totals"]["VALID"] == 9 {
+        if u["totals"]["NOT_FOUND"] == 25
+            && u["totals"]["MALFORMED"] == 5
+            && u["totals"]["REVOKED"] == 2
+            && c["totals"]["VALID"] == 9
+        {
             break;
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "{u}");
@@ -265,7 +275,7 @@ async fn traffic_through_verify(app: TestApp) {
     assert!(leak["evidence"]["silent_minutes"].as_i64().is_some_and(|m| m >= 119), "{leak}");
     let burst = raised.iter().find(|a| a["kind"] == "not_found_burst").expect("burst");
     assert_eq!(burst["evidence"]["rotation_id"], rotated["rotation"]["id"], "{burst}");
-    assert!(burst["evidence"]["not_found"].as_u64().is_some_and(|n| (13..=25).contains(&n)), "{burst}");
+    assert!(burst["evidence"]["unknown_keys"].as_u64().is_some_and(|n| (15..=30).contains(&n)), "{burst}");
     // `credits.low` keeps its own event and is listed beside the detector's alerts.
     let started = std::time::Instant::now();
     loop {

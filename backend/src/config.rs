@@ -195,6 +195,20 @@ impl Default for RotationSettings {
     }
 }
 
+impl RotationSettings {
+    /// The quiet period as a duration.
+    #[must_use]
+    pub fn quiet(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::seconds(i64::try_from(self.quiet_period_seconds).unwrap_or(i64::MAX / 1_000))
+    }
+
+    /// The minimum overlap as a duration.
+    #[must_use]
+    pub fn min_overlap(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::seconds(i64::try_from(self.min_overlap_seconds).unwrap_or(i64::MAX / 1_000))
+    }
+}
+
 /// The verification caches.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]

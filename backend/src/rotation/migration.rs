@@ -40,13 +40,14 @@ impl Window<'static> {
     #[must_use]
     pub fn since(since: DateTime<Utc>, now: DateTime<Utc>) -> Self {
         let span = now - since;
-        let (granularity, step) = if span <= TimeDelta::hours(3) {
-            ("minute", TimeDelta::minutes(1))
+        let granularity = if span <= TimeDelta::hours(3) {
+            "minute"
         } else if span <= TimeDelta::days(31) {
-            ("hour", TimeDelta::hours(1))
+            "hour"
         } else {
-            ("day", TimeDelta::days(1))
+            "day"
         };
+        let step = usage::step_of(granularity);
         Self { granularity, step, from: since.duration_trunc(step).unwrap_or(since), to: now }
     }
 }
@@ -107,11 +108,11 @@ pub struct Straggler {
     pub old_key_id: String,
     pub old_version: i32,
     pub new_version: i32,
-    pub grace_ends_at: String,
+    pub grace_ends_at: DateTime<Utc>,
     /// Seconds until the old version stops working.
     pub seconds_left: i64,
-    pub old_last_used_at: Option<String>,
-    pub new_last_used_at: Option<String>,
+    pub old_last_used_at: Option<DateTime<Utc>>,
+    pub new_last_used_at: Option<DateTime<Utc>>,
     /// Successful verifications of the old version in the last hour.
     pub old_uses_last_hour: i64,
 }
@@ -148,7 +149,7 @@ pub async fn rotations_of_api(
 }
 
 /// The stragglers among `open` rotations: old version used within the quiet period, deadline
-/// within `horizon`, and not drained. Soonest deadline first.
+/// within `horizon`, and not drained (by the retirement's own settings). Soonest deadline first.
 ///
 /// # Errors
 /// Database errors.
@@ -158,9 +159,9 @@ pub async fn stragglers(
     open: &[rotation::Model],
     now: DateTime<Utc>,
     horizon: TimeDelta,
-    quiet: TimeDelta,
-    min_overlap: TimeDelta,
+    settings: &crate::config::RotationSettings,
 ) -> Result<Vec<Straggler>, StoreError> {
+    let (quiet, min_overlap) = (settings.quiet(), settings.min_overlap());
     let open: Vec<&rotation::Model> = open
         .iter()
         .filter(|r| super::effective_state(r, now) == RotationState::InProgress && r.grace_ends_at <= now + horizon)
@@ -201,10 +202,10 @@ pub async fn stragglers(
             old_key_id: old.id.clone(),
             old_version: old.version,
             new_version: new.version,
-            grace_ends_at: crate::time::rfc3339(r.grace_ends_at),
+            grace_ends_at: r.grace_ends_at,
             seconds_left: Ord::max((r.grace_ends_at - now).num_seconds(), 0),
-            old_last_used_at: old.last_used_at.map(crate::time::rfc3339),
-            new_last_used_at: new.last_used_at.map(crate::time::rfc3339),
+            old_last_used_at: old.last_used_at,
+            new_last_used_at: new.last_used_at,
             old_uses_last_hour: hour,
         });
     }

@@ -36,8 +36,7 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<()> {
         .filter(rotation::Column::State.eq(RotationState::InProgress.as_str()))
         .all(&state.db)
         .await?;
-    let quiet = TimeDelta::seconds(i64::try_from(state.settings.rotation.quiet_period_seconds).unwrap_or(3_600));
-    let min_overlap = TimeDelta::seconds(i64::try_from(state.settings.rotation.min_overlap_seconds).unwrap_or(1_800));
+    let (quiet, min_overlap) = (state.settings.rotation.quiet(), state.settings.rotation.min_overlap());
     for r in open {
         if r.grace_ends_at <= now {
             let tenant = TenantId::from_trusted(r.tenant_id.clone());

@@ -196,7 +196,9 @@ pub enum Scope<'a> {
 /// Bucket sizes, smallest first.
 pub const GRANULARITIES: [&str; 3] = ["minute", "hour", "day"];
 
-fn step_of(granularity: &str) -> chrono::TimeDelta {
+/// The length of one bucket of `granularity` (a day for anything but a minute or an hour).
+#[must_use]
+pub fn step_of(granularity: &str) -> chrono::TimeDelta {
     match granularity {
         "minute" => chrono::TimeDelta::minutes(1),
         "hour" => chrono::TimeDelta::hours(1),

@@ -70,11 +70,9 @@ fn range_of(q: &MigrationQuery, since: Option<DateTime<Utc>>) -> Result<Range, A
     if let (None, Some(since)) = (&from, since) {
         let g =
             granularity.clone().unwrap_or_else(|| migration::Window::since(since, Utc::now()).granularity.to_owned());
-        let (step, most) = match g.as_str() {
-            "minute" => (TimeDelta::minutes(1), TimeDelta::days(2)),
-            "hour" => (TimeDelta::hours(1), TimeDelta::days(31)),
-            _ => (TimeDelta::days(1), TimeDelta::days(366)),
-        };
+        // An unknown size is named by `range` below; any start will do until then.
+        let step = crate::store::usage::step_of(&g);
+        let most = super::usage::widest(&g).unwrap_or(step);
         let start = (since - step).max(Utc::now() - most + step);
         from = Some(crate::time::rfc3339(start));
         granularity = Some(g);
@@ -138,15 +136,13 @@ pub async fn api(
     let old: Vec<String> = shown.iter().map(|r| r.from_key_id.clone()).collect();
     let new: Vec<String> = shown.iter().map(|r| r.to_key_id.clone()).collect();
     let series = series_of(&state, &root.tenant_id, &old, &new, &range).await?;
-    let rs = &state.settings.rotation;
     let stragglers = migration::stragglers(
         &state.db,
         &root.tenant_id,
         &open,
         now,
         TimeDelta::hours(horizon),
-        TimeDelta::seconds(i64::try_from(rs.quiet_period_seconds).unwrap_or(3_600)),
-        TimeDelta::seconds(i64::try_from(rs.min_overlap_seconds).unwrap_or(1_800)),
+        &state.settings.rotation,
     )
     .await?;
     Ok(web::Json(ApiMigration {

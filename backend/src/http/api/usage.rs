@@ -63,16 +63,24 @@ pub struct Range {
     pub to: DateTime<Utc>,
 }
 
+/// The longest range one answer may span at `granularity`, or `None` for an unknown size.
+#[must_use]
+pub fn widest(granularity: &str) -> Option<TimeDelta> {
+    match granularity {
+        "minute" => Some(TimeDelta::days(2)),
+        "hour" => Some(TimeDelta::days(31)),
+        "day" => Some(TimeDelta::days(366)),
+        _ => None,
+    }
+}
+
 impl UsageQuery {
     /// # Errors
     /// 400 naming `granularity`, `from` or `to`.
     pub fn range(&self) -> Result<Range, ApiError> {
-        let (step, most) = match self.granularity.as_deref().unwrap_or("hour") {
-            "minute" => (TimeDelta::minutes(1), TimeDelta::days(2)),
-            "hour" => (TimeDelta::hours(1), TimeDelta::days(31)),
-            "day" => (TimeDelta::days(1), TimeDelta::days(366)),
-            _ => return Err(ApiError::field("granularity", "must be minute, hour or day")),
-        };
+        let granularity = self.granularity.as_deref().unwrap_or("hour");
+        let most = widest(granularity).ok_or_else(|| ApiError::field("granularity", "must be minute, hour or day"))?;
+        let step = usage::step_of(granularity);
         let to = parse_time("to", self.to.as_ref())?.unwrap_or_else(Utc::now);
         // Buckets are whole: the range starts at the beginning of the bucket `from` falls in.
         let from = parse_time("from", self.from.as_ref())?.unwrap_or(to - step * 60);
@@ -86,8 +94,7 @@ impl UsageQuery {
                 format!("is too far from to: at most {} days at this granularity", most.num_days()),
             ));
         }
-        let granularity = self.granularity.clone().unwrap_or_else(|| "hour".into());
-        Ok(Range { granularity, step, from, to })
+        Ok(Range { granularity: granularity.to_owned(), step, from, to })
     }
 }
 

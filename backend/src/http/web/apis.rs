@@ -228,27 +228,15 @@ pub async fn api_page(
         }
         chart = Some(super::charts::migration_chart(&points, window.step));
     }
-    let rs = &state.settings.rotation;
-    let stragglers = migration::stragglers(
-        &state.db,
-        &t,
-        &open,
-        now,
-        TimeDelta::hours(24),
-        TimeDelta::seconds(i64::try_from(rs.quiet_period_seconds).unwrap_or(3_600)),
-        TimeDelta::seconds(i64::try_from(rs.min_overlap_seconds).unwrap_or(1_800)),
-    )
-    .await?
-    .into_iter()
-    .map(|s| {
-        let parse = |v: &str| chrono::DateTime::parse_from_rfc3339(v).ok().map(|t| t.with_timezone(&Utc));
-        StragglerRow {
-            deadline: super::app::When::of(parse(&s.grace_ends_at).unwrap_or(now)),
-            last_old: super::app::When::opt(s.old_last_used_at.as_deref().and_then(parse)),
+    let stragglers = migration::stragglers(&state.db, &t, &open, now, TimeDelta::hours(24), &state.settings.rotation)
+        .await?
+        .into_iter()
+        .map(|s| StragglerRow {
+            deadline: super::app::When::of(s.grace_ends_at),
+            last_old: super::app::When::opt(s.old_last_used_at),
             s,
-        }
-    })
-    .collect();
+        })
+        .collect();
     page_with(
         StatusCode::OK,
         &ApiPage {

@@ -25,12 +25,12 @@ pub struct Series {
     pub class: &'static str,
 }
 
-/// One bar: its start and a value per series, with an optional detail line for the tooltip.
+/// One bar: its start, a value per series, and counts by reason for the tooltip.
 #[derive(Debug, Clone, Default)]
 pub struct Bar {
     pub start: DateTime<Utc>,
     pub values: Vec<i64>,
-    pub detail: String,
+    pub reasons: BTreeMap<String, i64>,
 }
 
 /// A drawn chart and what it says in words (for the page and screen readers).
@@ -64,21 +64,15 @@ fn merge(bars: Vec<Bar>, step: TimeDelta) -> (Vec<Bar>, TimeDelta) {
     }
     let mut out: Vec<Bar> = Vec::with_capacity(MAX_BARS);
     for group in bars.chunks(per) {
-        let mut b = Bar { start: group[0].start, values: vec![0; group[0].values.len()], detail: String::new() };
-        let mut details: BTreeMap<String, i64> = BTreeMap::new();
+        let mut b = Bar { start: group[0].start, values: vec![0; group[0].values.len()], reasons: BTreeMap::new() };
         for g in group {
             for (i, v) in g.values.iter().enumerate() {
                 b.values[i] += v;
             }
-            for part in g.detail.split(", ").filter(|p| !p.is_empty()) {
-                if let Some((name, n)) = part.rsplit_once(' ')
-                    && let Ok(n) = n.parse::<i64>()
-                {
-                    *details.entry(name.to_owned()).or_default() += n;
-                }
+            for (reason, n) in &g.reasons {
+                *b.reasons.entry(reason.clone()).or_default() += n;
             }
         }
-        b.detail = details.into_iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
         out.push(b);
     }
     let width = step * i32::try_from(per).unwrap_or(1);
@@ -128,8 +122,9 @@ pub fn stacked(title: &str, series: &[Series], bars: Vec<Bar>, step: TimeDelta) 
                 (slot - 1.0).max(0.5)
             );
         }
-        if !b.detail.is_empty() {
-            let _ = write!(tip, "\n({})", b.detail);
+        if !b.reasons.is_empty() {
+            let reasons: Vec<String> = b.reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = write!(tip, "\n({})", reasons.join(", "));
         }
         // A transparent full-height target carries the tooltip, so thin bars are easy to hover.
         let _ = write!(
@@ -164,12 +159,13 @@ pub const PRESETS: [(&str, &str); 4] = [("1h", "last hour"), ("24h", "24 hours")
 /// The range and bucket size of a preset (24 hours when unknown).
 #[must_use]
 pub fn preset(name: &str, now: DateTime<Utc>) -> (&'static str, TimeDelta, DateTime<Utc>, &'static str) {
-    let (key, span, granularity, step) = match name {
-        "1h" => ("1h", TimeDelta::hours(1), "minute", TimeDelta::minutes(1)),
-        "7d" => ("7d", TimeDelta::days(7), "hour", TimeDelta::hours(1)),
-        "30d" => ("30d", TimeDelta::days(30), "hour", TimeDelta::hours(1)),
-        _ => ("24h", TimeDelta::hours(24), "hour", TimeDelta::hours(1)),
+    let (key, span, granularity) = match name {
+        "1h" => ("1h", TimeDelta::hours(1), "minute"),
+        "7d" => ("7d", TimeDelta::days(7), "hour"),
+        "30d" => ("30d", TimeDelta::days(30), "hour"),
+        _ => ("24h", TimeDelta::hours(24), "hour"),
     };
+    let step = usage::step_of(granularity);
     let from = (now - span + step).duration_trunc(step).unwrap_or(now - span);
     (key, step, from, granularity)
 }
@@ -207,11 +203,7 @@ pub async fn usage_chart(
     }
     let bars = cells
         .into_iter()
-        .map(|(start, (ok, bad, codes))| Bar {
-            start,
-            values: vec![ok, bad],
-            detail: codes.into_iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
-        })
+        .map(|(start, (ok, bad, codes))| Bar { start, values: vec![ok, bad], reasons: codes })
         .collect();
     Ok((stacked("Verifications, accepted and rejected", &USAGE, bars, step), key))
 }
@@ -226,7 +218,7 @@ pub fn migration_chart(points: &[crate::rotation::migration::Point], step: TimeD
         .iter()
         .filter_map(|p| {
             let start = DateTime::parse_from_rfc3339(&p.bucket_start).ok()?.with_timezone(&Utc);
-            Some(Bar { start, values: vec![p.new, p.old], detail: String::new() })
+            Some(Bar { start, values: vec![p.new, p.old], reasons: BTreeMap::new() })
         })
         .collect();
     stacked("Traffic on the new and the old versions", &MIGRATION, bars, step)
@@ -242,7 +234,7 @@ mod tests {
             .map(|i| Bar {
                 start: start + TimeDelta::minutes(i64::try_from(i).unwrap_or(0)),
                 values: vec![2, 1],
-                detail: "REVOKED 1".into(),
+                reasons: BTreeMap::from([("REVOKED".to_owned(), 1)]),
             })
             .collect()
     }
@@ -259,7 +251,7 @@ mod tests {
     #[test]
     fn text_is_escaped_and_empty_charts_say_so() {
         let mut b = bars(1);
-        b[0].detail = "<script> 1".into();
+        b[0].reasons = BTreeMap::from([("<script>".to_owned(), 1)]);
         let c = stacked("a \"title\"", &USAGE, b, TimeDelta::minutes(1));
         assert!(!c.svg.contains("<script>") && c.svg.contains("&lt;script&gt;"));
         assert!(c.svg.contains("a &quot;title&quot;"));

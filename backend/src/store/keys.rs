@@ -356,6 +356,9 @@ pub async fn hashes_of(
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct KeyRecordData {
     pub id: String,
+    /// Prefix plus the first four random characters: names the key in notices, never the secret.
+    #[serde(default)]
+    pub start: String,
     pub tenant_id: String,
     pub api_id: String,
     pub lineage_id: String,
@@ -444,6 +447,7 @@ pub async fn load_record(db: &impl ConnectionTrait, hash: &KeyHash) -> Result<Op
         credits: k.credits.and_then(|v| serde_json::from_value(v).ok()),
         ip_allowlist: k.ip_allowlist.and_then(|v| serde_json::from_value(v).ok()),
         id: k.id,
+        start: k.start,
         tenant_id: k.tenant_id,
         api_id: k.api_id,
         lineage_id: k.lineage_id,

@@ -11,7 +11,7 @@ use crate::domain::TenantId;
 fn base(rec: &KeyRecord) -> Value {
     let d = &rec.data;
     json!({
-        "key_id": d.id, "lineage_id": d.lineage_id, "version": d.version, "api_id": d.api_id,
+        "key_id": d.id, "key_start": d.start, "lineage_id": d.lineage_id, "version": d.version, "api_id": d.api_id,
         "consumer_id": d.consumer.as_ref().map(|c| c.id.clone()),
     })
 }
@@ -24,23 +24,10 @@ pub fn raise(db: &sea_orm::DatabaseConnection, rec: &KeyRecord, event_type: &'st
     }
     let tenant = TenantId::from_trusted(rec.data.tenant_id.clone());
     let consumer = rec.data.consumer.as_ref().map(|c| c.id.clone());
-    let key_id = rec.data.id.clone();
     let db = db.clone();
     tokio::spawn(async move {
         let written = async {
             let txn = crate::store::begin_write(&db).await?;
-            let mut data = data;
-            // The key's start names it in emails (the cached record does not carry it).
-            let start: Option<String> = {
-                use sea_orm::{EntityTrait, QuerySelect};
-                crate::store::entities::key::Entity::find_by_id(key_id.as_str())
-                    .select_only()
-                    .column(crate::store::entities::key::Column::Start)
-                    .into_tuple()
-                    .one(&txn)
-                    .await?
-            };
-            data["key_start"] = start.into();
             let mut audience = crate::notify::audience_of(&txn, consumer.as_deref()).await?;
             if !crate::alerts::beside_notice(&txn, &tenant, event_type, &data).await? {
                 // Already told by email while the alert is live; webhooks still hear every one.

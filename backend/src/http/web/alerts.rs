@@ -79,7 +79,7 @@ fn fields_of(t: &Thresholds, typed: Option<&ThresholdForm>) -> Vec<Field> {
         .collect()
 }
 
-fn row(a: &crate::store::entities::alert::Model) -> Row {
+fn row(a: &crate::store::entities::alert::Model, actors: &super::audit::Actors) -> Row {
     let href = if a.subject_id.starts_with("api_") {
         format!("/app/apis/{}", a.subject_id)
     } else {
@@ -94,7 +94,11 @@ fn row(a: &crate::store::entities::alert::Model) -> Row {
                 .collect()
         })
         .unwrap_or_default();
-    Row { a: AlertView::of(a), first: When::of(a.first_seen_at), last: When::of(a.last_seen_at), href, evidence }
+    // Who acknowledged or resolved it, in words, as the audit log says it.
+    let mut view = AlertView::of(a);
+    view.acknowledged_by = view.acknowledged_by.map(|by| actors.label(&by));
+    view.resolved_by = view.resolved_by.map(|by| actors.label(&by));
+    Row { a: view, first: When::of(a.first_seen_at), last: When::of(a.last_seen_at), href, evidence }
 }
 
 /// `GET /app/alerts`.
@@ -128,12 +132,13 @@ async fn render(
     let cursor = (!q.cursor.is_empty()).then(|| crate::store::Cursor::decode(&q.cursor).ok()).flatten();
     let page = crate::store::alerts::list(&state.db, &tenant(me), &f, 50, cursor.as_ref()).await?;
     let t = Thresholds::from_settings(&me.tenant.settings);
+    let actors = super::audit::Actors::of(state, me).await?;
     page_with(
         status,
         &AlertsPage {
             c: Chrome::of(me, "alerts"),
             state: shown,
-            rows: page.items.iter().map(row).collect(),
+            rows: page.items.iter().map(|a| row(a, &actors)).collect(),
             next: page.next_cursor,
             fields: fields_of(&t, typed),
             errors,

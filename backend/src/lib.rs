@@ -1,6 +1,7 @@
 //! Keyroll: the whole life of API keys — issue, verify, rotate with zero downtime, revoke.
 
 pub mod alerts;
+pub mod app;
 pub mod audit;
 pub mod cache;
 pub mod cli;
@@ -12,7 +13,6 @@ pub mod jobs;
 pub mod metrics;
 pub mod notify;
 pub mod playbooks;
-pub mod rotation;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -89,17 +89,8 @@ async fn set_password(settings: &Settings, email: &str) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no user has the email {}", email.as_str()))?;
     let hashed =
         keyroll::crypto::password::hash(password).ok_or_else(|| anyhow::anyhow!("cannot hash the password"))?;
-    let txn = store::begin_write(&db).await?;
-    store::accounts::set_profile(&txn, &user.id, None, &hashed).await?;
-    store::accounts::end_sessions_of(&txn, &user.id).await?;
-    let entry = keyroll::audit::Entry::new(
-        "user.password_set",
-        "user",
-        user.id.as_str(),
-        format!("The password of {} was set from the command line; all their sessions ended", user.email),
-    );
-    keyroll::audit::record_for_user(&txn, &user.id, "cli", entry).await?;
-    txn.commit().await?;
+    let state = keyroll::state::AppState::standalone(settings.clone(), db);
+    keyroll::app::accounts::set_password_cli(&state, &user.id, &hashed).await?;
     println!("Password set for {}. Sign in at /login.", email.as_str());
     Ok(())
 }
@@ -109,7 +100,10 @@ async fn create_tenant(settings: &Settings, name: &str, email: &str, json: bool)
     let email = Email::parse(email).map_err(|m| anyhow::anyhow!("--owner-email {m}"))?;
     let db = store::connect(&settings.database_url, 2).await?;
     store::migrate(&db).await?;
-    let created = store::tenants::create(&db, &name.into_string(), email.as_str(), store::tenants::Via::Cli).await?;
+    let state = keyroll::state::AppState::standalone(settings.clone(), db);
+    let created =
+        keyroll::app::tenants::create(&state, &name.into_string(), email.as_str(), keyroll::app::tenants::Via::Cli)
+            .await?;
     if json {
         println!("{}", serde_json::json!({"tenant_id": created.tenant.id, "root_key": created.root_key.expose()}));
     } else {

@@ -96,7 +96,7 @@ impl Application {
         tasks.push(tokio::spawn(flush_loop(state.clone())));
         tasks.push(tokio::spawn(crate::jobs::run_worker(state.clone())));
         tasks.push(tokio::spawn(crate::jobs::run_scheduler(state.clone())));
-        tasks.push(tokio::spawn(crate::notify::deliver::run(state.clone())));
+        tasks.push(tokio::spawn(crate::jobs::deliver::run(state.clone())));
 
         let listener = TcpListener::bind(state.settings.listen)
             .with_context(|| format!("cannot listen on {} (KEYROLL_LISTEN)", state.settings.listen))?;

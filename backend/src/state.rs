@@ -25,3 +25,23 @@ pub struct AppState {
     /// Seals secrets at rest; `None` when no master key is configured (multi-node without one).
     pub master_key: Option<Arc<crate::crypto::SealKey>>,
 }
+
+impl AppState {
+    /// The state of a command run on the server (`keyroll tenant create`, …): the database, a
+    /// cache of its own that no other node hears of, no usage counting and no master key.
+    #[must_use]
+    pub fn standalone(settings: Settings, db: DatabaseConnection) -> Self {
+        let metrics = Arc::new(Metrics::new(false));
+        Self {
+            db,
+            cache: Arc::new(KeyCache::new(&settings.cache, None, metrics.clone())),
+            usage: Arc::new(UsageCounter::off()),
+            limiter: Arc::default(),
+            metrics,
+            node_id: Arc::from("cli"),
+            probe_token: Arc::from(""),
+            settings: Arc::new(settings),
+            master_key: None,
+        }
+    }
+}

@@ -27,7 +27,9 @@ async fn main() {
         let (head, _) = base.rsplit_once('/').expect("a database url");
         let db = Database::connect(format!("{head}/{name}").as_str()).await.expect("connect");
         keyroll::store::migrate(&db).await.expect("migrate");
-        let t = keyroll::store::tenants::create(&db, "Bench", "ops@bench.test", keyroll::store::tenants::Via::Cli)
+        let settings = keyroll::config::Settings::from_pairs([]).expect("default settings");
+        let state = keyroll::state::AppState::standalone(settings, db.clone());
+        let t = keyroll::app::tenants::create(&state, "Bench", "ops@bench.test", keyroll::app::tenants::Via::Cli)
             .await
             .expect("tenant");
         let first = (Utc::now() - TimeDelta::minutes(10)).duration_trunc(TimeDelta::minutes(1)).expect("minute");

@@ -119,7 +119,7 @@ pub async fn raise(
         Ok(saved) => {
             sp.commit().await?;
             if finding.kind.detected() {
-                emit_to_staff(txn, tenant, "alert.raised", view(&saved)).await?;
+                emit_to_staff(txn, tenant, crate::domain::EventType::AlertRaised, view(&saved)).await?;
             }
             Ok((saved, true))
         }
@@ -210,7 +210,7 @@ pub async fn beside_notice(
 pub async fn emit_to_staff(
     txn: &DatabaseTransaction,
     tenant: &TenantId,
-    event_type: &str,
+    event_type: crate::domain::EventType,
     data: Value,
 ) -> Result<(), StoreError> {
     let event_id = crate::notify::emit(txn, tenant, event_type, data, &Audience::default()).await?;
@@ -239,70 +239,8 @@ pub async fn emit_to_staff(
     Ok(())
 }
 
-/// Why an alert cannot change.
-#[derive(Debug, thiserror::Error)]
-pub enum ChangeError {
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    #[error("{0}")]
-    Rule(&'static str),
-}
-
-impl From<sea_orm::DbErr> for ChangeError {
-    fn from(e: sea_orm::DbErr) -> Self {
-        Self::Store(e.into())
-    }
-}
-
-/// What staff do to an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// Someone is on it (open alerts only).
-    Acknowledge,
-    /// Done; the next occurrence raises a new alert (announced as `alert.resolved`).
-    Resolve,
-}
-
-/// Acknowledges or resolves an alert, with its audit entry.
-///
-/// # Errors
-/// `NotFound`; a rule when the alert's state does not allow the change.
-pub async fn change(
-    db: &sea_orm::DatabaseConnection,
-    tenant: &TenantId,
-    id: &AlertId,
-    actor: &str,
-    what: Change,
-) -> Result<alert::Model, ChangeError> {
-    crate::audit::write(db, tenant, actor, async |txn| {
-        let a = crate::store::alerts::get(txn, tenant, id).await?;
-        let (state, action, verb) = match what {
-            Change::Acknowledge if a.state != "open" => {
-                return Err(ChangeError::Rule("only an open alert can be acknowledged"));
-            }
-            Change::Resolve if a.state == "resolved" => return Err(ChangeError::Rule("the alert is already resolved")),
-            Change::Acknowledge => ("acknowledged", "alert.acknowledged", "Acknowledged"),
-            Change::Resolve => ("resolved", "alert.resolved", "Resolved"),
-        };
-        let (now, by) = (Set(Some(Utc::now())), Set(Some(actor.to_owned())));
-        let mut am = a.into_active_model();
-        am.state = Set(state.to_owned());
-        if what == Change::Acknowledge {
-            (am.acknowledged_at, am.acknowledged_by) = (now, by);
-        } else {
-            (am.resolved_at, am.resolved_by) = (now, by);
-        }
-        let saved = am.update(txn).await?;
-        if what == Change::Resolve {
-            emit_to_staff(txn, tenant, "alert.resolved", view(&saved)).await?;
-        }
-        let summary = format!("{verb} the alert \"{}\" on {}", title(&saved), saved.subject_id);
-        let entry = crate::audit::Entry::new(action, "alert", saved.id.clone(), summary);
-        Ok((saved, vec![entry]))
-    })
-    .await
-}
-
-fn title(a: &alert::Model) -> &'static str {
+/// The title of an alert's kind.
+#[must_use]
+pub fn title(a: &alert::Model) -> &'static str {
     AlertKind::parse(&a.kind).map_or("alert", AlertKind::title)
 }

@@ -272,7 +272,7 @@ pub async fn prune(
         format!("Removed {gone} audit entries older than {}", before.format("%Y-%m-%d %H:%M UTC")),
     )
     .with(serde_json::json!({ "through_seq": last_old.seq, "anchor_hash": last_old.hash, "removed": gone }));
-    super::record(&txn, tenant, actor, vec![entry]).await?;
+    super::record(&txn, tenant, actor, &crate::domain::Origin::default(), vec![entry]).await?;
     audit_head::Entity::update_many()
         .col_expr(audit_head::Column::PrunedSeq, sea_orm::sea_query::Expr::value(last_old.seq))
         .col_expr(audit_head::Column::AnchorHash, sea_orm::sea_query::Expr::value(last_old.hash))

@@ -8,14 +8,13 @@
 //! Entries never hold secrets: only ids, key starts, names and settings.
 
 pub mod chain;
-pub mod entries;
 pub mod export;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement};
 use serde_json::Value;
 
-use crate::domain::{AuditId, TenantId};
+use crate::domain::{AuditId, Origin, TenantId};
 use crate::store::entities::audit_event;
 
 pub use chain::{ChainReport, verify};
@@ -79,12 +78,12 @@ pub async fn record(
     txn: &impl ConnectionTrait,
     tenant: &TenantId,
     actor: &str,
+    origin: &Origin,
     entries: Vec<Entry>,
 ) -> Result<(), DbErr> {
     if entries.is_empty() {
         return Ok(());
     }
-    let origin = crate::http::request_id::origin();
     let n = i64::try_from(entries.len()).map_err(|_| DbErr::Custom("too many audit entries".into()))?;
     let (last_seq, mut prev) = claim(txn, tenant, n).await?;
     let now = Utc::now().trunc_subsecs(6);
@@ -100,8 +99,8 @@ pub async fn record(
             target_type: e.target_type.to_owned(),
             target_id: e.target_id,
             summary: e.summary,
-            request_id: origin.as_ref().map(|o| o.request_id.clone()),
-            ip: origin.as_ref().and_then(|o| o.ip.clone()),
+            request_id: origin.request_id.clone(),
+            ip: origin.ip.clone(),
             data: e.data.to_string(),
             prev_hash: prev,
             hash: String::new(),
@@ -124,6 +123,7 @@ pub async fn record_for_user(
     txn: &impl ConnectionTrait,
     user_id: &str,
     actor: &str,
+    origin: &Origin,
     entry: Entry,
 ) -> Result<(), DbErr> {
     use crate::store::entities::membership;
@@ -137,29 +137,9 @@ pub async fn record_for_user(
         .all(txn)
         .await?;
     for t in tenants {
-        record(txn, &TenantId::from_trusted(t), actor, vec![entry.clone()]).await?;
+        record(txn, &TenantId::from_trusted(t), actor, origin, vec![entry.clone()]).await?;
     }
     Ok(())
-}
-
-/// Runs `change` in a write transaction and appends the entries it returns in the same one.
-///
-/// # Errors
-/// The change's own errors, or database errors (nothing is then committed).
-pub async fn write<T, E>(
-    db: &DatabaseConnection,
-    tenant: &TenantId,
-    actor: &str,
-    change: impl AsyncFnOnce(&DatabaseTransaction) -> Result<(T, Vec<Entry>), E>,
-) -> Result<T, E>
-where
-    E: From<DbErr>,
-{
-    let txn = crate::store::begin_write(db).await?;
-    let (value, entries) = change(&txn).await?;
-    record(&txn, tenant, actor, entries).await?;
-    txn.commit().await?;
-    Ok(value)
 }
 
 /// Reserves `n` sequence numbers: returns the last of them and the hash the first one chains
@@ -227,11 +207,11 @@ pub fn retention_days(tenant_settings: &Value, default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-/// Applies every tenant's retention, at most once an hour per node.
+/// Applies every tenant's retention (or `default_days`), at most once an hour per node.
 ///
 /// # Errors
 /// Database errors.
-pub async fn retention_sweep(state: &crate::state::AppState) -> Result<(), DbErr> {
+pub async fn retention_sweep(db: &DatabaseConnection, default_days: u32) -> Result<(), DbErr> {
     use std::sync::atomic::{AtomicI64, Ordering};
     static LAST: AtomicI64 = AtomicI64::new(0);
     let now = Utc::now();
@@ -241,11 +221,11 @@ pub async fn retention_sweep(state: &crate::state::AppState) -> Result<(), DbErr
     {
         return Ok(());
     }
-    let tenants = crate::store::tenants::all(&state.db).await.map_err(|e| DbErr::Custom(e.to_string()))?;
+    let tenants = crate::store::tenants::all(db).await.map_err(|e| DbErr::Custom(e.to_string()))?;
     for t in tenants {
-        let days = retention_days(&t.settings, state.settings.audit.retention_days);
+        let days = retention_days(&t.settings, default_days);
         let before = now - chrono::TimeDelta::days(i64::from(days));
-        let gone = export::prune(&state.db, &TenantId::from_trusted(t.id.clone()), before, SYSTEM).await?;
+        let gone = export::prune(db, &TenantId::from_trusted(t.id.clone()), before, SYSTEM).await?;
         if gone > 0 {
             tracing::info!(tenant_id = %t.id, removed = gone, days, "audit entries past retention removed");
         }

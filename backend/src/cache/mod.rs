@@ -9,6 +9,7 @@
 //!   commit cannot put it back).
 
 pub mod bus;
+pub mod record;
 pub mod redis_tier;
 
 use std::sync::Arc;
@@ -18,11 +19,11 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 use sea_orm::DatabaseConnection;
 
+use crate::cache::record::KeyRecord;
 use crate::config::CacheSettings;
 use crate::domain::KeyHash;
 use crate::metrics::{CacheTier, Metrics};
 use crate::store::{StoreError, keys};
-use crate::verify::record::KeyRecord;
 use redis_tier::RedisTier;
 
 #[derive(Clone)]

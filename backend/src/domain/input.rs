@@ -36,6 +36,89 @@ impl Name {
     }
 }
 
+/// Why a key is revoked: 1 to 500 characters once trimmed. Shown in the audit log and the
+/// `key.revoked` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    pub const MAX_CHARS: usize = 500;
+
+    /// # Errors
+    /// When empty after trimming or longer than 500 characters.
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        let t = s.trim();
+        if t.is_empty() || t.chars().count() > Self::MAX_CHARS {
+            return Err("must be 1 to 500 characters");
+        }
+        Ok(Self(t.to_owned()))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a reported leak of one of an API's keys does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeakAction {
+    /// Events and email only.
+    Notify,
+    /// A new version; the leaked one keeps working for the grace period, then stops.
+    Rotate,
+    /// Refused at once.
+    Revoke,
+}
+
+impl LeakAction {
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "notify" => Some(Self::Notify),
+            "rotate" => Some(Self::Rotate),
+            "revoke" => Some(Self::Revoke),
+            _ => None,
+        }
+    }
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Notify => "notify",
+            Self::Rotate => "rotate",
+            Self::Revoke => "revoke",
+        }
+    }
+}
+
+/// An API's leak policy: the action, and with `rotate` how long the leaked key keeps working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeakPolicy {
+    pub action: LeakAction,
+    /// 0 to [`LeakPolicy::MAX_GRACE_SECONDS`]; always 0 unless the action is `rotate`.
+    pub grace_seconds: i64,
+}
+
+impl LeakPolicy {
+    /// The longest a leaked key may keep working: a day.
+    pub const MAX_GRACE_SECONDS: i64 = 86_400;
+    /// The grace when none is given: 15 minutes.
+    pub const DEFAULT_GRACE_SECONDS: i64 = 900;
+
+    /// # Errors
+    /// `(field, message)`: `action` when it is not notify, rotate or revoke; `grace_seconds` when
+    /// out of bounds.
+    pub fn parse(action: &str, grace_seconds: Option<i64>) -> Result<Self, (&'static str, &'static str)> {
+        let action = LeakAction::parse(action).ok_or(("action", "must be notify, rotate or revoke"))?;
+        let grace = grace_seconds.unwrap_or(Self::DEFAULT_GRACE_SECONDS);
+        if !(0..=Self::MAX_GRACE_SECONDS).contains(&grace) {
+            return Err(("grace_seconds", "must be between 0 and 86400"));
+        }
+        Ok(Self { action, grace_seconds: if action == LeakAction::Rotate { grace } else { 0 } })
+    }
+}
+
 /// The provider's own id for a consumer: 1 to 128 printable ASCII characters, no spaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalId(String);
@@ -198,6 +281,17 @@ pub struct Credits {
 pub struct Refill {
     pub interval: RefillInterval,
     pub amount: u64,
+}
+
+/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or a value; use with
+/// `#[serde(default, deserialize_with = "…::double_option")]`.
+///
+/// # Errors
+/// When the value is of the wrong type.
+pub fn double_option<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 #[cfg(test)]

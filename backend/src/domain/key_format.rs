@@ -80,6 +80,14 @@ pub enum KeyHead {
 }
 
 impl KeyHead {
+    /// The head of an API's keys, from its stored prefix and environment.
+    ///
+    /// # Errors
+    /// When the stored prefix or environment is not one (a corrupt row).
+    pub fn of_api(prefix: &str, environment: &str) -> Result<Self, PrefixError> {
+        Ok(Self::Api { prefix: KeyPrefix::parse(prefix)?, env: Environment::parse(environment).ok_or(PrefixError)? })
+    }
+
     fn write(&self, out: &mut String) {
         match self {
             Self::Api { prefix, env } => {

@@ -1,6 +1,9 @@
 //! Pure types and rules: no I/O, no database, no HTTP.
 
+pub mod actor;
 pub mod anomaly;
+pub mod code;
+pub mod event;
 pub mod ids;
 pub mod input;
 pub mod key_format;
@@ -9,6 +12,8 @@ pub mod policy;
 pub mod rotation;
 pub mod scope;
 
+pub use actor::{Actor, Origin};
+pub use event::EventType;
 pub use ids::*;
 pub use key_format::{ApiKey, Environment, KeyHash, KeyHead, KeyPrefix};
 pub use key_state::{KeyState, KeyTimes};

@@ -241,6 +241,35 @@ pub fn check_extension(
     Ok(())
 }
 
+/// How a rotation the consumer did not ask for reaches the consumer with its new secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// `POST /v1/self/pickup` with the current key, once.
+    Pickup,
+    /// In the `rotation.started` webhook to the consumer's own endpoints (the first one that
+    /// accepts it); picked up as above until then.
+    Webhook,
+}
+
+impl Handoff {
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pickup" => Some(Self::Pickup),
+            "webhook" => Some(Self::Webhook),
+            _ => None,
+        }
+    }
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pickup => "pickup",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -126,6 +126,18 @@ impl ScopeSet {
     }
 }
 
+/// Is `scope` allowed by an API's scope catalogue? An empty catalogue allows every scope; else
+/// the catalogue must grant it, or name the resource of a `resource:*` scope.
+#[must_use]
+pub fn in_catalogue(scope: &Scope, catalogue: &ScopeSet) -> bool {
+    catalogue.is_empty()
+        || catalogue.grants(scope.as_str())
+        || scope
+            .as_str()
+            .strip_suffix(":*")
+            .is_some_and(|r| catalogue.iter().any(|x| x.as_str().split(':').next() == Some(r)))
+}
+
 impl fmt::Debug for ScopeSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(&self.0).finish()
@@ -163,6 +175,15 @@ mod tests {
             assert!(Scope::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(ScopeSet::parse_all(&["a:b", "bad"]).err().map(|e| e.0), Some(1));
+    }
+
+    #[test]
+    fn catalogue_rule() {
+        let cat = set(&["orders:read", "orders:write"]);
+        let ok = |s: &str| in_catalogue(&Scope::parse(s).expect("scope"), &cat);
+        assert!(ok("orders:read") && ok("orders:*"));
+        assert!(!ok("billing:read") && !ok("orders:delete") && !ok("*"));
+        assert!(in_catalogue(&Scope::parse("anything:at_all").expect("scope"), &set(&[])));
     }
 
     #[test]

@@ -7,24 +7,12 @@ use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
 
 use super::errors::ApiError;
+use crate::app::{Actor, Ctx, Grants, Permission, ServiceError};
+use crate::domain::code::Code;
 use crate::domain::{ApiKey, KeyHash, KeyId, KeyState, ScopeSet, TenantId};
 use crate::state::AppState;
-use crate::verify::Code;
 
-/// The scopes a root key can hold.
-pub const ROOT_SCOPES: &[&str] = &[
-    "apis:read",
-    "apis:write",
-    "consumers:read",
-    "consumers:write",
-    "keys:read",
-    "keys:write",
-    "keys:rotate",
-    "policies:write",
-    "playbooks:run",
-    "audit:read",
-    "webhooks:write",
-];
+pub use crate::app::permission::ROOT_SCOPES;
 
 /// An authenticated root key.
 #[derive(Debug, Clone)]
@@ -36,19 +24,27 @@ pub struct Root {
 
 impl Root {
     /// # Errors
-    /// 403 naming the missing scope.
-    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
-        if self.scopes.grants(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!("this root key lacks the scope {scope}")))
-        }
+    /// 403 naming the scope that grants the permission.
+    pub fn require(&self, p: Permission) -> Result<(), ApiError> {
+        if Grants::of_scopes(&self.scopes).has(p) { Ok(()) } else { Err(ServiceError::Forbidden(p).into()) }
     }
 
-    /// Who did it, for `created_by` and the audit trail.
+    /// Who acts.
     #[must_use]
-    pub fn actor(&self) -> String {
-        format!("root_key:{}", self.key_id)
+    pub fn actor(&self) -> Actor {
+        Actor::RootKey(self.key_id.as_str().to_owned())
+    }
+
+    /// The context of an operation asked for by this key, in the request being served.
+    #[must_use]
+    pub fn ctx<'a>(&self, state: &'a AppState) -> Ctx<'a> {
+        Ctx::new(
+            state,
+            self.tenant_id.clone(),
+            self.actor(),
+            Grants::of_scopes(&self.scopes),
+            super::request_id::origin(),
+        )
     }
 }
 

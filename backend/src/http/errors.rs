@@ -7,20 +7,10 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use super::request_id;
+use crate::app::ServiceError;
 use crate::store::StoreError;
 
-/// One invalid field, in JSON notation (`scopes[1]`, `ratelimit.limit`).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
-    }
-}
+pub use crate::app::FieldError;
 
 /// What a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +63,18 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "unavailable", "Service unavailable")
             }
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal", "Internal error"),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(errors) => Self::fields(errors),
+            ServiceError::NotFound(m) => Self::NotFound(m),
+            ServiceError::Forbidden(p) => Self::Forbidden(format!("this root key lacks the scope {}", p.scope())),
+            ServiceError::Conflict(m) => Self::Conflict(m),
+            ServiceError::Internal(e) => Self::Internal(e),
         }
     }
 }

@@ -107,13 +107,7 @@ pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
 
 /// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or a value.
 pub mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    /// # Errors
-    /// When the value is of the wrong type.
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-        Option::<T>::deserialize(d).map(Some)
-    }
+    pub use crate::domain::input::double_option as deserialize;
 }
 
 #[cfg(test)]

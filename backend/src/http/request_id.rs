@@ -8,17 +8,9 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::header::{HeaderName, HeaderValue};
 use futures_util::future::LocalBoxFuture;
 
-use crate::domain::RequestId;
+use crate::domain::{Origin, RequestId};
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Where the request being served comes from, for the audit log.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    pub request_id: String,
-    /// The peer's address. Forwarding headers are not trusted: they are the client's to set.
-    pub ip: Option<String>,
-}
 
 tokio::task_local! {
     static CURRENT: Origin;
@@ -27,13 +19,13 @@ tokio::task_local! {
 /// The id of the request being served (a fresh one outside a request).
 #[must_use]
 pub fn current() -> String {
-    CURRENT.try_with(|o| o.request_id.clone()).unwrap_or_else(|_| RequestId::generate().into_string())
+    CURRENT.try_with(|o| o.request_id.clone()).ok().flatten().unwrap_or_else(|| RequestId::generate().into_string())
 }
 
-/// The request being served, if any (background work has none).
+/// Where the request being served comes from (nothing outside a request).
 #[must_use]
-pub fn origin() -> Option<Origin> {
-    CURRENT.try_with(Clone::clone).ok()
+pub fn origin() -> Origin {
+    CURRENT.try_with(Clone::clone).unwrap_or_default()
 }
 
 fn accept(v: &HeaderValue) -> Option<String> {
@@ -81,7 +73,7 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let id = req.headers().get(&HEADER).and_then(accept).unwrap_or_else(|| RequestId::generate().into_string());
         let service = self.service.clone();
-        let origin = Origin { request_id: id.clone(), ip: req.peer_addr().map(|a| a.ip().to_string()) };
+        let origin = Origin { request_id: Some(id.clone()), ip: req.peer_addr().map(|a| a.ip().to_string()) };
         Box::pin(CURRENT.scope(origin, async move {
             let mut res = service.call(req).await?;
             if let Ok(v) = HeaderValue::from_str(&id) {

@@ -3,6 +3,8 @@
 //! Jobs are at-least-once: a job is leased to one node, its lease is renewed while it runs, and
 //! a job whose node died is taken over once the lease runs out. Handlers are idempotent.
 
+pub mod deliver;
+
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
@@ -12,16 +14,7 @@ use crate::state::AppState;
 use crate::store::entities::job;
 use crate::store::jobs::{self, NewJob};
 
-/// Periodic: finalize rotations past their deadline and retire drained ones.
-pub const ROTATION_SWEEP: &str = "rotation.sweep";
-/// Periodic: advance notices and due rotations of every rotation policy.
-pub const POLICY_SCAN: &str = "policy.scan";
-/// Periodic: read closed minutes of verification counts for anomalies.
-pub const ANOMALY_SCAN: &str = "anomaly.scan";
-/// A bulk rotation: payload is a `rotation::bulk::BulkRequest`.
-pub const ROTATION_BULK: &str = "rotation.bulk";
-/// Diagnostic: sleeps `payload.ms` milliseconds, then completes (for checking the worker).
-pub const DIAGNOSTIC_SLEEP: &str = "diagnostic.sleep";
+pub use crate::store::jobs::kind::{ANOMALY_SCAN, DIAGNOSTIC_SLEEP, POLICY_SCAN, ROTATION_BULK, ROTATION_SWEEP};
 
 /// Runs the worker until the task is dropped.
 pub async fn run_worker(state: AppState) {
@@ -88,13 +81,14 @@ fn backoff(attempts: i32) -> TimeDelta {
 async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
     match j.kind.as_str() {
         ROTATION_SWEEP => {
-            crate::rotation::retire::sweep(state).await?;
+            crate::app::rotation::retire::sweep(state).await?;
+            crate::app::keys::announce_expired(state, Utc::now()).await?;
             // The periodic housekeeping also applies audit retention (at most hourly) and rolls
             // verification counts up (at most every five minutes).
-            crate::audit::retention_sweep(state).await?;
+            crate::audit::retention_sweep(&state.db, state.settings.audit.retention_days).await?;
             usage_sweep(state).await
         }
-        POLICY_SCAN => crate::rotation::policy_scan::scan(state).await,
+        POLICY_SCAN => crate::app::rotation::policy_scan::scan(state).await,
         ANOMALY_SCAN => {
             let flush = TimeDelta::milliseconds(i64::try_from(state.settings.usage_flush_interval_ms).unwrap_or(5_000));
             let read = crate::alerts::scan::run(&state.db, Utc::now(), flush).await?;
@@ -102,8 +96,8 @@ async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
             Ok(())
         }
         ROTATION_BULK => {
-            let req: crate::rotation::bulk::BulkRequest = serde_json::from_value(j.payload.clone())?;
-            crate::rotation::bulk::run(state, &j.id, &req).await
+            let req: crate::app::rotation::bulk::BulkRequest = serde_json::from_value(j.payload.clone())?;
+            crate::app::rotation::bulk::run(state, &j.id, &req).await
         }
         crate::playbooks::runs::JOB_KIND => {
             let run_id = j.payload.get("run_id").and_then(serde_json::Value::as_str).unwrap_or_default();

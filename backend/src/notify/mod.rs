@@ -2,29 +2,15 @@
 //! that caused it, then delivered as signed webhooks (Standard Webhooks) to the tenant's and the
 //! consumer's endpoints and as email to the consumer, with retries and a delivery log.
 
-pub mod deliver;
 pub mod email;
 pub mod webhook;
 
 use sea_orm::ConnectionTrait;
 use serde_json::Value;
 
-use crate::domain::TenantId;
+use crate::domain::{EventType, TenantId};
 use crate::store::StoreError;
 use crate::store::notify as store;
-
-/// Events a consumer also hears about by email.
-/// (`playbook.run.started` reaches a consumer only as the notice of a playbook's `notify` step.)
-pub const EMAILED: &[&str] = &[
-    "rotation.started",
-    "key.expiring",
-    "rotation.completed",
-    "rotation.rolled_back",
-    "key.revoked",
-    "playbook.run.started",
-    "credits.low",
-    "ratelimit.exceeded",
-];
 
 /// Whom an event concerns.
 #[derive(Debug, Clone, Default)]
@@ -40,19 +26,19 @@ pub struct Audience {
 pub async fn emit(
     db: &impl ConnectionTrait,
     tenant: &TenantId,
-    event_type: &str,
+    event_type: EventType,
     data: Value,
     to: &Audience,
 ) -> Result<String, StoreError> {
-    let event = store::insert_event(db, tenant, event_type, data).await?;
+    let event = store::insert_event(db, tenant, event_type.as_str(), data).await?;
     for ep in store::endpoints_for(db, tenant, to.consumer_id.as_deref()).await? {
         let types: Vec<String> = serde_json::from_value(ep.event_types.clone()).unwrap_or_default();
-        if types.iter().any(|t| t == "*" || t == event_type) {
+        if types.iter().any(|t| t == "*" || t == event_type.as_str()) {
             store::insert_delivery(db, tenant, &event.id, "webhook", Some(ep.id), None).await?;
         }
     }
     if let Some(email) = &to.consumer_email
-        && EMAILED.contains(&event_type)
+        && event_type.emailed()
     {
         store::insert_delivery(db, tenant, &event.id, "email", None, Some(email.clone())).await?;
     }
@@ -66,7 +52,7 @@ pub async fn emit(
 pub async fn emit_many(
     db: &impl ConnectionTrait,
     tenant: &TenantId,
-    event_type: &str,
+    event_type: EventType,
     items: Vec<(Value, Audience)>,
 ) -> Result<(), StoreError> {
     use crate::domain::EventId;
@@ -76,7 +62,7 @@ pub async fn emit_many(
         .iter()
         .filter(|ep| {
             let types: Vec<String> = serde_json::from_value(ep.event_types.clone()).unwrap_or_default();
-            types.iter().any(|t| t == "*" || t == event_type)
+            types.iter().any(|t| t == "*" || t == event_type.as_str())
         })
         .collect();
     let now = chrono::Utc::now();
@@ -93,14 +79,14 @@ pub async fn emit_many(
             }
         }
         if let Some(email) = to.consumer_email
-            && EMAILED.contains(&event_type)
+            && event_type.emailed()
         {
             deliveries.push(delivery(&id, "email", None, Some(email)));
         }
         events.push(event::Model {
             id,
             tenant_id: tenant.as_str().to_owned(),
-            event_type: event_type.to_owned(),
+            event_type: event_type.as_str().to_owned(),
             payload: data,
             created_at: now,
         });

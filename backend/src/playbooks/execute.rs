@@ -11,10 +11,11 @@ use serde_json::{Value, json};
 use super::catalogue::Step;
 use super::nodes;
 use super::runs::{self, StepRecord, Target, state};
+use crate::app::rotation::bulk::{BulkFilter, BulkRequest};
+use crate::app::rotation::{self, Handoff, RotateRequest};
+use crate::app::{self, Actor, ServiceError};
 use crate::domain::rotation::{RetireMode, Trigger};
-use crate::domain::{KeyHash, KeyId, KeyState, RotationId, TenantId};
-use crate::rotation::bulk::{BulkFilter, BulkRequest};
-use crate::rotation::{self, Handoff, RotateError, RotateRequest};
+use crate::domain::{EventType, KeyHash, KeyId, KeyState, RotationId, TenantId};
 use crate::state::AppState;
 use crate::store::entities::{audit_event, consumer, delivery, key, playbook_run, rotation as rotation_entity};
 use crate::store::{StoreError, rotations};
@@ -33,13 +34,20 @@ pub(super) enum Outcome {
     },
 }
 
-struct Ctx<'a> {
+struct RunCtx<'a> {
     state: &'a AppState,
     job_id: &'a str,
     tenant: TenantId,
     target: Target,
     run: playbook_run::Model,
     actor: String,
+}
+
+impl RunCtx<'_> {
+    /// The context of the changes the run makes: the run acts, for its tenant.
+    fn app(&self) -> app::Ctx<'_> {
+        app::Ctx::acting(self.state, self.tenant.clone(), Actor::PlaybookRun(self.run.id.clone()))
+    }
 }
 
 /// Runs (or resumes) the run `run_id`.
@@ -54,12 +62,12 @@ pub async fn run(state: &AppState, job_id: &str, run_id: &str) -> anyhow::Result
         return Ok(());
     }
     let mut steps = runs::steps_of(&run);
-    let ctx = Ctx {
+    let ctx = RunCtx {
         state,
         job_id,
         tenant: TenantId::from_trusted(run.tenant_id.clone()),
         target: serde_json::from_value(run.target.clone())?,
-        actor: format!("playbook:{}", run.id),
+        actor: Actor::PlaybookRun(run.id.clone()).to_string(),
         run,
     };
     let mut i = usize::try_from(ctx.run.current_step).unwrap_or(0);
@@ -111,7 +119,7 @@ pub async fn run(state: &AppState, job_id: &str, run_id: &str) -> anyhow::Result
 }
 
 /// The run's row with its steps, current step and state as they are now.
-fn row(ctx: &Ctx<'_>, steps: &[StepRecord], current: usize, run_state: &str) -> playbook_run::ActiveModel {
+fn row(ctx: &RunCtx<'_>, steps: &[StepRecord], current: usize, run_state: &str) -> playbook_run::ActiveModel {
     let mut active: playbook_run::ActiveModel = ctx.run.clone().into();
     active.steps = sea_orm::Set(serde_json::to_value(steps).unwrap_or_default());
     active.current_step = sea_orm::Set(i32::try_from(current).unwrap_or(i32::MAX));
@@ -123,22 +131,27 @@ fn row(ctx: &Ctx<'_>, steps: &[StepRecord], current: usize, run_state: &str) -> 
     active
 }
 
-async fn save(ctx: &Ctx<'_>, steps: &[StepRecord], current: usize, run_state: &str) -> Result<(), StoreError> {
+async fn save(ctx: &RunCtx<'_>, steps: &[StepRecord], current: usize, run_state: &str) -> Result<(), StoreError> {
     sea_orm::ActiveModelTrait::update(row(ctx, steps, current, run_state), &ctx.state.db).await?;
     Ok(())
 }
 
 /// Ends the run: its state, its `playbook.run.completed` or `playbook.run.failed` event and its
 /// audit entry, in one transaction.
-async fn finish(ctx: &Ctx<'_>, steps: &[StepRecord], current: usize, error: Option<String>) -> Result<(), StoreError> {
+async fn finish(
+    ctx: &RunCtx<'_>,
+    steps: &[StepRecord],
+    current: usize,
+    error: Option<String>,
+) -> Result<(), ServiceError> {
     let now = Utc::now();
     let (run_state, event) = if error.is_some() {
-        (state::FAILED, "playbook.run.failed")
+        (state::FAILED, crate::domain::EventType::PlaybookRunFailed)
     } else {
-        (state::COMPLETED, "playbook.run.completed")
+        (state::COMPLETED, crate::domain::EventType::PlaybookRunCompleted)
     };
     let run = &ctx.run;
-    crate::audit::write(&ctx.state.db, &ctx.tenant, &ctx.actor, async |txn| {
+    app::commit(&ctx.app(), async |txn, change| {
         let mut active = row(ctx, steps, current, run_state);
         active.finished_at = sea_orm::Set(Some(now));
         active.error = sea_orm::Set(error.clone());
@@ -147,19 +160,19 @@ async fn finish(ctx: &Ctx<'_>, steps: &[StepRecord], current: usize, error: Opti
             "run_id": run.id, "playbook_id": run.playbook_id, "playbook": run.playbook_name,
             "target": ctx.target, "error": error,
         });
-        crate::notify::emit(txn, &ctx.tenant, event, data.clone(), &crate::notify::Audience::default()).await?;
+        change.emit(event, data.clone(), &crate::notify::Audience::default());
         let summary = match &error {
             None => format!("The playbook \"{}\" completed on {}", run.playbook_name, ctx.target.label()),
             Some(e) => format!("The playbook \"{}\" failed on {}: {e}", run.playbook_name, ctx.target.label()),
         };
         let action = if error.is_some() { "playbook.run_failed" } else { "playbook.run_completed" };
-        let entry = crate::audit::Entry::new(action, "playbook_run", run.id.clone(), summary).with(data);
-        Ok::<_, StoreError>(((), vec![entry]))
+        change.audit(crate::audit::Entry::new(action, "playbook_run", run.id.clone(), summary).with(data));
+        Ok(())
     })
     .await
 }
 
-async fn exec(ctx: &Ctx<'_>, step: &Step, started: DateTime<Utc>, changed: u64) -> anyhow::Result<Outcome> {
+async fn exec(ctx: &RunCtx<'_>, step: &Step, started: DateTime<Utc>, changed: u64) -> anyhow::Result<Outcome> {
     Ok(match step {
         Step::Rotate { overlap_seconds } => rotate(ctx, *overlap_seconds).await?,
         Step::Revoke {} => revoke(ctx).await?,
@@ -187,12 +200,12 @@ async fn exec(ctx: &Ctx<'_>, step: &Step, started: DateTime<Utc>, changed: u64) 
     })
 }
 
-fn targeted(ctx: &Ctx<'_>) -> sea_orm::Select<key::Entity> {
+fn targeted(ctx: &RunCtx<'_>) -> sea_orm::Select<key::Entity> {
     runs::targeted(&ctx.tenant, &ctx.target, ctx.run.created_at)
 }
 
 /// Rotations this run made (its actor), counted.
-async fn rotated_by_run(ctx: &Ctx<'_>) -> Result<u64, StoreError> {
+async fn rotated_by_run(ctx: &RunCtx<'_>) -> Result<u64, StoreError> {
     Ok(rotation_entity::Entity::find()
         .filter(rotation_entity::Column::TenantId.eq(ctx.tenant.as_str()))
         .filter(rotation_entity::Column::Actor.eq(ctx.actor.as_str()))
@@ -200,7 +213,7 @@ async fn rotated_by_run(ctx: &Ctx<'_>) -> Result<u64, StoreError> {
         .await?)
 }
 
-async fn rotate(ctx: &Ctx<'_>, overlap: i64) -> anyhow::Result<Outcome> {
+async fn rotate(ctx: &RunCtx<'_>, overlap: i64) -> anyhow::Result<Outcome> {
     let now = Utc::now();
     if ctx.target.key_id.is_some() {
         // One key: rotated like a leaked key, with the new secret kept for the consumer as its
@@ -208,19 +221,16 @@ async fn rotate(ctx: &Ctx<'_>, overlap: i64) -> anyhow::Result<Outcome> {
         let Some(k) = runs::current(targeted(ctx), now).one(&ctx.state.db).await? else {
             return Ok(Outcome::Done(json!({"rotated": rotated_by_run(ctx).await?, "changed": 0})));
         };
-        return Ok(
-            match rotate_compromised(ctx.state, &ctx.tenant, &k, TimeDelta::seconds(overlap), &ctx.actor).await {
-                Ok(r) => Outcome::Done(json!({
-                    "rotated": 1, "changed": 1, "key_id": k.id, "new_key_id": r.key.id, "rotation_id": r.rotation.id,
-                    "grace_ends_at": crate::time::rfc3339(r.rotation.grace_ends_at),
-                })),
-                Err(RotateError::Store(e)) => return Err(e.into()),
-                Err(e) => Outcome::Fail {
-                    evidence: json!({"key_id": k.id}),
-                    error: format!("key {} not rotated: {e}", k.start),
-                },
-            },
-        );
+        return Ok(match rotate_compromised(&ctx.app(), &k, TimeDelta::seconds(overlap)).await {
+            Ok(r) => Outcome::Done(json!({
+                "rotated": 1, "changed": 1, "key_id": k.id, "new_key_id": r.key.id, "rotation_id": r.rotation.id,
+                "grace_ends_at": crate::time::rfc3339(r.rotation.grace_ends_at),
+            })),
+            Err(ServiceError::Internal(e)) => return Err(e),
+            Err(e) => {
+                Outcome::Fail { evidence: json!({"key_id": k.id}), error: format!("key {} not rotated: {e}", k.start) }
+            }
+        });
     }
     // A consumer's or an API's keys: in set-based batches, one API at a time.
     let before = rotated_by_run(ctx).await?;
@@ -245,7 +255,7 @@ async fn rotate(ctx: &Ctx<'_>, overlap: i64) -> anyhow::Result<Outcome> {
             as_of: ctx.run.created_at,
             playbook: true,
         };
-        crate::rotation::bulk::run(ctx.state, ctx.job_id, &req).await?;
+        crate::app::rotation::bulk::run(ctx.state, ctx.job_id, &req).await?;
     }
     let n = rotated_by_run(ctx).await?;
     Ok(Outcome::Done(json!({"rotated": n, "changed": n - before, "overlap_seconds": overlap})))
@@ -257,12 +267,11 @@ async fn rotate(ctx: &Ctx<'_>, overlap: i64) -> anyhow::Result<Outcome> {
 /// # Errors
 /// The rotation's own errors.
 pub(crate) async fn rotate_compromised(
-    state: &AppState,
-    tenant: &TenantId,
+    ctx: &app::Ctx<'_>,
     k: &key::Model,
     overlap: TimeDelta,
-    actor: &str,
-) -> Result<rotation::Rotated, RotateError> {
+) -> Result<rotation::Rotated, ServiceError> {
+    let state = ctx.state;
     let policy = crate::store::policies::effective(&state.db, &k.api_id, k.consumer_id.as_deref()).await?;
     let handoff = state
         .master_key
@@ -274,15 +283,15 @@ pub(crate) async fn rotate_compromised(
         meta: None,
         retire_mode: RetireMode::AtDeadline,
         trigger: Trigger::Playbook,
-        actor: Some(actor.to_owned()),
         compromise: true,
+        expires_at: None,
         rules: rotation::rules_for(&state.db, k).await?,
         handoff,
     };
-    rotation::rotate(state, tenant, &KeyId::from_trusted(k.id.clone()), false, request).await
+    rotation::rotate(ctx, &KeyId::from_trusted(k.id.clone()), false, request).await
 }
 
-async fn revoke(ctx: &Ctx<'_>) -> anyhow::Result<Outcome> {
+async fn revoke(ctx: &RunCtx<'_>) -> anyhow::Result<Outcome> {
     let reason = format!("playbook \"{}\" (run {})", ctx.run.playbook_name, ctx.run.id);
     let mut changed = 0u64;
     loop {
@@ -295,18 +304,17 @@ async fn revoke(ctx: &Ctx<'_>) -> anyhow::Result<Outcome> {
         if batch.is_empty() {
             break;
         }
-        for k in batch {
-            crate::http::api::keys::revoke_one(ctx.state, &ctx.tenant, &ctx.actor, &k.id, &reason, false)
-                .await
-                .map_err(|e| anyhow::anyhow!("key {} could not be revoked: {e}", k.start))?;
-            changed += 1;
-        }
+        let ids: Vec<KeyId> = batch.iter().map(|k| KeyId::from_trusted(k.id.clone())).collect();
+        let revoked = app::keys::revoke_many(&ctx.app(), &ids, false, &reason)
+            .await
+            .map_err(|e| anyhow::anyhow!("keys could not be revoked: {e}"))?;
+        changed += u64::try_from(revoked.len()).unwrap_or(0);
     }
     let revoked = targeted(ctx).filter(key::Column::RevokedAt.is_not_null()).count(&ctx.state.db).await?;
     Ok(Outcome::Done(json!({"revoked": revoked, "changed": changed})))
 }
 
-async fn shorten(ctx: &Ctx<'_>, end: DateTime<Utc>) -> anyhow::Result<Outcome> {
+async fn shorten(ctx: &RunCtx<'_>, end: DateTime<Utc>) -> anyhow::Result<Outcome> {
     let mut changed = 0u64;
     let open: Vec<rotation_entity::Model> = if let Some(r) = &ctx.target.rotation_id {
         rotations::get(&ctx.state.db, &ctx.tenant, &RotationId::from_trusted(r.clone())).await.map(|r| vec![r])?
@@ -328,7 +336,7 @@ async fn shorten(ctx: &Ctx<'_>, end: DateTime<Utc>) -> anyhow::Result<Outcome> {
         if r.state != "in_progress" || r.grace_ends_at <= end {
             continue;
         }
-        rotation::shorten(ctx.state, &ctx.tenant, &RotationId::from_trusted(r.id.clone()), end, &ctx.actor)
+        rotation::shorten(&ctx.app(), &RotationId::from_trusted(r.id.clone()), end)
             .await
             .map_err(|e| anyhow::anyhow!("the grace of rotation {} could not be shortened: {e}", r.id))?;
         changed += 1;
@@ -336,7 +344,7 @@ async fn shorten(ctx: &Ctx<'_>, end: DateTime<Utc>) -> anyhow::Result<Outcome> {
     Ok(Outcome::Done(json!({"shortened": changed, "changed": changed, "grace_ends_at": crate::time::rfc3339(end)})))
 }
 
-async fn rollback(ctx: &Ctx<'_>) -> anyhow::Result<Outcome> {
+async fn rollback(ctx: &RunCtx<'_>) -> anyhow::Result<Outcome> {
     let Some(id) = &ctx.target.rotation_id else {
         return Ok(Outcome::Fail { evidence: json!({}), error: "rollback needs a rotation target".into() });
     };
@@ -345,15 +353,15 @@ async fn rollback(ctx: &Ctx<'_>) -> anyhow::Result<Outcome> {
     if r.state == "rolled_back" {
         return Ok(Outcome::Done(json!({"rotation_id": r.id, "state": r.state, "changed": 0})));
     }
-    Ok(match rotation::rollback(ctx.state, &ctx.tenant, &id, &ctx.actor).await {
+    Ok(match rotation::rollback(&ctx.app(), &id).await {
         Ok(r) => Outcome::Done(json!({"rotation_id": r.id, "state": r.state, "changed": 1})),
-        Err(RotateError::Store(e)) => return Err(e.into()),
+        Err(ServiceError::Internal(e)) => return Err(e),
         Err(e) => Outcome::Fail { evidence: json!({"rotation_id": r.id, "state": r.state}), error: e.to_string() },
     })
 }
 
 /// One notice per consumer concerned, to its own endpoints and by email, in one transaction.
-async fn notify(ctx: &Ctx<'_>, message: Option<&str>) -> anyhow::Result<Outcome> {
+async fn notify(ctx: &RunCtx<'_>, message: Option<&str>) -> anyhow::Result<Outcome> {
     let consumer_ids: Vec<Option<String>> = if let Some(r) = &ctx.target.rotation_id {
         let r = rotations::get(&ctx.state.db, &ctx.tenant, &RotationId::from_trusted(r.clone())).await?;
         key::Entity::find_by_id(r.from_key_id)
@@ -382,13 +390,22 @@ async fn notify(ctx: &Ctx<'_>, message: Option<&str>) -> anyhow::Result<Outcome>
         }
     }
     let n = items.len();
-    let txn = crate::store::begin_write(&ctx.state.db).await?;
-    crate::notify::emit_many(&txn, &ctx.tenant, "playbook.run.started", items).await?;
-    txn.commit().await?;
+    app::commit(&ctx.app(), async |_, change| {
+        for (data, audience) in items {
+            change.emit(EventType::PlaybookRunStarted, data, &audience);
+        }
+        Ok(())
+    })
+    .await?;
     Ok(Outcome::Done(json!({"consumers_notified": n})))
 }
 
-async fn drain(ctx: &Ctx<'_>, started: DateTime<Utc>, quiet: TimeDelta, timeout: TimeDelta) -> anyhow::Result<Outcome> {
+async fn drain(
+    ctx: &RunCtx<'_>,
+    started: DateTime<Utc>,
+    quiet: TimeDelta,
+    timeout: TimeDelta,
+) -> anyhow::Result<Outcome> {
     let now = Utc::now();
     let in_grace = targeted(ctx).filter(key::Column::GraceEndsAt.gt(now));
     let busy = in_grace.clone().filter(key::Column::LastUsedAt.gt(now - quiet)).count(&ctx.state.db).await?;

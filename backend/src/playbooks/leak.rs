@@ -14,11 +14,12 @@ use serde_json::json;
 use super::catalogue::{self, Definition, Step};
 use super::execute;
 use super::runs::{self, Target};
-use crate::domain::{ApiId, ApiKey, KeyState, RunId, TenantId};
-use crate::rotation;
+use crate::app::{self, Actor, ServiceError, rotation};
+use crate::domain::input::LeakPolicy;
+use crate::domain::{ApiId, ApiKey, EventType, KeyState, RunId, TenantId};
 use crate::state::AppState;
 use crate::store::entities::{audit_event, key, playbook_run};
-use crate::store::{StoreError, apis, begin_write, keys};
+use crate::store::{apis, keys};
 
 /// One token a scanner found.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -70,29 +71,28 @@ impl Action {
 
 /// Starts the *leaked key* playbook on `k` with `steps` and executes it at once.
 async fn run_leaked_key(
-    state: &AppState,
-    tenant: &TenantId,
+    ctx: &app::Ctx<'_>,
     k: &key::Model,
     reporter: &str,
-    actor: &str,
     steps: Vec<Step>,
-) -> Result<playbook_run::Model, StoreError> {
-    let builtin = catalogue::builtin("leaked_key").ok_or(StoreError::NotFound)?;
+) -> Result<playbook_run::Model, ServiceError> {
+    let (state, tenant) = (ctx.state, &ctx.tenant);
+    let builtin = catalogue::builtin("leaked_key").ok_or(ServiceError::NotFound("no leaked_key playbook"))?;
     let def = Definition { name: format!("Leaked key (reported by {reporter})"), steps, ..builtin.definition };
     let target = Target { key_id: Some(k.id.clone()), ..Target::default() };
     let resume_at = Utc::now() + TimeDelta::seconds(30);
-    let run = runs::start(state, tenant, builtin.id, &def, &target, actor, resume_at).await?;
+    let run = runs::start(ctx, builtin.id, &def, &target, resume_at).await?;
     if let Err(e) = execute::run(state, "", &run.id).await {
         tracing::warn!(run_id = %run.id, error = %e, "leak containment interrupted; its job resumes it");
     }
-    crate::store::playbooks::get_run(&state.db, tenant, &RunId::from_trusted(run.id)).await
+    Ok(crate::store::playbooks::get_run(&state.db, tenant, &RunId::from_trusted(run.id)).await?)
 }
 
 /// Handles a batch of reports from `reporter` (`github`, `scanner`).
 ///
 /// # Errors
 /// Database errors (the scanner should send the batch again).
-pub async fn handle(state: &AppState, reporter: &str, reports: Vec<Report>) -> Result<Vec<Verdict>, StoreError> {
+pub async fn handle(state: &AppState, reporter: &str, reports: Vec<Report>) -> Result<Vec<Verdict>, ServiceError> {
     let mut out = Vec::with_capacity(reports.len());
     for r in reports {
         let found = match ApiKey::parse(r.token.trim()) {
@@ -109,12 +109,12 @@ pub async fn handle(state: &AppState, reporter: &str, reports: Vec<Report>) -> R
     Ok(out)
 }
 
-async fn contain(state: &AppState, reporter: &str, r: &Report, k: key::Model) -> Result<Action, StoreError> {
+async fn contain(state: &AppState, reporter: &str, r: &Report, k: key::Model) -> Result<Action, ServiceError> {
     let tenant = TenantId::from_trusted(k.tenant_id.clone());
-    let actor = format!("scanner:{reporter}");
+    let ctx = app::Ctx::acting(state, tenant.clone(), Actor::Scanner(reporter.to_owned()));
     let now = Utc::now();
     let api = apis::get_any(&state.db, &tenant, &ApiId::from_trusted(k.api_id.clone())).await?;
-    let grace = TimeDelta::seconds(api.leak_grace_seconds.clamp(0, 86_400));
+    let grace = TimeDelta::seconds(api.leak_grace_seconds.clamp(0, LeakPolicy::MAX_GRACE_SECONDS));
     let reported_lately = audit_event::Entity::find()
         .filter(audit_event::Column::TenantId.eq(tenant.as_str()))
         .filter(audit_event::Column::Action.eq("key.leaked"))
@@ -138,29 +138,32 @@ async fn contain(state: &AppState, reporter: &str, r: &Report, k: key::Model) ->
     };
 
     // The report itself: event, email and audit entry, in one transaction.
-    let txn = begin_write(&state.db).await?;
-    let audience = crate::notify::audience_of(&txn, k.consumer_id.as_deref()).await?;
-    let data = json!({
-        "key_id": k.id, "key_start": k.start, "lineage_id": k.lineage_id, "version": k.version,
-        "consumer_id": k.consumer_id, "api_id": k.api_id, "reporter": reporter, "url": r.url,
-        "source": r.source, "token_type": r.token_type, "action": action.as_str(),
-    });
-    crate::notify::emit(&txn, &tenant, "leak.reported", data.clone(), &audience).await?;
-    let entry = crate::audit::Entry::new(
-        "key.leaked",
-        if k.is_root { "root_key" } else { "key" },
-        k.id.clone(),
-        format!(
-            "Key {} v{} was reported leaked by {reporter}{}; action: {}",
-            k.start,
-            k.version,
-            if r.url.is_empty() { String::new() } else { format!(" at {}", r.url) },
-            action.as_str().replace('_', " ")
-        ),
-    )
-    .with(data);
-    crate::audit::record(&txn, &tenant, &actor, vec![entry]).await?;
-    txn.commit().await?;
+    app::commit(&ctx, async |txn, change| {
+        let audience = crate::notify::audience_of(txn, k.consumer_id.as_deref()).await?;
+        let data = json!({
+            "key_id": k.id, "key_start": k.start, "lineage_id": k.lineage_id, "version": k.version,
+            "consumer_id": k.consumer_id, "api_id": k.api_id, "reporter": reporter, "url": r.url,
+            "source": r.source, "token_type": r.token_type, "action": action.as_str(),
+        });
+        change.emit(EventType::LeakReported, data.clone(), &audience);
+        change.audit(
+            crate::audit::Entry::new(
+                "key.leaked",
+                if k.is_root { "root_key" } else { "key" },
+                k.id.clone(),
+                format!(
+                    "Key {} v{} was reported leaked by {reporter}{}; action: {}",
+                    k.start,
+                    k.version,
+                    if r.url.is_empty() { String::new() } else { format!(" at {}", r.url) },
+                    action.as_str().replace('_', " ")
+                ),
+            )
+            .with(data),
+        );
+        Ok(())
+    })
+    .await?;
 
     // Containment runs as the *leaked key* playbook, with the policy's grace, executed here
     // and now; its job only picks it up again if this execution is cut short.
@@ -170,27 +173,25 @@ async fn contain(state: &AppState, reporter: &str, r: &Report, k: key::Model) ->
         Action::Revoked if k.is_root => {
             // Root keys are not keys of an API, so not a playbook's target: revoked directly.
             let reason = format!("leaked: reported by {reporter}");
-            crate::http::api::keys::revoke_one(state, &tenant, &actor, &k.id, &reason, true)
-                .await
-                .map_err(|e| StoreError::Conflict(format!("the leaked key could not be revoked: {e}")))?;
+            app::root_keys::revoke(&ctx, &k.id, &reason).await?;
         }
         Action::Revoked => {
-            run_leaked_key(state, &tenant, &k, reporter, &actor, revoke()).await?;
+            run_leaked_key(&ctx, &k, reporter, revoke()).await?;
         }
         Action::Rotated => {
             let overlap = grace.num_seconds();
             let steps = vec![Step::Rotate { overlap_seconds: overlap }, Step::Validate {}];
-            let run = run_leaked_key(state, &tenant, &k, reporter, &actor, steps).await?;
+            let run = run_leaked_key(&ctx, &k, reporter, steps).await?;
             if run.state == runs::state::FAILED && run.current_step == 0 {
                 // The lineage refuses another version: refuse the leaked one instead.
                 tracing::warn!(key_id = %k.id, reason = ?run.error, "leaked key not rotatable; revoking it");
-                run_leaked_key(state, &tenant, &k, reporter, &actor, revoke()).await?;
+                run_leaked_key(&ctx, &k, reporter, revoke()).await?;
             }
         }
         Action::GraceShortened => {
             let seconds = grace.num_seconds();
             let steps = vec![Step::ShortenGrace { grace_seconds: seconds }, Step::Validate {}];
-            run_leaked_key(state, &tenant, &k, reporter, &actor, steps).await?;
+            run_leaked_key(&ctx, &k, reporter, steps).await?;
         }
     }
     Ok(action)

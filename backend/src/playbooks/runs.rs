@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::catalogue::{Definition, Step, TargetKind};
-use crate::domain::{ApiId, ConsumerId, KeyId, RotationId, RunId, TenantId};
-use crate::state::AppState;
+use crate::app::{self, ServiceError};
+use crate::domain::{ApiId, ConsumerId, EventType, KeyId, RotationId, RunId, TenantId};
 use crate::store::entities::{key, playbook_run};
 use crate::store::{StoreError, apis, consumers, jobs, keys, rotations};
 
@@ -264,7 +264,7 @@ pub async fn plan(
         .await?
         .into_iter()
         .map(|k| {
-            let state = crate::domain::KeyState::derive(&crate::rotation::times(&k), now);
+            let state = crate::domain::KeyState::derive(&crate::app::rotation::times(&k), now);
             json!({"id": k.id, "start": k.start, "version": k.version, "consumer_id": k.consumer_id, "state": state.as_str()})
         })
         .collect();
@@ -314,14 +314,14 @@ pub fn steps_of(run: &playbook_run::Model) -> Vec<StepRecord> {
 /// # Errors
 /// Database errors.
 pub async fn start(
-    state: &AppState,
-    tenant: &TenantId,
+    ctx: &app::Ctx<'_>,
     playbook_id: &str,
     def: &Definition,
     target: &Target,
-    actor: &str,
     run_at: DateTime<Utc>,
-) -> Result<playbook_run::Model, StoreError> {
+) -> Result<playbook_run::Model, ServiceError> {
+    ctx.require(app::Permission::PlaybooksRun)?;
+    let (tenant, actor) = (&ctx.tenant, ctx.actor_id());
     let now = Utc::now();
     let steps: Vec<StepRecord> = def
         .steps
@@ -345,7 +345,7 @@ pub async fn start(
         steps: serde_json::to_value(&steps).unwrap_or_default(),
         state: state::RUNNING.into(),
         current_step: 0,
-        started_by: actor.to_owned(),
+        started_by: actor.clone(),
         approved_by: None,
         job_id: None,
         error: None,
@@ -353,23 +353,24 @@ pub async fn start(
         updated_at: now,
         finished_at: None,
     };
-    crate::audit::write(&state.db, tenant, actor, async |txn| {
+    app::commit(ctx, async |txn, change| {
         let mut run = run.clone();
         run.job_id = enqueue(txn, &run, run_at).await?;
         playbook_run::Entity::insert(sea_orm::IntoActiveModel::into_active_model(run.clone()))
             .exec_without_returning(txn)
             .await?;
         let data = json!({"run_id": run.id, "playbook_id": playbook_id, "playbook": def.name, "target": target});
-        crate::notify::emit(txn, tenant, "playbook.run.started", data.clone(), &crate::notify::Audience::default())
-            .await?;
-        let entry = crate::audit::Entry::new(
-            "playbook.run_started",
-            "playbook_run",
-            run.id.clone(),
-            format!("Started the playbook \"{}\" on {}", def.name, target.label()),
-        )
-        .with(data);
-        Ok::<_, StoreError>((run.clone(), vec![entry]))
+        change.emit(EventType::PlaybookRunStarted, data.clone(), &crate::notify::Audience::default());
+        change.audit(
+            crate::audit::Entry::new(
+                "playbook.run_started",
+                "playbook_run",
+                run.id.clone(),
+                format!("Started the playbook \"{}\" on {}", def.name, target.label()),
+            )
+            .with(data),
+        );
+        Ok(run)
     })
     .await
 }
@@ -397,7 +398,13 @@ pub enum ApproveError {
     #[error("the person who started the run cannot approve it; a second person must")]
     SamePerson,
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Service(#[from] ServiceError),
+}
+
+impl From<StoreError> for ApproveError {
+    fn from(e: StoreError) -> Self {
+        Self::Service(e.into())
+    }
 }
 
 /// Approves a run waiting at an approval step (by someone other than who started it) and
@@ -405,13 +412,11 @@ pub enum ApproveError {
 ///
 /// # Errors
 /// Not waiting, the same person, database errors.
-pub async fn approve(
-    state: &AppState,
-    tenant: &TenantId,
-    id: &RunId,
-    actor: &str,
-) -> Result<playbook_run::Model, ApproveError> {
-    let run = crate::store::playbooks::get_run(&state.db, tenant, id).await?;
+pub async fn approve(ctx: &app::Ctx<'_>, id: &RunId) -> Result<playbook_run::Model, ApproveError> {
+    ctx.require(app::Permission::PlaybooksRun)?;
+    let actor = ctx.actor_id();
+    let actor = actor.as_str();
+    let run = crate::store::playbooks::get_run(ctx.db(), &ctx.tenant, id).await?;
     if run.state != state::AWAITING_APPROVAL {
         return Err(ApproveError::NotWaiting);
     }
@@ -419,20 +424,20 @@ pub async fn approve(
         return Err(ApproveError::SamePerson);
     }
     let now = Utc::now();
-    let run = crate::audit::write(&state.db, tenant, actor, async |txn| {
+    let run = app::commit(ctx, async |txn, change| {
         let mut active: playbook_run::ActiveModel = run.clone().into();
         active.approved_by = sea_orm::Set(Some(actor.to_owned()));
         active.state = sea_orm::Set(state::RUNNING.into());
         active.updated_at = sea_orm::Set(now);
         active.job_id = sea_orm::Set(enqueue(txn, &run, now).await?);
         let updated = sea_orm::ActiveModelTrait::update(active, txn).await?;
-        let entry = crate::audit::Entry::new(
+        change.audit(crate::audit::Entry::new(
             "playbook.run_approved",
             "playbook_run",
             run.id.clone(),
             format!("Approved the run of \"{}\" started by {}", run.playbook_name, run.started_by),
-        );
-        Ok::<_, StoreError>((updated, vec![entry]))
+        ));
+        Ok(updated)
     })
     .await?;
     Ok(run)

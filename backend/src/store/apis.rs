@@ -11,11 +11,23 @@ use super::StoreError;
 use super::entities::api;
 use super::page::{Cursor, Page, paginate};
 use crate::domain::input::RateLimit;
-use crate::domain::{ApiId, Environment, KeyPrefix, TenantId};
+use crate::domain::{ApiId, Environment, KeyHead, KeyPrefix, TenantId};
 
 /// The prefix and environment of every tenant's system API, whose keys are root keys.
 pub const SYSTEM_PREFIX: &str = "kr";
 pub const SYSTEM_ENVIRONMENT: &str = "root";
+
+/// The head of the keys of `api`: its prefix and environment, or the root keys' head.
+///
+/// # Errors
+/// `Db` for a stored prefix that is not one (a corrupt row).
+pub fn head_of(api: &api::Model) -> Result<KeyHead, StoreError> {
+    if api.is_system {
+        return Ok(KeyHead::Root);
+    }
+    KeyHead::of_api(&api.key_prefix, &api.environment)
+        .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(format!("API {} has a bad key head: {e}", api.id))))
+}
 
 /// Creates an API.
 ///

@@ -14,6 +14,20 @@ use super::entities::job;
 use super::{StoreError, begin_write};
 use crate::domain::JobId;
 
+/// The kinds of job, as stored.
+pub mod kind {
+    /// Periodic: finalize rotations past their deadline and retire drained ones.
+    pub const ROTATION_SWEEP: &str = "rotation.sweep";
+    /// Periodic: advance notices and due rotations of every rotation policy.
+    pub const POLICY_SCAN: &str = "policy.scan";
+    /// Periodic: read closed minutes of verification counts for anomalies.
+    pub const ANOMALY_SCAN: &str = "anomaly.scan";
+    /// A bulk rotation: payload is a `rotation::bulk::BulkRequest`.
+    pub const ROTATION_BULK: &str = "rotation.bulk";
+    /// Diagnostic: sleeps `payload.ms` milliseconds, then completes (for checking the worker).
+    pub const DIAGNOSTIC_SLEEP: &str = "diagnostic.sleep";
+}
+
 pub const QUEUED: &str = "queued";
 pub const RUNNING: &str = "running";
 pub const DONE: &str = "done";

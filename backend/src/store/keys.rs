@@ -329,6 +329,41 @@ pub async fn revoke_all_of_consumer(
     Ok(revoked)
 }
 
+/// Keys of every tenant whose `expires_at` passed in `(since, now]` and whose expiry has not
+/// been announced yet (announcements are [`super::policies::mark_notice`]s with lead time 0),
+/// oldest first, at most `limit`. Revoked keys are left out: their end was announced already.
+///
+/// # Errors
+/// Database errors.
+pub async fn newly_expired(
+    db: &impl ConnectionTrait,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<key::Model>, StoreError> {
+    use super::entities::sent_notice;
+    let announced = Query::select()
+        .column(sent_notice::Column::KeyId)
+        .from(sent_notice::Entity)
+        .and_where(sent_notice::Column::LeadSeconds.eq(EXPIRY_NOTICE))
+        .to_owned();
+    Ok(key::Entity::find()
+        .filter(key::Column::ExpiresAt.gt(since))
+        .filter(key::Column::ExpiresAt.lte(now))
+        .filter(key::Column::RevokedAt.is_null())
+        .filter(key::Column::Id.not_in_subquery(announced))
+        .order_by_asc(key::Column::ExpiresAt)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// The lead time under which a key's expiry itself (`key.expired`) is recorded as sent.
+pub const EXPIRY_NOTICE: i64 = 0;
+/// The lead time under which a policy's rotation falling due (`policy.rotation_due`) is recorded
+/// as sent. Advance notices have lead times of a minute or more.
+pub const DUE_NOTICE: i64 = -1;
+
 /// Hashes of every key of the tenant that a change to `api` or `consumer` affects.
 ///
 /// # Errors

@@ -282,19 +282,12 @@ pub async fn event(db: &impl ConnectionTrait, id: &str) -> Result<Option<event::
     Ok(event::Entity::find_by_id(id).one(db).await?)
 }
 
-/// Records how a delivery to an endpoint ended. A success clears the failure streak; an endpoint
-/// is disabled once `disable_after` deliveries in a row were given up *and* the streak has lasted
-/// `disable_after_time` — a receiver that is down for an hour loses nothing.
+/// Records how a delivery to an endpoint ended: a success clears the failure streak, a failure
+/// lengthens it.
 ///
 /// # Errors
 /// Database errors.
-pub async fn endpoint_outcome(
-    db: &DatabaseConnection,
-    id: &str,
-    ok: bool,
-    disable_after: i32,
-    disable_after_time: chrono::TimeDelta,
-) -> Result<(), StoreError> {
+pub async fn endpoint_outcome(db: &DatabaseConnection, id: &str, ok: bool) -> Result<(), StoreError> {
     let now = Utc::now();
     let col = |c| Expr::col((webhook_endpoint::Entity, c));
     if ok {
@@ -317,7 +310,21 @@ pub async fn endpoint_outcome(
         .filter(webhook_endpoint::Column::Id.eq(id))
         .exec(db)
         .await?;
-    let txn = begin_write(db).await?;
+    Ok(())
+}
+
+/// Disables the endpoint when its failure streak is long enough in count and time; returns it
+/// when it was disabled now. Call it in the transaction that also records why.
+///
+/// # Errors
+/// Database errors.
+pub async fn disable_if_failing(
+    db: &impl ConnectionTrait,
+    id: &str,
+    disable_after: i32,
+    disable_after_time: chrono::TimeDelta,
+) -> Result<Option<webhook_endpoint::Model>, StoreError> {
+    let now = Utc::now();
     let disabled = webhook_endpoint::Entity::update_many()
         .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
         .col_expr(webhook_endpoint::Column::DisabledAt, Expr::value(now))
@@ -325,25 +332,12 @@ pub async fn endpoint_outcome(
         .filter(webhook_endpoint::Column::Enabled.eq(true))
         .filter(webhook_endpoint::Column::Failures.gte(disable_after))
         .filter(webhook_endpoint::Column::FailingSince.lte(now - disable_after_time))
-        .exec(&txn)
+        .exec(db)
         .await?;
-    if disabled.rows_affected > 0
-        && let Some(ep) = webhook_endpoint::Entity::find_by_id(id).one(&txn).await?
-    {
-        let entry = crate::audit::Entry::new(
-            "webhook_endpoint.disabled",
-            "webhook_endpoint",
-            ep.id.clone(),
-            format!("Disabled the webhook endpoint {} after {} failed deliveries in a row", ep.url, ep.failures),
-        )
-        .with(
-            serde_json::json!({ "failures": ep.failures, "failing_since": ep.failing_since.map(crate::time::rfc3339) }),
-        );
-        crate::audit::record(&txn, &TenantId::from_trusted(ep.tenant_id.clone()), crate::audit::SYSTEM, vec![entry])
-            .await?;
+    if disabled.rows_affected == 0 {
+        return Ok(None);
     }
-    txn.commit().await?;
-    Ok(())
+    Ok(webhook_endpoint::Entity::find_by_id(id).one(db).await?)
 }
 
 /// One endpoint of the tenant.

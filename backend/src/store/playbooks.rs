@@ -1,6 +1,5 @@
 //! A tenant's own playbooks.
 
-use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -8,7 +7,6 @@ use sea_orm::{
 use super::StoreError;
 use super::entities::{playbook, playbook_run};
 use crate::domain::{PlaybookId, RunId, TenantId};
-use crate::playbooks::catalogue::Definition;
 
 /// How many playbooks a tenant may keep.
 pub const MAX_PER_TENANT: u64 = 200;
@@ -38,45 +36,17 @@ pub async fn list(db: &impl ConnectionTrait, tenant: &TenantId) -> Result<Vec<pl
         .await?)
 }
 
-/// Saves a new playbook, with its audit entry.
+/// Inserts a playbook unless the tenant has [`MAX_PER_TENANT`] already.
 ///
 /// # Errors
 /// `Conflict` past [`MAX_PER_TENANT`], database errors.
-pub async fn create_audited(
-    db: &sea_orm::DatabaseConnection,
-    tenant: &TenantId,
-    actor: &str,
-    d: &Definition,
-) -> Result<playbook::Model, StoreError> {
+pub async fn insert(db: &impl ConnectionTrait, row: playbook::Model) -> Result<playbook::Model, StoreError> {
     use sea_orm::PaginatorTrait;
-    let now = Utc::now();
-    let row = playbook::Model {
-        id: PlaybookId::generate().into_string(),
-        tenant_id: tenant.as_str().to_owned(),
-        name: d.name.clone(),
-        description: d.description.clone(),
-        target_kind: d.target.as_str().to_owned(),
-        steps: serde_json::to_value(&d.steps).unwrap_or_default(),
-        created_by: Some(actor.to_owned()),
-        created_at: now,
-        updated_at: now,
-    };
-    crate::audit::write(db, tenant, actor, async |txn| {
-        let n = playbook::Entity::find().filter(playbook::Column::TenantId.eq(tenant.as_str())).count(txn).await?;
-        if n >= MAX_PER_TENANT {
-            return Err(StoreError::Conflict(format!("a team keeps at most {MAX_PER_TENANT} playbooks")));
-        }
-        let saved = row.clone().into_active_model().reset_all().insert(txn).await?;
-        let entry = crate::audit::Entry::new(
-            "playbook.created",
-            "playbook",
-            saved.id.clone(),
-            format!("Created the playbook \"{}\" ({} steps, on a {})", d.name, d.steps.len(), d.target.as_str()),
-        )
-        .with(serde_json::json!({"target": d.target.as_str(), "steps": d.steps}));
-        Ok((saved, vec![entry]))
-    })
-    .await
+    let n = playbook::Entity::find().filter(playbook::Column::TenantId.eq(row.tenant_id.as_str())).count(db).await?;
+    if n >= MAX_PER_TENANT {
+        return Err(StoreError::Conflict(format!("a team keeps at most {MAX_PER_TENANT} playbooks")));
+    }
+    Ok(row.into_active_model().reset_all().insert(db).await?)
 }
 
 /// A run of the tenant.

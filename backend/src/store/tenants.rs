@@ -1,37 +1,27 @@
 //! Tenants and their owners. A new tenant gets its system API and a first root key.
 
 use chrono::Utc;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter};
 use serde_json::json;
 
-use super::entities::{membership, tenant, user};
-use super::keys::{self, NewKey};
+use super::entities::{api, membership, tenant, user};
 use super::{StoreError, apis};
-use crate::domain::{ApiId, ApiKey, KeyHead, ScopeSet, TenantId, UserId};
+use crate::domain::TenantId;
 
-/// What creating a tenant returns: the only time the root key is shown.
-#[derive(Debug)]
-pub struct CreatedTenant {
-    pub tenant: tenant::Model,
-    pub root_key: ApiKey,
-}
-
-/// Creates a tenant, its owner (or reuses the user with that email), the system API and a
-/// root key with every scope — in one transaction.
+/// Inserts a tenant with the id given, its owner (or reuses the user with that email, else
+/// makes one with `new_owner_id`), the owner's membership and the system API. Returns the tenant,
+/// the owner's user id and the system API.
 ///
 /// # Errors
 /// Database errors.
-pub async fn create(
-    db: &DatabaseConnection,
+pub async fn insert(
+    txn: &impl ConnectionTrait,
+    id: &TenantId,
     name: &str,
     owner_email: &str,
-    via: Via,
-) -> Result<CreatedTenant, StoreError> {
-    let txn = super::begin_write(db).await?;
+    new_owner_id: &str,
+) -> Result<(tenant::Model, String, api::Model), StoreError> {
     let now = Utc::now();
-    let id = TenantId::generate();
     let slug = format!("{}-{}", slugify(name), &id.as_str()[id.as_str().len() - 6..]);
     let t = tenant::Model {
         id: id.as_str().to_owned(),
@@ -43,14 +33,14 @@ pub async fn create(
     }
     .into_active_model()
     .reset_all()
-    .insert(&txn)
+    .insert(txn)
     .await?;
 
-    let user_id = match user::Entity::find().filter(user::Column::Email.eq(owner_email)).one(&txn).await? {
+    let user_id = match user::Entity::find().filter(user::Column::Email.eq(owner_email)).one(txn).await? {
         Some(u) => u.id,
         None => {
             user::Model {
-                id: UserId::generate().into_string(),
+                id: new_owner_id.to_owned(),
                 email: owner_email.to_owned(),
                 name: None,
                 password_hash: None,
@@ -60,7 +50,7 @@ pub async fn create(
             }
             .into_active_model()
             .reset_all()
-            .insert(&txn)
+            .insert(txn)
             .await?
             .id
         }
@@ -68,58 +58,10 @@ pub async fn create(
     membership::Model { user_id: user_id.clone(), tenant_id: t.id.clone(), role: "owner".into(), created_at: now }
         .into_active_model()
         .reset_all()
-        .insert(&txn)
+        .insert(txn)
         .await?;
-
-    let system = apis::create_system(&txn, &id).await?;
-    let (root_model, root_key) = keys::insert(
-        &txn,
-        NewKey::root(
-            id.clone(),
-            ApiId::from_trusted(system.id),
-            Some("Initial root key".into()),
-            ScopeSet::parse_all(&["*"]).unwrap_or_default(),
-            None,
-            Some(match via {
-                Via::Cli => "cli".to_owned(),
-                Via::Signup => format!("user:{user_id}"),
-            }),
-        ),
-        &KeyHead::Root,
-    )
-    .await?;
-    let actor = root_model.created_by.clone().unwrap_or_default();
-    let entries = vec![
-        crate::audit::Entry::new(
-            "tenant.created",
-            "tenant",
-            t.id.clone(),
-            format!("Created the team {} with the owner {owner_email}", t.name),
-        )
-        .with(json!({ "name": t.name, "slug": t.slug, "owner_email": owner_email, "via": via.as_str() })),
-        crate::audit::entries::key_created(&root_model),
-    ];
-    crate::audit::record(&txn, &id, &actor, entries).await?;
-    txn.commit().await?;
-    Ok(CreatedTenant { tenant: t, root_key })
-}
-
-/// How a tenant came to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    /// `keyroll tenant create`.
-    Cli,
-    /// `/setup` or `/signup`: the owner acts.
-    Signup,
-}
-
-impl Via {
-    const fn as_str(self) -> &'static str {
-        match self {
-            Self::Cli => "cli",
-            Self::Signup => "signup",
-        }
-    }
+    let system = apis::create_system(txn, id).await?;
+    Ok((t, user_id, system))
 }
 
 fn slugify(name: &str) -> String {

@@ -61,14 +61,14 @@ pub async fn touch_clients(db: &impl ConnectionTrait, seen: Vec<ClientSeen>) -> 
 /// Database errors.
 pub async fn resolve_misses(
     db: &impl ConnectionTrait,
-    misses: Vec<(crate::verify::usage::MissedApi, i64, crate::verify::Code, u64)>,
+    misses: Vec<(crate::domain::code::MissedApi, i64, crate::domain::code::Code, u64)>,
 ) -> Result<Vec<UsageCount>, StoreError> {
     use std::collections::HashMap;
 
     use sea_orm::{ColumnTrait, QueryFilter};
 
     use super::entities::api;
-    use crate::verify::usage::MissedApi;
+    use crate::domain::code::MissedApi;
     let mut ids = Vec::new();
     let mut prefixes = Vec::new();
     for (m, _, _, _) in &misses {

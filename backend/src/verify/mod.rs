@@ -5,10 +5,8 @@
 //! 3. state, API, scopes, IP allowlist, rate limit, credits;
 //! 4. count the outcome in process.
 
-pub mod code;
 pub mod limits;
 pub mod notices;
-pub mod record;
 pub mod usage;
 
 use std::net::IpAddr;
@@ -17,9 +15,10 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::cache::KeyCache;
+pub use crate::cache::record;
+pub use crate::domain::code::Code;
 use crate::domain::{ApiId, ApiKey, KeyHash, KeyState};
 use crate::store::StoreError;
-pub use code::Code;
 use record::KeyRecord;
 use usage::UsageCounter;
 
@@ -113,7 +112,7 @@ pub async fn verify(
         if v.first_refusal {
             let reset = chrono::DateTime::from_timestamp_millis(v.reset_at_ms).map(crate::time::rfc3339);
             let extra = serde_json::json!({"limit": rl.limit, "window_seconds": rl.window_seconds, "reset_at": reset});
-            notices::raise(db, &record, "ratelimit.exceeded", extra);
+            notices::raise(db, &record, crate::domain::EventType::RatelimitExceeded, extra);
         }
         ratelimit = Some(v);
     }
@@ -128,7 +127,12 @@ pub async fn verify(
             code = Code::UsageExceeded;
         }
         if spend.now_low {
-            notices::raise(db, &record, "credits.low", serde_json::json!({"remaining": spend.remaining}));
+            notices::raise(
+                db,
+                &record,
+                crate::domain::EventType::CreditsLow,
+                serde_json::json!({"remaining": spend.remaining}),
+            );
         }
         credits = Some(spend.remaining);
     }

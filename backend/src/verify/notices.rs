@@ -17,7 +17,7 @@ fn base(rec: &KeyRecord) -> Value {
 }
 
 /// Raises `event_type` about `rec` with `extra` fields, in the background.
-pub fn raise(db: &sea_orm::DatabaseConnection, rec: &KeyRecord, event_type: &'static str, extra: Value) {
+pub fn raise(db: &sea_orm::DatabaseConnection, rec: &KeyRecord, event_type: crate::domain::EventType, extra: Value) {
     let mut data = base(rec);
     if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
         d.extend(e.clone());
@@ -29,7 +29,7 @@ pub fn raise(db: &sea_orm::DatabaseConnection, rec: &KeyRecord, event_type: &'st
         let written = async {
             let txn = crate::store::begin_write(&db).await?;
             let mut audience = crate::notify::audience_of(&txn, consumer.as_deref()).await?;
-            if !crate::alerts::beside_notice(&txn, &tenant, event_type, &data).await? {
+            if !crate::alerts::beside_notice(&txn, &tenant, event_type.as_str(), &data).await? {
                 // Already told by email while the alert is live; webhooks still hear every one.
                 audience.consumer_email = None;
             }
@@ -38,7 +38,7 @@ pub fn raise(db: &sea_orm::DatabaseConnection, rec: &KeyRecord, event_type: &'st
             Ok::<_, crate::store::StoreError>(())
         };
         if let Err(e) = written.await {
-            tracing::warn!(error = %e, event_type, "could not queue a notice from the verify path");
+            tracing::warn!(error = %e, event_type = event_type.as_str(), "could not queue a notice from the verify path");
         }
     });
 }

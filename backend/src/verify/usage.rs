@@ -18,8 +18,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 
-use super::code::Code;
-use crate::domain::{ApiId, Environment};
+use crate::domain::code::Code;
 use crate::store::usage::{ClientSeen, UsageCount, add_minute_counts, resolve_misses, touch_clients};
 use crate::store::{StoreError, keys};
 
@@ -31,12 +30,7 @@ pub const IPS_PER_KEY: usize = 8;
 /// APIs whose unknown keys one shard counts between two flushes.
 pub const MISSES_PER_SHARD: usize = 16;
 
-/// Which API an unknown key was meant for: the one the gateway named, or the key's head.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum MissedApi {
-    Id(ApiId),
-    Head(Box<str>, Environment),
-}
+pub use crate::domain::code::MissedApi;
 
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
 
@@ -308,6 +302,7 @@ fn merge(counts: Vec<UsageCount>) -> Vec<UsageCount> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Environment;
 
     #[test]
     fn counts_by_minute_and_code_and_tracks_last_use() {

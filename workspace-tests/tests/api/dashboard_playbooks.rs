@@ -114,17 +114,10 @@ async fn playbooks_pages(app: TestApp) {
         steps: serde_json::from_str(r#"[{"kind":"require_approval"},{"kind":"revoke"},{"kind":"validate"}]"#)
             .expect("steps"),
     };
-    let other = keyroll::playbooks::runs::start(
-        &app.state,
-        &team,
-        &quarantine,
-        &def,
-        &target,
-        "root_key:key_automation",
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("run started");
+    let automation = keyroll::app::Ctx::acting(&app.state, team, keyroll::app::Actor::RootKey("key_automation".into()));
+    let other = keyroll::playbooks::runs::start(&automation, &quarantine, &def, &target, chrono::Utc::now())
+        .await
+        .expect("run started");
     let path = format!("/app/playbook-runs/{}", other.id);
     let body = wait_page(&ann, &path, "Approve and continue").await;
     assert!(body.contains("awaiting approval"), "{body}");

@@ -177,7 +177,7 @@ impl TestApp {
 
     pub async fn tenant(&self, name: &str) -> Tenant {
         let email = format!("ops@{}.test", name.to_lowercase());
-        let created = keyroll::store::tenants::create(&self.state.db, name, &email, keyroll::store::tenants::Via::Cli)
+        let created = keyroll::app::tenants::create(&self.state, name, &email, keyroll::app::tenants::Via::Cli)
             .await
             .expect("tenant created");
         Tenant { id: created.tenant.id, root: created.root_key.expose().to_owned() }

@@ -224,9 +224,8 @@ async fn approval_by_a_second_person(app: TestApp) {
     };
     let target = keyroll::playbooks::runs::Target { api_id: Some(api), ..Default::default() };
     let later = chrono::Utc::now() + chrono::TimeDelta::hours(1);
-    let run = keyroll::playbooks::runs::start(&app.state, &tenant, "mass_rotation", &def, &target, "root_key:x", later)
-        .await
-        .expect("run");
+    let ctx = keyroll::app::Ctx::acting(&app.state, tenant, keyroll::app::Actor::RootKey("x".into()));
+    let run = keyroll::playbooks::runs::start(&ctx, "mass_rotation", &def, &target, later).await.expect("run");
     let job = run.job_id.clone().expect("job");
     keyroll::store::jobs::set_progress(&app.state.db, &job, json!({"done": 50, "total": 100})).await.expect("progress");
     let (_, seen) = app.get(&format!("/v1/playbook-runs/{}", run.id), &acme.root).await;

@@ -5,9 +5,10 @@ use actix_web::{HttpRequest, web};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::alerts::{AlertView, Change, ChangeError};
+use crate::alerts::AlertView;
+use crate::app::{self, alerts::AlertChange};
 use crate::domain::AlertId;
-use crate::domain::anomaly::{AlertKind, SETTING, Thresholds};
+use crate::domain::anomaly::{AlertKind, Thresholds};
 use crate::http::auth::Root;
 use crate::http::errors::{ApiError, FieldError, Problem};
 use crate::http::json::Body;
@@ -71,7 +72,7 @@ impl AlertQuery {
 #[utoipa::path(get, path = "/v1/alerts", tag = "alerts", params(AlertQuery),
     responses((status = 200, body = AlertList), (status = 400, body = Problem)), security(("root_key" = [])))]
 pub async fn list(state: web::Data<AppState>, root: Root, req: HttpRequest) -> Result<web::Json<AlertList>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     let q = query::<AlertQuery>(&req)?;
     let (limit, cursor) = PageQuery { limit: q.limit.clone(), cursor: q.cursor.clone() }.parse()?;
     let f = q.filter()?;
@@ -91,7 +92,7 @@ pub async fn get(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<AlertView>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     let a = crate::store::alerts::get(&state.db, &root.tenant_id, &parse(&id)?).await.map_err(not_found)?;
     Ok(web::Json(AlertView::of(&a)))
 }
@@ -100,14 +101,6 @@ fn not_found(e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound => ApiError::NotFound("no such alert"),
         e => e.into(),
-    }
-}
-
-fn changed(r: Result<crate::store::entities::alert::Model, ChangeError>) -> Result<web::Json<AlertView>, ApiError> {
-    match r {
-        Ok(a) => Ok(web::Json(AlertView::of(&a))),
-        Err(ChangeError::Rule(m)) => Err(ApiError::Conflict(m.to_owned())),
-        Err(ChangeError::Store(e)) => Err(not_found(e)),
     }
 }
 
@@ -120,8 +113,7 @@ pub async fn acknowledge(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<AlertView>, ApiError> {
-    root.require("keys:write")?;
-    changed(crate::alerts::change(&state.db, &root.tenant_id, &parse(&id)?, &root.actor(), Change::Acknowledge).await)
+    Ok(web::Json(AlertView::of(&app::alerts::change(&root.ctx(&state), &id, AlertChange::Acknowledge).await?)))
 }
 
 /// Resolve an alert (`alert.resolved`); its next occurrence raises a new one.
@@ -133,48 +125,16 @@ pub async fn resolve(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<AlertView>, ApiError> {
-    root.require("keys:write")?;
-    changed(crate::alerts::change(&state.db, &root.tenant_id, &parse(&id)?, &root.actor(), Change::Resolve).await)
+    Ok(web::Json(AlertView::of(&app::alerts::change(&root.ctx(&state), &id, AlertChange::Resolve).await?)))
 }
 
 /// The tenant's anomaly thresholds (defaults where it set none).
 #[utoipa::path(get, path = "/v1/alert-thresholds", tag = "alerts",
     responses((status = 200, body = Thresholds)), security(("root_key" = [])))]
 pub async fn thresholds(state: web::Data<AppState>, root: Root) -> Result<web::Json<Thresholds>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     let t = crate::store::tenants::get(&state.db, &root.tenant_id).await?;
     Ok(web::Json(Thresholds::from_settings(&t.settings)))
-}
-
-/// Checks a change of thresholds: every field named in the body, with its problem.
-///
-/// # Errors
-/// The fields that are unknown, of the wrong type or out of bounds.
-pub fn patched(current: Thresholds, body: &Value) -> Result<Thresholds, Vec<FieldError>> {
-    let Some(changes) = body.as_object() else {
-        return Err(vec![FieldError::new("body", "must be an object of thresholds")]);
-    };
-    let mut merged = serde_json::to_value(current).unwrap_or_default();
-    let mut errors = Vec::new();
-    for (k, v) in changes {
-        let Some(slot) = merged.get_mut(k) else {
-            errors.push(FieldError::new(k.clone(), "is not a threshold"));
-            continue;
-        };
-        let mut alone = serde_json::to_value(current).unwrap_or_default();
-        alone[k.as_str()] = v.clone();
-        if serde_json::from_value::<Thresholds>(alone).is_err() {
-            errors.push(FieldError::new(k.clone(), "must be a number of the threshold's kind"));
-            continue;
-        }
-        *slot = v.clone();
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let t: Thresholds = serde_json::from_value(merged).map_err(|e| vec![FieldError::new("body", e.to_string())])?;
-    let problems = t.problems();
-    if problems.is_empty() { Ok(t) } else { Err(problems.into_iter().map(|(f, m)| FieldError::new(f, m)).collect()) }
 }
 
 /// Change some of the tenant's thresholds. Audited.
@@ -185,40 +145,5 @@ pub async fn update_thresholds(
     root: Root,
     body: Body<Value>,
 ) -> Result<web::Json<Thresholds>, ApiError> {
-    root.require("keys:write")?;
-    let t = save_thresholds(&state, &root.tenant_id, &root.actor(), &body.value).await.map_err(|e| match e {
-        Ok(fields) => ApiError::fields(fields),
-        Err(e) => e.into(),
-    })?;
-    Ok(web::Json(t))
-}
-
-/// Checks and saves a change of thresholds with its audit entry (the API and the dashboard).
-///
-/// # Errors
-/// `Ok(fields)` for bad input, `Err` for the database.
-pub async fn save_thresholds(
-    state: &AppState,
-    tenant: &crate::domain::TenantId,
-    actor: &str,
-    body: &Value,
-) -> Result<Thresholds, Result<Vec<FieldError>, StoreError>> {
-    let current = crate::store::tenants::get(&state.db, tenant).await.map_err(Err)?;
-    let before = Thresholds::from_settings(&current.settings);
-    let after = patched(before, body).map_err(Ok)?;
-    crate::audit::write(&state.db, tenant, actor, async |txn| {
-        let value = serde_json::to_value(after).unwrap_or_default();
-        crate::store::tenants::set_setting(txn, tenant, SETTING, value.clone()).await?;
-        let entry = crate::audit::Entry::new(
-            "alert_thresholds.updated",
-            "tenant",
-            tenant.as_str().to_owned(),
-            "Changed the anomaly alert thresholds".to_owned(),
-        )
-        .change(serde_json::to_value(before).unwrap_or_default(), value);
-        Ok::<_, StoreError>(((), vec![entry]))
-    })
-    .await
-    .map_err(Err)?;
-    Ok(after)
+    Ok(web::Json(app::alerts::save_thresholds(&root.ctx(&state), &body.value).await?))
 }

@@ -88,7 +88,7 @@ pub struct AuditList {
     responses((status = 200, body = AuditList), (status = 400, body = Problem), (status = 403, body = Problem)),
     security(("root_key" = [])))]
 pub async fn list(state: web::Data<AppState>, req: HttpRequest, root: Root) -> Result<web::Json<AuditList>, ApiError> {
-    root.require("audit:read")?;
+    root.require(crate::app::Permission::AuditRead)?;
     let q = query::<AuditQuery>(&req)?;
     let filter = q.filter()?;
     let (limit, cursor) = PageQuery { limit: q.limit.clone(), cursor: q.cursor.clone() }.parse()?;
@@ -107,7 +107,7 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, root: Root) -> R
         (status = 400, body = Problem), (status = 403, body = Problem)),
     security(("root_key" = [])))]
 pub async fn export(state: web::Data<AppState>, req: HttpRequest, root: Root) -> Result<HttpResponse, ApiError> {
-    root.require("audit:read")?;
+    root.require(crate::app::Permission::AuditRead)?;
     let q = query::<AuditQuery>(&req)?;
     let filter = q.filter()?;
     let format = match q.format.as_deref() {
@@ -137,6 +137,6 @@ pub(crate) fn download(
 #[utoipa::path(get, path = "/v1/audit-events/verify", tag = "audit",
     responses((status = 200, body = ChainReport), (status = 403, body = Problem)), security(("root_key" = [])))]
 pub async fn verify(state: web::Data<AppState>, root: Root) -> Result<web::Json<ChainReport>, ApiError> {
-    root.require("audit:read")?;
+    root.require(crate::app::Permission::AuditRead)?;
     Ok(web::Json(crate::audit::verify(&state.db, &root.tenant_id).await?))
 }

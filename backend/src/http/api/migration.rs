@@ -7,12 +7,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::usage::{Range, UsageQuery};
+use crate::app::rotation::migration::{self, Point, Straggler};
+use crate::app::rotation::progress::{Progress, progress};
 use crate::domain::{KeyId, RotationId, TenantId};
 use crate::http::auth::Root;
 use crate::http::errors::{ApiError, Problem};
 use crate::http::pagination::query;
-use crate::rotation::migration::{self, Point, Straggler};
-use crate::rotation::progress::{Progress, progress};
 use crate::state::AppState;
 use crate::store::{keys, rotations};
 
@@ -109,7 +109,7 @@ pub async fn api(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<ApiMigration>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     let a = crate::store::apis::get(&state.db, &root.tenant_id, &super::apis::parse_id(&id)?).await?;
     let q = query::<MigrationQuery>(&req)?;
     let horizon = match q.within_hours.as_deref() {
@@ -126,7 +126,7 @@ pub async fn api(
     let now = Utc::now();
     let open: Vec<_> = candidates
         .iter()
-        .filter(|r| crate::rotation::effective_state(r, now) == crate::domain::rotation::RotationState::InProgress)
+        .filter(|r| crate::app::rotation::effective_state(r, now) == crate::domain::rotation::RotationState::InProgress)
         .cloned()
         .collect();
     let since = open.iter().map(|r| r.started_at).min();
@@ -165,7 +165,7 @@ pub async fn rotation(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<RotationMigration>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     let rid = RotationId::parse(&id).map_err(|_| ApiError::NotFound("no such rotation"))?;
     let r = rotations::get(&state.db, &root.tenant_id, &rid).await?;
     let q = query::<MigrationQuery>(&req)?;

@@ -8,6 +8,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::views::Checks;
+use crate::app::ServiceError;
 use crate::domain::{PlaybookId, RunId, TenantId};
 use crate::http::auth::Root;
 use crate::http::errors::{ApiError, Problem};
@@ -250,7 +251,7 @@ pub fn definition_of(b: &PlaybookBody) -> Result<Definition, ApiError> {
 #[utoipa::path(get, path = "/v1/playbooks", tag = "playbooks",
     responses((status = 200, body = PlaybookList)), security(("root_key" = [])))]
 pub async fn list(state: web::Data<AppState>, root: Root) -> Result<web::Json<PlaybookList>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     Ok(web::Json(PlaybookList { data: all(&state, &root.tenant_id).await? }))
 }
 
@@ -262,9 +263,8 @@ pub async fn create(
     root: Root,
     body: Body<PlaybookBody>,
 ) -> Result<HttpResponse, ApiError> {
-    root.require("playbooks:run")?;
     let d = definition_of(&body.value)?;
-    let p = crate::store::playbooks::create_audited(&state.db, &root.tenant_id, &root.actor(), &d).await?;
+    let p = crate::playbooks::create(&root.ctx(&state), &d).await?;
     Ok(HttpResponse::Created().json(PlaybookView::of(p.id.clone(), false, d, Some(p.created_at))))
 }
 
@@ -276,7 +276,7 @@ pub async fn get(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<PlaybookView>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     let (id, builtin, d, at) = find(&state, &root.tenant_id, &id).await?;
     Ok(web::Json(PlaybookView::of(id, builtin, d, at)))
 }
@@ -310,14 +310,14 @@ pub async fn run(
     id: web::Path<String>,
     body: Body<RunBody>,
 ) -> Result<HttpResponse, ApiError> {
-    root.require("playbooks:run")?;
+    root.require(crate::app::Permission::PlaybooksRun)?;
     let (pid, _, d, _) = find(&state, &root.tenant_id, &id).await?;
     let target = checked_target(&state, &root.tenant_id, &d, &body.value.target).await?;
     let plan = runs::plan(&state.db, &root.tenant_id, &d, &target).await?;
     if body.value.dry_run {
         return Ok(HttpResponse::Ok().json(RunAnswer { dry_run: true, plan, run: None }));
     }
-    let run = runs::start(&state, &root.tenant_id, &pid, &d, &target, &root.actor(), Utc::now()).await?;
+    let run = runs::start(&root.ctx(&state), &pid, &d, &target, Utc::now()).await?;
     Ok(HttpResponse::Accepted().json(RunAnswer { dry_run: false, plan, run: Some(run.into()) }))
 }
 
@@ -333,7 +333,7 @@ pub async fn get_run(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<RunView>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     Ok(web::Json(
         view(&state, crate::store::playbooks::get_run(&state.db, &root.tenant_id, &parse_run(&id)?).await?).await?,
     ))
@@ -343,7 +343,7 @@ pub async fn get_run(
 #[utoipa::path(get, path = "/v1/playbook-runs", tag = "playbooks",
     responses((status = 200, body = RunList)), security(("root_key" = [])))]
 pub async fn list_runs(state: web::Data<AppState>, root: Root) -> Result<web::Json<RunList>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     let rows = crate::store::playbooks::list_runs(&state.db, &root.tenant_id, 100).await?;
     Ok(web::Json(RunList { data: rows.into_iter().map(Into::into).collect() }))
 }
@@ -358,12 +358,12 @@ pub async fn approve(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<RunView>, ApiError> {
-    root.require("playbooks:run")?;
-    match runs::approve(&state, &root.tenant_id, &parse_run(&id)?, &root.actor()).await {
+    root.require(crate::app::Permission::PlaybooksRun)?;
+    match runs::approve(&root.ctx(&state), &parse_run(&id)?).await {
         Ok(r) => Ok(web::Json(r.into())),
         Err(ApproveError::NotWaiting) => Err(ApiError::Conflict(ApproveError::NotWaiting.to_string())),
         Err(ApproveError::SamePerson) => Err(ApiError::Forbidden(ApproveError::SamePerson.to_string())),
-        Err(ApproveError::Store(StoreError::NotFound)) => Err(ApiError::NotFound("no such playbook run")),
-        Err(ApproveError::Store(e)) => Err(e.into()),
+        Err(ApproveError::Service(ServiceError::NotFound(_))) => Err(ApiError::NotFound("no such playbook run")),
+        Err(ApproveError::Service(e)) => Err(e.into()),
     }
 }

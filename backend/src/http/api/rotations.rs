@@ -2,47 +2,25 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::keys::{invalidate_one, parse_id, scopes};
-use super::views::{Checks, KeyView};
-use crate::domain::input::Meta;
-use crate::domain::rotation::{RetireMode, RotationError, RotationState, Trigger};
-use crate::domain::{ApiId, KeyId, RotationId, TenantId};
+use super::views::KeyView;
+use crate::app::rotation::progress::{Progress, progress};
+use crate::app::rotation::{self, RotateInput};
+use crate::domain::rotation::{RotationState, Trigger};
+use crate::domain::{KeyId, RotationId, TenantId};
 use crate::http::auth::Root;
 use crate::http::errors::{ApiError, Problem};
 use crate::http::idempotency;
 use crate::http::json::Body;
 use crate::http::pagination::{PageQuery, query};
-use crate::rotation::progress::{Progress, progress};
-use crate::rotation::{self, RotateError, RotateRequest};
 use crate::state::AppState;
 use crate::store::entities::rotation as rotation_entity;
 use crate::store::{apis, keys, rotations};
 
-/// The default overlap: 24 hours.
-pub const DEFAULT_OVERLAP_SECONDS: i64 = 86_400;
-
-impl From<RotateError> for ApiError {
-    fn from(e: RotateError) -> Self {
-        match e {
-            RotateError::Rule(r @ RotationError::OverlapOutOfBounds(_)) => {
-                ApiError::field("overlap_seconds", r.to_string())
-            }
-            RotateError::Rule(
-                r @ (RotationError::ExtendIntoPast
-                | RotationError::ExtendShortens
-                | RotationError::ExtendBeyondLimit(_)
-                | RotationError::ExtendBeyondExpiry),
-            ) => ApiError::field("grace_ends_at", r.to_string()),
-            RotateError::Rule(r) => ApiError::Conflict(r.to_string()),
-            RotateError::Conflict(m) => ApiError::Conflict(m.to_owned()),
-            RotateError::Store(s) => s.into(),
-        }
-    }
-}
+pub use crate::app::rotation::DEFAULT_OVERLAP_SECONDS;
 
 /// `POST /v1/keys/{id}/rotate`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -56,6 +34,11 @@ pub struct RotateBody {
     pub meta: Option<serde_json::Value>,
     /// `at_deadline` (default) or `when_drained`.
     pub retire_mode: Option<String>,
+    /// The new version's expiry (default: the current version's, so a rotation never turns an
+    /// expiring key into a permanent one); `null` for none.
+    #[serde(default, deserialize_with = "crate::domain::input::double_option")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
 }
 
 /// `POST /v1/rotations/{id}/extend`.
@@ -144,55 +127,6 @@ fn parse_rotation_id(s: &str) -> Result<RotationId, ApiError> {
     RotationId::parse(s).map_err(|_| ApiError::NotFound("no such rotation"))
 }
 
-/// Checks a rotate body against the key being rotated.
-async fn rotate_request(
-    state: &AppState,
-    root: &Root,
-    key_id: &KeyId,
-    is_root: bool,
-    b: RotateBody,
-) -> Result<RotateRequest, ApiError> {
-    let current = keys::get(&state.db, &root.tenant_id, key_id, is_root).await?;
-    let mut c = Checks::default();
-    let overlap = b.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECONDS);
-    if overlap < 0 {
-        c.push("overlap_seconds", "must be 0 or more");
-    }
-    let retire_mode = match b.retire_mode.as_deref() {
-        None => Some(RetireMode::AtDeadline),
-        Some(s) => c.take("retire_mode", RetireMode::parse(s).ok_or("must be at_deadline or when_drained")),
-    };
-    let scope_set = match &b.scopes {
-        Some(s) if is_root => {
-            for (i, x) in s.iter().enumerate() {
-                if x != "*" && !crate::http::auth::ROOT_SCOPES.contains(&x.as_str()) {
-                    c.push(format!("scopes[{i}]"), "is not a management scope");
-                }
-            }
-            Some(scopes(&mut c, s, &[]))
-        }
-        Some(s) => {
-            let api = apis::get(&state.db, &root.tenant_id, &ApiId::from_trusted(current.api_id.clone())).await?;
-            let catalogue: Vec<String> = serde_json::from_value(api.scope_catalogue).unwrap_or_default();
-            Some(scopes(&mut c, s, &catalogue))
-        }
-        None => None,
-    };
-    let meta = b.meta.map(|m| c.take("meta", Meta::parse(m)));
-    c.finish()?;
-    Ok(RotateRequest {
-        overlap: TimeDelta::seconds(overlap),
-        scopes: scope_set.flatten(),
-        meta: meta.flatten().map(Meta::into_value),
-        retire_mode: retire_mode.unwrap_or(RetireMode::AtDeadline),
-        trigger: Trigger::Api,
-        actor: Some(root.actor()),
-        compromise: false,
-        rules: rotation::rules_for(&state.db, &current).await?,
-        handoff: None,
-    })
-}
-
 async fn rotate_any(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -201,10 +135,18 @@ async fn rotate_any(
     body: Body<RotateBody>,
     is_root: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let key_id = parse_id(id)?;
-    let request = rotate_request(&state, &root, &key_id, is_root, body.value).await?;
+    let b = body.value;
+    let input = RotateInput {
+        overlap_seconds: b.overlap_seconds,
+        scopes: b.scopes,
+        meta: b.meta,
+        retire_mode: b.retire_mode,
+        expires_at: b.expires_at,
+        trigger: Trigger::Api,
+    };
+    let ctx = root.ctx(&state);
     idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
-        let rotated = rotation::rotate(&state, &root.tenant_id, &key_id, is_root, request).await?;
+        let rotated = rotation::rotate_key(&ctx, id, is_root, input).await?;
         let out = RotatedView {
             rotation: view(&state, &root.tenant_id, rotated.rotation, false).await?,
             key: rotated.key.into(),
@@ -230,7 +172,7 @@ pub async fn rotate_key(
     id: web::Path<String>,
     body: Body<RotateBody>,
 ) -> Result<HttpResponse, ApiError> {
-    root.require("keys:rotate")?;
+    root.require(crate::app::Permission::KeysRotate)?;
     rotate_any(state, req, root, &id, body, false).await
 }
 
@@ -246,7 +188,7 @@ pub async fn rotate_root_key(
     id: web::Path<String>,
     body: Body<RotateBody>,
 ) -> Result<HttpResponse, ApiError> {
-    root.require("*")?;
+    root.require(crate::app::Permission::RootKeys)?;
     rotate_any(state, req, root, &id, body, true).await
 }
 
@@ -269,7 +211,7 @@ pub async fn list(
     req: HttpRequest,
     root: Root,
 ) -> Result<web::Json<RotationList>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     let q = query::<RotationQuery>(&req)?;
     let (limit, cursor) = PageQuery { limit: q.limit.clone(), cursor: q.cursor.clone() }.parse()?;
     let st = match q.state.as_deref() {
@@ -295,7 +237,7 @@ pub async fn get(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<RotationView>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     let r = rotations::get(&state.db, &root.tenant_id, &parse_rotation_id(&id)?).await?;
     Ok(web::Json(view(&state, &root.tenant_id, r, true).await?))
 }
@@ -309,8 +251,7 @@ pub async fn complete(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<RotationView>, ApiError> {
-    root.require("keys:rotate")?;
-    let r = rotation::complete(&state, &root.tenant_id, &parse_rotation_id(&id)?, &root.actor()).await?;
+    let r = rotation::complete(&root.ctx(&state), &parse_rotation_id(&id)?).await?;
     Ok(web::Json(view(&state, &root.tenant_id, r, true).await?))
 }
 
@@ -324,8 +265,7 @@ pub async fn rollback(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<RotationView>, ApiError> {
-    root.require("keys:rotate")?;
-    let r = rotation::rollback(&state, &root.tenant_id, &parse_rotation_id(&id)?, &root.actor()).await?;
+    let r = rotation::rollback(&root.ctx(&state), &parse_rotation_id(&id)?).await?;
     Ok(web::Json(view(&state, &root.tenant_id, r, true).await?))
 }
 
@@ -341,18 +281,8 @@ pub async fn extend(
     id: web::Path<String>,
     body: Body<ExtendBody>,
 ) -> Result<web::Json<RotationView>, ApiError> {
-    root.require("keys:rotate")?;
-    let r =
-        rotation::extend(&state, &root.tenant_id, &parse_rotation_id(&id)?, body.value.grace_ends_at, &root.actor())
-            .await?;
+    let r = rotation::extend(&root.ctx(&state), &parse_rotation_id(&id)?, body.value.grace_ends_at).await?;
     Ok(web::Json(view(&state, &root.tenant_id, r, true).await?))
-}
-
-/// After a revocation: rotations involving the key are cancelled.
-pub(crate) async fn after_revoke(state: &AppState, key_id: &str, hash_hex: &str) -> Result<(), ApiError> {
-    invalidate_one(state, hash_hex).await;
-    rotation::cancel_for_revoked(state, &KeyId::from_trusted(key_id.to_owned())).await?;
-    Ok(())
 }
 
 /// `POST /v1/rotations/bulk`.
@@ -361,7 +291,7 @@ pub(crate) async fn after_revoke(state: &AppState, key_id: &str, hash_hex: &str)
 pub struct BulkBody {
     pub api_id: String,
     #[serde(default)]
-    pub filter: crate::rotation::bulk::BulkFilter,
+    pub filter: crate::app::rotation::bulk::BulkFilter,
     /// Overlap of every old version (default 86400; 0 ends them at once).
     pub overlap_seconds: Option<i64>,
     /// Only report what would change.
@@ -377,7 +307,7 @@ pub struct BulkBody {
 pub struct BulkAnswer {
     pub dry_run: bool,
     #[serde(flatten)]
-    pub plan: crate::rotation::bulk::BulkPlan,
+    pub plan: crate::app::rotation::bulk::BulkPlan,
     /// The job running the rotation (follow it at `/v1/jobs/{id}`).
     pub job_id: Option<String>,
 }
@@ -389,7 +319,7 @@ pub struct BulkAnswer {
         (status = 400, body = Problem), (status = 404, body = Problem)),
     security(("root_key" = [])))]
 pub async fn bulk(state: web::Data<AppState>, root: Root, body: Body<BulkBody>) -> Result<HttpResponse, ApiError> {
-    root.require("keys:rotate")?;
+    root.require(crate::app::Permission::KeysRotate)?;
     let b = body.value;
     let api = apis::get(&state.db, &root.tenant_id, &super::apis::parse_id(&b.api_id)?).await?;
     let overlap = b.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECONDS);
@@ -399,21 +329,21 @@ pub async fn bulk(state: web::Data<AppState>, root: Root, body: Body<BulkBody>) 
     if let Some(c) = &b.filter.consumer_id {
         super::consumers::parse_id(c).map_err(|_| ApiError::field("filter.consumer_id", "must be a consumer id"))?;
     }
-    let plan = crate::rotation::bulk::plan(&state.db, &root.tenant_id, &api.id, &b.filter).await?;
+    let plan = crate::app::rotation::bulk::plan(&state.db, &root.tenant_id, &api.id, &b.filter).await?;
     if b.dry_run {
         return Ok(HttpResponse::Ok().json(BulkAnswer { dry_run: true, plan, job_id: None }));
     }
-    let req = crate::rotation::bulk::BulkRequest {
+    let req = crate::app::rotation::bulk::BulkRequest {
         tenant_id: root.tenant_id.as_str().to_owned(),
         api_id: api.id,
         filter: b.filter,
         overlap_seconds: overlap,
         compromise: b.compromise,
-        actor: root.actor(),
+        actor: root.actor().to_string(),
         as_of: Utc::now(),
         playbook: false,
     };
-    let job_id = crate::rotation::bulk::start(&state, &req, &plan).await?;
+    let job_id = crate::app::rotation::bulk::start(&root.ctx(&state), &req, &plan).await?;
     Ok(HttpResponse::Accepted().json(BulkAnswer { dry_run: false, plan, job_id }))
 }
 
@@ -440,7 +370,7 @@ pub async fn job(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<JobView>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     let id = crate::domain::JobId::parse(&id).map_err(|_| ApiError::NotFound("no such job"))?;
     let j = crate::store::jobs::get(&state.db, id.as_str()).await?;
     if j.tenant_id.as_deref() != Some(root.tenant_id.as_str()) {

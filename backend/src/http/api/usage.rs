@@ -129,7 +129,7 @@ pub async fn key(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<UsageView>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     let k = crate::store::keys::get(&state.db, &root.tenant_id, &super::keys::parse_id(&id)?, false).await?;
     Ok(web::Json(usage_of(&state, &root, &req, Scope::Key(&k.id)).await?))
 }
@@ -144,7 +144,7 @@ pub async fn consumer(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<UsageView>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     let c = crate::store::consumers::get(&state.db, &root.tenant_id, &super::consumers::parse_id(&id)?).await?;
     Ok(web::Json(usage_of(&state, &root, &req, Scope::Consumer(&c.id)).await?))
 }
@@ -159,7 +159,7 @@ pub async fn api(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<UsageView>, ApiError> {
-    root.require("keys:read")?;
+    root.require(crate::app::Permission::KeysRead)?;
     let a = crate::store::apis::get(&state.db, &root.tenant_id, &super::apis::parse_id(&id)?).await?;
     Ok(web::Json(usage_of(&state, &root, &req, Scope::Api(&a.id)).await?))
 }

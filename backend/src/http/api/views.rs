@@ -6,9 +6,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::domain::KeyState;
-use crate::domain::input::Name;
 use crate::domain::input::{Credits, RateLimit, Refill, RefillInterval};
-use crate::http::errors::{ApiError, FieldError};
+use crate::http::errors::FieldError;
 use crate::http::json::double_option;
 use crate::store::entities::{api, consumer, key};
 
@@ -26,6 +25,12 @@ impl RateLimitBody {
             .check()
             .map_err(|(f, m)| errors.push(FieldError { field: format!("{field}.{f}"), message: m.into() }))
             .ok()
+    }
+}
+
+impl From<RateLimitBody> for RateLimit {
+    fn from(r: RateLimitBody) -> Self {
+        Self { limit: r.limit, window_seconds: r.window_seconds }
     }
 }
 
@@ -342,31 +347,4 @@ pub struct CreateRootKey {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// Collects field errors and turns them into one 400.
-#[derive(Debug, Default)]
-pub struct Checks(pub Vec<FieldError>);
-
-impl Checks {
-    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
-    }
-
-    /// Keeps the value or records the error.
-    pub fn take<T, E: Into<String>>(&mut self, field: &str, r: Result<T, E>) -> Option<T> {
-        r.map_err(|m| self.push(field, m)).ok()
-    }
-
-    /// An optional name: absent stays `None`; present must be a valid [`Name`].
-    pub fn optional_name(&mut self, name: Option<&str>) -> Option<Option<String>> {
-        match name {
-            Some(n) => self.take("name", Name::parse(n)).map(|n| Some(n.into_string())),
-            None => Some(None),
-        }
-    }
-
-    /// # Errors
-    /// 400 when any check failed.
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() { Ok(()) } else { Err(ApiError::fields(self.0)) }
-    }
-}
+pub use crate::app::Checks;

@@ -6,40 +6,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::consumers;
-use super::views::Checks;
-use crate::domain::TenantId;
+use crate::app;
 use crate::http::auth::Root;
 use crate::http::errors::{ApiError, Problem};
 use crate::http::idempotency;
 use crate::http::json::Body;
 use crate::http::pagination::{PageQuery, query};
-use crate::notify::webhook::new_secret;
 use crate::state::AppState;
 use crate::store::entities::{delivery, event, webhook_endpoint};
-use crate::store::{StoreError, notify as store};
-
-/// Event types an endpoint can subscribe to.
-pub const EVENT_TYPES: &[&str] = &[
-    "key.created",
-    "key.updated",
-    "key.revoked",
-    "key.expiring",
-    "key.expired",
-    "rotation.started",
-    "rotation.completed",
-    "rotation.rolled_back",
-    "rotation.extended",
-    "policy.rotation_due",
-    "alert.raised",
-    "alert.resolved",
-    "credits.low",
-    "ratelimit.exceeded",
-    "playbook.run.started",
-    "playbook.run.completed",
-    "playbook.run.failed",
-    "leak.reported",
-];
+use crate::store::notify as store;
 
 /// `POST /v1/webhook-endpoints`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -163,24 +138,6 @@ pub struct EventList {
     pub next_cursor: Option<String>,
 }
 
-fn check_types(c: &mut Checks, types: &[String]) {
-    if types.is_empty() {
-        c.push("event_types", "must name at least one event type, or *");
-    }
-    for (i, t) in types.iter().enumerate() {
-        if t != "*" && !EVENT_TYPES.contains(&t.as_str()) {
-            c.push(format!("event_types[{i}]"), "is not a known event type");
-        }
-    }
-}
-
-fn check_url(c: &mut Checks, url: &str) {
-    match url::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host_str().is_some() && url.len() <= 2_000 => {}
-        _ => c.push("url", "must be an http(s) URL of at most 2000 characters"),
-    }
-}
-
 /// Add a webhook endpoint. The answer holds its signing secret, shown once.
 #[utoipa::path(post, path = "/v1/webhook-endpoints", tag = "webhooks", request_body = CreateEndpoint,
     responses((status = 201, body = EndpointView), (status = 400, body = Problem), (status = 404, body = Problem)),
@@ -191,39 +148,13 @@ pub async fn create(
     root: Root,
     body: Body<CreateEndpoint>,
 ) -> Result<HttpResponse, ApiError> {
-    root.require("webhooks:write")?;
     let b = body.value;
-    let mut c = Checks::default();
-    check_url(&mut c, &b.url);
-    let types = b.event_types.unwrap_or_else(|| vec!["*".into()]);
-    check_types(&mut c, &types);
-    c.finish()?;
-    let consumer_id = match &b.consumer_id {
-        Some(id) => {
-            let cid = consumers::parse_id(id)?;
-            match crate::store::consumers::get(&state.db, &root.tenant_id, &cid).await {
-                Err(StoreError::NotFound) => {
-                    return Err(ApiError::NotFound("consumer_id names no consumer of this tenant"));
-                }
-                other => Some(other?.id),
-            }
-        }
-        None => None,
-    };
+    let ctx = root.ctx(&state);
+    let input = app::webhooks::NewEndpoint { url: b.url, event_types: b.event_types, consumer_id: b.consumer_id };
     idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
-        let secret = new_secret();
-        let ep = create_audited(
-            &state.db,
-            &root.tenant_id,
-            &root.actor(),
-            consumer_id,
-            b.url.clone(),
-            secret.clone(),
-            types,
-        )
-        .await?;
-        let mut view = EndpointView::from(ep);
-        view.secret = Some(secret);
+        let created = app::webhooks::create(&ctx, input).await?;
+        let mut view = EndpointView::from(created.endpoint);
+        view.secret = Some(created.secret);
         Ok((StatusCode::CREATED, serde_json::to_value(view).map_err(|e| ApiError::Internal(e.into()))?))
     })
     .await
@@ -237,7 +168,7 @@ pub async fn list(
     req: HttpRequest,
     root: Root,
 ) -> Result<web::Json<EndpointList>, ApiError> {
-    root.require("webhooks:write")?;
+    root.require(crate::app::Permission::WebhooksWrite)?;
     let (limit, cursor) = query::<PageQuery>(&req)?.parse()?;
     let page = store::list_endpoints(&state.db, &root.tenant_id, limit, cursor.as_ref()).await?;
     Ok(web::Json(EndpointList {
@@ -258,7 +189,7 @@ pub async fn get(
     root: Root,
     id: web::Path<String>,
 ) -> Result<web::Json<EndpointView>, ApiError> {
-    root.require("webhooks:write")?;
+    root.require(crate::app::Permission::WebhooksWrite)?;
     Ok(web::Json(store::tenant_endpoint(&state.db, &root.tenant_id, endpoint_id(&id)?).await?.into()))
 }
 
@@ -273,45 +204,16 @@ pub async fn update(
     id: web::Path<String>,
     body: Body<UpdateEndpoint>,
 ) -> Result<web::Json<EndpointView>, ApiError> {
-    root.require("webhooks:write")?;
-    let mut ep = store::tenant_endpoint(&state.db, &root.tenant_id, endpoint_id(&id)?).await?;
     let b = body.value;
-    let mut c = Checks::default();
-    if let Some(url) = &b.url {
-        check_url(&mut c, url);
-    }
-    if let Some(types) = &b.event_types {
-        check_types(&mut c, types);
-    }
-    c.finish()?;
-    if let Some(url) = b.url {
-        ep.url = url;
-    }
-    if let Some(types) = b.event_types {
-        ep.event_types = serde_json::Value::from(types);
-    }
-    match b.enabled {
-        Some(true) if !ep.enabled => {
-            ep.enabled = true;
-            ep.failures = 0;
-            ep.failing_since = None;
-            ep.disabled_at = None;
-        }
-        Some(false) if ep.enabled => {
-            ep.enabled = false;
-            ep.disabled_at = Some(Utc::now());
-        }
-        _ => {}
-    }
-    Ok(web::Json(save_audited(&state.db, &root.tenant_id, &root.actor(), ep, "webhook_endpoint.updated").await?.into()))
+    let changes = app::webhooks::EndpointChanges { url: b.url, event_types: b.event_types, enabled: b.enabled };
+    Ok(web::Json(app::webhooks::update(&root.ctx(&state), &id, changes).await?.into()))
 }
 
 /// Delete an endpoint and its delivery log.
 #[utoipa::path(delete, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)), security(("root_key" = [])))]
 pub async fn delete(state: web::Data<AppState>, root: Root, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    root.require("webhooks:write")?;
-    delete_audited(&state.db, &root.tenant_id, &root.actor(), endpoint_id(&id)?).await?;
+    app::webhooks::delete(&root.ctx(&state), &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -327,19 +229,9 @@ pub async fn rotate_secret(
     id: web::Path<String>,
     body: Body<RotateEndpointSecret>,
 ) -> Result<web::Json<EndpointView>, ApiError> {
-    root.require("webhooks:write")?;
-    let overlap = body.value.overlap_seconds.unwrap_or(86_400);
-    if !(0..=604_800).contains(&overlap) {
-        return Err(ApiError::field("overlap_seconds", "must be between 0 and 604800"));
-    }
-    let mut ep = store::tenant_endpoint(&state.db, &root.tenant_id, endpoint_id(&id)?).await?;
-    let secret = new_secret();
-    ep.previous_secret = Some(std::mem::replace(&mut ep.secret, secret.clone()));
-    ep.previous_secret_until = Some(Utc::now() + chrono::TimeDelta::seconds(overlap));
-    let mut view = EndpointView::from(
-        save_audited(&state.db, &root.tenant_id, &root.actor(), ep, "webhook_endpoint.secret_rotated").await?,
-    );
-    view.secret = Some(secret);
+    let rotated = app::webhooks::rotate_secret(&root.ctx(&state), &id, body.value.overlap_seconds).await?;
+    let mut view = EndpointView::from(rotated.endpoint);
+    view.secret = Some(rotated.secret);
     Ok(web::Json(view))
 }
 
@@ -362,7 +254,7 @@ pub async fn events(
     req: HttpRequest,
     root: Root,
 ) -> Result<web::Json<EventList>, ApiError> {
-    root.require("audit:read")?;
+    root.require(crate::app::Permission::AuditRead)?;
     let q = query::<EventQuery>(&req)?;
     let (limit, cursor) = PageQuery { limit: q.limit.clone(), cursor: q.cursor.clone() }.parse()?;
     let page = store::list_events(&state.db, &root.tenant_id, q.event_type.as_deref(), limit, cursor.as_ref()).await?;
@@ -383,90 +275,4 @@ pub async fn events(
         })
         .collect();
     Ok(web::Json(EventList { data, next_cursor: page.next_cursor }))
-}
-
-/// What the audit log keeps of an endpoint: never its secrets.
-fn audited(ep: &webhook_endpoint::Model) -> serde_json::Value {
-    serde_json::json!({
-        "url": ep.url, "consumer_id": ep.consumer_id, "event_types": ep.event_types, "enabled": ep.enabled,
-        "previous_secret_until": ep.previous_secret_until.map(crate::time::rfc3339),
-    })
-}
-
-/// Adds an endpoint, with its audit entry.
-///
-/// # Errors
-/// Database errors.
-pub(crate) async fn create_audited(
-    db: &sea_orm::DatabaseConnection,
-    tenant: &TenantId,
-    actor: &str,
-    consumer_id: Option<String>,
-    url: String,
-    secret: String,
-    types: Vec<String>,
-) -> Result<webhook_endpoint::Model, StoreError> {
-    crate::audit::write(db, tenant, actor, async |txn| {
-        let ep = store::create_endpoint(txn, tenant, consumer_id, url, secret, types).await?;
-        let entry = crate::audit::Entry::new(
-            "webhook_endpoint.created",
-            "webhook_endpoint",
-            ep.id.clone(),
-            format!("Added the webhook endpoint {}", ep.url),
-        )
-        .with(audited(&ep));
-        Ok((ep, vec![entry]))
-    })
-    .await
-}
-
-/// Saves a changed endpoint: `webhook_endpoint.updated` or `webhook_endpoint.secret_rotated`.
-///
-/// # Errors
-/// `NotFound`, database errors.
-pub(crate) async fn save_audited(
-    db: &sea_orm::DatabaseConnection,
-    tenant: &TenantId,
-    actor: &str,
-    ep: webhook_endpoint::Model,
-    action: &'static str,
-) -> Result<webhook_endpoint::Model, StoreError> {
-    crate::audit::write(db, tenant, actor, async |txn| {
-        let before = store::tenant_endpoint(txn, tenant, &ep.id).await?;
-        let after = store::save_endpoint(txn, ep).await?;
-        let summary = match (action, before.enabled, after.enabled) {
-            ("webhook_endpoint.secret_rotated", ..) => format!("Rotated the signing secret of {}", after.url),
-            (_, true, false) => format!("Disabled the webhook endpoint {}", after.url),
-            (_, false, true) => format!("Enabled the webhook endpoint {}", after.url),
-            _ => format!("Changed the webhook endpoint {}", after.url),
-        };
-        let entry = crate::audit::Entry::new(action, "webhook_endpoint", after.id.clone(), summary)
-            .change(audited(&before), audited(&after));
-        Ok((after, vec![entry]))
-    })
-    .await
-}
-
-/// Deletes an endpoint and its delivery log, recording what it was.
-///
-/// # Errors
-/// `NotFound`, database errors.
-pub(crate) async fn delete_audited(
-    db: &sea_orm::DatabaseConnection,
-    tenant: &TenantId,
-    actor: &str,
-    id: &str,
-) -> Result<(), StoreError> {
-    crate::audit::write(db, tenant, actor, async |txn| {
-        let ep = store::delete_endpoint(txn, tenant, id).await?;
-        let entry = crate::audit::Entry::new(
-            "webhook_endpoint.deleted",
-            "webhook_endpoint",
-            ep.id.clone(),
-            format!("Deleted the webhook endpoint {}", ep.url),
-        )
-        .with(serde_json::json!({ "before": audited(&ep) }));
-        Ok(((), vec![entry]))
-    })
-    .await
 }

@@ -3,31 +3,35 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::rotation::{RetireMode, Trigger};
+use crate::app::{self, Ctx};
 use crate::domain::{ApiKey, KeyHash, KeyId, KeyState, TenantId};
 use crate::http::api::rotations::{RotatedView, RotationView};
 use crate::http::api::views::KeyView;
 use crate::http::errors::{ApiError, Problem};
 use crate::http::json::Body;
-use crate::rotation::{self, RotateRequest};
 use crate::state::AppState;
 use crate::store::{keys, rotations};
 
-/// The overlap a consumer gets when it does not ask for one: one hour.
-pub const SELF_DEFAULT_OVERLAP_SECONDS: i64 = 3_600;
-/// The longest overlap a consumer may ask for itself: seven days.
-pub const SELF_MAX_OVERLAP_SECONDS: i64 = 7 * 86_400;
+pub use crate::app::self_service::{SELF_DEFAULT_OVERLAP_SECONDS, SELF_MAX_OVERLAP_SECONDS};
 
 /// A consumer authenticated by one of its keys (valid or in grace).
 pub struct ConsumerKey {
     tenant_id: TenantId,
     key_id: KeyId,
     consumer_id: Option<String>,
+}
+
+impl ConsumerKey {
+    /// The context of what the consumer asks for with this key.
+    fn ctx<'a>(&self, state: &'a AppState) -> Ctx<'a> {
+        let consumer = self.consumer_id.as_deref().unwrap_or("unknown");
+        Ctx::consumer(state, self.tenant_id.clone(), consumer, crate::http::request_id::origin())
+    }
 }
 
 impl FromRequest for ConsumerKey {
@@ -92,23 +96,7 @@ pub async fn rotate(
     me: ConsumerKey,
     body: Body<SelfRotateBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let overlap = body.value.overlap_seconds.unwrap_or(SELF_DEFAULT_OVERLAP_SECONDS);
-    if !(0..=SELF_MAX_OVERLAP_SECONDS).contains(&overlap) {
-        return Err(ApiError::field("overlap_seconds", format!("must be between 0 and {SELF_MAX_OVERLAP_SECONDS}")));
-    }
-    let current = keys::get(&state.db, &me.tenant_id, &me.key_id, false).await?;
-    let request = RotateRequest {
-        rules: rotation::rules_for(&state.db, &current).await?,
-        overlap: TimeDelta::seconds(overlap),
-        scopes: None,
-        meta: None,
-        retire_mode: RetireMode::AtDeadline,
-        trigger: Trigger::SelfService,
-        actor: Some(format!("consumer:{}", me.consumer_id.as_deref().unwrap_or("unknown"))),
-        compromise: false,
-        handoff: None,
-    };
-    let rotated = rotation::rotate(&state, &me.tenant_id, &me.key_id, false, request).await?;
+    let rotated = app::self_service::rotate_own(&me.ctx(&state), &me.key_id, body.value.overlap_seconds).await?;
     let out = RotatedView {
         rotation: RotationView::from_model(rotated.rotation, None),
         key: rotated.key.into(),
@@ -130,26 +118,6 @@ pub struct PickedUp {
         (status = 404, body = Problem, description = "Nothing waiting, or already picked up")),
     security(("consumer_key" = [])))]
 pub async fn pickup(state: web::Data<AppState>, me: ConsumerKey) -> Result<web::Json<PickedUp>, ApiError> {
-    let current = keys::get(&state.db, &me.tenant_id, &me.key_id, false).await?;
-    let master = state.master_key.clone().ok_or(ApiError::NotFound("no new key is waiting for pickup"))?;
-    let txn = crate::store::begin_write(&state.db).await?;
-    let pending = crate::store::policies::take_secret(&txn, &me.tenant_id, &current.lineage_id)
-        .await?
-        .ok_or(ApiError::NotFound("no new key is waiting for pickup"))?;
-    let entry = crate::audit::Entry::new(
-        "key.secret_picked_up",
-        "key",
-        pending.key_id.clone(),
-        format!("The consumer fetched the new version of key {} with its current key", current.start),
-    )
-    .with(serde_json::json!({ "lineage_id": current.lineage_id, "presented_key_id": current.id }));
-    let actor = format!("consumer:{}", current.consumer_id.as_deref().unwrap_or("unknown"));
-    crate::audit::record(&txn, &me.tenant_id, &actor, vec![entry]).await?;
-    txn.commit().await?;
-    let secret = master
-        .open(&pending.sealed)
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a held secret cannot be opened with this master key")))?;
-    let key = keys::get(&state.db, &me.tenant_id, &KeyId::from_trusted(pending.key_id), false).await?;
+    let (key, secret) = app::self_service::pickup(&me.ctx(&state), &me.key_id).await?;
     Ok(web::Json(PickedUp { key: key.into(), secret }))
 }

@@ -10,9 +10,8 @@ use super::session::{
     FormErrors, SESSION_COOKIE, SESSION_DAYS, Signed, Throttle, WebError, anon_csrf, check_anon_csrf, client_ip, page,
     page_with, removal, safe_next, secured, session_cookie,
 };
-use crate::audit::Entry;
+use crate::app;
 use crate::crypto::password;
-use crate::domain::TenantId;
 use crate::domain::input::{Email, Name};
 use crate::state::AppState;
 use crate::store::{StoreError, accounts, tenants};
@@ -88,15 +87,8 @@ pub(crate) async fn sign_in(
         accounts::end_session(&state.db, old.value()).await?;
     }
     let ttl = if mfa_pending { TimeDelta::minutes(10) } else { TimeDelta::days(SESSION_DAYS) };
-    let txn = crate::store::begin_write(&state.db).await?;
-    let (token, _) =
-        accounts::start_session(&txn, user_id, tenant.clone(), Some(client_ip(req)), ttl, mfa_pending).await?;
-    if let Some(t) = tenant.filter(|_| !mfa_pending) {
-        let email = accounts::user(&txn, user_id).await?.email;
-        let entry = Entry::new("user.signed_in", "user", user_id, format!("{email} signed in"));
-        crate::audit::record(&txn, &TenantId::from_trusted(t), &format!("user:{user_id}"), vec![entry]).await?;
-    }
-    txn.commit().await?;
+    let origin = crate::http::request_id::origin();
+    let token = app::accounts::sign_in(state, user_id, tenant, Some(client_ip(req)), ttl, mfa_pending, origin).await?;
     let to = if mfa_pending {
         let next: String = url::form_urlencoded::byte_serialize(to.as_bytes()).collect();
         format!("/login/2fa?next={next}")
@@ -156,7 +148,7 @@ pub async fn create_account(
         return page_with(StatusCode::UNPROCESSABLE_ENTITY, &page);
     };
     let hashed = hash(form.password.clone()).await?;
-    let created = tenants::create(&state.db, &team.into_string(), email.as_str(), tenants::Via::Signup).await?;
+    let created = app::tenants::create(&state, &team.into_string(), email.as_str(), app::tenants::Via::Signup).await?;
     let user = accounts::user_by_email(&state.db, email.as_str()).await?.ok_or(StoreError::NotFound)?;
     accounts::set_profile(&state.db, &user.id, Some(&name.into_string()), &hashed).await?;
     let mut res = sign_in(&state, &req, &user.id, Some(created.tenant.id.clone()), "/app", false).await?;
@@ -438,21 +430,10 @@ pub async fn reset(
         return page_with(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
     let hashed = hash(form.password.clone()).await?;
-    let txn = crate::store::begin_write(&state.db).await.map_err(StoreError::from)?;
-    if !accounts::use_reset(&txn, &token, chrono::Utc::now()).await? {
+    let origin = crate::http::request_id::origin();
+    if !app::accounts::reset_password(&state, &token, &user_id, &hashed, &origin).await? {
         return page_with(StatusCode::NOT_FOUND, &ResetPage { csrf: &form.csrf, valid: false, error: None });
     }
-    accounts::set_profile(&txn, &user_id, None, &hashed).await?;
-    accounts::end_sessions_of(&txn, &user_id).await?;
-    let email = accounts::user(&txn, &user_id).await?.email;
-    let entry = Entry::new(
-        "user.password_reset",
-        "user",
-        user_id.as_str(),
-        format!("{email} chose a new password by email link; all their sessions ended"),
-    );
-    crate::audit::record_for_user(&txn, &user_id, &format!("user:{user_id}"), entry).await?;
-    txn.commit().await.map_err(StoreError::from)?;
     // The link proved the inbox is theirs: earlier failed sign-ins no longer hold them back.
     throttle.succeeded(&accounts::user(&state.db, &user_id).await?.email);
     Ok(super::session::see_other("/login?reset=1"))

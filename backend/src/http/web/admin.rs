@@ -8,13 +8,12 @@ use serde::Deserialize;
 
 use super::app::{Chrome, KeyRow};
 use super::keys::{KeyCreatedPage, expiry_days};
-use super::session::{FormErrors, Signed, WebError, page, page_with};
-use crate::domain::input::Name;
-use crate::domain::{ApiId, KeyHead, KeyId, ScopeSet};
-use crate::http::auth::ROOT_SCOPES;
+use super::session::{FormErrors, Signed, WebError, form_errors, page, page_with};
+use crate::app::{self, ServiceError};
+use crate::domain::KeyId;
 use crate::state::AppState;
-use crate::store::keys::{KeyFilter, NewKey};
-use crate::store::{apis, keys};
+use crate::store::keys;
+use crate::store::keys::KeyFilter;
 
 /// What each management scope allows, for the permissions picker.
 const SCOPE_HELP: &[(&str, &str)] = &[
@@ -109,33 +108,34 @@ pub async fn create_root_key(
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
     let mut errors = FormErrors::new();
-    let name = Name::parse(&form.name).map_err(|e| errors.insert("name", format!("Name {e}."))).ok();
     if form.all == "on" {
         scopes = vec!["*".into()];
     }
-    scopes.retain(|s| s == "*" || ROOT_SCOPES.contains(&s.as_str()));
-    if scopes.is_empty() {
-        errors.insert("scopes", "Choose at least one permission.".into());
-    }
     let expires_at = expiry_days(&form.expires_days, &mut errors);
-    let (Some(name), Some(expires_at), true) = (name, expires_at, errors.is_empty()) else {
+    let Some(expires_at) = expires_at else {
         return render(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
-    let scopes = ScopeSet::parse_all(&scopes).map_err(|_| WebError::Internal(anyhow::anyhow!("bad root scope")))?;
-    let t = me.tenant_id();
-    let system = apis::system(&state.db, &t).await?;
-    let new =
-        NewKey::root(t, ApiId::from_trusted(system.id), Some(name.into_string()), scopes, expires_at, Some(me.actor()));
-    let (model, secret) = crate::http::api::keys::insert_audited(&state.db, new, &KeyHead::Root).await?;
-    state.cache.announce_created(&[secret.hash()]).await;
-    page(&KeyCreatedPage {
-        c: Chrome::of(&me, "root-keys"),
-        key: KeyRow::of(&model),
-        secret: secret.expose().to_owned(),
-        consumer_id: String::new(),
-        heading: "Root key created",
-        done: "/app/root-keys".into(),
-    })
+    let input = app::root_keys::NewRootKey { name: Some(form.name.clone()), scopes, expires_at };
+    match app::root_keys::create(&me.ctx(&state), input).await {
+        Ok(created) => page(&KeyCreatedPage {
+            c: Chrome::of(&me, "root-keys"),
+            key: KeyRow::of(&created.key),
+            secret: created.secret.expose().to_owned(),
+            consumer_id: String::new(),
+            heading: "Root key created",
+            done: "/app/root-keys".into(),
+        }),
+        Err(ServiceError::Invalid(errs)) => {
+            let fields = [
+                ("name", "name", ""),
+                ("scopes", "scopes", "Choose at least one permission."),
+                ("expires_at", "expires_days", ""),
+            ];
+            let errors = form_errors(&errs, &fields, "scopes");
+            render(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What the root-key rotate form sends.
@@ -156,29 +156,20 @@ pub async fn rotate_root_key(
     id: web::Path<String>,
     form: web::Form<RotateRootForm>,
 ) -> Result<HttpResponse, WebError> {
-    use crate::domain::rotation::{RetireMode, Trigger};
+    use crate::domain::rotation::Trigger;
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
     let id = KeyId::parse(&id).map_err(|_| WebError::NotFound)?;
-    let t = me.tenant_id();
     let Some(overlap) = form.overlap.parse::<i64>().ok().filter(|s| (0..=2_592_000).contains(s)) else {
         let mut errors = FormErrors::new();
         errors.insert("reason", "Choose how long the current root key stays valid.".into());
         return render(&state, &me, &RootKeyForm::default(), &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
-    let current = keys::get(&state.db, &t, &id, true).await?;
-    let request = crate::rotation::RotateRequest {
-        overlap: TimeDelta::seconds(overlap),
-        scopes: None,
-        meta: None,
-        retire_mode: RetireMode::AtDeadline,
-        trigger: Trigger::Manual,
-        actor: Some(me.actor()),
-        compromise: false,
-        rules: crate::rotation::rules_for(&state.db, &current).await?,
-        handoff: None,
+    let input = crate::app::rotation::RotateInput {
+        overlap_seconds: Some(overlap),
+        ..crate::app::rotation::RotateInput::new(Trigger::Manual)
     };
-    match crate::rotation::rotate(&state, &t, &id, true, request).await {
+    match crate::app::rotation::rotate_key(&me.ctx(&state), id.as_str(), true, input).await {
         Ok(r) => page(&KeyCreatedPage {
             c: Chrome::of(&me, "root-keys"),
             key: KeyRow::of(&r.key),
@@ -187,7 +178,7 @@ pub async fn rotate_root_key(
             heading: "Root key rotated",
             done: "/app/root-keys".into(),
         }),
-        Err(crate::rotation::RotateError::Store(crate::store::StoreError::NotFound)) => Err(WebError::NotFound),
+        Err(ServiceError::NotFound(_)) => Err(WebError::NotFound),
         Err(e) => {
             let mut errors = FormErrors::new();
             errors.insert("reason", format!("The root key was not rotated: {e}."));
@@ -214,19 +205,15 @@ pub async fn revoke_root_key(
 ) -> Result<HttpResponse, WebError> {
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
-    let id = KeyId::parse(&id).map_err(|_| WebError::NotFound)?;
-    let reason = form.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        let mut errors = FormErrors::new();
-        errors.insert("reason", "Say why, in up to 500 characters.".into());
-        return render(&state, &me, &RootKeyForm::default(), &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+    match app::root_keys::revoke(&me.ctx(&state), &id, &form.reason).await {
+        Ok(_) => {}
+        Err(ServiceError::Invalid(_)) => {
+            let mut errors = FormErrors::new();
+            errors.insert("reason", "Say why, in up to 500 characters.".into());
+            return render(&state, &me, &RootKeyForm::default(), &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+        Err(e) => return Err(e.into()),
     }
-    crate::http::api::keys::revoke_one(&state, &me.tenant_id(), &me.actor(), id.as_str(), reason, true).await.map_err(
-        |e| match e {
-            crate::http::errors::ApiError::NotFound(_) => WebError::NotFound,
-            other => WebError::Internal(anyhow::anyhow!("{other}")),
-        },
-    )?;
     render(
         &state,
         &me,
@@ -344,47 +331,33 @@ pub async fn create_endpoint(
 ) -> Result<HttpResponse, WebError> {
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
-    let mut errors = FormErrors::new();
-    let url_ok = url::Url::parse(form.url.trim())
-        .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some() && form.url.len() <= 2_000);
-    if !url_ok {
-        errors.insert("url", "Enter an http(s) URL.".into());
+    let types = super::keys::split_list(&form.event_types);
+    let input = app::webhooks::NewEndpoint {
+        url: form.url.clone(),
+        event_types: (!types.is_empty()).then_some(types),
+        consumer_id: None,
+    };
+    match app::webhooks::create(&me.ctx(&state), input).await {
+        Ok(created) => {
+            let note = "Endpoint added. Its signing secret is shown once, below.";
+            render_webhooks(
+                &state,
+                &me,
+                &EndpointForm::default(),
+                &FormErrors::new(),
+                Some(note),
+                Some((&created.endpoint.id, &created.secret)),
+                StatusCode::OK,
+            )
+            .await
+        }
+        Err(ServiceError::Invalid(errs)) => {
+            let fields = [("url", "url", "Enter an http(s) URL."), ("event_types", "event_types", "")];
+            let errors = form_errors(&errs, &fields, "url");
+            render_webhooks(&state, &me, &form, &errors, None, None, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => Err(e.into()),
     }
-    let mut types: Vec<String> =
-        form.event_types.split([',', ' ', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
-    if types.is_empty() {
-        types.push("*".into());
-    }
-    if let Some(bad) =
-        types.iter().find(|t| *t != "*" && !crate::http::api::webhooks::EVENT_TYPES.contains(&t.as_str()))
-    {
-        errors.insert("event_types", format!("“{bad}” is not an event type."));
-    }
-    if !errors.is_empty() {
-        return render_webhooks(&state, &me, &form, &errors, None, None, StatusCode::UNPROCESSABLE_ENTITY).await;
-    }
-    let secret = crate::notify::webhook::new_secret();
-    let ep = crate::http::api::webhooks::create_audited(
-        &state.db,
-        &me.tenant_id(),
-        &me.actor(),
-        None,
-        form.url.trim().to_owned(),
-        secret.clone(),
-        types,
-    )
-    .await?;
-    let note = "Endpoint added. Its signing secret is shown once, below.";
-    render_webhooks(
-        &state,
-        &me,
-        &EndpointForm::default(),
-        &FormErrors::new(),
-        Some(note),
-        Some((&ep.id, &secret)),
-        StatusCode::OK,
-    )
-    .await
 }
 
 /// `POST /app/webhooks/{id}/{action}`: `rotate-secret` (the old one signs too for 24 h),
@@ -396,36 +369,25 @@ pub async fn endpoint_action(
     path: web::Path<(String, String)>,
     form: web::Form<super::account::CsrfOnly>,
 ) -> Result<HttpResponse, WebError> {
-    use crate::http::api::webhooks::save_audited;
-    use crate::store::notify;
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
     let (id, action) = path.into_inner();
-    let t = me.tenant_id();
-    let mut ep = notify::tenant_endpoint(&state.db, &t, &id).await?;
     let empty = EndpointForm::default();
     let none = FormErrors::new();
+    let ctx = me.ctx(&state);
     match action.as_str() {
         "rotate-secret" => {
-            let secret = crate::notify::webhook::new_secret();
-            ep.previous_secret = Some(std::mem::replace(&mut ep.secret, secret.clone()));
-            ep.previous_secret_until = Some(Utc::now() + TimeDelta::hours(24));
-            save_audited(&state.db, &t, &me.actor(), ep, "webhook_endpoint.secret_rotated").await?;
+            let rotated = app::webhooks::rotate_secret(&ctx, &id, Some(TimeDelta::hours(24).num_seconds())).await?;
             let note = "New signing secret below; the old one keeps signing next to it for 24 hours.";
-            render_webhooks(&state, &me, &empty, &none, Some(note), Some((&id, &secret)), StatusCode::OK).await
+            render_webhooks(&state, &me, &empty, &none, Some(note), Some((&id, &rotated.secret)), StatusCode::OK).await
         }
         "enable" | "disable" => {
-            ep.enabled = action == "enable";
-            ep.disabled_at = (!ep.enabled).then(Utc::now);
-            if ep.enabled {
-                ep.failures = 0;
-                ep.failing_since = None;
-            }
-            save_audited(&state.db, &t, &me.actor(), ep, "webhook_endpoint.updated").await?;
+            let changes = app::webhooks::EndpointChanges { enabled: Some(action == "enable"), ..Default::default() };
+            app::webhooks::update(&ctx, &id, changes).await?;
             render_webhooks(&state, &me, &empty, &none, Some("Saved."), None, StatusCode::OK).await
         }
         "delete" => {
-            crate::http::api::webhooks::delete_audited(&state.db, &t, &me.actor(), &id).await?;
+            app::webhooks::delete(&ctx, &id).await?;
             render_webhooks(&state, &me, &empty, &none, Some("Endpoint deleted."), None, StatusCode::OK).await
         }
         _ => Err(WebError::NotFound),

@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::app::{Chrome, When, tenant};
 use super::session::{FormErrors, Signed, WebError, page_with, see_other};
-use crate::alerts::{AlertView, Change, ChangeError};
-use crate::domain::AlertId;
+use crate::alerts::AlertView;
+use crate::app::{self, ServiceError, alerts::AlertChange};
 use crate::domain::anomaly::Thresholds;
 use crate::state::AppState;
 use crate::store::alerts::Filter;
@@ -165,23 +165,19 @@ pub async fn action(
     me.check_csrf(&req, &form.csrf)?;
     me.require_keys()?;
     let (id, what) = path.into_inner();
-    let id = AlertId::parse(&id).map_err(|_| WebError::NotFound)?;
-    let t = tenant(&me);
     let what = match what.as_str() {
-        "acknowledge" => Change::Acknowledge,
-        "resolve" => Change::Resolve,
+        "acknowledge" => AlertChange::Acknowledge,
+        "resolve" => AlertChange::Resolve,
         _ => return Err(WebError::NotFound),
     };
-    let done = crate::alerts::change(&state.db, &t, &id, &me.actor(), what).await;
-    match done {
+    match app::alerts::change(&me.ctx(&state), &id, what).await {
         Ok(_) => Ok(see_other("/app/alerts")),
-        Err(ChangeError::Rule(m)) => {
+        Err(ServiceError::Conflict(m)) => {
             let mut errors = FormErrors::new();
             errors.insert("alert", format!("{m}."));
             render(&state, &me, &AlertsQuery::default(), None, &errors, None, StatusCode::CONFLICT).await
         }
-        Err(ChangeError::Store(crate::store::StoreError::NotFound)) => Err(WebError::NotFound),
-        Err(ChangeError::Store(e)) => Err(e.into()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -225,7 +221,7 @@ pub async fn set_thresholds(
     }
     if errors.is_empty() {
         let t = tenant(&me);
-        match crate::http::api::alerts::save_thresholds(&state, &t, &me.actor(), &body.into()).await {
+        match app::alerts::save_thresholds(&me.ctx(&state), &body.into()).await {
             Ok(_) => {
                 let me = Signed { tenant: crate::store::tenants::get(&state.db, &t).await?, ..me };
                 return render(
@@ -239,14 +235,14 @@ pub async fn set_thresholds(
                 )
                 .await;
             }
-            Err(Ok(fields)) => {
+            Err(ServiceError::Invalid(fields)) => {
                 for f in fields {
                     if let Some((name, _)) = LABELS.iter().find(|(n, _)| *n == f.field) {
                         errors.insert(name, format!("This {}.", f.message));
                     }
                 }
             }
-            Err(Err(e)) => return Err(e.into()),
+            Err(e) => return Err(e.into()),
         }
     }
     render(&state, &me, &AlertsQuery::default(), Some(&form), &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await

@@ -6,12 +6,12 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::app::{Chrome, ListQuery, cursor, tenant};
-use super::session::{FormErrors, Signed, WebError, page_with, see_other};
-use crate::domain::input::Name;
-use crate::domain::{Environment, KeyPrefix};
+use super::session::{FormErrors, Signed, WebError, form_errors, page_with, see_other, sentence};
+use crate::app::{self, ServiceError};
+use crate::domain::input::LeakPolicy;
 use crate::state::AppState;
+use crate::store::apis;
 use crate::store::entities::api;
-use crate::store::{StoreError, apis};
 
 #[derive(Template)]
 #[template(path = "app/apis.html")]
@@ -63,19 +63,31 @@ pub async fn set_leak_policy(
 ) -> Result<HttpResponse, WebError> {
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
-    let api_id = crate::domain::ApiId::parse(&id).map_err(|_| WebError::NotFound)?;
-    if !["notify", "rotate", "revoke"].contains(&form.action.as_str()) {
-        return Err(WebError::NotFound);
-    }
-    let minutes = if form.action == "rotate" {
-        form.minutes.trim().parse::<i64>().ok().filter(|m| (0..=1_440).contains(m))
-    } else {
-        Some(0)
+    // The form counts whole minutes; the rule (and its bound) is in seconds.
+    let max_minutes = LeakPolicy::MAX_GRACE_SECONDS / 60;
+    let minutes = match form.action.as_str() {
+        "rotate" => form.minutes.trim().parse::<i64>().ok().filter(|m| (0..=max_minutes).contains(m)),
+        _ => Some(0),
     };
-    let Some(minutes) = minutes else {
+    let changes = minutes.map(|m| app::apis::ApiChanges {
+        leak_policy: Some(app::apis::LeakPolicyInput { action: form.action.clone(), grace_seconds: Some(m * 60) }),
+        ..app::apis::ApiChanges::default()
+    });
+    let refused = match changes {
+        Some(changes) => match app::apis::update(&me.ctx(&state), &id, changes).await {
+            Ok(_) => None,
+            Err(ServiceError::Invalid(errs)) if errs.iter().any(|e| e.field == "leak_policy.action") => {
+                return Err(WebError::NotFound);
+            }
+            Err(ServiceError::Invalid(_)) => Some(()),
+            Err(e) => return Err(e.into()),
+        },
+        None => Some(()),
+    };
+    if refused.is_some() {
         let mut errors = FormErrors::new();
-        errors.insert("minutes", "Between 0 and 1440 minutes.".into());
-        let shown = ApisShown { errors: &errors, leak_error_for: Some(api_id.as_str().to_owned()), notice: None };
+        errors.insert("minutes", format!("Between 0 and {max_minutes} minutes."));
+        let shown = ApisShown { errors: &errors, leak_error_for: Some(id.into_inner()), notice: None };
         return render_apis_with(
             &state,
             &me,
@@ -85,9 +97,7 @@ pub async fn set_leak_policy(
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
-    };
-    let patch = apis::ApiPatch { leak_policy: Some((form.action.clone(), minutes * 60)), ..apis::ApiPatch::default() };
-    crate::http::api::apis::update_audited(&state.db, &tenant(&me), &me.actor(), &api_id, patch).await?;
+    }
     let shown = ApisShown { errors: &FormErrors::new(), leak_error_for: None, notice: Some("Leak policy saved.") };
     render_apis_with(&state, &me, &ListQuery::default(), &ApiForm::default(), shown, StatusCode::OK).await
 }
@@ -142,31 +152,26 @@ pub async fn create_api(
 ) -> Result<HttpResponse, WebError> {
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
-    let mut errors = FormErrors::new();
-    let name = Name::parse(&form.name).map_err(|e| errors.insert("name", format!("Name {e}."))).ok();
-    let prefix =
-        KeyPrefix::parse(form.key_prefix.trim()).map_err(|e| errors.insert("key_prefix", format!("Prefix {e}."))).ok();
-    let env = Environment::parse(&form.environment);
-    if env.is_none() {
-        errors.insert("environment", "Choose live or test.".into());
-    }
-    let (Some(name), Some(prefix), Some(env)) = (name, prefix, env) else {
-        return render_apis(&state, &me, &ListQuery::default(), &form, &errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let input = app::apis::NewApiInput {
+        name: form.name.clone(),
+        key_prefix: form.key_prefix.clone(),
+        environment: form.environment.clone(),
+        scope_catalogue: Vec::new(),
     };
-    let created = crate::http::api::apis::create_audited(
-        &state.db,
-        &tenant(&me),
-        &me.actor(),
-        name.into_string(),
-        &prefix,
-        env,
-        Vec::new(),
-    )
-    .await;
-    match created {
+    match app::apis::create(&me.ctx(&state), input).await {
         Ok(_) => Ok(see_other("/app/apis")),
-        Err(StoreError::Conflict(m)) => {
-            errors.insert("key_prefix", format!("{m}."));
+        Err(ServiceError::Invalid(errs)) => {
+            let fields = [
+                ("name", "name", ""),
+                ("key_prefix", "key_prefix", ""),
+                ("environment", "environment", "Choose live or test."),
+            ];
+            let errors = form_errors(&errs, &fields, "name");
+            render_apis(&state, &me, &ListQuery::default(), &form, &errors, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(ServiceError::Conflict(m)) => {
+            let mut errors = FormErrors::new();
+            errors.insert("key_prefix", sentence(&m));
             render_apis(&state, &me, &ListQuery::default(), &form, &errors, StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(e) => Err(e.into()),
@@ -175,7 +180,7 @@ pub async fn create_api(
 
 /// A straggler as listed.
 pub struct StragglerRow {
-    pub s: crate::rotation::migration::Straggler,
+    pub s: crate::app::rotation::migration::Straggler,
     pub deadline: super::app::When,
     pub last_old: Option<super::app::When>,
 }
@@ -204,7 +209,7 @@ pub async fn api_page(
 ) -> Result<HttpResponse, WebError> {
     use chrono::{TimeDelta, Utc};
 
-    use crate::rotation::migration;
+    use crate::app::rotation::migration;
     let api_id = crate::domain::ApiId::parse(&id).map_err(|_| WebError::NotFound)?;
     let t = tenant(&me);
     let a = apis::get(&state.db, &t, &api_id).await?;
@@ -214,7 +219,7 @@ pub async fn api_page(
     let open: Vec<_> = migration::rotations_of_api(&state.db, &t, &a.id, now)
         .await?
         .into_iter()
-        .filter(|r| crate::rotation::effective_state(r, now) == crate::domain::rotation::RotationState::InProgress)
+        .filter(|r| crate::app::rotation::effective_state(r, now) == crate::domain::rotation::RotationState::InProgress)
         .collect();
     let (mut chart, mut new_percent) = (None, None);
     if let Some(since) = open.iter().map(|r| r.started_at).min() {

@@ -7,13 +7,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::session::{FormErrors, Signed, WebError, page, page_with, see_other};
-use crate::domain::input::{Email, ExternalId, Name};
+use super::session::{FormErrors, Signed, WebError, form_errors, page, page_with, see_other, sentence};
+use crate::app::rotation;
+use crate::app::{self, ServiceError};
 use crate::domain::key_state::KeyState;
 use crate::domain::{ApiId, ConsumerId, TenantId};
-use crate::rotation;
 use crate::state::AppState;
 use crate::store::entities::{api, consumer, key, rotation as rotation_entity};
 use crate::store::keys::KeyFilter;
@@ -322,39 +321,26 @@ pub async fn create_consumer(
 ) -> Result<HttpResponse, WebError> {
     me.check_csrf(&req, &form.csrf)?;
     me.require_keys()?;
-    let mut errors = FormErrors::new();
-    let name = Name::parse(&form.name).map_err(|e| errors.insert("name", format!("Name {e}."))).ok();
-    let external = ExternalId::parse(&form.external_id)
-        .map_err(|e| errors.insert("external_id", format!("External id {e}.")))
-        .ok();
-    let email = if form.email.trim().is_empty() {
-        Some(None)
-    } else {
-        Email::parse(&form.email)
-            .map(Some)
-            .map_err(|_| errors.insert("email", "Enter an email address, or leave it empty.".into()))
-            .ok()
+    let input = app::consumers::NewConsumerInput {
+        external_id: form.external_id.clone(),
+        name: form.name.clone(),
+        email: Some(form.email.trim()).filter(|e| !e.is_empty()).map(str::to_owned),
+        meta: None,
     };
-    let (Some(name), Some(external), Some(email)) = (name, external, email) else {
-        return render_consumers(&state, &me, &ListQuery::default(), &form, &errors, StatusCode::UNPROCESSABLE_ENTITY)
-            .await;
-    };
-    let created = crate::http::api::consumers::create_audited(
-        &state.db,
-        &tenant(&me),
-        &me.actor(),
-        consumers::NewConsumer {
-            external_id: external.into_string(),
-            name: name.into_string(),
-            email: email.map(Email::into_string),
-            meta: json!({}),
-        },
-    )
-    .await;
-    match created {
+    match app::consumers::create(&me.ctx(&state), input).await {
         Ok(c) => Ok(see_other(&format!("/app/consumers/{}", c.id))),
-        Err(StoreError::Conflict(m)) => {
-            errors.insert("external_id", format!("{m}."));
+        Err(ServiceError::Invalid(errs)) => {
+            let fields = [
+                ("name", "name", ""),
+                ("external_id", "external_id", ""),
+                ("email", "email", "Enter an email address, or leave it empty."),
+            ];
+            let errors = form_errors(&errs, &fields, "name");
+            render_consumers(&state, &me, &ListQuery::default(), &form, &errors, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(ServiceError::Conflict(m)) => {
+            let mut errors = FormErrors::new();
+            errors.insert("external_id", sentence(&m));
             render_consumers(&state, &me, &ListQuery::default(), &form, &errors, StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(e) => Err(e.into()),
@@ -470,6 +456,6 @@ pub async fn delete_consumer(
         return render_consumer(&state, &me, &id, &ListQuery::default(), &errors, StatusCode::UNPROCESSABLE_ENTITY)
             .await;
     }
-    crate::http::api::consumers::delete_consumer(&state, &tenant(&me), &me.actor(), &cid).await?;
+    app::consumers::delete(&me.ctx(&state), cid.as_str()).await?;
     Ok(see_other("/app/consumers"))
 }

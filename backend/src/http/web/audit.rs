@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::app::{Chrome, When};
 use super::session::{FormErrors, Role, Signed, WebError, page_with};
 use crate::audit::export::{self, Format};
-use crate::audit::{ChainReport, Entry, Filter};
+use crate::audit::{ChainReport, Filter};
 use crate::state::AppState;
 use crate::store::entities::{audit_event, membership, user};
 
@@ -327,23 +327,8 @@ pub async fn set_retention(
         errors.insert("days", "Keep entries 30 to 3650 days.".into());
         return render(&state, &me, &AuditForm::default(), None, errors).await;
     };
-    let t = me.tenant_id();
     let before = crate::audit::retention_days(&me.tenant.settings, state.settings.audit.retention_days);
-    crate::audit::write(&state.db, &t, &me.actor(), async |txn| {
-        let tenant = crate::store::tenants::set_setting(txn, &t, "audit_retention_days", days.into()).await?;
-        let entry = Entry::new(
-            "settings.updated",
-            "tenant",
-            tenant.id.clone(),
-            format!("Audit entries are now kept {days} days (were {before})"),
-        )
-        .change(
-            serde_json::json!({ "audit_retention_days": before }),
-            serde_json::json!({ "audit_retention_days": days }),
-        );
-        Ok::<_, crate::store::StoreError>(((), vec![entry]))
-    })
-    .await?;
-    let me = Signed { tenant: crate::store::tenants::get(&state.db, &t).await?, ..me };
+    let tenant = crate::app::tenants::set_audit_retention(&me.ctx(&state), days, before).await?;
+    let me = Signed { tenant, ..me };
     render(&state, &me, &AuditForm::default(), Some("Saved."), FormErrors::new()).await
 }

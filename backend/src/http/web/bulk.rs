@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::app::Chrome;
 use super::session::{FormErrors, Signed, WebError, page, page_with, see_other};
+use crate::app::rotation::bulk::{BulkFilter, BulkPlan, BulkRequest, plan};
 use crate::domain::ConsumerId;
-use crate::rotation::bulk::{BulkFilter, BulkPlan, BulkRequest, plan};
 use crate::state::AppState;
 use crate::store::entities::api;
 use crate::store::{apis, jobs};
@@ -99,7 +99,7 @@ pub async fn bulk(
         playbook: false,
     };
     let p = plan(&state.db, &t, &req.api_id, &req.filter).await?;
-    let Some(id) = crate::rotation::bulk::start(&state, &req, &p).await? else {
+    let Some(id) = crate::app::rotation::bulk::start(&me.ctx(&state), &req, &p).await? else {
         return Err(WebError::Internal(anyhow::anyhow!("the job was not queued")));
     };
     Ok(see_other(&format!("/app/jobs/{id}")))

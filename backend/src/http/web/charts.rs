@@ -213,7 +213,7 @@ const MIGRATION: [Series; 2] =
 
 /// Old versus new versions' successful verifications.
 #[must_use]
-pub fn migration_chart(points: &[crate::rotation::migration::Point], step: TimeDelta) -> Chart {
+pub fn migration_chart(points: &[crate::app::rotation::migration::Point], step: TimeDelta) -> Chart {
     let bars = points
         .iter()
         .filter_map(|p| {

@@ -6,18 +6,18 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::app::{Chrome, KeyRow, RotationRow, When, chosen_api, consumer_id, tenant};
-use super::session::{FormErrors, Signed, WebError, page, page_with, see_other};
-use crate::domain::input::Name;
+use super::session::{FormErrors, Signed, WebError, form_errors, page, page_with, see_other, sentence};
+use crate::app::keys::NewKeyInput;
+use crate::app::rotation::{self, RotateInput};
+use crate::app::{self, ServiceError};
+use crate::domain::input::Reason;
 use crate::domain::rotation::{RetireMode, Trigger};
-use crate::domain::{ApiId, ConsumerId, Environment, KeyHead, KeyId, KeyPrefix, RotationId, ScopeSet};
-use crate::rotation::{self, RotateError, RotateRequest};
+use crate::domain::{ApiId, ConsumerId, KeyId, RotationId};
 use crate::state::AppState;
 use crate::store::entities::{api, consumer, key};
-use crate::store::keys::NewKey;
-use crate::store::{StoreError, apis, consumers, keys, rotations};
+use crate::store::{apis, consumers, keys, rotations};
 
 #[derive(Template)]
 #[template(path = "app/key_new.html")]
@@ -115,56 +115,42 @@ pub async fn create_key(
     let consumer = consumers::get(&state.db, &t, &consumer_id(&form.consumer_id)?).await?;
     let mut errors = FormErrors::new();
     let api = chosen_api(&state, &t, &form.api_id, &mut errors).await?;
-    let name = if form.name.trim().is_empty() {
-        Some(None)
-    } else {
-        Name::parse(&form.name)
-            .map(|n| Some(n.into_string()))
-            .map_err(|e| errors.insert("name", format!("Name {e}.")))
-            .ok()
-    };
-    let items: Vec<&str> = form.scopes.split([',', ' ', '\n']).map(str::trim).filter(|s| !s.is_empty()).collect();
-    let scopes = match ScopeSet::parse_all(&items) {
-        Ok(s) => Some(s),
-        Err((i, e)) => {
-            errors.insert("scopes", format!("Scope “{}” {e}.", items.get(i).copied().unwrap_or_default()));
-            None
-        }
-    };
     let expires_at = expiry_days(&form.expires_days, &mut errors);
-    let (Some(api), Some(name), Some(scopes), Some(expires_at)) = (api, name, scopes, expires_at) else {
+    let (Some(api), Some(expires_at)) = (api, expires_at) else {
         return render_new_key(&state, &me, &form, &errors, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
-    let head = KeyHead::Api {
-        prefix: KeyPrefix::parse(&api.key_prefix).map_err(|e| WebError::Internal(anyhow::anyhow!("{e}")))?,
-        env: Environment::parse(&api.environment).unwrap_or(Environment::Live),
-    };
-    let new = NewKey {
-        tenant_id: t.clone(),
-        api_id: ApiId::from_trusted(api.id.clone()),
-        consumer_id: Some(ConsumerId::from_trusted(consumer.id.clone())),
-        is_root: false,
-        lineage: None,
-        name,
-        scopes,
-        meta: json!({}),
-        enabled: true,
+    let input = NewKeyInput {
+        api_id: api.id,
+        consumer_id: consumer.id.clone(),
+        name: Some(form.name.trim()).filter(|n| !n.is_empty()).map(str::to_owned),
+        scopes: split_list(&form.scopes),
         expires_at,
-        ratelimit: None,
-        credits: None,
-        ip_allowlist: None,
-        created_by: Some(me.actor()),
+        ..NewKeyInput::default()
     };
-    let (model, secret) = crate::http::api::keys::insert_audited(&state.db, new, &head).await?;
-    state.cache.announce_created(&[secret.hash()]).await;
-    page(&KeyCreatedPage {
-        c: Chrome::of(&me, "consumers"),
-        key: KeyRow::of(&model),
-        secret: secret.expose().to_owned(),
-        consumer_id: consumer.id,
-        heading: "Key created",
-        done: format!("/app/keys/{}", model.id),
-    })
+    match app::keys::create(&me.ctx(&state), input).await {
+        Ok(created) => page(&KeyCreatedPage {
+            c: Chrome::of(&me, "consumers"),
+            key: KeyRow::of(&created.key),
+            secret: created.secret.expose().to_owned(),
+            consumer_id: consumer.id,
+            heading: "Key created",
+            done: format!("/app/keys/{}", created.key.id),
+        }),
+        Err(ServiceError::Invalid(errs)) => {
+            let errors = form_errors(&errs, KEY_FIELDS, "scopes");
+            render_new_key(&state, &me, &form, &errors, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where the key form shows the errors of each input field.
+const KEY_FIELDS: &[(&str, &str, &str)] =
+    &[("name", "name", ""), ("scopes", "scopes", ""), ("expires_at", "expires_days", ""), ("api_id", "api_id", "")];
+
+/// A list typed into one field, separated by commas, spaces or new lines.
+pub(crate) fn split_list(raw: &str) -> Vec<String> {
+    raw.split([',', ' ', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 #[derive(Template)]
@@ -213,8 +199,8 @@ async fn rotation_chart(
     r: &crate::store::entities::rotation::Model,
     now: chrono::DateTime<Utc>,
 ) -> Result<super::charts::Chart, WebError> {
-    let window = crate::rotation::migration::Window::since(r.started_at, now);
-    let points = crate::rotation::migration::series(
+    let window = crate::app::rotation::migration::Window::since(r.started_at, now);
+    let points = crate::app::rotation::migration::series(
         &state.db,
         t,
         std::slice::from_ref(&r.from_key_id),
@@ -301,7 +287,7 @@ async fn render_key_shown(
         && let (Some(from), Some(to)) =
             (lineage.iter().find(|v| v.id == r.from_key_id), lineage.iter().find(|v| v.id == r.to_key_id))
     {
-        let p = crate::rotation::progress::progress(&state.db, r, from, to).await?;
+        let p = crate::app::rotation::progress::progress(&state.db, r, from, to).await?;
         let chart = rotation_chart(state, &t, r, now).await?;
         open = Some(OpenRotation {
             chart,
@@ -366,6 +352,10 @@ pub struct RotateForm {
     /// Hours, when `overlap` is `custom`.
     pub custom_hours: String,
     pub retire_mode: String,
+    /// The new version's expiry: `keep` (the lineage's, the default), `none`, or `days`.
+    pub expires: String,
+    /// With `days`: days from now, 1 to 3650.
+    pub expires_days: String,
 }
 
 /// `POST /app/keys/{id}/rotate`: the new secret is on this answer only.
@@ -379,7 +369,6 @@ pub async fn rotate_key(
     me.check_csrf(&req, &form.csrf)?;
     me.require_keys()?;
     let id = key_id(&id)?;
-    let t = tenant(&me);
     let mut errors = FormErrors::new();
     let overlap = if form.overlap == "custom" {
         match form.custom_hours.trim().parse::<f64>() {
@@ -399,23 +388,22 @@ pub async fn rotate_key(
             }
         }
     };
-    let retire_mode = RetireMode::parse(&form.retire_mode).unwrap_or(RetireMode::AtDeadline);
-    let Some(overlap) = overlap else {
+    let expires_at = match form.expires.as_str() {
+        // The form shows the date the new version keeps; "none" removes it, "days" sets another.
+        "" | "keep" => None,
+        "none" => Some(None),
+        _ => expiry_days(&form.expires_days, &mut errors).map(|d| d.or(None)),
+    };
+    let (Some(overlap), true) = (overlap, errors.is_empty()) else {
         return render_key(&state, &me, &id, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
-    let current = keys::get(&state.db, &t, &id, false).await?;
-    let request = RotateRequest {
-        overlap: TimeDelta::seconds(overlap),
-        scopes: None,
-        meta: None,
-        retire_mode,
-        trigger: Trigger::Manual,
-        actor: Some(me.actor()),
-        compromise: false,
-        rules: rotation::rules_for(&state.db, &current).await?,
-        handoff: None,
+    let input = RotateInput {
+        overlap_seconds: Some(overlap),
+        retire_mode: RetireMode::parse(&form.retire_mode).map(|m| m.as_str().to_owned()),
+        expires_at,
+        ..RotateInput::new(Trigger::Manual)
     };
-    match rotation::rotate(&state, &t, &id, false, request).await {
+    match rotation::rotate_key(&me.ctx(&state), id.as_str(), false, input).await {
         Ok(r) => page(&KeyCreatedPage {
             c: Chrome::of(&me, "consumers"),
             key: KeyRow::of(&r.key),
@@ -428,16 +416,23 @@ pub async fn rotate_key(
     }
 }
 
-async fn rotation_refused(state: &AppState, me: &Signed, id: &KeyId, e: RotateError) -> Result<HttpResponse, WebError> {
+async fn rotation_refused(
+    state: &AppState,
+    me: &Signed,
+    id: &KeyId,
+    e: ServiceError,
+) -> Result<HttpResponse, WebError> {
     let why = match e {
-        RotateError::Rule(r) => r.to_string(),
-        RotateError::Conflict(m) => m.to_owned(),
-        RotateError::Store(StoreError::NotFound) => return Err(WebError::NotFound),
-        RotateError::Store(StoreError::Conflict(m)) => m,
-        RotateError::Store(e) => return Err(e.into()),
+        ServiceError::Conflict(m) => sentence(&m),
+        ServiceError::Invalid(errs) => errs
+            .iter()
+            .map(|f| sentence(&format!("{} {}", f.field.replace('_', " "), f.message)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => return Err(other.into()),
     };
     let mut errors = FormErrors::new();
-    errors.insert("rotation", format!("{}{}.", why[..1].to_uppercase(), &why[1..]));
+    errors.insert("rotation", why);
     render_key(state, me, id, &errors, None, StatusCode::CONFLICT).await
 }
 
@@ -462,10 +457,8 @@ pub async fn set_enabled(
     me.require_keys()?;
     let id = key_id(&id)?;
     let enabled = form.enabled == "true";
-    let patch = keys::KeyPatch { enabled: Some(enabled), ..keys::KeyPatch::default() };
-    match crate::http::api::keys::update_audited(&state.db, &tenant(&me), &me.actor(), &id, patch).await {
-        Ok(k) => {
-            crate::http::api::keys::invalidate_one(&state, &k.hash).await;
+    match app::keys::set_enabled(&me.ctx(&state), id.as_str(), enabled).await {
+        Ok(_) => {
             let notice = if enabled {
                 "The key is enabled again."
             } else {
@@ -473,7 +466,7 @@ pub async fn set_enabled(
             };
             render_key(&state, &me, &id, &FormErrors::new(), Some(notice), StatusCode::OK).await
         }
-        Err(StoreError::Conflict(_)) => {
+        Err(ServiceError::Conflict(_)) => {
             let mut errors = FormErrors::new();
             errors.insert("rotation", "A revoked key cannot be changed.".into());
             render_key(&state, &me, &id, &errors, None, StatusCode::CONFLICT).await
@@ -505,9 +498,8 @@ pub async fn revoke_key(
     let id = key_id(&id)?;
     let k = keys::get(&state.db, &tenant(&me), &id, false).await?;
     let mut errors = FormErrors::new();
-    let reason = form.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        errors.insert("reason", "Say why, in up to 500 characters.".into());
+    if let Err(e) = Reason::parse(&form.reason) {
+        errors.insert("reason", sentence(&format!("The reason {e}")));
     }
     if form.confirm.trim() != k.start {
         errors.insert("confirm", format!("Type {} to confirm.", k.start));
@@ -515,9 +507,7 @@ pub async fn revoke_key(
     if !errors.is_empty() {
         return render_key_typed(&state, &me, &id, &errors, None, &form.reason, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
-    crate::http::api::keys::revoke_one(&state, &tenant(&me), &me.actor(), id.as_str(), reason, false)
-        .await
-        .map_err(|e| WebError::Internal(anyhow::anyhow!("{e}")))?;
+    app::keys::revoke(&me.ctx(&state), id.as_str(), &form.reason).await?;
     render_key(
         &state,
         &me,
@@ -553,18 +543,17 @@ pub async fn rotation_action(
     let t = tenant(&me);
     let r = rotations::get(&state.db, &t, &rid).await?;
     let back = KeyId::from_trusted(r.to_key_id.clone());
+    let ctx = me.ctx(&state);
     let done = match action.as_str() {
-        "complete" => rotation::complete(&state, &t, &rid, &me.actor()).await.map(|_| "The old version was retired."),
-        "rollback" => rotation::rollback(&state, &t, &rid, &me.actor())
-            .await
-            .map(|_| "Rolled back: the old version is current again."),
+        "complete" => rotation::complete(&ctx, &rid).await.map(|_| "The old version was retired."),
+        "rollback" => rotation::rollback(&ctx, &rid).await.map(|_| "Rolled back: the old version is current again."),
         "extend" => {
             let Some(hours) = form.hours.trim().parse::<i64>().ok().filter(|h| (1..=720).contains(h)) else {
                 let mut errors = FormErrors::new();
                 errors.insert("hours", "Enter hours from 1 to 720.".into());
                 return render_key(&state, &me, &back, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
             };
-            rotation::extend(&state, &t, &rid, r.grace_ends_at + TimeDelta::hours(hours), &me.actor())
+            rotation::extend(&ctx, &rid, r.grace_ends_at + TimeDelta::hours(hours))
                 .await
                 .map(|_| "The grace period was extended.")
         }

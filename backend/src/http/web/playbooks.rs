@@ -144,9 +144,9 @@ pub async fn create(
     let mut errors = FormErrors::new();
     let mut line_errors = Vec::new();
     match definition_of(&body) {
-        Ok(d) => match crate::store::playbooks::create_audited(&state.db, &me.tenant_id(), &me.actor(), &d).await {
+        Ok(d) => match crate::playbooks::create(&me.ctx(&state), &d).await {
             Ok(_) => return Ok(see_other("/app/playbooks")),
-            Err(crate::store::StoreError::Conflict(m)) => drop(errors.insert("name", format!("Not saved: {m}."))),
+            Err(crate::app::ServiceError::Conflict(m)) => drop(errors.insert("name", format!("Not saved: {m}."))),
             Err(other) => return Err(other.into()),
         },
         Err(ApiError::Validation { errors: list, .. }) => {
@@ -271,7 +271,7 @@ pub async fn run(
         let plan = runs::plan(&state.db, &t, &d, &target).await?;
         return render_playbook(&state, &me, &id, &form, &errors, Some(plan), StatusCode::OK).await;
     }
-    let run = runs::start(&state, &t, &pid, &d, &target, &me.actor(), Utc::now()).await?;
+    let run = runs::start(&me.ctx(&state), &pid, &d, &target, Utc::now()).await?;
     Ok(see_other(&format!("/app/playbook-runs/{}", run.id)))
 }
 
@@ -328,9 +328,9 @@ pub async fn approve(
     me.check_csrf(&req, &form.csrf)?;
     me.require_keys()?;
     let run_id = RunId::parse(&id).map_err(|_| WebError::NotFound)?;
-    match runs::approve(&state, &me.tenant_id(), &run_id, &me.actor()).await {
+    match runs::approve(&me.ctx(&state), &run_id).await {
         Ok(_) => Ok(see_other(&format!("/app/playbook-runs/{}", run_id.as_str()))),
-        Err(ApproveError::Store(e)) => Err(e.into()),
+        Err(ApproveError::Service(e)) => Err(e.into()),
         Err(e) => render_run(&state, &me, &id, Some(e.to_string()), StatusCode::CONFLICT).await,
     }
 }

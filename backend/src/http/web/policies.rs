@@ -8,10 +8,10 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::app::Chrome;
-use super::session::{FormErrors, Signed, WebError, page_with};
+use super::session::{FormErrors, Signed, WebError, page_with, sentence};
+use crate::app::{self, ServiceError};
 use crate::domain::{ConsumerId, PolicyId};
-use crate::http::api::policies::{PolicyBody, PolicyView, apply, new_policy};
-use crate::http::errors::ApiError;
+use crate::http::api::policies::{PolicyBody, PolicyView};
 use crate::state::AppState;
 use crate::store::entities::api;
 use crate::store::{StoreError, apis, consumers, policies};
@@ -165,10 +165,11 @@ fn trim_float(x: f64) -> String {
 }
 
 /// The API's field errors, under the names of this form's fields.
-fn into_form_errors(e: ApiError, errors: &mut FormErrors) -> Result<(), WebError> {
-    let ApiError::Validation { errors: fields, detail } = e else {
-        return Err(WebError::Internal(anyhow::anyhow!("{e}")));
+fn into_form_errors(e: ServiceError, errors: &mut FormErrors) -> Result<(), WebError> {
+    let ServiceError::Invalid(fields) = e else {
+        return Err(e.into());
     };
+    let detail = ServiceError::Invalid(fields.clone()).to_string();
     for f in fields {
         let name = match f.field.split(['[', '.']).next().unwrap_or_default() {
             "interval_days" => "interval_days",
@@ -270,16 +271,13 @@ pub async fn create(
             }
         }
     };
-    let body = form.body(&mut errors);
+    let mut body = form.body(&mut errors);
     let Some(api) = api.filter(|_| errors.is_empty()) else {
         return render(&state, &me, &form, &errors, None, None, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
-    let mut p = new_policy(&t, api.id, consumer_id);
-    if let Err(e) = apply(&mut p, &body, state.master_key.is_some()) {
-        into_form_errors(e, &mut errors)?;
-        return render(&state, &me, &form, &errors, None, None, StatusCode::UNPROCESSABLE_ENTITY).await;
-    }
-    match crate::http::api::policies::insert_audited(&state.db, &me.actor(), p).await {
+    body.api_id = Some(api.id);
+    body.consumer_id = consumer_id;
+    match app::policies::create(&me.ctx(&state), &body).await {
         Ok(_) => {
             render(
                 &state,
@@ -292,8 +290,12 @@ pub async fn create(
             )
             .await
         }
-        Err(StoreError::Conflict(m)) => {
-            errors.insert("api_id", format!("{}{}.", m[..1].to_uppercase(), &m[1..]));
+        Err(ServiceError::Conflict(m)) => {
+            errors.insert("api_id", sentence(&m));
+            render(&state, &me, &form, &errors, None, None, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e @ ServiceError::Invalid(_)) => {
+            into_form_errors(e, &mut errors)?;
             render(&state, &me, &form, &errors, None, None, StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(e) => Err(e.into()),
@@ -326,12 +328,11 @@ pub async fn update(
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
     let t = me.tenant_id();
-    let pid = policy_id(&id)?;
-    let mut p = policies::get(&state.db, &t, &pid).await?;
+    policies::get(&state.db, &t, &policy_id(&id)?).await?;
     let mut errors = FormErrors::new();
     let body = form.body(&mut errors);
     if errors.is_empty()
-        && let Err(e) = apply(&mut p, &body, state.master_key.is_some())
+        && let Err(e) = app::policies::update(&me.ctx(&state), &id, &body).await
     {
         into_form_errors(e, &mut errors)?;
     }
@@ -339,7 +340,6 @@ pub async fn update(
         return render(&state, &me, &form, &errors, None, Some(id.into_inner()), StatusCode::UNPROCESSABLE_ENTITY)
             .await;
     }
-    crate::http::api::policies::save_audited(&state.db, &me.actor(), p).await?;
     render(&state, &me, &PolicyForm::defaults(), &FormErrors::new(), Some("Policy saved."), None, StatusCode::OK).await
 }
 
@@ -353,7 +353,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, WebError> {
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
-    crate::http::api::policies::delete_audited(&state.db, &me.tenant_id(), &me.actor(), &policy_id(&id)?).await?;
+    app::policies::delete(&me.ctx(&state), &id).await?;
     render(
         &state,
         &me,

@@ -12,6 +12,7 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder, Res
 use askama::Template;
 use subtle::ConstantTimeEq;
 
+use crate::app::{Actor, Ctx, FieldError, Grants, ServiceError};
 use crate::config::Settings;
 use crate::state::AppState;
 use crate::store::entities::{membership, session, tenant, user};
@@ -36,8 +37,76 @@ pub enum WebError {
     NotFound,
     #[error("the form expired; reload the page and try again")]
     Csrf,
+    /// The change was refused by the state of things (shown on a page of its own when the
+    /// handler has no form to show it beside).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<ServiceError> for WebError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound(_) => Self::NotFound,
+            ServiceError::Forbidden(p) => Self::Forbidden(match p.least_role() {
+                Role::Owner => "Only owners can change this.",
+                Role::Admin => "Only owners and admins can change this.",
+                Role::Developer | Role::Viewer => "Viewers cannot change keys.",
+            }),
+            ServiceError::Conflict(m) => Self::Conflict(sentence(&m)),
+            ServiceError::Invalid(errors) => Self::Conflict(
+                errors.iter().map(|e| sentence(&format!("{} {}", e.field, e.message))).collect::<Vec<_>>().join(" "),
+            ),
+            ServiceError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
+/// A message as a sentence: capitalised, with a full stop.
+#[must_use]
+pub fn sentence(m: &str) -> String {
+    let m = m.trim().trim_end_matches('.');
+    let mut chars = m.chars();
+    chars.next().map_or_else(String::new, |f| format!("{}{}.", f.to_uppercase(), chars.as_str()))
+}
+
+/// The errors of an operation beside the fields of the form that sent it. Each entry of
+/// `fields` is `(input field, form field, wording)`: the input field by its name before any
+/// `[i]` or `.x`, the form field the error goes beside, and the form's own wording of it (or ""
+/// for the operation's message as a sentence). An error of an input field not named goes beside
+/// `fallback`.
+#[must_use]
+pub fn form_errors(
+    errors: &[FieldError],
+    fields: &[(&str, &'static str, &'static str)],
+    fallback: &'static str,
+) -> FormErrors {
+    let mut out = FormErrors::new();
+    for e in errors {
+        let root = e.field.split(['[', '.']).next().unwrap_or_default();
+        let known = fields.iter().find(|(f, ..)| *f == root);
+        let form_field = known.map_or(fallback, |(_, to, _)| to);
+        if let Some((.., says)) = known.filter(|(.., says)| !says.is_empty()) {
+            out.entry(form_field).or_insert_with(|| (*says).to_owned());
+            continue;
+        }
+        let label = root.replace('_', " ");
+        let item = e.field[root.len()..]
+            .strip_prefix('[')
+            .and_then(|r| r.split(']').next())
+            .and_then(|i| i.parse::<usize>().ok())
+            .map(|i| format!(" (item {})", i.saturating_add(1)))
+            .unwrap_or_default();
+        let text = sentence(&format!("{label}{item} {}", e.message));
+        out.entry(form_field)
+            .and_modify(|t| {
+                t.push(' ');
+                t.push_str(&text);
+            })
+            .or_insert(text);
+    }
+    out
 }
 
 impl From<sea_orm::DbErr> for WebError {
@@ -50,6 +119,7 @@ impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::NotFound,
+            StoreError::Conflict(m) => Self::Conflict(sentence(&m)),
             other => Self::Internal(other.into()),
         }
     }
@@ -69,6 +139,7 @@ impl ResponseError for WebError {
             Self::Redirect(_) => StatusCode::SEE_OTHER,
             Self::Forbidden(_) | Self::Csrf => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,6 +150,7 @@ impl ResponseError for WebError {
             Self::Forbidden(why) => ("Not allowed", *why),
             Self::NotFound => ("Not found", "There is nothing here, or it belongs to another team."),
             Self::Csrf => ("The form expired", "Go back, reload the page and submit the form again."),
+            Self::Conflict(why) => ("This cannot be done", why.as_str()),
             Self::Internal(e) => {
                 tracing::error!(error = %format!("{e:#}"), "dashboard request failed");
                 ("Something went wrong", "The error was logged. Try again in a moment.")
@@ -164,49 +236,7 @@ pub fn removal(s: &Settings, name: &'static str) -> Cookie<'static> {
     c
 }
 
-/// Roles in a tenant, from most to least powerful.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Owner,
-    Admin,
-    Developer,
-    Viewer,
-}
-
-impl Role {
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "owner" => Some(Self::Owner),
-            "admin" => Some(Self::Admin),
-            "developer" => Some(Self::Developer),
-            "viewer" => Some(Self::Viewer),
-            _ => None,
-        }
-    }
-
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Admin => "admin",
-            Self::Developer => "developer",
-            Self::Viewer => "viewer",
-        }
-    }
-
-    /// Consumers and keys: create, rotate, revoke.
-    #[must_use]
-    pub fn can_manage_keys(self) -> bool {
-        self <= Self::Developer
-    }
-
-    /// APIs, policies, webhooks, root keys and members.
-    #[must_use]
-    pub fn can_administer(self) -> bool {
-        self <= Self::Admin
-    }
-}
+pub use crate::app::Role;
 
 /// A signed-in user working in one of their tenants.
 #[derive(Debug)]
@@ -228,7 +258,19 @@ impl Signed {
     /// Who did it, for the records.
     #[must_use]
     pub fn actor(&self) -> String {
-        format!("user:{}", self.user.id)
+        Actor::User(self.user.id.clone()).to_string()
+    }
+
+    /// The context of an operation this member asks for, in the request being served.
+    #[must_use]
+    pub fn ctx<'a>(&self, state: &'a AppState) -> Ctx<'a> {
+        Ctx::new(
+            state,
+            self.tenant_id(),
+            Actor::User(self.user.id.clone()),
+            Grants::of_role(self.role),
+            crate::http::request_id::origin(),
+        )
     }
 
     /// # Errors

@@ -8,11 +8,11 @@ use chrono::TimeDelta;
 use serde::Deserialize;
 
 use super::app::Chrome;
-use super::session::{FormErrors, Role, Signed, WebError, page_with};
-use crate::audit::Entry;
+use super::session::{FormErrors, Role, Signed, WebError, form_errors, page_with, sentence};
+use crate::app::{self, ServiceError};
 use crate::domain::input::Email;
 use crate::state::AppState;
-use crate::store::{StoreError, accounts};
+use crate::store::accounts;
 
 /// A member as the page shows it.
 pub struct MemberRow {
@@ -106,31 +106,27 @@ pub async fn invite(
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
     let mut errors = FormErrors::new();
-    let email = Email::parse(&form.email).map_err(|_| errors.insert("email", "Enter an email address.".into())).ok();
-    if !grantable(&me).contains(&form.role.as_str()) {
-        errors.insert("role", "Choose a role you may give.".into());
-    }
-    let Some(email) = email.filter(|_| errors.is_empty()) else {
-        return render(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let invited = match app::members::invite(&me.ctx(&state), &form.email, &form.role).await {
+        Ok(i) => i,
+        Err(ServiceError::Invalid(errs)) => {
+            let fields =
+                [("email", "email", "Enter an email address."), ("role", "role", "Choose a role you may give.")];
+            let errors = form_errors(&errs, &fields, "email");
+            return render(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+        Err(ServiceError::Forbidden(_)) => {
+            errors.insert("role", "Choose a role you may give.".into());
+            return render(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+        Err(ServiceError::Conflict(m)) => {
+            errors.insert("email", sentence(&m));
+            return render(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+        Err(e) => return Err(e.into()),
     };
-    let t = me.tenant_id();
-    let user = accounts::invited_user(&state.db, email.as_str()).await?;
-    if accounts::membership(&state.db, &user.id, t.as_str()).await?.is_some() {
-        errors.insert("email", "This person is already a member.".into());
-        return render(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
-    }
-    crate::audit::write(&state.db, &t, &me.actor(), async |txn| {
-        accounts::add_member(txn, &user.id, &t, &form.role).await?;
-        let entry = Entry::new(
-            "member.invited",
-            "member",
-            user.id.clone(),
-            format!("Invited {} as {}", email.as_str(), form.role),
-        )
-        .with(serde_json::json!({ "email": email.as_str(), "role": form.role, "new_account": user.password_hash.is_none() }));
-        Ok::<_, StoreError>(((), vec![entry]))
-    })
-    .await?;
+    let user = invited.user;
+    let email = user.email.clone();
+    let email = Email::parse(&email).map_err(|m| WebError::Internal(anyhow::anyhow!(m)))?;
     let base = state.settings.public_url.clone().unwrap_or_else(|| format!("http://{}", state.settings.listen));
     let base = base.trim_end_matches('/');
     let (subject, body) = if user.password_hash.is_none() {
@@ -190,37 +186,18 @@ pub async fn change(
     if !may_manage(&me, &target.role) || *user_id == me.user.id {
         return Err(WebError::Forbidden("You cannot change this member."));
     }
-    let txn = crate::store::begin_write(&state.db).await.map_err(StoreError::from)?;
-    let who = accounts::members(&txn, &t)
-        .await?
-        .into_iter()
-        .find(|(m, _)| m.user_id == *user_id)
-        .map(|(_, u)| u.email)
-        .unwrap_or_default();
-    let (notice, entry) = if form.role.is_empty() {
-        accounts::remove_member(&txn, &user_id, &t).await?;
-        let entry = Entry::new("member.removed", "member", user_id.as_str(), format!("Removed {who} from the team"))
-            .with(serde_json::json!({ "email": who, "before": { "role": target.role } }));
-        ("The member was removed.".to_owned(), entry)
-    } else {
-        if !grantable(&me).contains(&form.role.as_str()) {
-            return Err(WebError::Forbidden("You cannot give this role."));
-        }
-        accounts::add_member(&txn, &user_id, &t, &form.role).await?;
-        let entry = Entry::new(
-            "member.role_changed",
-            "member",
-            user_id.as_str(),
-            format!("Changed the role of {who} from {} to {}", target.role, form.role),
-        )
-        .with(serde_json::json!({ "email": who, "before": { "role": target.role }, "after": { "role": form.role } }));
-        (format!("The member is now {}.", form.role), entry)
-    };
-    // A team never loses its last owner.
-    if !accounts::members(&txn, &t).await?.iter().any(|(m, _)| m.role == "owner") {
-        return Err(WebError::Forbidden("A team needs at least one owner."));
+    if !form.role.is_empty() && !grantable(&me).contains(&form.role.as_str()) {
+        return Err(WebError::Forbidden("You cannot give this role."));
     }
-    crate::audit::record(&txn, &t, &me.actor(), vec![entry]).await?;
-    txn.commit().await.map_err(StoreError::from)?;
+    let new_role = Some(form.role.as_str()).filter(|r| !r.is_empty());
+    match app::members::change(&me.ctx(&state), &user_id, new_role).await {
+        Ok(()) => {}
+        Err(ServiceError::Conflict(_)) => return Err(WebError::Forbidden("A team needs at least one owner.")),
+        Err(e) => return Err(e.into()),
+    }
+    let notice = match new_role {
+        None => "The member was removed.".to_owned(),
+        Some(r) => format!("The member is now {r}."),
+    };
     render_fresh(&state, &me, Some(notice)).await
 }

@@ -12,7 +12,7 @@ use totp_rs::{Algorithm, Builder, Totp};
 use super::account::sign_in;
 use super::app::Chrome;
 use super::session::{FormErrors, SESSION_COOKIE, Signed, Throttle, WebError, client_ip, page_with, safe_next};
-use crate::audit::Entry;
+use crate::app;
 use crate::state::AppState;
 use crate::store::accounts;
 
@@ -199,17 +199,8 @@ pub async fn two_factor(
                 let setup = setup_of(&state, &me, &form.sealed);
                 return render(&state, &me, setup, &errors, None, StatusCode::UNPROCESSABLE_ENTITY);
             };
-            let txn = crate::store::begin_write(&state.db).await?;
-            accounts::set_totp(&txn, &me.user.id, Some(form.sealed.clone())).await?;
-            accounts::accept_totp_step(&txn, &me.user.id, step).await?;
-            let entry = Entry::new(
-                "user.two_factor_enabled",
-                "user",
-                me.user.id.as_str(),
-                format!("{} turned on two-factor sign-in", me.user.email),
-            );
-            crate::audit::record_for_user(&txn, &me.user.id, &me.actor(), entry).await?;
-            txn.commit().await?;
+            let origin = crate::http::request_id::origin();
+            app::accounts::set_two_factor(&state, &me.user.id, Some((form.sealed.clone(), step)), &origin).await?;
             let me = Signed { user: accounts::user(&state.db, &me.user.id).await?, ..me };
             render(&state, &me, None, &errors, Some("Two-factor sign-in is on."), StatusCode::OK)
         }
@@ -218,16 +209,8 @@ pub async fn two_factor(
                 errors.insert("disable_code", "That code is not right, or was used already.".into());
                 return render(&state, &me, None, &errors, None, StatusCode::UNPROCESSABLE_ENTITY);
             }
-            let txn = crate::store::begin_write(&state.db).await?;
-            accounts::set_totp(&txn, &me.user.id, None).await?;
-            let entry = Entry::new(
-                "user.two_factor_disabled",
-                "user",
-                me.user.id.as_str(),
-                format!("{} turned off two-factor sign-in", me.user.email),
-            );
-            crate::audit::record_for_user(&txn, &me.user.id, &me.actor(), entry).await?;
-            txn.commit().await?;
+            let origin = crate::http::request_id::origin();
+            app::accounts::set_two_factor(&state, &me.user.id, None, &origin).await?;
             let me = Signed { user: accounts::user(&state.db, &me.user.id).await?, ..me };
             render(&state, &me, None, &errors, Some("Two-factor sign-in is off."), StatusCode::OK)
         }

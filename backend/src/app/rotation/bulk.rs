@@ -16,12 +16,15 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use sea_orm::DatabaseTransaction;
+
+use crate::app::{Actor, Change, Ctx, Permission, ServiceError, commit};
 use crate::domain::rotation::{RetireMode, RotationState, Trigger};
-use crate::domain::{ApiKey, Environment, KeyHash, KeyHead, KeyId, KeyPrefix, TenantId};
-use crate::notify::{self, Audience};
+use crate::domain::{ApiKey, EventType, KeyHash, KeyHead, KeyId, TenantId};
+use crate::notify::Audience;
 use crate::state::AppState;
 use crate::store::entities::{consumer, key, pending_secret, rotation};
-use crate::store::{StoreError, apis, begin_write, insert_rows, jobs, rotations};
+use crate::store::{StoreError, apis, insert_rows, jobs, rotations};
 
 /// Rows per transaction.
 const BATCH: usize = 1_000;
@@ -130,10 +133,7 @@ pub async fn plan(
 pub async fn run(state: &AppState, job_id: &str, req: &BulkRequest) -> anyhow::Result<()> {
     let tenant = TenantId::from_trusted(req.tenant_id.clone());
     let api = apis::get(&state.db, &tenant, &crate::domain::ApiId::from_trusted(req.api_id.clone())).await?;
-    let head = KeyHead::Api {
-        prefix: KeyPrefix::parse(&api.key_prefix).map_err(|e| anyhow::anyhow!("{e}"))?,
-        env: Environment::parse(&api.environment).unwrap_or(Environment::Live),
-    };
+    let head = apis::head_of(&api)?;
     // The candidates are listed once, in id order; each batch then locks its own rows and keeps
     // those that are still candidates, so a key rotated or revoked meanwhile is left alone.
     let ids: Vec<String> = candidates(tenant.as_str(), &req.api_id, &req.filter, Utc::now())
@@ -174,16 +174,18 @@ pub async fn run(state: &AppState, job_id: &str, req: &BulkRequest) -> anyhow::R
     Ok(())
 }
 
-/// Queues the rotation as a job and records who started it, in one transaction.
+/// Queues the rotation as a job and records who started it, in one transaction. The job acts
+/// as the context's actor.
 ///
 /// # Errors
 /// Database errors.
-pub async fn start(state: &AppState, req: &BulkRequest, plan: &BulkPlan) -> Result<Option<String>, StoreError> {
-    let tenant = TenantId::from_trusted(req.tenant_id.clone());
-    let payload = serde_json::to_value(req).map_err(|e| StoreError::Conflict(format!("cannot encode the job: {e}")))?;
-    let mut job = jobs::NewJob::now(crate::jobs::ROTATION_BULK, payload);
-    job.tenant_id = Some(req.tenant_id.clone());
-    crate::audit::write(&state.db, &tenant, &req.actor, async |txn| {
+pub async fn start(ctx: &Ctx<'_>, req: &BulkRequest, plan: &BulkPlan) -> Result<Option<String>, ServiceError> {
+    ctx.require(Permission::KeysRotate)?;
+    let payload =
+        serde_json::to_value(req).map_err(|e| ServiceError::Internal(anyhow::anyhow!("cannot encode the job: {e}")))?;
+    let mut job = jobs::NewJob::now(jobs::kind::ROTATION_BULK, payload);
+    job.tenant_id = Some(ctx.tenant.as_str().to_owned());
+    commit(ctx, async |txn, change| {
         let id = jobs::enqueue(txn, job).await?;
         let entry = crate::audit::Entry::new(
             "rotation.bulk_started",
@@ -200,7 +202,8 @@ pub async fn start(state: &AppState, req: &BulkRequest, plan: &BulkPlan) -> Resu
             "job_id": id, "filter": req.filter, "overlap_seconds": req.overlap_seconds,
             "compromise": req.compromise, "keys": plan.keys,
         }));
-        Ok::<_, StoreError>((id, vec![entry]))
+        change.audit(entry);
+        Ok(id)
     })
     .await
 }
@@ -215,14 +218,27 @@ async fn rotate_batch(
     req: &BulkRequest,
     ids: &[String],
 ) -> anyhow::Result<()> {
+    let ctx = Ctx::acting(state, tenant.clone(), Actor::parse(&req.actor));
+    commit(&ctx, async |txn, change| rotate_batch_in(state, txn, change, tenant, head, req, ids).await).await?;
+    Ok(())
+}
+
+async fn rotate_batch_in(
+    state: &AppState,
+    txn: &DatabaseTransaction,
+    change: &mut Change,
+    tenant: &TenantId,
+    head: &KeyHead,
+    req: &BulkRequest,
+    ids: &[String],
+) -> Result<(), ServiceError> {
     let now = Utc::now();
     let overlap = TimeDelta::seconds(req.overlap_seconds);
-    let txn = begin_write(&state.db).await?;
     let mut batch = key::Entity::find()
         .filter(key::Column::TenantId.eq(tenant.as_str()))
         .filter(key::Column::Id.is_in(ids.iter().map(String::as_str)))
         .lock_exclusive()
-        .all(&txn)
+        .all(txn)
         .await?;
     batch.retain(|k| is_candidate(k, &req.api_id, &req.filter, now));
     if batch.is_empty() {
@@ -238,7 +254,7 @@ async fn rotate_batch(
         .column(key::Column::GraceEndsAt)
         .filter(key::Column::LineageId.is_in(lineages.iter().copied()))
         .into_tuple()
-        .all(&txn)
+        .all(txn)
         .await?;
     let mut max_versions: HashMap<&str, i32> = HashMap::with_capacity(lineages.len());
     let mut ending: Vec<(&str, &str)> = Vec::new();
@@ -253,7 +269,7 @@ async fn rotate_batch(
         key::Entity::update_many()
             .col_expr(key::Column::GraceEndsAt, Expr::value(now))
             .filter(key::Column::Id.is_in(ending.iter().map(|(id, _)| *id)))
-            .exec(&txn)
+            .exec(txn)
             .await?;
         rotation::Entity::update_many()
             .col_expr(rotation::Column::State, Expr::value(RotationState::Completed.as_str()))
@@ -261,7 +277,7 @@ async fn rotate_batch(
             .col_expr(rotation::Column::Reason, Expr::value("retired by a bulk rotation"))
             .filter(rotation::Column::FromKeyId.is_in(ending.iter().map(|(id, _)| *id)))
             .filter(rotation::Column::State.eq(RotationState::InProgress.as_str()))
-            .exec(&txn)
+            .exec(txn)
             .await?;
     }
 
@@ -271,7 +287,7 @@ async fn rotate_batch(
         .columns([consumer::Column::Id, consumer::Column::Email])
         .filter(consumer::Column::Id.is_in(consumer_ids))
         .into_tuple()
-        .all(&txn)
+        .all(txn)
         .await?
         .into_iter()
         .collect();
@@ -279,8 +295,7 @@ async fn rotate_batch(
     let mut new_keys = Vec::with_capacity(batch.len());
     let mut records = Vec::with_capacity(batch.len());
     let mut held = Vec::new();
-    let mut events = Vec::with_capacity(batch.len());
-    let mut announce = Vec::with_capacity(batch.len());
+
     let grace = now + overlap;
     for old in &batch {
         let secret = ApiKey::generate(head);
@@ -306,7 +321,7 @@ async fn rotate_batch(
             consumer_id: old.consumer_id.clone(),
             consumer_email: old.consumer_id.as_ref().and_then(|c| emails.get(c).cloned().flatten()),
         };
-        events.push((data, audience));
+        change.emit(EventType::RotationStarted, data, &audience);
         if let Some(mk) = &state.master_key
             && let Some(sealed) = mk.seal(secret.expose().as_bytes())
         {
@@ -319,14 +334,14 @@ async fn rotate_batch(
                 expires_at: old_grace + TimeDelta::days(7),
             });
         }
-        announce.push(secret.hash());
+        change.created(secret.hash());
         records.push(record);
         new_keys.push(key::Model {
             id,
             version,
             hash: secret.hash().to_hex(),
             start: secret.start().to_owned(),
-            expires_at: None,
+            // The lineage keeps its expiry (`..old`): a rotation renews the secret, not the lease.
             grace_ends_at: None,
             superseded_at: None,
             revoked_at: None,
@@ -338,7 +353,7 @@ async fn rotate_batch(
             ..old.clone()
         });
     }
-    insert_rows::<key::Entity>(&txn, &new_keys).await?;
+    insert_rows::<key::Entity>(txn, &new_keys).await?;
     // Grace never outlasts a key's own expiry.
     key::Entity::update_many()
         .col_expr(key::Column::SupersededAt, Expr::value(now))
@@ -348,28 +363,17 @@ async fn rotate_batch(
         )
         .col_expr(key::Column::UpdatedAt, Expr::value(now))
         .filter(key::Column::Id.is_in(batch.iter().map(|k| k.id.as_str())))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-    insert_rows::<rotation::Entity>(&txn, &records).await?;
-    insert_rows::<pending_secret::Entity>(&txn, &held).await?;
-    notify::emit_many(&txn, tenant, "rotation.started", events).await?;
+    insert_rows::<rotation::Entity>(txn, &records).await?;
+    insert_rows::<pending_secret::Entity>(txn, &held).await?;
     // One entry per key, like a single rotation, so a key's own audit trail shows it.
-    let entries = batch
-        .iter()
-        .zip(&records)
-        .zip(&new_keys)
-        .map(|((old, r), new)| {
-            let mut e = super::rotated_entry(r, old, new, 0);
-            e.summary.push_str(" (bulk rotation)");
-            e
-        })
-        .collect();
-    crate::audit::record(&txn, tenant, &req.actor, entries).await?;
-    txn.commit().await?;
-
-    let mut dropped: Vec<KeyHash> = batch.iter().filter_map(|k| KeyHash::from_hex(&k.hash)).collect();
-    dropped.extend(ending.iter().filter_map(|(_, h)| KeyHash::from_hex(h)));
-    state.cache.invalidate(&dropped).await;
-    state.cache.announce_created(&announce).await;
+    for ((old, r), new) in batch.iter().zip(&records).zip(&new_keys) {
+        let mut e = super::rotated_entry(r, old, new, 0);
+        e.summary.push_str(" (bulk rotation)");
+        change.audit(e);
+    }
+    change.invalidate(batch.iter().filter_map(|k| KeyHash::from_hex(&k.hash)));
+    change.invalidate(ending.iter().filter_map(|(_, h)| KeyHash::from_hex(h)));
     Ok(())
 }

@@ -5,11 +5,12 @@
 use chrono::{TimeDelta, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
+use crate::app::{Ctx, ServiceError};
 use crate::domain::rotation::{RetireMode, RotationState};
 use crate::domain::{KeyId, RotationId, TenantId};
 use crate::state::AppState;
 use crate::store::entities::{job, rotation};
-use crate::store::{keys, rotations};
+use crate::store::keys;
 
 /// Is the old version drained?
 #[must_use]
@@ -38,29 +39,24 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<()> {
         .await?;
     let (quiet, min_overlap) = (state.settings.rotation.quiet(), state.settings.rotation.min_overlap());
     for r in open {
+        let tenant = TenantId::from_trusted(r.tenant_id.clone());
+        let ctx = Ctx::system(state, tenant.clone());
+        let id = RotationId::from_trusted(r.id.clone());
         if r.grace_ends_at <= now {
-            let tenant = TenantId::from_trusted(r.tenant_id.clone());
-            let txn = crate::store::begin_write(&state.db).await?;
-            let from = keys::get_any(&txn, &tenant, &KeyId::from_trusted(r.from_key_id.clone())).await?;
-            let r =
-                rotations::set_state(&txn, r, RotationState::Completed, None, Some("retired at the deadline".into()))
-                    .await?;
-            super::announce(&txn, &tenant, crate::audit::SYSTEM, "rotation.completed", &r, &from).await?;
-            txn.commit().await?;
+            super::retire_at_deadline(&ctx, &id).await?;
             continue;
         }
         if RetireMode::parse(&r.retire_mode) != Some(RetireMode::WhenDrained) {
             continue;
         }
-        let tenant = TenantId::from_trusted(r.tenant_id.clone());
         let from = keys::get_any(&state.db, &tenant, &KeyId::from_trusted(r.from_key_id.clone())).await?;
         let to = keys::get_any(&state.db, &tenant, &KeyId::from_trusted(r.to_key_id.clone())).await?;
         if drained(now, r.started_at, from.last_used_at, to.last_used_at, quiet, min_overlap) {
             tracing::info!(rotation_id = %r.id, "old version drained; retiring it early");
-            let id = RotationId::from_trusted(r.id.clone());
-            match super::complete(state, &tenant, &id, crate::audit::SYSTEM).await {
-                Ok(_) | Err(super::RotateError::Rule(_)) => {}
-                Err(e) => return Err(anyhow::anyhow!("{e}")),
+            match super::complete(&ctx, &id).await {
+                // Completed or ended meanwhile by another node or a person.
+                Ok(_) | Err(ServiceError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -6,9 +6,10 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use serde_json::json;
 
-use super::email::Mailer;
-use super::webhook;
+use crate::notify::email::Mailer;
+use crate::notify::webhook;
 use crate::state::AppState;
+use crate::store::StoreError;
 use crate::store::entities::delivery;
 use crate::store::notify::{self as store, DEAD, DELIVERED, HELD, PENDING};
 
@@ -123,17 +124,40 @@ async fn attempt(state: &AppState, client: &reqwest::Client, mailer: Option<&Mai
     }
     if let Some(ep) = &d.endpoint_id
         && (ok || state_after == DEAD)
-        && let Err(e) = store::endpoint_outcome(
-            &state.db,
-            ep,
-            ok,
-            state.settings.notify.disable_after_failures,
-            TimeDelta::hours(state.settings.notify.disable_after_hours),
-        )
-        .await
+        && let Err(e) = endpoint_outcome(state, ep, ok).await
     {
         tracing::warn!(error = %e, "could not update the endpoint");
     }
+}
+
+/// Records how a delivery to an endpoint ended. An endpoint is disabled once
+/// `disable_after_failures` deliveries in a row were given up *and* the streak has lasted
+/// `disable_after_hours` — a receiver that is down for an hour loses nothing. The disabling is
+/// audited in its own transaction.
+async fn endpoint_outcome(state: &AppState, ep: &str, ok: bool) -> Result<(), StoreError> {
+    store::endpoint_outcome(&state.db, ep, ok).await?;
+    if ok {
+        return Ok(());
+    }
+    let settings = &state.settings.notify;
+    let txn = crate::store::begin_write(&state.db).await?;
+    let after = TimeDelta::hours(settings.disable_after_hours);
+    if let Some(ep) = store::disable_if_failing(&txn, ep, settings.disable_after_failures, after).await? {
+        let entry = crate::audit::Entry::new(
+            "webhook_endpoint.disabled",
+            "webhook_endpoint",
+            ep.id.clone(),
+            format!("Disabled the webhook endpoint {} after {} failed deliveries in a row", ep.url, ep.failures),
+        )
+        .with(
+            serde_json::json!({ "failures": ep.failures, "failing_since": ep.failing_since.map(crate::time::rfc3339) }),
+        );
+        let tenant = crate::domain::TenantId::from_trusted(ep.tenant_id.clone());
+        let origin = crate::domain::Origin::default();
+        crate::audit::record(&txn, &tenant, crate::audit::SYSTEM, &origin, vec![entry]).await?;
+    }
+    txn.commit().await?;
+    Ok(())
 }
 
 /// A rotation whose policy delivers by webhook: the consumer's own endpoint gets the new secret

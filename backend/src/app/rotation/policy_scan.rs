@@ -7,14 +7,15 @@ use chrono::{TimeDelta, Utc};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 use serde_json::json;
 
-use super::{Handoff, RotateError, RotateRequest, policy_rules};
+use super::{Handoff, RotateRequest, policy_rules};
+use crate::app::{Actor, Ctx, ServiceError, commit};
 use crate::domain::policy::{Schedule, notices_due};
 use crate::domain::rotation::{RetireMode, Trigger};
-use crate::domain::{KeyId, TenantId};
+use crate::domain::{EventType, KeyId, TenantId};
 use crate::notify;
 use crate::state::AppState;
 use crate::store::entities::{key, rotation_policy};
-use crate::store::{begin_write, policies};
+use crate::store::policies;
 
 /// One pass over every enabled policy.
 ///
@@ -63,10 +64,11 @@ async fn scan_policy(state: &AppState, p: &rotation_policy::Model) -> anyhow::Re
     for k in q.all(&state.db).await? {
         if let Some(due) = schedule.next_due(k.created_at) {
             for lead in notices_due(due, &leads, now) {
-                notice(state, &tenant, &k, due, lead).await?;
+                notice(state, &tenant, p, &k, due, lead).await?;
             }
         }
         if schedule.due_now(k.created_at, now) {
+            due(state, &tenant, p, &k, now).await?;
             rotate(state, &tenant, p, &k).await?;
         }
     }
@@ -76,23 +78,53 @@ async fn scan_policy(state: &AppState, p: &rotation_policy::Model) -> anyhow::Re
 async fn notice(
     state: &AppState,
     tenant: &TenantId,
+    p: &rotation_policy::Model,
     k: &key::Model,
     due: chrono::DateTime<Utc>,
     lead: TimeDelta,
 ) -> anyhow::Result<()> {
-    let txn = begin_write(&state.db).await?;
-    if policies::mark_notice(&txn, &k.id, lead.num_seconds()).await? {
-        let audience = notify::audience_of(&txn, k.consumer_id.as_deref()).await?;
-        let data = json!({
-            "key_id": k.id, "key_start": k.start, "lineage_id": k.lineage_id, "version": k.version,
-            "consumer_id": k.consumer_id, "rotation_due_at": crate::time::rfc3339(due),
-            "lead_seconds": lead.num_seconds(),
-        });
-        // The notice is sent once per version and lead time anyway; the alert only lists it.
-        crate::alerts::beside_notice(&txn, tenant, "key.expiring", &data).await?;
-        notify::emit(&txn, tenant, "key.expiring", data, &audience).await?;
-    }
-    txn.commit().await?;
+    let ctx = Ctx::acting(state, tenant.clone(), Actor::Policy(p.id.clone()));
+    commit(&ctx, async |txn, change| {
+        if policies::mark_notice(txn, &k.id, lead.num_seconds()).await? {
+            let audience = notify::audience_of(txn, k.consumer_id.as_deref()).await?;
+            let data = json!({
+                "key_id": k.id, "key_start": k.start, "lineage_id": k.lineage_id, "version": k.version,
+                "consumer_id": k.consumer_id, "rotation_due_at": crate::time::rfc3339(due),
+                "lead_seconds": lead.num_seconds(), "policy_id": p.id,
+            });
+            // The notice is sent once per version and lead time anyway; the alert only lists it.
+            crate::alerts::beside_notice(txn, tenant, "key.expiring", &data).await?;
+            change.emit(EventType::KeyExpiring, data, &audience);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// Tells the team, once per version, that its policy has a rotation due now — also when the
+/// rotation cannot happen (no master key, a full lineage), which the event says.
+async fn due(
+    state: &AppState,
+    tenant: &TenantId,
+    p: &rotation_policy::Model,
+    k: &key::Model,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let ctx = Ctx::acting(state, tenant.clone(), Actor::Policy(p.id.clone()));
+    commit(&ctx, async |txn, change| {
+        if policies::mark_notice(txn, &k.id, crate::store::keys::DUE_NOTICE).await? {
+            let data = json!({
+                "policy_id": p.id, "key_id": k.id, "key_start": k.start, "lineage_id": k.lineage_id,
+                "version": k.version, "api_id": k.api_id, "consumer_id": k.consumer_id,
+                "rotation_due_at": crate::time::rfc3339(now), "delivery": p.delivery,
+                "overlap_seconds": p.overlap_seconds, "rotating": state.master_key.is_some(),
+            });
+            change.emit(EventType::PolicyRotationDue, data, &notify::Audience::default());
+        }
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 
@@ -109,19 +141,19 @@ async fn rotate(state: &AppState, tenant: &TenantId, p: &rotation_policy::Model,
         meta: None,
         retire_mode: RetireMode::parse(&p.retire_mode).unwrap_or(RetireMode::AtDeadline),
         trigger: Trigger::Policy,
-        actor: Some(format!("policy:{}", p.id)),
         compromise: false,
+        expires_at: None,
         rules: policy_rules(p),
         handoff: Some(handoff),
     };
-    match super::rotate(state, tenant, &KeyId::from_trusted(k.id.clone()), false, request).await {
+    let ctx = Ctx::acting(state, tenant.clone(), Actor::Policy(p.id.clone()));
+    match super::rotate(&ctx, &KeyId::from_trusted(k.id.clone()), false, request).await {
         Ok(_) => Ok(()),
         // Another node rotated it first, or the lineage is full and the policy says refuse.
-        Err(RotateError::Rule(e)) => {
+        Err(e @ (ServiceError::Conflict(_) | ServiceError::Invalid(_) | ServiceError::NotFound(_))) => {
             tracing::info!(key_id = %k.id, reason = %e, "policy rotation skipped");
             Ok(())
         }
-        Err(RotateError::Conflict(_)) => Ok(()),
-        Err(RotateError::Store(e)) => Err(e.into()),
+        Err(e) => Err(e.into()),
     }
 }

@@ -53,3 +53,10 @@ impl Code {
         self as usize
     }
 }
+
+/// Which API an unknown key was meant for: the one the gateway named, or the key's head.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MissedApi {
+    Id(super::ApiId),
+    Head(Box<str>, super::Environment),
+}

@@ -166,10 +166,7 @@ pub fn targeted(tenant: &TenantId, target: &Target, as_of: DateTime<Utc>) -> sea
 /// Of the targeted versions, those a rotation would renew: current (not in grace), enabled,
 /// not expired.
 pub fn current(q: sea_orm::Select<key::Entity>, now: DateTime<Utc>) -> sea_orm::Select<key::Entity> {
-    q.filter(key::Column::RevokedAt.is_null())
-        .filter(key::Column::GraceEndsAt.is_null())
-        .filter(key::Column::Enabled.eq(true))
-        .filter(Condition::any().add(key::Column::ExpiresAt.is_null()).add(key::Column::ExpiresAt.gt(now)))
+    q.filter(crate::store::keys::current(now))
 }
 
 /// What one step would do.

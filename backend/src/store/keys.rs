@@ -167,6 +167,13 @@ pub async fn list(
     Ok(paginate(rows, limit, |k| &k.id))
 }
 
+/// Versions that are current now: [`KeyState::Valid`] (not revoked, enabled, not expired, not
+/// superseded) — what a rotation renews.
+#[must_use]
+pub fn current(now: DateTime<Utc>) -> Condition {
+    state_condition(KeyState::Valid, now)
+}
+
 /// The SQL form of [`KeyState::derive`].
 fn state_condition(state: KeyState, now: DateTime<Utc>) -> Condition {
     use key::Column as C;

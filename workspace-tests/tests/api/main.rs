@@ -21,6 +21,7 @@ mod management;
 mod migration;
 mod nodes;
 mod notifications;
+mod operations;
 mod playbooks;
 mod policies;
 mod rotation;

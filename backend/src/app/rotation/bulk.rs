@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -20,7 +18,7 @@ use sea_orm::DatabaseTransaction;
 
 use crate::app::{Actor, Change, Ctx, Permission, ServiceError, commit};
 use crate::domain::rotation::{RetireMode, RotationState, Trigger};
-use crate::domain::{ApiKey, EventType, KeyHash, KeyHead, KeyId, TenantId};
+use crate::domain::{ApiKey, EventType, KeyHash, KeyHead, KeyId, KeyState, TenantId};
 use crate::notify::Audience;
 use crate::state::AppState;
 use crate::store::entities::{consumer, key, pending_secret, rotation};
@@ -74,10 +72,7 @@ fn candidates(tenant: &str, api_id: &str, f: &BulkFilter, now: DateTime<Utc>) ->
         .filter(key::Column::TenantId.eq(tenant))
         .filter(key::Column::ApiId.eq(api_id))
         .filter(key::Column::IsRoot.eq(false))
-        .filter(key::Column::RevokedAt.is_null())
-        .filter(key::Column::Enabled.eq(true))
-        .filter(key::Column::GraceEndsAt.is_null())
-        .filter(Condition::any().add(key::Column::ExpiresAt.is_null()).add(key::Column::ExpiresAt.gt(now)));
+        .filter(crate::store::keys::current(now));
     if let Some(t) = f.created_before {
         q = q.filter(key::Column::CreatedAt.lt(t));
     }
@@ -92,10 +87,7 @@ fn candidates(tenant: &str, api_id: &str, f: &BulkFilter, now: DateTime<Utc>) ->
 fn is_candidate(k: &key::Model, api_id: &str, f: &BulkFilter, now: DateTime<Utc>) -> bool {
     k.api_id == api_id
         && !k.is_root
-        && k.revoked_at.is_none()
-        && k.enabled
-        && k.grace_ends_at.is_none()
-        && k.expires_at.is_none_or(|e| e > now)
+        && KeyState::derive(&super::times(k), now) == KeyState::Valid
         && f.created_before.is_none_or(|t| k.created_at < t)
         && f.consumer_id.as_ref().is_none_or(|c| k.consumer_id.as_ref() == Some(c))
 }

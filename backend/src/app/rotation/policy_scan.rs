@@ -4,7 +4,7 @@
 //! delivery, until one of the consumer's endpoints has accepted it.
 
 use chrono::{TimeDelta, Utc};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 
 use super::{Handoff, RotateRequest, policy_rules};
@@ -38,15 +38,11 @@ async fn scan_policy(state: &AppState, p: &rotation_policy::Model) -> anyhow::Re
     let Some(schedule) = schedule(p) else { return Ok(()) };
     let now = Utc::now();
     let tenant = TenantId::from_trusted(p.tenant_id.clone());
-    // Current versions: not revoked, enabled, not superseded, not expired.
     let mut q = key::Entity::find()
         .filter(key::Column::TenantId.eq(p.tenant_id.as_str()))
         .filter(key::Column::ApiId.eq(p.api_id.as_str()))
         .filter(key::Column::IsRoot.eq(false))
-        .filter(key::Column::RevokedAt.is_null())
-        .filter(key::Column::Enabled.eq(true))
-        .filter(key::Column::GraceEndsAt.is_null())
-        .filter(Condition::any().add(key::Column::ExpiresAt.is_null()).add(key::Column::ExpiresAt.gt(now)));
+        .filter(crate::store::keys::current(now));
     match &p.consumer_id {
         Some(c) => q = q.filter(key::Column::ConsumerId.eq(c.as_str())),
         None => {

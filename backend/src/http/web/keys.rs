@@ -390,9 +390,13 @@ pub async fn rotate_key(
     };
     let expires_at = match form.expires.as_str() {
         // The form shows the date the new version keeps; "none" removes it, "days" sets another.
-        "" | "keep" => None,
         "none" => Some(None),
-        _ => expiry_days(&form.expires_days, &mut errors).map(|d| d.or(None)),
+        "days" if form.expires_days.trim().is_empty() => {
+            errors.insert("expires_days", "Enter a number of days from 1 to 3650.".into());
+            None
+        }
+        "days" => expiry_days(&form.expires_days, &mut errors),
+        _ => None,
     };
     let (Some(overlap), true) = (overlap, errors.is_empty()) else {
         return render_key(&state, &me, &id, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;

@@ -15,7 +15,7 @@ shared_preload_libraries)."""
 import http.client, json, os, shutil, socket, subprocess, sys, tempfile, time, uuid
 
 ROOT = os.getcwd()
-BIN = os.path.join(ROOT, "target", "release", "keyroll")
+BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "keyroll")
 N = int(os.environ.get("BENCH_KEYS", "100000"))
 PG = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")

@@ -9,7 +9,7 @@ Environment: BENCH_DATABASE_URL (PostgreSQL instead of the embedded SQLite), BEN
 import http.client, json, os, re, shutil, socket, statistics, subprocess, tempfile, time, urllib.parse, uuid
 
 ROOT = os.getcwd()
-BIN = os.path.join(ROOT, "target", "release", "keyroll")
+BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "keyroll")
 PG = os.environ.get("BENCH_DATABASE_URL")
 N = int(os.environ.get("BENCH_REQUESTS", "300"))
 

@@ -8,7 +8,7 @@ Environment: BENCH_KEYS (default 200), BENCH_DATABASE_URL, BENCH_REDIS_URL."""
 import http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time, uuid
 
 ROOT = os.getcwd()
-BIN = os.path.join(ROOT, "target", "release", "keyroll")
+BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "keyroll")
 KEYS = int(os.environ.get("BENCH_KEYS", "200"))
 PG = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")

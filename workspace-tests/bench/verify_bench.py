@@ -11,7 +11,7 @@ BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL (r
 import json, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.request, uuid
 
 ROOT = os.getcwd()
-BIN = os.path.join(ROOT, "target", "release", "keyroll")
+BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "keyroll")
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNS = int(os.environ.get("BENCH_CONNECTIONS", "32"))

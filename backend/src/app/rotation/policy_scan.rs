@@ -79,23 +79,12 @@ async fn notice(
     due: chrono::DateTime<Utc>,
     lead: TimeDelta,
 ) -> anyhow::Result<()> {
-    let ctx = Ctx::acting(state, tenant.clone(), Actor::Policy(p.id.clone()));
-    commit(&ctx, async |txn, change| {
-        if policies::mark_notice(txn, &k.id, lead.num_seconds()).await? {
-            let audience = notify::audience_of(txn, k.consumer_id.as_deref()).await?;
-            let data = json!({
-                "key_id": k.id, "key_start": k.start, "lineage_id": k.lineage_id, "version": k.version,
-                "consumer_id": k.consumer_id, "rotation_due_at": crate::time::rfc3339(due),
-                "lead_seconds": lead.num_seconds(), "policy_id": p.id,
-            });
-            // The notice is sent once per version and lead time anyway; the alert only lists it.
-            crate::alerts::beside_notice(txn, tenant, "key.expiring", &data).await?;
-            change.emit(EventType::KeyExpiring, data, &audience);
-        }
-        Ok(())
-    })
-    .await?;
-    Ok(())
+    let data = json!({
+        "key_id": k.id, "key_start": k.start, "lineage_id": k.lineage_id, "version": k.version,
+        "consumer_id": k.consumer_id, "rotation_due_at": crate::time::rfc3339(due),
+        "lead_seconds": lead.num_seconds(), "policy_id": p.id,
+    });
+    once(state, tenant, p, k, lead.num_seconds(), EventType::KeyExpiring, data).await
 }
 
 /// Tells the team, once per version, that its policy has a rotation due now — also when the
@@ -107,17 +96,40 @@ async fn due(
     k: &key::Model,
     now: chrono::DateTime<Utc>,
 ) -> anyhow::Result<()> {
+    let data = json!({
+        "policy_id": p.id, "key_id": k.id, "key_start": k.start, "lineage_id": k.lineage_id,
+        "version": k.version, "api_id": k.api_id, "consumer_id": k.consumer_id,
+        "rotation_due_at": crate::time::rfc3339(now), "delivery": p.delivery,
+        "overlap_seconds": p.overlap_seconds, "rotating": state.master_key.is_some(),
+    });
+    once(state, tenant, p, k, crate::store::keys::DUE_NOTICE, EventType::PolicyRotationDue, data).await
+}
+
+/// Emits `kind` about `k`, as the policy, unless it was sent already for this version and
+/// `lead` (the mark is written in the same change). `key.expiring` goes to the key's consumer
+/// too, with the alert that lists it; `policy.rotation_due` to the team only.
+async fn once(
+    state: &AppState,
+    tenant: &TenantId,
+    p: &rotation_policy::Model,
+    k: &key::Model,
+    lead: i64,
+    kind: EventType,
+    data: serde_json::Value,
+) -> anyhow::Result<()> {
     let ctx = Ctx::acting(state, tenant.clone(), Actor::Policy(p.id.clone()));
     commit(&ctx, async |txn, change| {
-        if policies::mark_notice(txn, &k.id, crate::store::keys::DUE_NOTICE).await? {
-            let data = json!({
-                "policy_id": p.id, "key_id": k.id, "key_start": k.start, "lineage_id": k.lineage_id,
-                "version": k.version, "api_id": k.api_id, "consumer_id": k.consumer_id,
-                "rotation_due_at": crate::time::rfc3339(now), "delivery": p.delivery,
-                "overlap_seconds": p.overlap_seconds, "rotating": state.master_key.is_some(),
-            });
-            change.emit(EventType::PolicyRotationDue, data, &notify::Audience::default());
+        if !policies::mark_notice(txn, &k.id, lead).await? {
+            return Ok(());
         }
+        let audience = if kind == EventType::KeyExpiring {
+            // The notice is sent once per version and lead time anyway; the alert only lists it.
+            crate::alerts::beside_notice(txn, tenant, kind.as_str(), &data).await?;
+            notify::audience_of(txn, k.consumer_id.as_deref()).await?
+        } else {
+            notify::Audience::default()
+        };
+        change.emit(kind, data, &audience);
         Ok(())
     })
     .await?;

@@ -45,7 +45,8 @@ def cpu_s(pid):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
+    if not os.environ.get("BENCH_BIN"):
+        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
     for mode in os.environ.get("BENCH_MODES", "bulk,playbook").split(","):
         measure(mode.strip())
 

@@ -55,7 +55,8 @@ def start_node(env, port):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
+    if not os.environ.get("BENCH_BIN"):
+        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
     db = f"kr_bench_{uuid.uuid4().hex[:12]}"
     subprocess.run(["psql", PG, "-qc", f"CREATE DATABASE {db}"], check=True)
     data = tempfile.mkdtemp(prefix="kr-prop-")

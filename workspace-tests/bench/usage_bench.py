@@ -67,7 +67,8 @@ def wrk(url, bodies, seconds):
 def main():
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
-    subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
+    if not os.environ.get("BENCH_BIN"):
+        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
     on = start(True)
     off = start(False)
     try:

@@ -139,7 +139,8 @@ def run(label, env_extra):
 def main():
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
-    subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
+    if not os.environ.get("BENCH_BIN"):
+        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
     run("embedded (SQLite + in-process cache)", {})
     db = f"kr_bench_{uuid.uuid4().hex[:12]}"
     if shutil.which("psql") and subprocess.run(["psql", PG, "-qc", f"CREATE DATABASE {db}"]).returncode == 0:

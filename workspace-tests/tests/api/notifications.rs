@@ -184,7 +184,9 @@ async fn rotation_events_are_delivered(backend: Backend) {
     let settings = [("smtp_url", smtp.as_str()), ("notify.retry_base_ms", "100"), ("notify.poll_ms", "50")];
     let app: TestApp = spawn_node_with(&shared, dir, &settings).await;
     let t = app.tenant("Acme").await;
-    let (st, ep) = app.post("/v1/webhook-endpoints", &t.root, json!({"url": url})).await;
+    // The events this test follows (`*`, the default, also brings `key.created`).
+    let types = json!(["rotation.started", "key.revoked", "alert.raised"]);
+    let (st, ep) = app.post("/v1/webhook-endpoints", &t.root, json!({"url": url, "event_types": types})).await;
     assert_eq!(st, 201, "{ep}");
     let secret = ep["secret"].as_str().expect("secret shown once").to_owned();
     assert!(secret.starts_with("whsec_"));
@@ -254,6 +256,9 @@ async fn rotation_events_are_delivered(backend: Backend) {
     let email =
         started["deliveries"].as_array().and_then(|d| d.iter().find(|d| d["channel"] == "email")).expect("email");
     assert_eq!(email["state"], "delivered");
+    let created = log["data"].as_array().and_then(|a| a.iter().find(|e| e["type"] == "key.created")).expect("event");
+    assert_eq!(created["data"]["key_id"], key_id.as_str());
+    assert_eq!(created["deliveries"], json!([]), "not subscribed");
     let globex = app.tenant("Globex").await;
     assert_eq!(app.get("/v1/events", &globex.root).await.1["data"], json!([]), "events are the tenant's own");
 

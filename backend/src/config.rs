@@ -219,12 +219,15 @@ pub struct CacheSettings {
     pub l1_ttl_seconds: u64,
     /// How long an unknown hash is remembered in L1.
     pub negative_ttl_seconds: u64,
-    /// L1 lifetime of every entry while the invalidation bus is down.
+    /// L1 lifetime of every entry while the invalidation log cannot be read.
     pub degraded_ttl_ms: u64,
     /// Lifetime of a record in Redis (L2).
     pub l2_ttl_seconds: u64,
     /// The longest we wait for Redis on the verify path before falling back to the database.
     pub l2_timeout_ms: u64,
+    /// How often every node reads the invalidation log: the longest a change lost on the Redis
+    /// bus stays unseen by a node.
+    pub tail_ms: u64,
 }
 
 impl Default for CacheSettings {
@@ -236,6 +239,7 @@ impl Default for CacheSettings {
             degraded_ttl_ms: 1_000,
             l2_ttl_seconds: 3_600,
             l2_timeout_ms: 100,
+            tail_ms: 200,
         }
     }
 }

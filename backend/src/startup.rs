@@ -72,12 +72,29 @@ impl Application {
             None => None,
         };
         let cache = Arc::new(KeyCache::new(&settings.cache, l2, metrics.clone()));
+        let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let Some(client) = redis_client {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            tasks.push(tokio::spawn(bus::run(client, settings.redis_prefix.clone(), cache.clone(), tx)));
+            let bus = bus::run(client, settings.redis_prefix.clone(), cache.clone(), tx, subscribed.clone());
+            tasks.push(tokio::spawn(bus));
             if tokio::time::timeout(Duration::from_secs(5), rx).await.is_err() {
-                tracing::warn!("the invalidation bus is not subscribed yet; serving with short cache lifetimes");
+                tracing::warn!("the invalidation bus is not subscribed yet; serving without Redis meanwhile");
             }
+        }
+        // Every node tails the invalidation log: the durable path of every change, which also
+        // decides when Redis is trusted again after a fault.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tail = crate::cache::tail::run(
+            db.clone(),
+            cache.clone(),
+            Duration::from_millis(settings.cache.tail_ms.clamp(20, 10_000)),
+            Duration::from_secs(settings.cache.l2_ttl_seconds),
+            subscribed,
+            tx,
+        );
+        tasks.push(tokio::spawn(tail));
+        if tokio::time::timeout(Duration::from_secs(5), rx).await.is_err() {
+            tracing::warn!("the invalidation log cannot be read yet; serving with short cache lifetimes");
         }
 
         let master_key = master_key(&settings)?;

@@ -19,6 +19,7 @@ mod m20261130_000013_playbooks;
 mod m20261130_000014_key_credits;
 mod m20261130_000015_usage_marks;
 mod m20261130_000016_alerts;
+mod m20261201_000017_invalidations;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000014_key_credits::Migration),
             Box::new(m20261130_000015_usage_marks::Migration),
             Box::new(m20261130_000016_alerts::Migration),
+            Box::new(m20261201_000017_invalidations::Migration),
         ]
     }
 }

@@ -1,6 +1,6 @@
 //! The one commit path. An operation describes its side effects in a [`Change`] while it
-//! writes its rows; [`commit`] then writes the outbox events and the audit entries in the same
-//! transaction, commits, and only then drops the changed keys from every cache and announces
+//! writes its rows; [`commit`] then writes the outbox events, the audit entries and the
+//! invalidation log in the same transaction, commits, and only then drops the changed keys from every cache and announces
 //! the created ones — always in that order, so a caller cannot forget one or do them twice.
 
 use sea_orm::DatabaseTransaction;
@@ -74,8 +74,13 @@ impl Change {
         origin: &Origin,
     ) -> Result<Committed, ServiceError> {
         write_events(txn, tenant, self.events).await?;
-        // Last: appending locks the tenant's chain head until the transaction ends.
+        // Appending locks the tenant's chain head until the transaction ends.
         crate::audit::record(txn, tenant, actor, origin, self.entries).await?;
+        // Last, so its time is as close to the commit as can be: every node tails this log, so
+        // an invalidation the Redis bus loses is still obeyed within a poll.
+        // New keys too: another node may hold a cached miss for one of them.
+        let logged: Vec<KeyHash> = self.invalidate.iter().chain(&self.created).copied().collect();
+        crate::store::invalidations::append(txn, &logged).await?;
         Ok(Committed { invalidate: self.invalidate, created: self.created })
     }
 }

@@ -97,6 +97,10 @@ fn ratelimit(c: &mut Checks, field: &str, r: RateLimit) -> Option<RateLimit> {
     r.check().map_err(|(f, m)| c.push(format!("{field}.{f}"), m)).ok()
 }
 
+fn credits(c: &mut Checks, cr: Credits) -> Option<Credits> {
+    cr.check().map_err(|(f, m)| c.push(format!("credits.{f}"), m)).ok()
+}
+
 fn allowlist(c: &mut Checks, items: &[String]) -> Option<IpAllowlist> {
     IpAllowlist::parse(items).map_err(|(i, m)| c.push(format!("ip_allowlist[{i}]"), m)).ok()
 }
@@ -178,6 +182,7 @@ pub async fn create(ctx: &Ctx<'_>, input: NewKeyInput) -> Result<Created, Servic
     let expires_at = future(&mut c, "expires_at", input.expires_at);
     let rl = input.ratelimit.map(|r| ratelimit(&mut c, "ratelimit", r));
     let ip_allowlist = input.ip_allowlist.as_deref().map(|l| allowlist(&mut c, l));
+    let cr = input.credits.map(|x| credits(&mut c, x));
     let (Some(name), Some(scopes), Some(meta)) = (name, scopes, meta) else {
         return Err(ServiceError::Invalid(c.0));
     };
@@ -194,7 +199,7 @@ pub async fn create(ctx: &Ctx<'_>, input: NewKeyInput) -> Result<Created, Servic
         enabled: input.enabled.unwrap_or(true),
         expires_at,
         ratelimit: rl.flatten(),
-        credits: input.credits,
+        credits: cr.flatten(),
         ip_allowlist: ip_allowlist.flatten(),
         created_by: Some(ctx.actor_id()),
     };
@@ -231,7 +236,7 @@ pub async fn update(ctx: &Ctx<'_>, id: &str, input: KeyChanges) -> Result<key::M
         patch.ratelimit = Some(r.and_then(|r| ratelimit(&mut c, "ratelimit", r)));
     }
     if let Some(cr) = input.credits {
-        patch.credits = Some(cr);
+        patch.credits = Some(cr.and_then(|x| credits(&mut c, x)));
     }
     if let Some(l) = input.ip_allowlist {
         patch.ip_allowlist = Some(l.and_then(|l| allowlist(&mut c, &l)));

@@ -1,8 +1,10 @@
 //! The invalidation bus: a task that stays subscribed to `keyroll:invalidate` and drops what it
-//! hears from L1. While it is disconnected the cache runs with short TTLs; on every (re)connect
-//! L1 is flushed, since messages may have been missed.
+//! hears from L1 — the fast path. While it is disconnected Redis is not trusted (messages may be
+//! lost); the log tail carries every invalidation meanwhile and, once the bus is back, purges L2
+//! before Redis is used again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -12,13 +14,20 @@ use super::redis_tier::RedisTier;
 use crate::domain::KeyHash;
 
 /// Runs until the process ends.
-pub async fn run(client: redis::Client, prefix: String, cache: Arc<KeyCache>, ready: tokio::sync::oneshot::Sender<()>) {
+pub async fn run(
+    client: redis::Client,
+    prefix: String,
+    cache: Arc<KeyCache>,
+    ready: tokio::sync::oneshot::Sender<()>,
+    subscribed: Arc<AtomicBool>,
+) {
     let channel = RedisTier::channel(&prefix);
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(50);
     loop {
         match subscribe(&client, &channel).await {
             Ok(mut pubsub) => {
+                subscribed.store(true, Ordering::Release);
                 cache.bus_up();
                 if let Some(tx) = ready.take() {
                     let _ = tx.send(());
@@ -35,6 +44,7 @@ pub async fn run(client: redis::Client, prefix: String, cache: Arc<KeyCache>, re
             }
             Err(e) => tracing::warn!(error = %e, "invalidation bus cannot subscribe; retrying"),
         }
+        subscribed.store(false, Ordering::Release);
         cache.bus_down();
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));

@@ -276,6 +276,24 @@ pub struct Credits {
     pub refill: Option<Refill>,
 }
 
+impl Credits {
+    /// The largest balance or refill: 10¹⁵ credits, far inside what the database's signed
+    /// 64-bit counters hold.
+    pub const MAX: u64 = 1_000_000_000_000_000;
+
+    /// # Errors
+    /// `(field, message)` for a balance or refill amount above [`Credits::MAX`].
+    pub fn check(self) -> Result<Self, (&'static str, &'static str)> {
+        if self.remaining > Self::MAX {
+            return Err(("remaining", "must be at most 1000000000000000"));
+        }
+        if self.refill.is_some_and(|r| r.amount > Self::MAX) {
+            return Err(("refill.amount", "must be at most 1000000000000000"));
+        }
+        Ok(self)
+    }
+}
+
 /// A refill rule: back to `amount` every interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Refill {

@@ -27,6 +27,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("the request body is larger than 64 KiB")]
     PayloadTooLarge,
+    #[error("the request body must be JSON: send Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -58,6 +62,15 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "conflict", "Conflict"),
             Self::PayloadTooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "payload-too-large", "Payload too large")
+            }
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            Self::RequestTimeout => {
+                (StatusCode::REQUEST_TIMEOUT, "request_timeout", "request-timeout", "Request timeout")
             }
             Self::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "unavailable", "Service unavailable")

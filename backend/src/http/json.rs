@@ -27,20 +27,37 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let declared =
             req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+        let json = is_json(req);
         let mut payload = payload.take();
         Box::pin(async move {
             if declared.is_some_and(|n| n > MAX_BODY) {
                 return Err(ApiError::PayloadTooLarge);
             }
             let raw = read_limited(&mut payload).await?;
+            // An empty body stands for `{}` on routes whose fields are all optional.
+            if !raw.is_empty() && !json {
+                return Err(ApiError::UnsupportedMediaType);
+            }
             let value = parse(&raw)?;
             Ok(Self { value, raw })
         })
     }
 }
 
+/// Is the body declared as JSON (`application/json`, or `application/…+json`, with parameters)?
+#[must_use]
+pub fn is_json(req: &HttpRequest) -> bool {
+    req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        let essence = v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    })
+}
+
+/// The longest a client may take to send its body once the headers are in.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn read_limited(payload: &mut Payload) -> Result<Bytes, ApiError> {
-    read_up_to(payload, MAX_BODY).await
+    tokio::time::timeout(BODY_TIMEOUT, read_up_to(payload, MAX_BODY)).await.map_err(|_| ApiError::RequestTimeout)?
 }
 
 /// Reads a body of at most `max` bytes (413 beyond).

@@ -420,6 +420,10 @@ pub struct KeyRecordData {
     pub ip_allowlist: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub consumer: Option<ConsumerData>,
+    /// The database's clock (Unix ms) just before the row was read: a record read before an
+    /// invalidation of its hash was written is stale, wherever it comes back from.
+    #[serde(default)]
+    pub read_ms: i64,
 }
 
 /// The consumer part of a cached record.
@@ -455,6 +459,7 @@ pub async fn find_by_hash(db: &impl ConnectionTrait, hash: &KeyHash) -> Result<O
 /// # Errors
 /// Database errors.
 pub async fn load_record(db: &impl ConnectionTrait, hash: &KeyHash) -> Result<Option<KeyRecordData>, StoreError> {
+    let read_ms = super::invalidations::clock_ms(db).await?;
     let Some(k) = key::Entity::find().filter(key::Column::Hash.eq(hash.to_hex())).one(db).await? else {
         return Ok(None);
     };
@@ -505,6 +510,7 @@ pub async fn load_record(db: &impl ConnectionTrait, hash: &KeyHash) -> Result<Op
         revoked_at: k.revoked_at,
         created_at: k.created_at,
         consumer,
+        read_ms,
     }))
 }
 

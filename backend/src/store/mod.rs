@@ -8,6 +8,7 @@ pub mod consumers;
 pub mod credits;
 pub mod entities;
 pub mod idempotency;
+pub mod invalidations;
 pub mod jobs;
 pub mod keys;
 pub mod notify;
@@ -67,6 +68,10 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Databas
     if sqlite && let Some(dir) = sqlite_dir(url) {
         std::fs::create_dir_all(&dir)
             .map_err(|e| DbErr::Custom(format!("cannot create data directory {}: {e}", dir.display())))?;
+        if let Some(file) = sqlite_file(url) {
+            create_private(&file)
+                .map_err(|e| DbErr::Custom(format!("cannot create the database file {}: {e}", file.display())))?;
+        }
     }
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(if sqlite { max_connections.min(8) } else { max_connections })
@@ -81,6 +86,26 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Databas
         db.execute_unprepared("PRAGMA foreign_keys=ON").await?;
     }
     Ok(db)
+}
+
+/// Creates the database file readable by its owner only (SQLite gives its WAL and shared-memory
+/// files the same permissions); an existing file is left as it is.
+fn create_private(file: &std::path::Path) -> std::io::Result<()> {
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
 
 fn sqlite_dir(url: &str) -> Option<std::path::PathBuf> {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::cache::redis_tier::RedisTier;
+use crate::cache::KeyCache;
 use crate::domain::input::RateLimit;
 
 /// What a rate limit says about one verification.
@@ -33,15 +33,16 @@ const LOCAL_ENTRIES: usize = 100_000;
 
 impl RateLimiter {
     /// Counts one verification of `key_id` and says whether it is within the limit.
-    pub async fn hit(&self, l2: Option<&RedisTier>, key_id: &Arc<str>, rl: RateLimit, now_ms: i64) -> RateVerdict {
+    pub async fn hit(&self, cache: &KeyCache, key_id: &Arc<str>, rl: RateLimit, now_ms: i64) -> RateVerdict {
         let window_ms = i64::from(rl.window_seconds.max(1)) * 1_000;
         let window = now_ms.div_euclid(window_ms);
         let reset_at_ms = (window + 1) * window_ms;
-        let count = match l2 {
+        let count = match cache.live_l2() {
             Some(redis) => match redis.count_in_window(key_id, window, window_ms).await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::debug!(error = %e, "rate limit counted in process while Redis is away");
+                    cache.l2_failed(&e);
                     self.count_locally(key_id, window)
                 }
             },
@@ -78,19 +79,21 @@ mod tests {
     #[tokio::test]
     async fn counts_within_a_window_and_starts_again_in_the_next() {
         let limiter = RateLimiter::default();
+        let metrics = Arc::new(crate::metrics::Metrics::new(false));
+        let cache = KeyCache::new(&crate::config::CacheSettings::default(), None, metrics);
         let key: Arc<str> = Arc::from("key_a");
         let rl = RateLimit { limit: 2, window_seconds: 10 };
         let at = 1_000_000_i64;
-        let a = limiter.hit(None, &key, rl, at).await;
-        let b = limiter.hit(None, &key, rl, at + 1).await;
-        let c = limiter.hit(None, &key, rl, at + 2).await;
+        let a = limiter.hit(&cache, &key, rl, at).await;
+        let b = limiter.hit(&cache, &key, rl, at + 1).await;
+        let c = limiter.hit(&cache, &key, rl, at + 2).await;
         assert_eq!((a.allowed, a.remaining), (true, 1));
         assert_eq!((b.allowed, b.remaining), (true, 0));
         assert_eq!((c.allowed, c.remaining), (false, 0));
         assert_eq!(a.reset_at_ms, 1_010_000);
-        let next = limiter.hit(None, &key, rl, 1_010_000).await;
+        let next = limiter.hit(&cache, &key, rl, 1_010_000).await;
         assert_eq!((next.allowed, next.remaining), (true, 1));
-        let other = limiter.hit(None, &Arc::from("key_b"), rl, at).await;
+        let other = limiter.hit(&cache, &Arc::from("key_b"), rl, at).await;
         assert!(other.allowed, "keys are counted apart");
     }
 }

@@ -105,7 +105,7 @@ pub async fn verify(
     if code == Code::Valid
         && let Some(rl) = record.data.ratelimit
     {
-        let v = limiter.hit(cache.l2(), &record.key_id, rl, now.timestamp_millis()).await;
+        let v = limiter.hit(cache, &record.key_id, rl, now.timestamp_millis()).await;
         if !v.allowed {
             code = Code::RateLimited;
         }

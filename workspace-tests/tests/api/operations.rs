@@ -381,10 +381,15 @@ async fn every_operation(app: TestApp) {
         events_of(&app, &tenant).await.into_iter().map(|e| e.id).collect();
     let mut world = World::default();
     for e in TABLE {
-        // Every key made so far is in the cache before the operation. With Redis, a node hears
-        // its own invalidations back on the bus a moment later: they land first.
+        // Every key made so far is in the cache before the operation. A node hears its own
+        // invalidations back from the log (and, with Redis, the bus) a moment later: they land
+        // first.
+        let logged = keyroll::store::invalidations::last_seq(&app.state.db).await.expect("log");
+        while app.state.cache.tail_position() < logged {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         if app.shared.redis_url.is_some() {
-            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         let known: Vec<(&'static str, KeyHash)> = world.keys.iter().map(|(n, k)| (*n, hash(k))).collect();
         for (name, h) in &known {

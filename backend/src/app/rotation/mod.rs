@@ -501,8 +501,12 @@ pub async fn rotate_key(ctx: &Ctx<'_>, id: &str, is_root: bool, input: RotateInp
     let current = keys::get(ctx.db(), &ctx.tenant, &key_id, is_root).await.map_err(not_found)?;
     let mut c = super::Checks::default();
     let overlap = input.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECONDS);
+    // Checked before any arithmetic: the rules' bound is the longest overlap there is.
+    let longest = RotationRules::default().max_overlap.num_seconds();
     if overlap < 0 {
         c.push("overlap_seconds", "must be 0 or more");
+    } else if overlap > longest {
+        c.push("overlap_seconds", RotationError::OverlapOutOfBounds(longest).to_string());
     }
     let retire_mode = match input.retire_mode.as_deref() {
         None => Some(RetireMode::AtDeadline),
@@ -522,7 +526,7 @@ pub async fn rotate_key(ctx: &Ctx<'_>, id: &str, is_root: bool, input: RotateInp
     }
     c.finish()?;
     let request = RotateRequest {
-        overlap: TimeDelta::seconds(overlap),
+        overlap: TimeDelta::try_seconds(overlap).unwrap_or(TimeDelta::MAX),
         scopes,
         meta: meta.flatten().map(crate::domain::input::Meta::into_value),
         retire_mode: retire_mode.unwrap_or(RetireMode::AtDeadline),

@@ -6,7 +6,7 @@ use subtle::ConstantTimeEq;
 
 use crate::domain::KeyHash;
 use crate::http::errors::ApiError;
-use crate::http::json::Body;
+use crate::http::json::{Body, MAX_BODY, parse, read_up_to};
 use crate::playbooks::nodes::{self, ProbeAnswer, ProbeRequest};
 use crate::state::AppState;
 
@@ -18,7 +18,7 @@ use crate::state::AppState;
 pub async fn probe(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: Body<ProbeRequest>,
+    payload: web::Payload,
 ) -> Result<web::Json<ProbeAnswer>, ApiError> {
     let presented = req
         .headers()
@@ -29,6 +29,12 @@ pub async fn probe(
     if !bool::from(presented.as_bytes().ct_eq(state.probe_token.as_bytes())) {
         return Err(ApiError::Unauthenticated("this node's probe token is required"));
     }
+    // Only an authenticated caller's body is read.
+    let mut payload = payload.into_inner();
+    let raw = tokio::time::timeout(crate::http::json::BODY_TIMEOUT, read_up_to(&mut payload, MAX_BODY))
+        .await
+        .map_err(|_| ApiError::RequestTimeout)??;
+    let body = Body::<ProbeRequest> { value: parse(&raw)?, raw };
     if body.value.hashes.len() > nodes::MAX_PROBE {
         return Err(ApiError::field("hashes", "must list at most 1000 hashes"));
     }

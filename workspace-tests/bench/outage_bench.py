@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Verify speed while Redis is down: one node on PostgreSQL and a Redis server of this script's own
+(on a free port), POST /v1/verify driven with wrk while Redis is healthy, then after Redis was
+killed — first with L1 as configured (the hot key answered from memory), then with L1 off
+(KEYROLL_CACHE__L1_CAPACITY=0: every verification goes to Redis, or, while it is down, to the
+database), the case a circuit breaker exists for. Prints requests/s, p50/p99 and the ratios.
+
+Run from the project root:  python3 workspace-tests/bench/outage_bench.py
+Needs wrk and redis-server. Environment: BENCH_SECONDS (5), BENCH_CONNECTIONS (32),
+BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/test), BENCH_BIN."""
+import os, shutil, socket, subprocess, sys, tempfile, time, uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import verify_bench as vb  # noqa: E402
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def redis_server(port, workdir):
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", workdir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    sys.exit("redis-server did not come up")
+
+
+def run(label, extra):
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="kr-outage-")
+    redis = redis_server(port, workdir)
+    db = f"kr_bench_{uuid.uuid4().hex[:12]}"
+    subprocess.run(["psql", vb.PG, "-qc", f"CREATE DATABASE {db}"], check=True)
+    env = {"KEYROLL_DATABASE_URL": vb.PG.rsplit("/", 1)[0] + "/" + db, "KEYROLL_REDIS_URL": f"redis://127.0.0.1:{port}",
+           "KEYROLL_REDIS_PREFIX": f"{db}:", **extra}
+    proc, url, body, data = vb.start(env)
+    try:
+        vb.wrk(url, "/v1/verify", body, seconds=2)
+        healthy = vb.wrk(url, "/v1/verify", body)
+        redis.kill()
+        redis.wait()
+        time.sleep(1)
+        vb.wrk(url, "/v1/verify", body, seconds=1)
+        down = vb.wrk(url, "/v1/verify", body)
+        print(f"\n== {label} ({vb.CONNS} connections, {vb.SECONDS} s each, wrk -t2)")
+        for name, r in (("Redis healthy", healthy), ("Redis killed", down)):
+            print(f"  {name:14} {r[0]:>8.0f} req/s   p50 {vb.fmt(r[1])}   p99 {vb.fmt(r[2])}   non-2xx {r[3]}")
+        if healthy[1] and down[1]:
+            print(f"  p50 down/healthy: {down[1] / healthy[1]:.2f}   throughput down/healthy: {down[0] / healthy[0]:.2f}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if redis.poll() is None:
+            redis.kill()
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+        subprocess.run(["psql", vb.PG, "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"])
+
+
+def main():
+    for tool in ("wrk", "redis-server", "psql"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found")
+    if not os.environ.get("BENCH_BIN"):
+        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
+    run("L1 as configured (a hot key)", {})
+    run("L1 off (every verification needs Redis or the database)", {"KEYROLL_CACHE__L1_CAPACITY": "0"})
+
+
+if __name__ == "__main__":
+    main()

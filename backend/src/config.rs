@@ -48,6 +48,7 @@ struct Raw {
     jobs: JobSettings,
     rotation: RotationSettings,
     notify: NotifySettings,
+    webhooks: WebhookSettings,
     audit: AuditSettings,
     usage: UsageSettings,
     leak: LeakSettings,
@@ -78,6 +79,7 @@ impl Default for Raw {
             jobs: JobSettings::default(),
             rotation: RotationSettings::default(),
             notify: NotifySettings::default(),
+            webhooks: WebhookSettings::default(),
             audit: AuditSettings::default(),
             usage: UsageSettings::default(),
             leak: LeakSettings::default(),
@@ -128,6 +130,16 @@ impl Default for UsageSettings {
     fn default() -> Self {
         Self { minute_retention_days: 7, hour_retention_days: 90, day_retention_days: 760, counting: true }
     }
+}
+
+/// Where webhooks may go.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Allow endpoints on loopback, private, link-local and other non-public addresses
+    /// (`KEYROLL_WEBHOOKS__ALLOW_PRIVATE=true`): for self-hosted installs whose receivers are on
+    /// the same network. Off, no tenant can make Keyroll call into its own network.
+    pub allow_private: bool,
 }
 
 /// Webhook and email delivery.
@@ -269,6 +281,7 @@ pub struct Settings {
     pub jobs: JobSettings,
     pub rotation: RotationSettings,
     pub notify: NotifySettings,
+    pub webhooks: WebhookSettings,
     pub audit: AuditSettings,
     pub usage: UsageSettings,
     pub leak: LeakSettings,
@@ -426,6 +439,7 @@ impl Settings {
             jobs: raw.jobs,
             rotation: raw.rotation,
             notify: raw.notify,
+            webhooks: raw.webhooks,
             audit: raw.audit,
             usage: raw.usage,
             github_keys,

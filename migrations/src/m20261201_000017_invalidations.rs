@@ -1,5 +1,6 @@
 //! The invalidation log: every change that makes cached key records stale appends the hashes
-//! to drop, in its own transaction. Nodes tail it, so an invalidation lost on the Redis bus
+//! to drop (and those of the keys it created, which other nodes may hold a cached miss for), in
+//! its own transaction. Nodes tail it, so an invalidation lost on the Redis bus
 //! costs a poll interval, and replay it after any interruption of Redis. `seq` only grows
 //! (SQLite `AUTOINCREMENT` never reuses a pruned number); `created_ms` is the database's clock
 //! when the row was written, in Unix milliseconds.
@@ -13,10 +14,11 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let table = if m.get_database_backend() == sea_orm::DbBackend::Postgres {
-            "CREATE TABLE invalidations (seq BIGSERIAL PRIMARY KEY, hashes TEXT NOT NULL, created_ms BIGINT NOT NULL)"
+            "CREATE TABLE invalidations (seq BIGSERIAL PRIMARY KEY, hashes TEXT NOT NULL, created TEXT NOT NULL, \
+             created_ms BIGINT NOT NULL)"
         } else {
             "CREATE TABLE invalidations (seq INTEGER PRIMARY KEY AUTOINCREMENT, hashes TEXT NOT NULL, \
-             created_ms BIGINT NOT NULL)"
+             created TEXT NOT NULL, created_ms BIGINT NOT NULL)"
         };
         let db = m.get_connection();
         db.execute_unprepared(table).await?;

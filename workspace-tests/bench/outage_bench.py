@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Verify speed while Redis is down: one node on PostgreSQL and a Redis server of this script's own
 (on a free port), POST /v1/verify driven with wrk while Redis is healthy, then after Redis was
-killed — first with L1 as configured (the hot key answered from memory), then with L1 off
-(KEYROLL_CACHE__L1_CAPACITY=0: every verification goes to Redis, or, while it is down, to the
-database), the case a circuit breaker exists for. Prints requests/s, p50/p99 and the ratios.
+killed — first with L1 as configured (the hot key answered from memory), then with L1 holding
+100 entries and 2 000 keys verified in turn (nearly every verification goes to Redis, or, while
+it is down, to the database): the case a circuit breaker exists for. Prints requests/s, p50/p99
+and the ratios.
 
 Run from the project root:  python3 workspace-tests/bench/outage_bench.py
 Needs wrk and redis-server. Environment: BENCH_SECONDS (5), BENCH_CONNECTIONS (32),
@@ -12,6 +13,7 @@ import os, shutil, socket, subprocess, sys, tempfile, time, uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import verify_bench as vb  # noqa: E402
+import usage_bench as ub  # noqa: E402
 
 
 def free_port():
@@ -35,7 +37,21 @@ def redis_server(port, workdir):
     sys.exit("redis-server did not come up")
 
 
-def run(label, extra):
+def many_bodies(url, n):
+    out = subprocess.run([vb.BIN, "tenant", "create", "--name", "Many", "--owner-email", "ops@many.test", "--json"],
+                         env=dict(os.environ, KEYROLL_DATA_DIR=tempfile.mkdtemp(), **ENV), capture_output=True,
+                         text=True, check=True).stdout
+    root = __import__("json").loads(out.strip().splitlines()[-1])["root_key"]
+    api = vb.http("POST", url + "/v1/apis", {"name": "Many", "key_prefix": "many", "environment": "live"}, root)
+    con = vb.http("POST", url + "/v1/consumers", {"external_id": "cus_many", "name": "Many"}, root)
+    ub.KEYS = n
+    return ub.bodies(url, root, api["id"], con["id"])
+
+
+ENV = {}
+
+
+def run(label, extra, keys=0):
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="kr-outage-")
     redis = redis_server(port, workdir)
@@ -44,14 +60,21 @@ def run(label, extra):
     env = {"KEYROLL_DATABASE_URL": vb.PG.rsplit("/", 1)[0] + "/" + db, "KEYROLL_REDIS_URL": f"redis://127.0.0.1:{port}",
            "KEYROLL_REDIS_PREFIX": f"{db}:", **extra}
     proc, url, body, data = vb.start(env)
+    ENV.clear()
+    ENV.update(env)
     try:
-        vb.wrk(url, "/v1/verify", body, seconds=2)
-        healthy = vb.wrk(url, "/v1/verify", body)
+        if keys:
+            bodies = many_bodies(url, keys)
+            load = lambda seconds=None: ub.wrk(url, bodies, seconds or vb.SECONDS)  # noqa: E731
+        else:
+            load = lambda seconds=None: vb.wrk(url, "/v1/verify", body, seconds=seconds)  # noqa: E731
+        load(2)
+        healthy = load()
         redis.kill()
         redis.wait()
         time.sleep(1)
-        vb.wrk(url, "/v1/verify", body, seconds=1)
-        down = vb.wrk(url, "/v1/verify", body)
+        load(1)
+        down = load()
         print(f"\n== {label} ({vb.CONNS} connections, {vb.SECONDS} s each, wrk -t2)")
         for name, r in (("Redis healthy", healthy), ("Redis killed", down)):
             print(f"  {name:14} {r[0]:>8.0f} req/s   p50 {vb.fmt(r[1])}   p99 {vb.fmt(r[2])}   non-2xx {r[3]}")
@@ -74,7 +97,8 @@ def main():
     if not os.environ.get("BENCH_BIN"):
         subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
     run("L1 as configured (a hot key)", {})
-    run("L1 off (every verification needs Redis or the database)", {"KEYROLL_CACHE__L1_CAPACITY": "0"})
+    run("L1 of 100 entries, 2 000 keys in turn (Redis or the database answers)", {"KEYROLL_CACHE__L1_CAPACITY": "100"},
+        keys=2000)
 
 
 if __name__ == "__main__":

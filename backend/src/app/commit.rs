@@ -79,8 +79,7 @@ impl Change {
         // Last, so its time is as close to the commit as can be: every node tails this log, so
         // an invalidation the Redis bus loses is still obeyed within a poll.
         // New keys too: another node may hold a cached miss for one of them.
-        let logged: Vec<KeyHash> = self.invalidate.iter().chain(&self.created).copied().collect();
-        crate::store::invalidations::append(txn, &logged).await?;
+        crate::store::invalidations::append(txn, &self.invalidate, &self.created).await?;
         Ok(Committed { invalidate: self.invalidate, created: self.created })
     }
 }

@@ -50,9 +50,13 @@ pub fn check_types(c: &mut Checks, types: &[String]) {
     }
 }
 
-fn check_url(c: &mut Checks, url: &str) {
+fn check_url(c: &mut Checks, url: &str, allow_private: bool) {
     match url::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host_str().is_some() && url.len() <= 2_000 => {}
+        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host_str().is_some() && url.len() <= 2_000 => {
+            if !allow_private && crate::notify::webhook::names_private_address(&u) {
+                c.push("url", "must not be a loopback, private or link-local address");
+            }
+        }
         _ => c.push("url", "must be an http(s) URL of at most 2000 characters"),
     }
 }
@@ -84,7 +88,7 @@ pub async fn create(ctx: &Ctx<'_>, input: NewEndpoint) -> Result<WithSecret, Ser
     ctx.require(Permission::WebhooksWrite)?;
     let url = input.url.trim().to_owned();
     let mut c = Checks::default();
-    check_url(&mut c, &url);
+    check_url(&mut c, &url, ctx.state.settings.webhooks.allow_private);
     let types = input.event_types.unwrap_or_else(|| vec!["*".into()]);
     check_types(&mut c, &types);
     c.finish()?;
@@ -101,8 +105,10 @@ pub async fn create(ctx: &Ctx<'_>, input: NewEndpoint) -> Result<WithSecret, Ser
         None => None,
     };
     let secret = crate::notify::webhook::new_secret();
+    // Kept sealed with the master key, like every secret at rest; shown once, here.
+    let stored = crate::notify::webhook::seal_secret(ctx.state.master_key.as_deref(), &secret);
     commit(ctx, async |txn, change| {
-        let ep = store::create_endpoint(txn, &ctx.tenant, consumer_id, url, secret.clone(), types).await?;
+        let ep = store::create_endpoint(txn, &ctx.tenant, consumer_id, url, stored, types).await?;
         change.audit(
             Entry::new(
                 "webhook_endpoint.created",
@@ -126,7 +132,7 @@ pub async fn update(ctx: &Ctx<'_>, id: &str, input: EndpointChanges) -> Result<w
     let id = endpoint_id(id)?;
     let mut c = Checks::default();
     if let Some(url) = &input.url {
-        check_url(&mut c, url);
+        check_url(&mut c, url, ctx.state.settings.webhooks.allow_private);
     }
     if let Some(types) = &input.event_types {
         check_types(&mut c, types);
@@ -169,7 +175,7 @@ pub async fn rotate_secret(ctx: &Ctx<'_>, id: &str, overlap_seconds: Option<i64>
         return Err(ServiceError::field("overlap_seconds", "must be between 0 and 604800"));
     }
     let secret = crate::notify::webhook::new_secret();
-    let fresh = secret.clone();
+    let fresh = crate::notify::webhook::seal_secret(ctx.state.master_key.as_deref(), &secret);
     let endpoint = save(ctx, id, "webhook_endpoint.secret_rotated", move |ep| {
         ep.previous_secret = Some(std::mem::replace(&mut ep.secret, fresh));
         ep.previous_secret_until = Some(Utc::now() + TimeDelta::seconds(overlap));

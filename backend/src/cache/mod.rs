@@ -116,11 +116,9 @@ impl KeyCache {
         if let Some(l2) = self.live_l2() {
             match l2.get(hash).await {
                 Ok(Some(data)) if self.stale(hash, &data) => {
+                    // Read again below, and written over in Redis with what the database says.
                     self.metrics.cache_lookup(CacheTier::L2, false);
-                    tracing::debug!("a record in the redis tier predates its invalidation; dropped");
-                    if let Err(e) = l2.tombstone_and_publish(&[*hash]).await {
-                        self.l2_failed(&e);
-                    }
+                    tracing::debug!("a record in the redis tier predates its invalidation; read again");
                 }
                 Ok(Some(data)) => {
                     self.metrics.cache_lookup(CacheTier::L2, true);

@@ -134,6 +134,9 @@ async fn poll(db: &DatabaseConnection, cache: &KeyCache, pos: &mut Position) -> 
         let full = u64::try_from(batch.len()).unwrap_or(0) >= BATCH;
         for e in pos.advance(&batch, Instant::now()) {
             cache.apply_logged(&e.hashes, e.created_ms);
+            if !e.created.is_empty() {
+                cache.drop_local(&e.created);
+            }
         }
         cache.set_tail_pos(pos.replay_from());
         if !full {
@@ -158,7 +161,7 @@ mod tests {
     use crate::store::invalidations::Invalidation;
 
     fn e(seq: i64) -> Invalidation {
-        Invalidation { seq, hashes: Vec::new(), created_ms: 0 }
+        Invalidation { seq, hashes: Vec::new(), created: Vec::new(), created_ms: 0 }
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod input;
 pub mod key_format;
 pub mod key_state;
+pub mod net;
 pub mod policy;
 pub mod rotation;
 pub mod scope;

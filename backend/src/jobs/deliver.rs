@@ -22,9 +22,37 @@ fn retry_delay(base_ms: u64, attempts: i32) -> TimeDelta {
     TimeDelta::milliseconds(ms + rand::random_range(0..=ms / 10))
 }
 
+/// Seals the signing secrets stored before secrets were sealed at rest (once, at start-up).
+async fn seal_stored_secrets(state: &AppState) {
+    let Some(key) = state.master_key.as_deref() else { return };
+    let endpoints = match store::unsealed_endpoints(&state.db).await {
+        Ok(e) => e,
+        Err(e) => return tracing::warn!(error = %e, "could not look for unsealed webhook secrets"),
+    };
+    for ep in endpoints {
+        let seal = |s: &str| if s.starts_with("whsec_") { webhook::seal_secret(Some(key), s) } else { s.to_owned() };
+        let previous = ep.previous_secret.as_deref().map(seal);
+        if let Err(e) = store::replace_secrets(&state.db, &ep, seal(&ep.secret), previous).await {
+            tracing::warn!(error = %e, endpoint_id = %ep.id, "could not seal a webhook secret");
+        }
+    }
+}
+
 /// Runs until the task is dropped.
 pub async fn run(state: AppState) {
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
+    seal_stored_secrets(&state).await;
+    let guard = webhook::PublicOnly { allow_private: state.settings.webhooks.allow_private };
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(std::sync::Arc::new(guard))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook delivery disabled: no HTTP client");
+            return;
+        }
+    };
     let mailer = state.settings.smtp_url.as_ref().and_then(|u| {
         use secrecy::ExposeSecret;
         Mailer::new(u.expose_secret(), &state.settings.smtp_from)
@@ -74,13 +102,22 @@ async fn attempt(state: &AppState, client: &reqwest::Client, mailer: Option<&Mai
                 json!({"type": event.event_type, "timestamp": crate::time::rfc3339(event.created_at), "data": data})
                     .to_string();
             let timeout = Duration::from_millis(state.settings.notify.timeout_ms);
-            let mut secrets = vec![ep.secret.as_str()];
+            let key = state.master_key.as_deref();
+            let Some(current) = webhook::open_secret(key, &ep.secret) else {
+                let why = Some("the endpoint's signing secret cannot be opened with this node's master key".into());
+                let _ = store::record_attempt(&state.db, &d.id, HELD, None, why, Utc::now()).await;
+                return;
+            };
+            let mut opened = vec![current];
             if let (Some(old), Some(until)) = (&ep.previous_secret, ep.previous_secret_until)
                 && until > Utc::now()
+                && let Some(old) = webhook::open_secret(key, old)
             {
-                secrets.push(old.as_str());
+                opened.push(old);
             }
-            let sent = webhook::send(client, &ep.url, &secrets, &event.id, &body, timeout).await;
+            let secrets: Vec<&str> = opened.iter().map(String::as_str).collect();
+            let allow = state.settings.webhooks.allow_private;
+            let sent = webhook::send(client, &ep.url, &secrets, &event.id, &body, timeout, allow).await;
             if sent.ok()
                 && let Some(key_id) = handed
                 && let Err(e) = crate::store::policies::forget_secret(&state.db, &key_id).await

@@ -5,11 +5,13 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 
 use crate::domain::KeyHash;
 
-/// One entry: the hashes one change made stale, and when (the database's clock, Unix ms).
+/// One entry: the hashes one change made stale, those of the keys it created, and when (the
+/// database's clock, Unix ms).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalidation {
     pub seq: i64,
     pub hashes: Vec<KeyHash>,
+    pub created: Vec<KeyHash>,
     pub created_ms: i64,
 }
 
@@ -40,29 +42,34 @@ pub async fn clock_ms(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
 ///
 /// # Errors
 /// Database errors (the change then fails as a whole).
-pub async fn append(txn: &impl ConnectionTrait, hashes: &[KeyHash]) -> Result<(), DbErr> {
-    if hashes.is_empty() {
+pub async fn append(txn: &impl ConnectionTrait, hashes: &[KeyHash], created: &[KeyHash]) -> Result<(), DbErr> {
+    if hashes.is_empty() && created.is_empty() {
         return Ok(());
     }
     let backend = txn.get_database_backend();
-    let text = hashes.iter().map(KeyHash::to_hex).collect::<Vec<_>>().join(" ");
+    let text = |h: &[KeyHash]| h.iter().map(KeyHash::to_hex).collect::<Vec<_>>().join(" ");
     let sql = match backend {
         DbBackend::Postgres => {
-            format!("INSERT INTO invalidations (hashes, created_ms) VALUES ($1, {})", now_ms(backend))
+            format!("INSERT INTO invalidations (hashes, created, created_ms) VALUES ($1, $2, {})", now_ms(backend))
         }
-        _ => format!("INSERT INTO invalidations (hashes, created_ms) VALUES (?, {})", now_ms(backend)),
+        _ => format!("INSERT INTO invalidations (hashes, created, created_ms) VALUES (?, ?, {})", now_ms(backend)),
     };
-    txn.execute_raw(Statement::from_sql_and_values(backend, sql, [text.into()])).await?;
+    let values = [text(hashes).into(), text(created).into()];
+    txn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
     Ok(())
 }
 
 fn rows(rows: Vec<sea_orm::QueryResult>) -> Result<Vec<Invalidation>, DbErr> {
     rows.into_iter()
         .map(|r| {
-            let hashes: String = r.try_get("", "hashes")?;
+            let list = |col: &str| -> Result<Vec<KeyHash>, DbErr> {
+                let text: String = r.try_get("", col)?;
+                Ok(text.split(' ').filter_map(KeyHash::from_hex).collect())
+            };
             Ok(Invalidation {
                 seq: r.try_get("", "seq")?,
-                hashes: hashes.split(' ').filter_map(KeyHash::from_hex).collect(),
+                hashes: list("hashes")?,
+                created: list("created")?,
                 created_ms: r.try_get("", "created_ms")?,
             })
         })
@@ -84,7 +91,7 @@ pub async fn after(
     let listed = missing.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let extra = if missing.is_empty() { String::new() } else { format!(" OR seq IN ({listed})") };
     let sql = format!(
-        "SELECT seq, hashes, created_ms FROM invalidations WHERE seq > {seq}{extra} ORDER BY seq LIMIT {limit}"
+        "SELECT seq, hashes, created, created_ms FROM invalidations WHERE seq > {seq}{extra} ORDER BY seq LIMIT {limit}"
     );
     rows(db.query_all_raw(Statement::from_string(backend, sql)).await?)
 }
@@ -102,7 +109,7 @@ pub async fn since(
 ) -> Result<Vec<Invalidation>, DbErr> {
     let backend = db.get_database_backend();
     let sql = format!(
-        "SELECT seq, hashes, created_ms FROM invalidations WHERE created_ms >= {since_ms} AND seq > {from_seq} \
+        "SELECT seq, hashes, created, created_ms FROM invalidations WHERE created_ms >= {since_ms} AND seq > {from_seq} \
          ORDER BY seq LIMIT {limit}"
     );
     rows(db.query_all_raw(Statement::from_string(backend, sql)).await?)

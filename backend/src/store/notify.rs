@@ -411,3 +411,38 @@ pub async fn lag_seconds(db: &impl ConnectionTrait) -> Result<u64, StoreError> {
         .await?;
     Ok(oldest.map_or(0, |t| u64::try_from((now - t).num_seconds()).unwrap_or(0)))
 }
+
+/// Endpoints whose signing secrets are still stored as written before sealing (`whsec_…`).
+///
+/// # Errors
+/// Database errors.
+pub async fn unsealed_endpoints(db: &impl ConnectionTrait) -> Result<Vec<webhook_endpoint::Model>, StoreError> {
+    Ok(webhook_endpoint::Entity::find()
+        .filter(
+            sea_orm::Condition::any()
+                .add(webhook_endpoint::Column::Secret.starts_with("whsec_"))
+                .add(webhook_endpoint::Column::PreviousSecret.starts_with("whsec_")),
+        )
+        .all(db)
+        .await?)
+}
+
+/// Replaces an endpoint's stored secrets (sealing them), unless they changed meanwhile.
+///
+/// # Errors
+/// Database errors.
+pub async fn replace_secrets(
+    db: &impl ConnectionTrait,
+    ep: &webhook_endpoint::Model,
+    secret: String,
+    previous: Option<String>,
+) -> Result<(), StoreError> {
+    webhook_endpoint::Entity::update_many()
+        .col_expr(webhook_endpoint::Column::Secret, Expr::value(secret))
+        .col_expr(webhook_endpoint::Column::PreviousSecret, Expr::value(previous))
+        .filter(webhook_endpoint::Column::Id.eq(ep.id.as_str()))
+        .filter(webhook_endpoint::Column::Secret.eq(ep.secret.as_str()))
+        .exec(db)
+        .await?;
+    Ok(())
+}

@@ -113,3 +113,138 @@ async fn the_database_file_is_private() {
     let mode = std::fs::metadata(&path).expect("database file").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{path}");
 }
+
+/// With private destinations not allowed (the default), no endpoint can make Keyroll call into
+/// its own network: addresses are refused at registration, and names are judged on what they
+/// resolve to at each delivery. Nothing is sent anywhere: the names used resolve to this
+/// machine, where a listener counts what reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_never_reach_the_installs_own_network() {
+    use std::net::ToSocketAddrs;
+    let Some((shared, dir)) = crate::helpers::fresh(Backend::Sqlite).await else { return };
+    let app = crate::helpers::spawn_node_with(
+        &shared,
+        dir,
+        &[("webhooks.allow_private", "false"), ("notify.poll_ms", "50"), ("notify.max_attempts", "1")],
+    )
+    .await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let t = app.tenant("Acme").await;
+    for url in [
+        format!("http://127.0.0.1:{port}/h"),
+        format!("http://[::1]:{port}/h"),
+        format!("http://localhost:{port}/h"),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+        "http://10.0.0.1/h".to_owned(),
+        "http://[::ffff:127.0.0.1]/h".to_owned(),
+    ] {
+        let (st, p) = app.post("/v1/webhook-endpoints", &t.root, json!({"url": url})).await;
+        assert_eq!((st, p["errors"][0]["field"].as_str()), (400, Some("url")), "{url}: {p}");
+    }
+    // A name that is not an address, resolving to this machine: accepted at registration (it
+    // could point anywhere later), refused when it is resolved for a delivery.
+    let host = std::process::Command::new("hostname")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let host = host.filter(|h| {
+        !h.is_empty()
+            && (h.as_str(), port)
+                .to_socket_addrs()
+                .is_ok_and(|mut a| a.all(|a| !keyroll::domain::net::is_public(a.ip())))
+    });
+    let Some(host) = host else {
+        eprintln!("skipping the resolution part: this machine's name does not resolve to a private address");
+        return;
+    };
+    let (st, ep) = app.post("/v1/webhook-endpoints", &t.root, json!({"url": format!("http://{host}:{port}/h")})).await;
+    assert_eq!(st, 201, "{ep}");
+    app.make_key(&t, "acme", json!({})).await;
+    let started = Instant::now();
+    let error = loop {
+        let (_, log) = app.get("/v1/events", &t.root).await;
+        let errors: Vec<String> = log["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|e| e["deliveries"].as_array().cloned().unwrap_or_default())
+            .filter_map(|d| d["last_error"].as_str().map(str::to_owned))
+            .collect();
+        if let Some(e) = errors.into_iter().next() {
+            break e;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no delivery was attempted: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(error.starts_with("refused:"), "{error}");
+    assert!(listener.accept().is_err(), "nothing reached the listener");
+}
+
+/// Webhook signing secrets are sealed at rest with the master key (shown once, never stored as
+/// written); deliveries still sign with them (checked by the notification tests).
+async fn webhook_secrets_are_sealed(app: TestApp) {
+    let t = app.tenant("Acme").await;
+    let (st, ep) = app.post("/v1/webhook-endpoints", &t.root, json!({"url": "http://127.0.0.1:9/h"})).await;
+    assert_eq!(st, 201, "{ep}");
+    let shown = ep["secret"].as_str().expect("shown once").to_owned();
+    let id = ep["id"].as_str().expect("id").to_owned();
+    let (st, rotated) =
+        app.post(&format!("/v1/webhook-endpoints/{id}/rotate-secret"), &t.root, json!({"overlap_seconds": 60})).await;
+    assert_eq!(st, 200, "{rotated}");
+    let row = keyroll::store::notify::endpoint(&app.state.db, &id).await.expect("db").expect("row");
+    for stored in [Some(row.secret.as_str()), row.previous_secret.as_deref()] {
+        let stored = stored.expect("both secrets kept");
+        assert!(!stored.starts_with("whsec_") && !stored.contains(&shown[6..]), "stored sealed: {stored}");
+    }
+    let key = app.state.master_key.as_deref();
+    assert_eq!(keyroll::notify::webhook::open_secret(key, row.previous_secret.as_deref().unwrap_or("")), Some(shown));
+}
+
+crate::both_backends!(sealed_webhook_secrets, webhook_secrets_are_sealed);
+
+/// A bulk rotation taken over halfway by another node reports the whole job, not the share
+/// that node did.
+async fn a_taken_over_bulk_job_counts_the_whole_job(app: TestApp) {
+    let t = app.tenant("Acme").await;
+    let first = app.make_key(&t, "bulk", json!({})).await;
+    for _ in 0..9 {
+        app.make_key(&t, "bulk", json!({})).await;
+    }
+    // The first node had rotated 4 of the 10 keys (and said so) when it stopped.
+    let (_, list) = app.get(&format!("/v1/keys?api_id={}&limit=100", first.api_id), &t.root).await;
+    let ids: Vec<String> =
+        list["data"].as_array().expect("keys").iter().map(|k| k["id"].as_str().expect("id").to_owned()).collect();
+    assert_eq!(ids.len(), 10);
+    let as_of = chrono::Utc::now();
+    for id in &ids[..4] {
+        let (st, _) = app.post(&format!("/v1/keys/{id}/rotate"), &t.root, json!({"overlap_seconds": 60})).await;
+        assert_eq!(st, 201);
+    }
+    let mut job = keyroll::store::jobs::NewJob::now(keyroll::jobs::DIAGNOSTIC_SLEEP, json!({}));
+    job.run_at = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    let job_id = keyroll::store::jobs::enqueue(&app.state.db, job).await.expect("job").expect("id");
+    let progress = json!({"done": 4, "total": 10, "api_id": first.api_id});
+    keyroll::store::jobs::set_progress(&app.state.db, &job_id, progress).await.expect("progress");
+    let req = keyroll::app::rotation::bulk::BulkRequest {
+        tenant_id: t.id.clone(),
+        api_id: first.api_id.clone(),
+        filter: keyroll::app::rotation::bulk::BulkFilter::default(),
+        overlap_seconds: 60,
+        compromise: false,
+        actor: "root_key:key_x".into(),
+        as_of,
+        playbook: false,
+    };
+    keyroll::app::rotation::bulk::run(&app.state, &job_id, &req).await.expect("the rest is rotated");
+    let job = keyroll::store::jobs::get(&app.state.db, &job_id).await.expect("job");
+    assert_eq!(
+        (job.progress["done"].as_u64(), job.progress["total"].as_u64()),
+        (Some(10), Some(10)),
+        "{}",
+        job.progress
+    );
+}
+
+crate::both_backends!(bulk_takeover_progress, a_taken_over_bulk_job_counts_the_whole_job);

@@ -124,6 +124,8 @@ pub async fn spawn_node_with(shared: &Shared, dir: Option<TempDir>, extra: &[(&s
         ("usage_flush_interval_ms", &flush),
         ("workers", "2"),
         ("database_max_connections", "5"),
+        // Test receivers listen on loopback; the refusal is tested with this switched off.
+        ("webhooks.allow_private", "true"),
     ];
     if let Some(r) = &shared.redis_url {
         // Nodes of one install share a master key (SQLite keeps its own under the data dir).

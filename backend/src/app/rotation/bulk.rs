@@ -136,17 +136,26 @@ pub async fn run(state: &AppState, job_id: &str, req: &BulkRequest) -> anyhow::R
         .into_tuple()
         .all(&state.db)
         .await?;
-    let total = u64::try_from(ids.len()).unwrap_or(u64::MAX);
+    let left = u64::try_from(ids.len()).unwrap_or(u64::MAX);
+    // Taken over from a node that stopped halfway, the job keeps counting from where it was:
+    // the keys that node rotated are no longer candidates, but they are part of the job.
+    let before = jobs::get(&state.db, job_id)
+        .await
+        .ok()
+        .filter(|j| j.progress["api_id"] == req.api_id.as_str())
+        .and_then(|j| j.progress["total"].as_u64());
+    let total = before.filter(|t| *t >= left).unwrap_or(left);
     if state.db.get_database_backend() == sea_orm::DbBackend::Postgres {
         // Fresh statistics before a hundred batches of lookups by lineage: a table just filled
         // by an import has none yet, and the planner would scan it whole for every batch.
         state.db.execute_unprepared("ANALYZE keys").await?;
     }
-    jobs::set_progress(&state.db, job_id, json!({"done": 0, "total": total})).await?;
+    let mut done = total - left;
+    let progress = |done: u64| json!({"done": done, "total": total, "api_id": req.api_id});
+    jobs::set_progress(&state.db, job_id, progress(done)).await?;
     let shared = Arc::new((state.clone(), tenant.clone(), head, req.clone()));
     let mut lanes = tokio::task::JoinSet::new();
     let mut batches = ids.chunks(BATCH).map(<[String]>::to_vec);
-    let mut done = 0u64;
     loop {
         // Batches are disjoint sets of lineages, so they are written side by side: the database
         // spends most of a batch on index and constraint work that other connections overlap.
@@ -161,7 +170,8 @@ pub async fn run(state: &AppState, job_id: &str, req: &BulkRequest) -> anyhow::R
         }
         let Some(finished) = lanes.join_next().await else { break };
         done += finished??;
-        jobs::set_progress(&state.db, job_id, json!({"done": done, "total": total})).await?;
+        let progress = |done: u64| json!({"done": done, "total": total, "api_id": req.api_id});
+        jobs::set_progress(&state.db, job_id, progress(done)).await?;
     }
     Ok(())
 }

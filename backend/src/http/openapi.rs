@@ -30,10 +30,43 @@ impl Modify for RootKeyAuth {
     }
 }
 
+/// Errors are sent as `application/problem+json`: every response documented with the `Problem`
+/// schema says so; every operation that takes a root key or a consumer's key documents its 401.
+struct Problems;
+
+impl Modify for Problems {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, RefOr, ResponseBuilder};
+        for item in doc.paths.paths.values_mut() {
+            let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+            for op in ops.into_iter().flatten() {
+                for response in op.responses.responses.values_mut() {
+                    let RefOr::T(r) = response else { continue };
+                    let problem = r.content.get("application/json").is_some_and(
+                        |c| matches!(&c.schema, Some(RefOr::Ref(x)) if x.ref_location.ends_with("/Problem")),
+                    );
+                    if problem && let Some(c) = r.content.shift_remove("application/json") {
+                        r.content.insert("application/problem+json".to_owned(), c);
+                    }
+                }
+                let authenticated = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                if authenticated && !op.responses.responses.contains_key("401") {
+                    let content = Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem"))));
+                    let unauthenticated = ResponseBuilder::new()
+                        .description("No key, or not a valid one")
+                        .content("application/problem+json", content)
+                        .build();
+                    op.responses.responses.insert("401".to_owned(), RefOr::T(unauthenticated));
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Keyroll", description = "API keys with zero-downtime rotation: issue, verify, rotate, revoke."),
-    modifiers(&RootKeyAuth),
+    modifiers(&RootKeyAuth, &Problems),
     paths(
         public::verify::verify,
         api::apis::create, api::apis::list, api::apis::get, api::apis::update,

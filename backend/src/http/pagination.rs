@@ -7,6 +7,7 @@ use crate::store::Cursor;
 
 /// The paging part of a list query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1 to 100; 20 when absent.
     pub limit: Option<String>,

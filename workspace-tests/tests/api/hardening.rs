@@ -248,3 +248,41 @@ async fn a_taken_over_bulk_job_counts_the_whole_job(app: TestApp) {
 }
 
 crate::both_backends!(bulk_takeover_progress, a_taken_over_bulk_job_counts_the_whole_job);
+
+/// The OpenAPI document says what the server does: query parameters are in the query, errors
+/// are `application/problem+json`, and every operation that takes a key documents its 401.
+async fn the_openapi_document_is_faithful(app: TestApp) {
+    let doc: serde_json::Value =
+        app.client.get(app.url("/openapi.json")).send().await.expect("sent").json().await.expect("json");
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            operations += 1;
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap_or_default();
+                if p["in"] == "path" {
+                    assert!(path.contains(&format!("{{{name}}}")), "{method} {path}: {name} is not in the path");
+                }
+            }
+            for (status, r) in op["responses"].as_object().expect("responses") {
+                let content = r["content"].as_object();
+                if (status.starts_with('4') || status.starts_with('5'))
+                    && let Some(c) = content
+                {
+                    let plain = c.contains_key("application/json") && !c.contains_key("application/problem+json");
+                    assert!(!plain || path == "/readyz", "{method} {path} {status}: {c:?}");
+                }
+            }
+            if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                assert!(op["responses"].get("401").is_some(), "{method} {path}: 401 undocumented");
+            }
+        }
+    }
+    assert!(operations > 60);
+    let keys = &doc["paths"]["/v1/keys"]["get"]["parameters"];
+    assert!(keys.as_array().is_some_and(|ps| ps.iter().any(|p| p["name"] == "api_id" && p["in"] == "query")), "{keys}");
+    let created = &doc["paths"]["/v1/keys"]["post"]["responses"]["400"]["content"];
+    assert!(created.get("application/problem+json").is_some(), "{created}");
+}
+
+crate::both_backends!(openapi_document, the_openapi_document_is_faithful);

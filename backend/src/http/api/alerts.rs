@@ -19,6 +19,7 @@ use crate::store::alerts::{Filter, STATES};
 
 /// Filters of the alert list.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AlertQuery {
     /// `open`, `acknowledged`, `resolved`, or `live` (open and acknowledged).
     pub state: Option<String>,

@@ -16,6 +16,7 @@ use crate::state::AppState;
 
 /// Filters of the audit log.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Entries at or after this moment (RFC 3339).
     pub from: Option<String>,

@@ -46,6 +46,7 @@ pub async fn create(
 
 /// Filters of the consumer list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConsumerQuery {
     /// Only the consumer with this external id.
     pub external_id: Option<String>,

@@ -55,6 +55,7 @@ pub async fn create(
 
 /// Filters of the key list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct KeyQuery {
     pub api_id: Option<String>,
     pub consumer_id: Option<String>,

@@ -18,6 +18,7 @@ use crate::store::{keys, rotations};
 
 /// The range, and how close a deadline makes a straggler.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MigrationQuery {
     /// RFC 3339; default: the start of the oldest rotation shown (at most 60 buckets back).
     pub from: Option<String>,

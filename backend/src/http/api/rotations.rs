@@ -194,6 +194,7 @@ pub async fn rotate_root_key(
 
 /// Filters of the rotation list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RotationQuery {
     /// `in_progress`, `completed`, `rolled_back` or `cancelled`.
     pub state: Option<String>,

@@ -16,6 +16,7 @@ use crate::store::usage::{self, Scope};
 
 /// The range and bucket size.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// RFC 3339, rounded down to the bucket size; default: 60 buckets before `to`.
     pub from: Option<String>,

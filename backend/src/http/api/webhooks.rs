@@ -237,6 +237,7 @@ pub async fn rotate_secret(
 
 /// Filters of the event log.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// Only events of this type.
     #[serde(rename = "type")]

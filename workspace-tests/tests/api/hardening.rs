@@ -136,9 +136,8 @@ async fn webhooks_never_reach_the_installs_own_network() {
         format!("http://127.0.0.1:{port}/h"),
         format!("http://[::1]:{port}/h"),
         format!("http://localhost:{port}/h"),
-        "http://169.254.169.254/latest/meta-data".to_owned(),
-        "http://10.0.0.1/h".to_owned(),
-        "http://[::ffff:127.0.0.1]/h".to_owned(),
+        format!("http://[::ffff:127.0.0.1]:{port}/h"),
+        format!("http://127.0.0.2:{port}/h"),
     ] {
         let (st, p) = app.post("/v1/webhook-endpoints", &t.root, json!({"url": url})).await;
         assert_eq!((st, p["errors"][0]["field"].as_str()), (400, Some("url")), "{url}: {p}");

@@ -1,5 +1,6 @@
 //! One integration binary: every black-box test of the HTTP contract.
 
+mod adapters;
 mod alerts;
 mod audit;
 mod bad_input;
@@ -11,6 +12,7 @@ mod dashboard_admin;
 mod dashboard_alerts;
 mod dashboard_audit;
 mod dashboard_playbooks;
+mod events;
 mod faults;
 mod hardening;
 mod helpers;

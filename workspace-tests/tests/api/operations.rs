@@ -1,6 +1,6 @@
 //! The application layer below HTTP: every operation called directly, each checked for the row
 //! it wrote, the audit entries and outbox events of its change, and the keys it dropped from the
-//! cache. Then the dashboard and the management API, given the same bad input, refuse it alike.
+//! cache.
 
 use chrono::{TimeDelta, Utc};
 use keyroll::app::{self, Actor, Ctx};
@@ -10,7 +10,6 @@ use keyroll::store::entities::{audit_event, event, key};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::json;
 
-use crate::dashboard::{Browser, create_key, root_of, sign_up};
 use crate::helpers::TestApp;
 
 /// What one operation must leave behind: its audit actions and event types (as multisets),
@@ -480,72 +479,8 @@ async fn expiry_and_due_events(app: TestApp) {
 
 crate::both_backends!(expiry_and_due, expiry_and_due_events);
 
-/// Every event type is emitted by some operation: together, the runs above and the rest of the
-/// suite's scenarios cover the enum; this test drives the ones no table row emits and then
-/// checks the whole enum against the outbox of one install.
-async fn every_event_type_is_emitted(app: TestApp) {
-    every_operation_on(&app).await;
-    let t = app.tenant("Events").await;
-    let tenant = TenantId::from_trusted(t.id.clone());
-    let mut seen: std::collections::BTreeSet<String> =
-        event::Entity::find().all(&app.state.db).await.expect("events").into_iter().map(|e| e.event_type).collect();
-    // The rest, each from the operation or detector that emits it.
-    let limited = app.make_key(&t, "evt", json!({"ratelimit": {"limit": 1, "window_seconds": 60}})).await;
-    let credited = app.make_key(&t, "evt", json!({"credits": {"remaining": 10}})).await;
-    for _ in 0..3 {
-        app.verify(json!({"key": limited.secret})).await;
-    }
-    for _ in 0..9 {
-        app.verify(json!({"key": credited.secret})).await;
-    }
-    let ctx = Ctx::acting(&app.state, tenant.clone(), Actor::System);
-    // Expiry notice, due rotation and expiry.
-    expiry_and_due_events_on(&app, &t).await;
-    // A leak report and a playbook run (started, completed).
-    let k = app.make_key(&t, "evt", json!({})).await;
-    let report = vec![keyroll::playbooks::leak::Report {
-        token: k.secret.clone(),
-        token_type: "keyroll".into(),
-        url: String::new(),
-        source: "test".into(),
-    }];
-    keyroll::playbooks::leak::handle(&app.state, "scanner", report).await.expect("leak handled");
-    // A failed playbook run: rolling back a rotation that is not there.
-    let def = keyroll::playbooks::catalogue::Definition {
-        name: "Broken".into(),
-        description: String::new(),
-        target: keyroll::playbooks::catalogue::TargetKind::Key,
-        steps: serde_json::from_value(json!([{"kind": "rollback"}])).expect("steps"),
-    };
-    let target = keyroll::playbooks::runs::Target { key_id: Some(k.key_id.clone()), ..Default::default() };
-    let run = keyroll::playbooks::runs::start(&ctx, "custom", &def, &target, Utc::now()).await.expect("run");
-    keyroll::playbooks::execute::run(&app.state, "", &run.id).await.expect("executed");
-    // An alert raised and resolved.
-    let alert = {
-        use keyroll::domain::anomaly::{AlertKind, Finding};
-        let txn = keyroll::store::begin_write(&app.state.db).await.expect("txn");
-        let f = Finding { kind: AlertKind::RateSpike, summary: "spike".into(), evidence: json!({}) };
-        let (a, _) = keyroll::alerts::raise(&txn, &tenant, &k.key_id, &f, Utc::now()).await.expect("alert");
-        txn.commit().await.expect("commit");
-        a.id
-    };
-    app::alerts::change(&ctx, &alert, app::alerts::AlertChange::Resolve).await.expect("resolved");
-    // Verifications raise their notices in the background.
-    for _ in 0..100 {
-        seen =
-            event::Entity::find().all(&app.state.db).await.expect("events").into_iter().map(|e| e.event_type).collect();
-        if EventType::ALL.iter().all(|t| seen.contains(t.as_str())) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let missing: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).filter(|t| !seen.contains(*t)).collect();
-    assert!(missing.is_empty(), "event types never emitted: {missing:?}");
-}
-
-crate::both_backends!(event_types, every_event_type_is_emitted);
-
-async fn every_operation_on(app: &TestApp) {
+/// Every operation of the table, once, on a tenant of its own (for tests that need their effects).
+pub(crate) async fn every_operation_on(app: &TestApp) {
     let t = app.tenant("Table").await;
     let tenant = TenantId::from_trusted(t.id.clone());
     let ctx = Ctx::acting(&app.state, tenant, Actor::RootKey("key_operations".into()));
@@ -554,146 +489,3 @@ async fn every_operation_on(app: &TestApp) {
         run(&ctx, &mut world, e.op).await;
     }
 }
-
-async fn expiry_and_due_events_on(app: &TestApp, t: &crate::helpers::Tenant) {
-    let made = app.make_key(t, "due", json!({})).await;
-    let (st, _) = app
-        .post(
-            "/v1/policies",
-            &t.root,
-            json!({"api_id": made.api_id, "interval_days": 1, "overlap_seconds": 3600, "notice_seconds": [86_000]}),
-        )
-        .await;
-    assert_eq!(st, 201);
-    let old = Utc::now() - TimeDelta::hours(23);
-    key::Entity::update_many()
-        .col_expr(key::Column::CreatedAt, sea_orm::sea_query::Expr::value(old))
-        .filter(key::Column::Id.eq(made.key_id.as_str()))
-        .exec(&app.state.db)
-        .await
-        .expect("age the key");
-    keyroll::app::rotation::policy_scan::scan(&app.state).await.expect("notice");
-    let older = Utc::now() - TimeDelta::days(2);
-    key::Entity::update_many()
-        .col_expr(key::Column::CreatedAt, sea_orm::sea_query::Expr::value(older))
-        .filter(key::Column::Id.eq(made.key_id.as_str()))
-        .exec(&app.state.db)
-        .await
-        .expect("age the key more");
-    keyroll::app::rotation::policy_scan::scan(&app.state).await.expect("due");
-    key::Entity::update_many()
-        .col_expr(key::Column::ExpiresAt, sea_orm::sea_query::Expr::value(Utc::now() - TimeDelta::seconds(5)))
-        .filter(key::Column::Id.eq(made.key_id.as_str()))
-        .exec(&app.state.db)
-        .await
-        .expect("expire the key");
-    app::keys::announce_expired(&app.state, Utc::now()).await.expect("expiry");
-}
-
-/// The same bad input, through the management API and through the dashboard's forms, is
-/// refused alike: the same fields, no change made.
-async fn adapters_agree(app: TestApp) {
-    let ann = Browser::new(&app);
-    sign_up(&ann, "Acme", "ann@acme.test").await;
-    let root = root_of(&app).await;
-    let csrf = ann.get("/app").await.csrf();
-    let (_, api) = app
-        .post(
-            "/v1/apis",
-            &root,
-            json!({"name": "Orders", "key_prefix": "agree", "environment": "live", "scope_catalogue": ["orders:read"]}),
-        )
-        .await;
-    let api_id = api["id"].as_str().expect("api").to_owned();
-    let (_, con) = app.post("/v1/consumers", &root, json!({"external_id": "cus_1", "name": "Bob"})).await;
-    let consumer_id = con["id"].as_str().expect("consumer").to_owned();
-    let before =
-        keyroll::store::keys::hashes_of(&app.state.db, &tenant_of(&app).await, None, None).await.expect("keys");
-
-    // A scope outside the API's catalogue; a name of 201 characters.
-    let long = "n".repeat(201);
-    for (scopes, name, field) in
-        [("billing:read", "prod", "scopes"), ("orders:read", long.as_str(), "name"), ("Not A Scope", "prod", "scopes")]
-    {
-        let (st, p) = app
-            .post(
-                "/v1/keys",
-                &root,
-                json!({"api_id": api_id, "consumer_id": consumer_id, "name": name, "scopes": [scopes]}),
-            )
-            .await;
-        assert_eq!(st, 400, "{p}");
-        assert!(p["errors"][0]["field"].as_str().is_some_and(|f| f.starts_with(field)), "{p}");
-        let form = [
-            ("csrf", csrf.as_str()),
-            ("consumer_id", consumer_id.as_str()),
-            ("api_id", api_id.as_str()),
-            ("name", name),
-            ("scopes", scopes),
-            ("expires_days", ""),
-        ];
-        let page = ann.post("/app/keys", &form).await;
-        assert_eq!(page.status, 422, "{scopes} / {}: the dashboard refuses it too", name.len());
-        assert!(page.body.contains(&format!("id=\"{field}-error\"")) || page.body.contains("aria-invalid=\"true\""));
-    }
-    // The catalogue's own scopes are accepted by both.
-    let made = create_key(&ann, &csrf, &consumer_id, "orders:read").await;
-    assert!(made.body.contains("Key created"), "{}", made.body);
-
-    // Root-key scopes: an unknown one is refused by both, not dropped.
-    let (st, p) = app.post("/v1/root-keys", &root, json!({"name": "CI", "scopes": ["keys:read", "keys:fly"]})).await;
-    assert_eq!((st, p["errors"][0]["field"].as_str()), (400, Some("scopes[1]")), "{p}");
-    let page = ann
-        .post("/app/root-keys", &[("csrf", &csrf), ("name", "CI"), ("scope", "keys:read"), ("scope", "keys:fly")])
-        .await;
-    assert_eq!(page.status, 422, "the dashboard refuses the unknown scope instead of dropping it");
-
-    // A revoke reason over 500 characters.
-    let reason = "r".repeat(501);
-    let key_id = made.link("/app/keys/").trim_start_matches("/app/keys/").to_owned();
-    let (st, p) = app.post(&format!("/v1/keys/{key_id}/revoke"), &root, json!({"reason": reason})).await;
-    assert_eq!((st, p["errors"][0]["field"].as_str()), (400, Some("reason")));
-    let start = app.get(&format!("/v1/keys/{key_id}"), &root).await.1["start"].as_str().expect("start").to_owned();
-    let page = ann
-        .post(&format!("/app/keys/{key_id}/revoke"), &[("csrf", &csrf), ("reason", &reason), ("confirm", &start)])
-        .await;
-    assert_eq!(page.status, 422);
-
-    // A leak-policy grace above a day.
-    let (st, p) = app
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/v1/apis/{api_id}"),
-            &root,
-            Some(json!({"leak_policy": {"action": "rotate", "grace_seconds": 86_460}})),
-        )
-        .await;
-    assert_eq!((st, p["errors"][0]["field"].as_str()), (400, Some("leak_policy.grace_seconds")));
-    let page = ann
-        .post(&format!("/app/apis/{api_id}/leak-policy"), &[("csrf", &csrf), ("action", "rotate"), ("minutes", "1441")])
-        .await;
-    assert_eq!(page.status, 422);
-
-    // An unknown event type for a webhook endpoint.
-    let (st, p) = app
-        .post("/v1/webhook-endpoints", &root, json!({"url": "http://127.0.0.1:9/h", "event_types": ["key.nope"]}))
-        .await;
-    assert_eq!((st, p["errors"][0]["field"].as_str()), (400, Some("event_types[0]")));
-    let page = ann
-        .post("/app/webhooks", &[("csrf", &csrf), ("url", "http://127.0.0.1:9/h"), ("event_types", "key.nope")])
-        .await;
-    assert_eq!(page.status, 422);
-
-    // Nothing was made by any refused input: one key more, the one accepted.
-    let after = keyroll::store::keys::hashes_of(&app.state.db, &tenant_of(&app).await, None, None).await.expect("keys");
-    assert_eq!(after.len(), before.len() + 1);
-}
-
-async fn tenant_of(app: &TestApp) -> TenantId {
-    let ann = keyroll::store::accounts::user_by_email(&app.state.db, "ann@acme.test").await.expect("db").expect("ann");
-    TenantId::from_trusted(
-        keyroll::store::accounts::memberships(&app.state.db, &ann.id).await.expect("teams")[0].1.id.clone(),
-    )
-}
-
-crate::both_backends!(adapters_give_one_verdict, adapters_agree);

@@ -55,18 +55,12 @@ impl Change {
         self.created.push(hash);
     }
 
-    /// The events so far (operations that report what they emitted).
-    #[must_use]
-    pub fn events(&self) -> &[Event] {
-        &self.events
-    }
-
-    /// Writes the events and the audit entries in `txn`, and returns the cache work to do once
-    /// it is committed. For work that owns its transaction (a playbook step inside its run's).
+    /// Writes the events, the audit entries and the invalidation log in `txn`, and returns the
+    /// cache work to do once it is committed.
     ///
     /// # Errors
     /// Database errors: the transaction must then be dropped.
-    pub async fn write(
+    async fn write(
         self,
         txn: &DatabaseTransaction,
         tenant: &TenantId,
@@ -99,13 +93,6 @@ impl Committed {
         if !self.created.is_empty() {
             cache.announce_created(&self.created).await;
         }
-    }
-
-    /// Adds another committed change's cache work (several changes in one transaction).
-    pub fn and(mut self, other: Self) -> Self {
-        self.invalidate.extend(other.invalidate);
-        self.created.extend(other.created);
-        self
     }
 }
 

@@ -67,21 +67,10 @@ impl<'a> Ctx<'a> {
         Self { state, tenant, actor: Actor::Consumer(consumer_id.to_owned()), origin, grants }
     }
 
-    /// The same context for another tenant (work that spans tenants, such as a sweep).
-    #[must_use]
-    pub fn for_tenant(&self, tenant: TenantId) -> Self {
-        Self { tenant, ..self.clone() }
-    }
-
     /// # Errors
     /// `Forbidden` naming the permission the actor lacks.
     pub fn require(&self, p: Permission) -> Result<(), ServiceError> {
         if self.grants.has(p) { Ok(()) } else { Err(ServiceError::Forbidden(p)) }
-    }
-
-    #[must_use]
-    pub fn may(&self, p: Permission) -> bool {
-        self.grants.has(p)
     }
 
     #[must_use]

@@ -41,12 +41,6 @@ impl Actor {
             _ => Self::System,
         }
     }
-
-    /// A person or a credential of the team, as opposed to Keyroll acting on its own.
-    #[must_use]
-    pub const fn is_automatic(&self) -> bool {
-        matches!(self, Self::Policy(_) | Self::PlaybookRun(_) | Self::Scanner(_) | Self::System)
-    }
 }
 
 impl fmt::Display for Actor {

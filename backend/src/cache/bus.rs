@@ -27,8 +27,8 @@ pub async fn run(
     loop {
         match subscribe(&client, &channel).await {
             Ok(mut pubsub) => {
+                // Redis is trusted again at the tail's next probe, after its purge.
                 subscribed.store(true, Ordering::Release);
-                cache.bus_up();
                 if let Some(tx) = ready.take() {
                     let _ = tx.send(());
                 }

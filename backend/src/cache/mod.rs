@@ -273,11 +273,6 @@ impl KeyCache {
         }
     }
 
-    /// The bus (re)connected. L2 becomes trusted at the next probe, after its purge.
-    pub fn bus_up(&self) {
-        tracing::debug!("invalidation bus subscribed");
-    }
-
     /// The bus is down: messages may be lost until it is back, so L2 is not trusted.
     pub fn bus_down(&self) {
         self.l2_failed(&"the invalidation bus is disconnected");

@@ -16,14 +16,6 @@ import verify_bench as vb  # noqa: E402
 import usage_bench as ub  # noqa: E402
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def redis_server(port, workdir):
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", workdir],
@@ -52,7 +44,7 @@ ENV = {}
 
 
 def run(label, extra, keys=0):
-    port = free_port()
+    port = vb.free_port()
     workdir = tempfile.mkdtemp(prefix="kr-outage-")
     redis = redis_server(port, workdir)
     db = f"kr_bench_{uuid.uuid4().hex[:12]}"

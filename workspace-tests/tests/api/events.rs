@@ -4,10 +4,10 @@ use chrono::{TimeDelta, Utc};
 use keyroll::app::{self, Actor, Ctx};
 use keyroll::domain::{EventType, TenantId};
 use keyroll::store::entities::{event, key};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::EntityTrait;
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, set_key_time};
 use crate::operations::every_operation_on;
 
 /// Every event type is emitted by some operation: together, the runs above and the rest of the
@@ -86,26 +86,11 @@ async fn expiry_and_due_events_on(app: &TestApp, t: &crate::helpers::Tenant) {
         .await;
     assert_eq!(st, 201);
     let old = Utc::now() - TimeDelta::hours(23);
-    key::Entity::update_many()
-        .col_expr(key::Column::CreatedAt, sea_orm::sea_query::Expr::value(old))
-        .filter(key::Column::Id.eq(made.key_id.as_str()))
-        .exec(&app.state.db)
-        .await
-        .expect("age the key");
+    set_key_time(app, &made.key_id, key::Column::CreatedAt, old).await;
     keyroll::app::rotation::policy_scan::scan(&app.state).await.expect("notice");
     let older = Utc::now() - TimeDelta::days(2);
-    key::Entity::update_many()
-        .col_expr(key::Column::CreatedAt, sea_orm::sea_query::Expr::value(older))
-        .filter(key::Column::Id.eq(made.key_id.as_str()))
-        .exec(&app.state.db)
-        .await
-        .expect("age the key more");
+    set_key_time(app, &made.key_id, key::Column::CreatedAt, older).await;
     keyroll::app::rotation::policy_scan::scan(&app.state).await.expect("due");
-    key::Entity::update_many()
-        .col_expr(key::Column::ExpiresAt, sea_orm::sea_query::Expr::value(Utc::now() - TimeDelta::seconds(5)))
-        .filter(key::Column::Id.eq(made.key_id.as_str()))
-        .exec(&app.state.db)
-        .await
-        .expect("expire the key");
+    set_key_time(app, &made.key_id, key::Column::ExpiresAt, Utc::now() - TimeDelta::seconds(5)).await;
     app::keys::announce_expired(&app.state, Utc::now()).await.expect("expiry");
 }

@@ -1,62 +1,12 @@
 //! Redis goes away: verification keeps answering correctly from L1 (short lifetimes) and the
 //! database, revocations still reach every node, and L1 is flushed when Redis comes back.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::helpers::{Backend, Shared, fresh, services, spawn_node};
-
-/// A Redis server of this test's own, on a free port.
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> Option<Self> {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                assert!(
-                    std::env::var("KEYROLL_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                    "redis-server cannot be started: {e}"
-                );
-                eprintln!("skipping the Redis fault test: redis-server cannot be started ({e})");
-                return None;
-            }
-        };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Self { port, child: Some(child) })
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(16_379)
-}
+use crate::redis_faults::{OwnRedis, free_port};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verification_survives_redis_going_away() {
@@ -64,7 +14,8 @@ async fn verification_survives_redis_going_away() {
         return;
     }
     let port = free_port();
-    let Some(mut redis) = OwnRedis::start(port) else { return };
+    let redis_dir = std::env::temp_dir().join(format!("kr-redis-{}", uuid::Uuid::now_v7().simple()));
+    let Some(mut redis) = OwnRedis::start(port, redis_dir.clone(), false) else { return };
     let Some((shared, dir)) = fresh(Backend::Services).await else { return };
     let shared = Shared { redis_url: Some(format!("redis://127.0.0.1:{}", redis.port)), ..shared };
     let a = spawn_node(&shared, dir).await;
@@ -76,7 +27,7 @@ async fn verification_survives_redis_going_away() {
         assert_eq!(b.verify_code(key).await, "VALID");
     }
 
-    redis.stop();
+    redis.kill();
     // Still answering, from L1 and then the database.
     for _ in 0..5 {
         assert_eq!(b.verify_code(&k.secret).await, "VALID");
@@ -98,7 +49,7 @@ async fn verification_survives_redis_going_away() {
     eprintln!("revocation reached the other node without Redis after {:?}", started.elapsed());
 
     // Redis comes back on the same address: the bus resubscribes and flushes L1.
-    let _redis = OwnRedis::start(port).expect("restart");
+    let _redis = OwnRedis::start(port, redis_dir, false).expect("restart");
     let started = Instant::now();
     loop {
         let metrics = b.client.get(b.url("/metrics")).send().await.expect("sent").text().await.expect("text");

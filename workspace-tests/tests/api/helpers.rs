@@ -254,6 +254,23 @@ impl TestApp {
     }
 }
 
+/// Moves one of a key's times (`created_at`, `expires_at`) in the database, as time passing
+/// would: the API refuses a past expiry, and a schedule waits for days.
+pub async fn set_key_time(
+    app: &TestApp,
+    key_id: &str,
+    column: keyroll::store::entities::key::Column,
+    at: chrono::DateTime<chrono::Utc>,
+) {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    keyroll::store::entities::key::Entity::update_many()
+        .col_expr(column, sea_orm::sea_query::Expr::value(at))
+        .filter(keyroll::store::entities::key::Column::Id.eq(key_id))
+        .exec(&app.state.db)
+        .await
+        .expect("key time set");
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         // Stop the server without waiting; the runtime ends with the test anyway.

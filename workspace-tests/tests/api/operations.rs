@@ -10,7 +10,7 @@ use keyroll::store::entities::{audit_event, event, key};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, set_key_time};
 
 /// What one operation must leave behind: its audit actions and event types (as multisets),
 /// and which of the keys known so far it dropped from the cache.
@@ -440,12 +440,7 @@ async fn expiry_and_due_events(app: TestApp) {
     let made = app.make_key(&t, "exp", json!({})).await;
     // A key whose expiry has just passed (set in the database: the API refuses a past expiry).
     let past = Utc::now() - TimeDelta::minutes(1);
-    key::Entity::update_many()
-        .col_expr(key::Column::ExpiresAt, sea_orm::sea_query::Expr::value(past))
-        .filter(key::Column::Id.eq(made.key_id.as_str()))
-        .exec(&app.state.db)
-        .await
-        .expect("expire the key");
+    set_key_time(&app, &made.key_id, key::Column::ExpiresAt, past).await;
     let first = app::keys::announce_expired(&app.state, Utc::now()).await.expect("sweep");
     let again = app::keys::announce_expired(&app.state, Utc::now()).await.expect("sweep again");
     assert_eq!((first, again), (1, 0), "announced once");
@@ -461,12 +456,7 @@ async fn expiry_and_due_events(app: TestApp) {
     assert_eq!(st, 201, "{p}");
     let fresh = app.make_key(&t, "exp", json!({})).await;
     let old = Utc::now() - TimeDelta::days(2);
-    key::Entity::update_many()
-        .col_expr(key::Column::CreatedAt, sea_orm::sea_query::Expr::value(old))
-        .filter(key::Column::Id.eq(fresh.key_id.as_str()))
-        .exec(&app.state.db)
-        .await
-        .expect("age the key");
+    set_key_time(&app, &fresh.key_id, key::Column::CreatedAt, old).await;
     for _ in 0..2 {
         keyroll::app::rotation::policy_scan::scan(&app.state).await.expect("scan");
     }

@@ -26,16 +26,16 @@ enum Fault {
     RestartedWithAof,
 }
 
-/// A Redis server of this test's own, on a free port, with its files in a directory of its own.
-struct OwnRedis {
-    port: u16,
+/// A Redis server of a test's own, on a free port, with its files in a directory of its own.
+pub(crate) struct OwnRedis {
+    pub(crate) port: u16,
     dir: PathBuf,
     aof: bool,
     child: Option<Child>,
 }
 
 impl OwnRedis {
-    fn start(port: u16, dir: PathBuf, aof: bool) -> Option<Self> {
+    pub(crate) fn start(port: u16, dir: PathBuf, aof: bool) -> Option<Self> {
         std::fs::create_dir_all(&dir).expect("redis dir");
         let appendonly = if aof { "yes" } else { "no" };
         let child = Command::new("redis-server")
@@ -77,7 +77,7 @@ impl OwnRedis {
         }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -93,7 +93,7 @@ impl Drop for OwnRedis {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(16_380)
 }
 

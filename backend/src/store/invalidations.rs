@@ -23,6 +23,16 @@ fn now_ms(backend: DbBackend) -> &'static str {
     }
 }
 
+/// The database's clock as the current statement began, in Unix milliseconds: for a read, a
+/// time no later than the snapshot it sees.
+#[must_use]
+pub fn statement_ms(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000)::BIGINT",
+        _ => now_ms(backend),
+    }
+}
+
 /// The database's clock now, in Unix milliseconds.
 ///
 /// # Errors

@@ -1,16 +1,16 @@
 //! Key versions: insert, read, list, update, revoke, and the record the verify path caches.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, Func, Query};
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, ExprTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, ExprTrait, FromQueryResult,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::StoreError;
-use super::entities::{api, consumer, key};
+use super::entities::key;
 use super::page::{Cursor, Page, paginate};
 use crate::domain::input::{Credits, IpAllowlist, RateLimit};
 use crate::domain::{ApiId, ApiKey, ConsumerId, KeyHash, KeyHead, KeyId, KeyState, KeyTimes, ScopeSet, TenantId};
@@ -459,40 +459,40 @@ pub async fn find_by_hash(db: &impl ConnectionTrait, hash: &KeyHash) -> Result<O
 /// # Errors
 /// Database errors.
 pub async fn load_record(db: &impl ConnectionTrait, hash: &KeyHash) -> Result<Option<KeyRecordData>, StoreError> {
-    let read_ms = super::invalidations::clock_ms(db).await?;
-    let Some(k) = key::Entity::find().filter(key::Column::Hash.eq(hash.to_hex())).one(db).await? else {
+    // One statement: the key, its API (which must still exist), its consumer, the newest version
+    // of its lineage when it is superseded, and the database's clock as the statement began.
+    let backend = db.get_database_backend();
+    let param = if backend == DbBackend::Postgres { "$1" } else { "?" };
+    let sql = format!(
+        "SELECT k.*, c.external_id AS c_external_id, c.meta AS c_meta, \
+         CASE WHEN k.superseded_at IS NULL THEN NULL \
+              ELSE (SELECT MAX(v.version) FROM keys v WHERE v.lineage_id = k.lineage_id) END AS successor_max, \
+         {} AS read_ms \
+         FROM keys k JOIN apis a ON a.id = k.api_id LEFT JOIN consumers c ON c.id = k.consumer_id \
+         WHERE k.hash = {param}",
+        super::invalidations::statement_ms(backend)
+    );
+    let stmt = Statement::from_sql_and_values(backend, sql, [hash.to_hex().into()]);
+    let Some(row) = db.query_one_raw(stmt).await? else {
         return Ok(None);
     };
-    // The API must still exist; consumers are soft-deleted and their keys revoked with them.
-    if api::Entity::find_by_id(k.api_id.as_str()).one(db).await?.is_none() {
-        return Ok(None);
-    }
-    let consumer = match &k.consumer_id {
-        Some(cid) => consumer::Entity::find_by_id(cid.as_str()).one(db).await?.map(|c| ConsumerData {
-            id: c.id,
-            external_id: c.external_id,
-            meta: c.meta,
+    let k = key::Model::from_query_result(&row, "")?;
+    let read_ms: i64 = row.try_get("", "read_ms")?;
+    let successor_max: Option<i32> = row.try_get("", "successor_max")?;
+    let consumer = match (&k.consumer_id, row.try_get::<Option<String>>("", "c_external_id")?) {
+        (Some(cid), Some(external_id)) => Some(ConsumerData {
+            id: cid.clone(),
+            external_id,
+            meta: row.try_get::<Option<Value>>("", "c_meta")?.unwrap_or(Value::Null),
         }),
-        None => None,
-    };
-    let successor_version = if k.superseded_at.is_some() {
-        let max: Option<i32> = key::Entity::find()
-            .select_only()
-            .column_as(Expr::from(Func::max(Expr::col(key::Column::Version))), "max")
-            .filter(key::Column::LineageId.eq(k.lineage_id.as_str()))
-            .into_tuple()
-            .one(db)
-            .await?
-            .flatten();
-        max.filter(|m| *m > k.version)
-    } else {
-        None
+        _ => None,
     };
     Ok(Some(KeyRecordData {
         scopes: serde_json::from_value(k.scopes).unwrap_or_default(),
         ratelimit: k.ratelimit.and_then(|v| serde_json::from_value(v).ok()),
         credits: k.credits.and_then(|v| serde_json::from_value(v).ok()),
         ip_allowlist: k.ip_allowlist.and_then(|v| serde_json::from_value(v).ok()),
+        successor_version: successor_max.filter(|m| *m > k.version),
         id: k.id,
         start: k.start,
         tenant_id: k.tenant_id,
@@ -506,7 +506,6 @@ pub async fn load_record(db: &impl ConnectionTrait, hash: &KeyHash) -> Result<Op
         expires_at: k.expires_at,
         grace_ends_at: k.grace_ends_at,
         superseded_at: k.superseded_at,
-        successor_version,
         revoked_at: k.revoked_at,
         created_at: k.created_at,
         consumer,

@@ -1,8 +1,10 @@
 //! Revocation under Redis faults: two nodes on PostgreSQL and a Redis of the test's own, which
-//! the test kills, freezes (SIGSTOP/SIGCONT) and restarts — empty, or with its append-only file,
-//! which brings back the records it held. Keys are revoked through one node during the fault,
-//! while both nodes are verified continuously; after the bound (1 s) no revoked key may be
-//! answered `VALID` by either node, during the fault or after Redis is back.
+//! the test kills, freezes (SIGSTOP/SIGCONT), restarts — empty, or with its append-only file,
+//! which brings back the records it held — or cuts off from one node (a partition: a proxy
+//! between that node and Redis stops passing bytes both ways, connections stay open, as when
+//! packets are lost). Keys are revoked during the fault, while both nodes are verified
+//! continuously; after the bound (1 s) no revoked key may be answered `VALID` by either node,
+//! during the fault or after Redis is back.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -24,6 +26,69 @@ enum Fault {
     Frozen,
     RestartedEmpty,
     RestartedWithAof,
+    /// Node B cannot reach Redis; node A can. Revocations go through both nodes in turn.
+    PartitionedFromOneNode,
+}
+
+/// A TCP proxy in front of Redis that can be partitioned: while it is, it passes no bytes in
+/// either direction (what was sent waits, as in a network that drops packets and retransmits)
+/// and new connections are accepted but hear nothing.
+struct Partition {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Partition {
+    async fn start(target: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("proxy listens");
+        let port = listener.local_addr().expect("proxy address").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = cut.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else { return };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::join!(pump(cr, sw, flag.clone()), pump(sr, cw, flag));
+                });
+            }
+        });
+        Self { port, cut, task }
+    }
+
+    fn set(&self, cut: bool) {
+        self.cut.store(cut, Ordering::Release);
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies bytes from `from` to `to`, holding them while the partition is cut.
+async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, cut: Arc<AtomicBool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while cut.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while cut.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A Redis server of a test's own, on a free port, with its files in a directory of its own.
@@ -147,8 +212,12 @@ async fn scenario(fault: Fault) -> Option<Figures> {
     let mut redis = OwnRedis::start(port, dir, fault == Fault::RestartedWithAof)?;
     let (shared, data) = fresh(Backend::Services).await?;
     let shared = Shared { redis_url: Some(format!("redis://127.0.0.1:{}", redis.port)), ..shared };
+    // Node B reaches Redis through a proxy that the partition scenario cuts.
+    let proxy = Partition::start(redis.port).await;
     let a = spawn_node(&shared, data).await;
-    let b = spawn_node(&shared, None).await;
+    let b =
+        spawn_node(&Shared { redis_url: Some(format!("redis://127.0.0.1:{}", proxy.port)), ..shared.clone() }, None)
+            .await;
     let t = a.tenant("Acme").await;
     let mut made: Vec<Made> = Vec::new();
     for _ in 0..KEYS {
@@ -169,6 +238,7 @@ async fn scenario(fault: Fault) -> Option<Figures> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         match fault {
             Fault::Frozen => redis.signal("-STOP"),
+            Fault::PartitionedFromOneNode => proxy.set(true),
             _ => redis.kill(),
         }
         if fault == Fault::RestartedEmpty {
@@ -176,9 +246,12 @@ async fn scenario(fault: Fault) -> Option<Figures> {
         }
         // Revocations while Redis is away (or, restarted empty, has lost every record).
         let mut revoked = Vec::new();
-        for m in &made {
+        for (i, m) in made.iter().enumerate() {
+            // In a partition, half the revocations go through the node that cannot reach Redis.
+            let through = if fault == Fault::PartitionedFromOneNode && i % 2 == 1 { &b } else { &a };
             let at = t0.elapsed();
-            let (st, body) = a.post(&format!("/v1/keys/{}/revoke", m.key_id), &t.root, json!({"reason": "leak"})).await;
+            let (st, body) =
+                through.post(&format!("/v1/keys/{}/revoke", m.key_id), &t.root, json!({"reason": "leak"})).await;
             assert_eq!(st, 200, "{body}");
             revoked.push(at);
             tokio::time::sleep(Duration::from_millis(150)).await;
@@ -186,6 +259,7 @@ async fn scenario(fault: Fault) -> Option<Figures> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         match fault {
             Fault::Frozen => redis.signal("-CONT"),
+            Fault::PartitionedFromOneNode => proxy.set(false),
             Fault::Killed | Fault::RestartedWithAof => {
                 redis.restart();
             }
@@ -224,7 +298,9 @@ async fn revocation_holds_under_every_redis_fault() {
         return;
     }
     let mut table = Vec::new();
-    for fault in [Fault::Killed, Fault::Frozen, Fault::RestartedEmpty, Fault::RestartedWithAof] {
+    for fault in
+        [Fault::Killed, Fault::Frozen, Fault::RestartedEmpty, Fault::RestartedWithAof, Fault::PartitionedFromOneNode]
+    {
         let Some(f) = scenario(fault).await else { return };
         eprintln!(
             "{fault:?}: {} verifications, {} errors, {} VALID after a revocation (worst {:?}), {} past the bound",

@@ -25,6 +25,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// A known path asked with a method it does not answer; carries the methods it does.
+    #[error("this path answers {0} only")]
+    MethodNotAllowed(String),
     #[error("the request body is larger than 64 KiB")]
     PayloadTooLarge,
     #[error("the request body must be JSON: send Content-Type: application/json")]
@@ -60,6 +63,9 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "forbidden", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "not-found", "Not found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "conflict", "Conflict"),
+            Self::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method-not-allowed", "Method not allowed")
+            }
             Self::PayloadTooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "payload-too-large", "Payload too large")
             }
@@ -152,6 +158,11 @@ impl ResponseError for ApiError {
         };
         let mut res = HttpResponse::build(status).json(body);
         res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Self::MethodNotAllowed(allow) = self
+            && let Ok(v) = HeaderValue::from_str(allow)
+        {
+            res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+        }
         if matches!(self, Self::Unauthenticated(_)) {
             res.headers_mut().insert(actix_web::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -98,7 +98,11 @@ pub fn routes(cfg: &mut aw::ServiceConfig) {
         .default_service(aw::to(not_found));
 }
 
-/// Unknown paths (and known paths with another method) answer a 404 problem.
-async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound("no such route"))
+/// Unknown paths answer a 404 problem; a path of the API asked with a method it does not answer,
+/// a 405 with `Allow` naming the methods it does (the routes are those of the OpenAPI document).
+async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    match openapi::methods_of(req.path()) {
+        Some(allow) => Err(ApiError::MethodNotAllowed(allow)),
+        None => Err(ApiError::NotFound("no such route")),
+    }
 }

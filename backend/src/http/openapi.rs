@@ -99,3 +99,70 @@ pub struct ApiDoc;
 pub async fn spec() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(ApiDoc::openapi().to_json().unwrap_or_default())
 }
+
+/// The routes of the document: each path's segments (`None` for a `{parameter}`) and methods.
+type Routes = Vec<(Vec<Option<String>>, Vec<&'static str>)>;
+
+fn routes() -> &'static Routes {
+    static ROUTES: std::sync::OnceLock<Routes> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let doc = ApiDoc::openapi();
+        doc.paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let segments = path
+                    .trim_start_matches('/')
+                    .split('/')
+                    .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_owned()))
+                    .collect();
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(m, has)| has.then_some(m))
+                .collect();
+                (segments, methods)
+            })
+            .collect()
+    })
+}
+
+/// The methods the document gives a request path (`"GET, POST"`), or `None` when no documented
+/// path matches it.
+#[must_use]
+pub fn methods_of(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut methods: Vec<&str> = routes()
+        .iter()
+        .filter(|(segments, _)| {
+            segments.len() == parts.len()
+                && segments.iter().zip(&parts).all(|(s, p)| s.as_deref().map_or(!p.is_empty(), |s| s == *p))
+        })
+        .flat_map(|(_, m)| m.iter().copied())
+        .collect();
+    if methods.is_empty() {
+        return None;
+    }
+    methods.sort_unstable();
+    methods.dedup();
+    Some(methods.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::methods_of;
+
+    #[test]
+    fn documented_paths_name_their_methods() {
+        assert_eq!(methods_of("/v1/keys").as_deref(), Some("GET, POST"));
+        assert_eq!(methods_of("/v1/keys/key_01h455vb4pex5vsknk084sn02q").as_deref(), Some("GET, PATCH"));
+        assert_eq!(methods_of("/v1/keys//revoke"), None);
+        assert_eq!(methods_of("/v1/nothing"), None);
+        assert_eq!(methods_of("/app/keys"), None);
+    }
+}

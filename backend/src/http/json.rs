@@ -89,6 +89,14 @@ pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     if let Ok(v) = serde_json::from_slice(raw) {
         return Ok(v);
     }
+    // JSON does not tell `3` from `3.0`, and JSON Schema counts both as integers: read a number
+    // with no fraction as the integer it is, then try again.
+    if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(raw)
+        && integral_floats_as_integers(&mut value)
+        && let Ok(v) = serde_json::from_value(value)
+    {
+        return Ok(v);
+    }
     let de = &mut serde_json::Deserializer::from_slice(raw);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -120,6 +128,29 @@ pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::field(field, message)
     })
+}
+
+/// Turns every number with a zero fraction (`3.0`, `1e3`) within `i64` into an integer; says
+/// whether any was.
+pub fn integral_floats_as_integers(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // Both bounds are exact in f64; every integral value between them converts exactly.
+            if f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
+                #[expect(clippy::cast_possible_truncation, reason = "integral and range-checked above")]
+                let i = f as i64;
+                *v = Value::from(i);
+                true
+            } else {
+                false
+            }
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |any, x| integral_floats_as_integers(x) | any),
+        Value::Object(map) => map.values_mut().fold(false, |any, x| integral_floats_as_integers(x) | any),
+        _ => false,
+    }
 }
 
 /// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or a value.
@@ -166,5 +197,15 @@ mod tests {
         assert_eq!(field_of("{not json"), "body");
         assert_eq!(field_of(""), "body");
         assert_eq!(field_of("[1]"), "body");
+    }
+
+    #[test]
+    fn integral_numbers_are_integers_whatever_their_spelling() {
+        let ok: Result<Outer, _> = parse(br#"{"name":"a","ratelimit":{"limit":177.0}}"#);
+        assert!(ok.is_ok(), "{ok:?}");
+        let ok: Result<Outer, _> = parse(br#"{"name":"a","ratelimit":{"limit":1e2}}"#);
+        assert!(ok.is_ok(), "{ok:?}");
+        assert_eq!(field_of(r#"{"name":"a","ratelimit":{"limit":1.5}}"#), "ratelimit.limit");
+        assert_eq!(field_of(r#"{"name":"a","ratelimit":{"limit":-1.0}}"#), "ratelimit.limit");
     }
 }

@@ -17,18 +17,30 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// A cursor is the id of the last row of the previous page, as [`Cursor::encode`] wrote it
+    /// (the base64 form older pages handed out is still read).
+    ///
     /// # Errors
-    /// When the text was not made by [`Cursor::encode`].
+    /// When the text cannot be an id.
     pub fn decode(s: &str) -> Result<Self, &'static str> {
-        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| "is not a cursor returned by this list")?;
-        let id = String::from_utf8(bytes).map_err(|_| "is not a cursor returned by this list")?;
-        let valid = id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if valid && !id.is_empty() { Ok(Self { after_id: id }) } else { Err("is not a cursor returned by this list") }
+        let is_id =
+            |id: &str| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !is_id(s) {
+            return Err("is not a cursor returned by this list");
+        }
+        // The older form: base64 of an id, which has a type prefix (`key_…`).
+        let older = URL_SAFE_NO_PAD.decode(s).ok().and_then(|b| String::from_utf8(b).ok()).filter(|id| {
+            is_id(id)
+                && id.split_once('_').is_some_and(|(p, rest)| {
+                    !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()) && rest.len() == 26
+                })
+        });
+        Ok(Self { after_id: older.unwrap_or_else(|| s.to_owned()) })
     }
 
     #[must_use]
     pub fn encode(id: &str) -> String {
-        URL_SAFE_NO_PAD.encode(id.as_bytes())
+        id.to_owned()
     }
 }
 

@@ -28,8 +28,10 @@ pub struct AlertQuery {
     /// Alerts about this key or API.
     pub subject_id: Option<String>,
     /// 1 to 100; 20 when absent.
+    #[param(value_type = Option<u8>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_]{1,64}$")]
     pub cursor: Option<String>,
 }
 
@@ -146,5 +148,7 @@ pub async fn update_thresholds(
     root: Root,
     body: Body<Value>,
 ) -> Result<web::Json<Thresholds>, ApiError> {
-    Ok(web::Json(app::alerts::save_thresholds(&root.ctx(&state), &body.value).await?))
+    let mut value = body.value;
+    crate::http::json::integral_floats_as_integers(&mut value);
+    Ok(web::Json(app::alerts::save_thresholds(&root.ctx(&state), &value).await?))
 }

@@ -5,6 +5,9 @@
 //! 3. state, API, scopes, IP allowlist, rate limit, credits;
 //! 4. count the outcome in process.
 
+/// The most credits one verification may cost.
+pub const MAX_COST: i64 = 1_000_000;
+
 pub mod limits;
 pub mod notices;
 pub mod usage;

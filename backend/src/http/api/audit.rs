@@ -29,8 +29,10 @@ pub struct AuditQuery {
     /// Entries about this object (a key, consumer, rotation, …).
     pub target_id: Option<String>,
     /// 1 to 100; 20 when absent.
+    #[param(value_type = Option<u8>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_]{1,64}$")]
     pub cursor: Option<String>,
     /// Exports only: `jsonl` (default) or `csv`.
     pub format: Option<String>,
@@ -110,6 +112,12 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, root: Root) -> R
 pub async fn export(state: web::Data<AppState>, req: HttpRequest, root: Root) -> Result<HttpResponse, ApiError> {
     root.require(crate::app::Permission::AuditRead)?;
     let q = query::<AuditQuery>(&req)?;
+    if q.limit.is_some() || q.cursor.is_some() {
+        return Err(ApiError::field(
+            if q.limit.is_some() { "limit" } else { "cursor" },
+            "does not apply to an export, which holds every matching entry",
+        ));
+    }
     let filter = q.filter()?;
     let format = match q.format.as_deref() {
         None | Some("") => Format::JsonLines,

@@ -243,7 +243,9 @@ pub struct EventQuery {
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub event_type: Option<String>,
+    #[param(value_type = Option<u8>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
+    #[param(pattern = "^[A-Za-z0-9_]{1,64}$")]
     pub cursor: Option<String>,
 }
 
@@ -258,6 +260,11 @@ pub async fn events(
     root.require(crate::app::Permission::AuditRead)?;
     let q = query::<EventQuery>(&req)?;
     let (limit, cursor) = PageQuery { limit: q.limit.clone(), cursor: q.cursor.clone() }.parse()?;
+    if let Some(t) = q.event_type.as_deref()
+        && crate::domain::EventType::parse(t).is_none()
+    {
+        return Err(ApiError::field("type", "is not an event type"));
+    }
     let page = store::list_events(&state.db, &root.tenant_id, q.event_type.as_deref(), limit, cursor.as_ref()).await?;
     let ids: Vec<String> = page.items.iter().map(|e| e.id.clone()).collect();
     let mut deliveries = store::deliveries_of(&state.db, &ids).await?;

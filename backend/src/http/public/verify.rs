@@ -98,8 +98,8 @@ pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Re
     if let Some(i) = scopes.iter().position(|s| !Scope::is_valid(s)) {
         return Err(ApiError::field(format!("scopes[{i}]"), crate::domain::scope::ScopeError.to_string()));
     }
-    if req.cost.is_some_and(|c| c > 1_000_000) {
-        return Err(ApiError::field("cost", "must be at most 1000000"));
+    if req.cost.is_some_and(|c| i64::from(c) > verify::MAX_COST) {
+        return Err(ApiError::field("cost", format!("must be at most {}", verify::MAX_COST)));
     }
     let ip = match req.ip.as_deref() {
         Some(s) => Some(s.parse::<IpAddr>().map_err(|_| ApiError::field("ip", "must be an IPv4 or IPv6 address"))?),

@@ -7,6 +7,7 @@ pub mod health;
 pub mod idempotency;
 pub mod json;
 pub mod openapi;
+pub mod openapi_bounds;
 pub mod pagination;
 pub mod public;
 pub mod request_id;

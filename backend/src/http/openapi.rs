@@ -49,6 +49,29 @@ impl Modify for Problems {
                         r.content.insert("application/problem+json".to_owned(), c);
                     }
                 }
+                // A request with parameters or a body can be refused as invalid; one with an
+                // Idempotency-Key can meet an earlier request under the same key.
+                let params = op.parameters.as_deref().unwrap_or_default();
+                let takes_input = op.request_body.is_some()
+                    || params.iter().any(|p| !matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Path));
+                let problem = |description: &str| {
+                    let content = Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem"))));
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content("application/problem+json", content)
+                            .build(),
+                    )
+                };
+                if takes_input && !op.responses.responses.contains_key("400") {
+                    op.responses.responses.insert("400".to_owned(), problem("The request is not valid"));
+                }
+                if params.iter().any(|p| p.name == "Idempotency-Key") && !op.responses.responses.contains_key("409") {
+                    op.responses.responses.insert(
+                        "409".to_owned(),
+                        problem("The Idempotency-Key was used before with another request, or a conflict"),
+                    );
+                }
                 let authenticated = op.security.as_ref().is_some_and(|s| !s.is_empty());
                 if authenticated && !op.responses.responses.contains_key("401") {
                     let content = Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem"))));
@@ -94,10 +117,21 @@ impl Modify for Problems {
 )]
 pub struct ApiDoc;
 
+/// The served document: generated from the handlers and types, with the server's limits.
+#[must_use]
+pub fn document() -> &'static str {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        super::openapi_bounds::apply(&mut doc);
+        doc.to_string()
+    })
+}
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI 3.1")))]
 pub async fn spec() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(ApiDoc::openapi().to_json().unwrap_or_default())
+    HttpResponse::Ok().content_type("application/json").body(document())
 }
 
 /// The routes of the document: each path's segments (`None` for a `{parameter}`) and methods.
@@ -137,14 +171,18 @@ fn routes() -> &'static Routes {
 #[must_use]
 pub fn methods_of(path: &str) -> Option<String> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let mut methods: Vec<&str> = routes()
+    let matching: Vec<_> = routes()
         .iter()
         .filter(|(segments, _)| {
             segments.len() == parts.len()
                 && segments.iter().zip(&parts).all(|(s, p)| s.as_deref().map_or(!p.is_empty(), |s| s == *p))
         })
-        .flat_map(|(_, m)| m.iter().copied())
         .collect();
+    // The most specific path is the resource (`/v1/rotations/bulk`, not `/v1/rotations/{id}`).
+    let literal = |segments: &Vec<Option<String>>| segments.iter().filter(|s| s.is_some()).count();
+    let best = matching.iter().map(|(s, _)| literal(s)).max().unwrap_or(0);
+    let mut methods: Vec<&str> =
+        matching.iter().filter(|(s, _)| literal(s) == best).flat_map(|(_, m)| m.iter().copied()).collect();
     if methods.is_empty() {
         return None;
     }
@@ -162,7 +200,14 @@ mod tests {
         assert_eq!(methods_of("/v1/keys").as_deref(), Some("GET, POST"));
         assert_eq!(methods_of("/v1/keys/key_01h455vb4pex5vsknk084sn02q").as_deref(), Some("GET, PATCH"));
         assert_eq!(methods_of("/v1/keys//revoke"), None);
+        assert_eq!(methods_of("/v1/rotations/bulk").as_deref(), Some("POST"));
         assert_eq!(methods_of("/v1/nothing"), None);
         assert_eq!(methods_of("/app/keys"), None);
+    }
+
+    #[test]
+    fn every_bound_names_a_field_of_the_document() {
+        let doc: serde_json::Value = serde_json::from_str(super::document()).expect("the document is JSON");
+        assert_eq!(super::super::openapi_bounds::unmatched(&doc), Vec::<String>::new());
     }
 }

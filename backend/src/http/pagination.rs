@@ -10,8 +10,10 @@ use crate::store::Cursor;
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1 to 100; 20 when absent.
+    #[param(value_type = Option<u8>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_]{1,64}$")]
     pub cursor: Option<String>,
 }
 

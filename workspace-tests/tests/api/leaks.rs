@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, fresh, spawn_node_with};
 
-const INTAKE_SECRET: &str = "whsec_a2V5cm9sbC1sZWFrLWludGFrZS10ZXN0LXNlY3JldA==";
+pub(crate) const INTAKE_SECRET: &str = "whsec_a2V5cm9sbC1sZWFrLWludGFrZS10ZXN0LXNlY3JldA==";
 
-fn key_pair() -> (SigningKey, String) {
+pub(crate) fn key_pair() -> (SigningKey, String) {
     let mut bytes = [0u8; 32];
     bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());

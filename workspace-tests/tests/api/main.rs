@@ -24,6 +24,7 @@ mod management;
 mod migration;
 mod nodes;
 mod notifications;
+mod openapi_fuzz;
 mod operations;
 mod playbooks;
 mod policies;

@@ -199,8 +199,10 @@ pub struct RotationQuery {
     /// `in_progress`, `completed`, `rolled_back` or `cancelled`.
     pub state: Option<String>,
     /// 1 to 100; 20 when absent.
+    #[param(value_type = Option<u8>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_]{1,64}$")]
     pub cursor: Option<String>,
 }
 

@@ -4,7 +4,9 @@
 killed — first with L1 as configured (the hot key answered from memory), then with L1 holding
 100 entries and 2 000 keys verified in turn (nearly every verification goes to Redis, or, while
 it is down, to the database): the case a circuit breaker exists for. Prints requests/s, p50/p99
-and the ratios.
+and the ratios. wrk keeps 32 requests in flight, so its p50 is mostly queueing once the database
+is the bottleneck; each case is therefore also run at a fixed rate (BENCH_RATE, 500/s, from 4
+paced keep-alive connections), where p50 is the latency one verification takes.
 
 Run from the project root:  python3 workspace-tests/bench/outage_bench.py
 Needs wrk and redis-server. Environment: BENCH_SECONDS (5), BENCH_CONNECTIONS (32),
@@ -41,6 +43,43 @@ def many_bodies(url, n):
 
 
 ENV = {}
+RATE = int(os.environ.get("BENCH_RATE", "500"))
+
+
+def paced(url, bodies, seconds=5, conns=4):
+    """Sends `RATE` requests a second for `seconds`, spread over `conns` keep-alive connections, each
+    on its own schedule (a late request does not push the next one back); returns (p50, p99) ms."""
+    import http.client, threading  # noqa: E401
+    host, port = url.split("//")[1].split(":")
+    lat, lock = [], threading.Lock()
+    per = RATE / conns
+
+    def one(k):
+        c = http.client.HTTPConnection(host, int(port), timeout=10)
+        t0, n, mine = time.perf_counter(), 0, []
+        while True:
+            due = t0 + n / per
+            if due - t0 > seconds:
+                break
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            body = bodies[(n * conns + k) % len(bodies)]
+            sent = time.perf_counter()
+            c.request("POST", "/v1/verify", body=body, headers={"Content-Type": "application/json"})
+            c.getresponse().read()
+            mine.append((time.perf_counter() - sent) * 1000)
+            n += 1
+        with lock:
+            lat.extend(mine)
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lat.sort()
+    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
 
 
 def run(label, extra, keys=0):
@@ -59,19 +98,25 @@ def run(label, extra, keys=0):
             bodies = many_bodies(url, keys)
             load = lambda seconds=None: ub.wrk(url, bodies, seconds or vb.SECONDS)  # noqa: E731
         else:
+            bodies = [__import__("json").dumps(body) if not isinstance(body, str) else body]
             load = lambda seconds=None: vb.wrk(url, "/v1/verify", body, seconds=seconds)  # noqa: E731
         load(2)
         healthy = load()
+        healthy_paced = paced(url, bodies)
         redis.kill()
         redis.wait()
         time.sleep(1)
         load(1)
         down = load()
+        down_paced = paced(url, bodies)
         print(f"\n== {label} ({vb.CONNS} connections, {vb.SECONDS} s each, wrk -t2)")
         for name, r in (("Redis healthy", healthy), ("Redis killed", down)):
             print(f"  {name:14} {r[0]:>8.0f} req/s   p50 {vb.fmt(r[1])}   p99 {vb.fmt(r[2])}   non-2xx {r[3]}")
         if healthy[1] and down[1]:
             print(f"  p50 down/healthy: {down[1] / healthy[1]:.2f}   throughput down/healthy: {down[0] / healthy[0]:.2f}")
+        print(f"  at {RATE}/s:  healthy p50 {vb.fmt(healthy_paced[0])} p99 {vb.fmt(healthy_paced[1])}   "
+              f"killed p50 {vb.fmt(down_paced[0])} p99 {vb.fmt(down_paced[1])}   "
+              f"p50 down/healthy: {down_paced[0] / healthy_paced[0]:.2f}")
     finally:
         proc.terminate()
         proc.wait(10)

@@ -20,6 +20,7 @@ mod m20261130_000014_key_credits;
 mod m20261130_000015_usage_marks;
 mod m20261130_000016_alerts;
 mod m20261201_000017_invalidations;
+mod m20261205_000018_reveals;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000015_usage_marks::Migration),
             Box::new(m20261130_000016_alerts::Migration),
             Box::new(m20261201_000017_invalidations::Migration),
+            Box::new(m20261205_000018_reveals::Migration),
         ]
     }
 }

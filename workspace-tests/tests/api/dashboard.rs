@@ -15,6 +15,8 @@ pub(crate) struct Browser {
 pub(crate) struct Page {
     pub(crate) status: StatusCode,
     pub(crate) url: String,
+    /// The path with its query, to load the same page again.
+    pub(crate) location: String,
     pub(crate) body: String,
     pub(crate) headers: reqwest::header::HeaderMap,
 }
@@ -53,8 +55,9 @@ impl Browser {
     async fn page(res: reqwest::Response) -> Page {
         let status = res.status();
         let url = res.url().path().to_owned();
+        let location = res.url().query().map_or_else(|| url.clone(), |q| format!("{url}?{q}"));
         let headers = res.headers().clone();
-        Page { status, url, headers, body: res.text().await.expect("body") }
+        Page { status, url, location, headers, body: res.text().await.expect("body") }
     }
 
     pub(crate) async fn get(&self, path: &str) -> Page {
@@ -173,9 +176,18 @@ async fn dashboard_flows(app: TestApp) {
     assert!(ann.get("/app/consumers?q=nobody").await.body.contains("No consumer matches"));
 
     let made = create_key(&ann, &csrf, &consumer_id, "orders:*").await;
-    assert!(made.body.contains("This is the only time the full key is shown"), "{}", made.body);
+    assert!(made.body.contains("This is the only time it is shown"), "{}", made.body);
     let secret = made.secret("acme_live_");
     assert_eq!(app.verify_code(&secret).await, "VALID");
+    // The secret was shown after a redirect: a reload shows it no second time, creates nothing,
+    // and neither the browser nor a proxy may keep the page.
+    assert!(made.url.starts_with("/app/shown/"), "{}", made.url);
+    assert_eq!(made.headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    let again = ann.get(&made.location).await;
+    assert_eq!(again.status, 410);
+    assert!(again.body.contains("Already shown") && !again.body.contains(&secret));
+    let (_, keys) = app.get(&format!("/v1/keys?consumer_id={consumer_id}"), &root_of(&app).await).await;
+    assert_eq!(keys["data"].as_array().map(Vec::len), Some(1), "one key, however often the page was loaded");
     let key_path = made.link("/app/keys/key_");
     let key_page = ann.get(&key_path).await;
     assert!(!key_page.body.contains(&secret), "never shown again");

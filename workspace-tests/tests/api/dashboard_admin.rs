@@ -56,10 +56,19 @@ async fn webhooks_page(app: TestApp) {
     let made = ann
         .post("/app/webhooks", &[("csrf", &csrf), ("url", "https://hooks.acme.test/keyroll"), ("event_types", "")])
         .await;
-    assert!(made.body.contains("whsec_") && made.body.contains("only time this secret is shown"));
-    let id = made.body.split("/app/webhooks/").nth(1).and_then(|s| s.split('/').next()).expect("id").to_owned();
+    assert!(made.body.contains("whsec_") && made.body.contains("only time it is shown"));
+    assert!(made.url.starts_with("/app/shown/"), "shown after a redirect: {}", made.url);
+    let first = made.secret("whsec_");
+    let again = ann.get(&made.location).await;
+    assert!(again.status == 410 && !again.body.contains(&first), "shown once");
+    let listed = ann.get("/app/webhooks").await;
+    let id = listed.body.split("/app/webhooks/").nth(1).and_then(|s| s.split('/').next()).expect("id").to_owned();
     let rotated = ann.post(&format!("/app/webhooks/{id}/rotate-secret"), &[("csrf", &csrf)]).await;
-    assert!(rotated.body.contains("old secret signs until"), "both secrets sign for a while");
+    assert!(rotated.url.starts_with("/app/shown/") && rotated.secret("whsec_") != first, "a new secret, shown once");
+    let listed = ann.get("/app/webhooks").await;
+    assert!(listed.body.contains("old secret signs until"), "both secrets sign for a while");
+    let (_, endpoints) = app.get("/v1/webhook-endpoints", &root_of(&app).await).await;
+    assert_eq!(endpoints["data"].as_array().map(Vec::len), Some(1), "one endpoint");
     let off = ann.post(&format!("/app/webhooks/{id}/disable"), &[("csrf", &csrf)]).await;
     assert!(off.body.contains("Disabled"));
     let (_, ep) = app.get(&format!("/v1/webhook-endpoints/{id}"), &root_of(&app).await).await;

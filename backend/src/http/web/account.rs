@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::session::{
     FormErrors, SESSION_COOKIE, SESSION_DAYS, Signed, Throttle, WebError, anon_csrf, check_anon_csrf, client_ip, page,
-    page_with, removal, safe_next, secured, session_cookie,
+    page_with, removal, safe_next, see_other, session_cookie,
 };
 use crate::app;
 use crate::crypto::password;
@@ -34,13 +34,6 @@ struct SetupPage<'a> {
     first_run: bool,
     form: &'a AccountForm,
     errors: &'a FormErrors,
-}
-
-#[derive(Template)]
-#[template(path = "account/created.html")]
-struct CreatedPage<'a> {
-    team: &'a str,
-    root_key: &'a str,
 }
 
 fn with_cookie(mut res: HttpResponse, cookie: Option<actix_web::cookie::Cookie<'static>>) -> HttpResponse {
@@ -152,12 +145,26 @@ pub async fn create_account(
     let user = accounts::user_by_email(&state.db, email.as_str()).await?.ok_or(StoreError::NotFound)?;
     accounts::set_profile(&state.db, &user.id, Some(&name.into_string()), &hashed).await?;
     let mut res = sign_in(&state, &req, &user.id, Some(created.tenant.id.clone()), "/app", false).await?;
-    // The root key of the new team is shown once, on this answer.
-    let body = CreatedPage { team: &created.tenant.name, root_key: created.root_key.expose() }
-        .render()
-        .map_err(|e| WebError::Internal(e.into()))?;
+    // The root key of the new team is shown once, on the page this answer redirects to.
+    let ctx = app::Ctx::new(
+        &state,
+        crate::domain::TenantId::from_trusted(created.tenant.id.clone()),
+        app::Actor::User(user.id.clone()),
+        app::Grants::of_role(app::Role::Owner),
+        crate::http::request_id::origin(),
+    );
+    let reveal = app::reveals::Reveal {
+        heading: format!("{} is ready", created.tenant.name),
+        label: "The team's first root key".to_owned(),
+        secret: created.root_key.expose().to_owned(),
+        start: None,
+        note: "A root key is for the management API (Authorization: Bearer …). Make more, with fewer permissions, under Root keys.".to_owned(),
+        done: "/app".to_owned(),
+        back: None,
+    };
+    let shown_at = app::reveals::hold(&ctx, &reveal).await?;
     let cookies: Vec<_> = res.cookies().map(|c| c.into_owned()).collect();
-    res = secured(&mut HttpResponse::Ok()).content_type("text/html; charset=utf-8").body(body);
+    res = see_other(&shown_at);
     for c in cookies {
         let _ = res.add_cookie(&c);
     }

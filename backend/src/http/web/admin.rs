@@ -7,8 +7,8 @@ use chrono::{TimeDelta, Utc};
 use serde::Deserialize;
 
 use super::app::{Chrome, KeyRow};
-use super::keys::{KeyCreatedPage, expiry_days};
-use super::session::{FormErrors, Signed, WebError, form_errors, page, page_with};
+use super::keys::{expiry_days, reveal_key};
+use super::session::{FormErrors, Signed, WebError, form_errors, page_with, see_other};
 use crate::app::{self, ServiceError};
 use crate::domain::KeyId;
 use crate::state::AppState;
@@ -117,14 +117,10 @@ pub async fn create_root_key(
     };
     let input = app::root_keys::NewRootKey { name: Some(form.name.clone()), scopes, expires_at };
     match app::root_keys::create(&me.ctx(&state), input).await {
-        Ok(created) => page(&KeyCreatedPage {
-            c: Chrome::of(&me, "root-keys"),
-            key: KeyRow::of(&created.key),
-            secret: created.secret.expose().to_owned(),
-            consumer_id: String::new(),
-            heading: "Root key created",
-            done: "/app/root-keys".into(),
-        }),
+        Ok(created) => {
+            let done = "/app/root-keys".to_owned();
+            reveal_key(&state, &me, "Root key created", &created.key, created.secret.expose(), done, None).await
+        }
         Err(ServiceError::Invalid(errs)) => {
             let fields = [
                 ("name", "name", ""),
@@ -170,14 +166,10 @@ pub async fn rotate_root_key(
         ..crate::app::rotation::RotateInput::new(Trigger::Manual)
     };
     match crate::app::rotation::rotate_key(&me.ctx(&state), id.as_str(), true, input).await {
-        Ok(r) => page(&KeyCreatedPage {
-            c: Chrome::of(&me, "root-keys"),
-            key: KeyRow::of(&r.key),
-            secret: r.secret.expose().to_owned(),
-            consumer_id: String::new(),
-            heading: "Root key rotated",
-            done: "/app/root-keys".into(),
-        }),
+        Ok(r) => {
+            let done = "/app/root-keys".to_owned();
+            reveal_key(&state, &me, "Root key rotated", &r.key, r.secret.expose(), done, None).await
+        }
         Err(ServiceError::NotFound(_)) => Err(WebError::NotFound),
         Err(e) => {
             let mut errors = FormErrors::new();
@@ -252,8 +244,6 @@ struct WebhooksPage<'a> {
     form: &'a EndpointForm,
     errors: &'a FormErrors,
     notice: Option<&'a str>,
-    /// A signing secret, shown once after creating or rotating.
-    secret: Option<(&'a str, &'a str)>,
 }
 
 /// What the new-endpoint form sends.
@@ -269,7 +259,7 @@ pub struct EndpointForm {
 /// `GET /app/webhooks`.
 pub async fn webhooks(state: web::Data<AppState>, me: Signed) -> Result<HttpResponse, WebError> {
     me.require_admin()?;
-    render_webhooks(&state, &me, &EndpointForm::default(), &FormErrors::new(), None, None, StatusCode::OK).await
+    render_webhooks(&state, &me, &EndpointForm::default(), &FormErrors::new(), None, StatusCode::OK).await
 }
 
 async fn render_webhooks(
@@ -278,7 +268,6 @@ async fn render_webhooks(
     form: &EndpointForm,
     errors: &FormErrors,
     notice: Option<&str>,
-    secret: Option<(&str, &str)>,
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
     use crate::store::notify;
@@ -319,10 +308,31 @@ async fn render_webhooks(
             event_type: e.event_type,
         })
         .collect();
-    page_with(status, &WebhooksPage { c: Chrome::of(me, "webhooks"), endpoints, events, form, errors, notice, secret })
+    page_with(status, &WebhooksPage { c: Chrome::of(me, "webhooks"), endpoints, events, form, errors, notice })
 }
 
-/// `POST /app/webhooks`: a new endpoint; its signing secret is shown once.
+/// Holds an endpoint's signing secret for its page and redirects there (303).
+async fn reveal_signing_secret(
+    state: &AppState,
+    me: &Signed,
+    heading: &str,
+    url: &str,
+    secret: &str,
+    note: &str,
+) -> Result<HttpResponse, WebError> {
+    let reveal = app::reveals::Reveal {
+        heading: heading.to_owned(),
+        label: format!("Signing secret of {url}"),
+        secret: secret.to_owned(),
+        start: None,
+        note: note.to_owned(),
+        done: "/app/webhooks".to_owned(),
+        back: None,
+    };
+    Ok(see_other(&app::reveals::hold(&me.ctx(state), &reveal).await?))
+}
+
+/// `POST /app/webhooks`: a new endpoint; its signing secret is shown once, after a redirect.
 pub async fn create_endpoint(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -339,22 +349,13 @@ pub async fn create_endpoint(
     };
     match app::webhooks::create(&me.ctx(&state), input).await {
         Ok(created) => {
-            let note = "Endpoint added. Its signing secret is shown once, below.";
-            render_webhooks(
-                &state,
-                &me,
-                &EndpointForm::default(),
-                &FormErrors::new(),
-                Some(note),
-                Some((&created.endpoint.id, &created.secret)),
-                StatusCode::OK,
-            )
-            .await
+            let note = "Receivers check every delivery's webhook-signature header with it (Standard Webhooks).";
+            reveal_signing_secret(&state, &me, "Endpoint added", &created.endpoint.url, &created.secret, note).await
         }
         Err(ServiceError::Invalid(errs)) => {
             let fields = [("url", "url", "Enter an http(s) URL."), ("event_types", "event_types", "")];
             let errors = form_errors(&errs, &fields, "url");
-            render_webhooks(&state, &me, &form, &errors, None, None, StatusCode::UNPROCESSABLE_ENTITY).await
+            render_webhooks(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(e) => Err(e.into()),
     }
@@ -378,17 +379,18 @@ pub async fn endpoint_action(
     match action.as_str() {
         "rotate-secret" => {
             let rotated = app::webhooks::rotate_secret(&ctx, &id, Some(TimeDelta::hours(24).num_seconds())).await?;
-            let note = "New signing secret below; the old one keeps signing next to it for 24 hours.";
-            render_webhooks(&state, &me, &empty, &none, Some(note), Some((&id, &rotated.secret)), StatusCode::OK).await
+            let note = "The old secret keeps signing next to it for 24 hours: switch your receiver within that time.";
+            reveal_signing_secret(&state, &me, "Signing secret rotated", &rotated.endpoint.url, &rotated.secret, note)
+                .await
         }
         "enable" | "disable" => {
             let changes = app::webhooks::EndpointChanges { enabled: Some(action == "enable"), ..Default::default() };
             app::webhooks::update(&ctx, &id, changes).await?;
-            render_webhooks(&state, &me, &empty, &none, Some("Saved."), None, StatusCode::OK).await
+            render_webhooks(&state, &me, &empty, &none, Some("Saved."), StatusCode::OK).await
         }
         "delete" => {
             app::webhooks::delete(&ctx, &id).await?;
-            render_webhooks(&state, &me, &empty, &none, Some("Endpoint deleted."), None, StatusCode::OK).await
+            render_webhooks(&state, &me, &empty, &none, Some("Endpoint deleted."), StatusCode::OK).await
         }
         _ => Err(WebError::NotFound),
     }

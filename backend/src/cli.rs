@@ -72,4 +72,10 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print a single-use link that creates one team at `/signup` (for `KEYROLL_SIGNUP=invite`).
+    InviteLink {
+        /// Days the link stays valid (1 to 30).
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+    },
 }

@@ -23,6 +23,30 @@ pub enum LogFormat {
     Json,
 }
 
+/// Who may create a team at `/signup` once the install has its first team (the first-run form
+/// always works on an empty install; a team's own invitations work in every mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignupPolicy {
+    /// Anyone who can reach the install (a hosted service).
+    Open,
+    /// Only with a single-use sign-up link from `keyroll tenant invite-link`.
+    Invite,
+    /// Nobody: new teams come from `keyroll tenant create` (the default of a self-hosted install).
+    Closed,
+}
+
+impl SignupPolicy {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Invite => "invite",
+            Self::Closed => "closed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 struct Raw {
@@ -52,6 +76,7 @@ struct Raw {
     audit: AuditSettings,
     usage: UsageSettings,
     leak: LeakSettings,
+    signup: String,
 }
 
 impl Default for Raw {
@@ -83,6 +108,7 @@ impl Default for Raw {
             audit: AuditSettings::default(),
             usage: UsageSettings::default(),
             leak: LeakSettings::default(),
+            signup: "closed".into(),
         }
     }
 }
@@ -285,6 +311,7 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub usage: UsageSettings,
     pub leak: LeakSettings,
+    pub signup: SignupPolicy,
     /// GitHub's secret-scanning keys by identifier, parsed once at start-up.
     pub github_keys: Vec<(String, p256::ecdsa::VerifyingKey)>,
 }
@@ -332,6 +359,14 @@ impl Settings {
             "json" => LogFormat::Json,
             other => {
                 return Err(ConfigError(format!("KEYROLL_LOG_FORMAT: {other:?} is not one of pretty, json")));
+            }
+        };
+        let signup = match raw.signup.as_str() {
+            "open" => SignupPolicy::Open,
+            "invite" => SignupPolicy::Invite,
+            "closed" => SignupPolicy::Closed,
+            other => {
+                return Err(ConfigError(format!("KEYROLL_SIGNUP: {other:?} is not one of open, invite, closed")));
             }
         };
         let database_url = secret_or_file("KEYROLL_DATABASE_URL", raw.database_url, raw.database_url_file.as_deref())?
@@ -432,6 +467,7 @@ impl Settings {
             smtp_from: raw.smtp_from,
             master_key: master_key.map(SecretString::from),
             log_format,
+            signup,
             workers: raw.workers,
             database_max_connections: raw.database_max_connections,
             cache: raw.cache,

@@ -25,6 +25,7 @@ async fn main() -> ExitCode {
         Command::Tenant { command: TenantCommand::Create { name, owner_email, json } } => {
             create_tenant(&settings, &name, &owner_email, json).await
         }
+        Command::Tenant { command: TenantCommand::InviteLink { days } } => invite_link(&settings, days).await,
         Command::Audit { command: AuditCommand::Verify { tenant, json } } => {
             match verify_audit(&settings, tenant.as_deref(), json).await {
                 Ok(true) => Ok(()),
@@ -92,6 +93,23 @@ async fn set_password(settings: &Settings, email: &str) -> anyhow::Result<()> {
     let state = keyroll::state::AppState::standalone(settings.clone(), db);
     keyroll::app::accounts::set_password_cli(&state, &user.id, &hashed).await?;
     println!("Password set for {}. Sign in at /login.", email.as_str());
+    Ok(())
+}
+
+async fn invite_link(settings: &Settings, days: i64) -> anyhow::Result<()> {
+    if !(1..=30).contains(&days) {
+        anyhow::bail!("--days must be from 1 to 30");
+    }
+    let db = store::connect(&settings.database_url, 2).await?;
+    store::migrate(&db).await?;
+    let (token, digest) = keyroll::crypto::new_token();
+    let expires = chrono::Utc::now() + chrono::TimeDelta::days(days);
+    store::reveals::add_signup_link(&db, &digest, expires).await?;
+    let base = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
+    println!("{}/signup?invite={token}", base.trim_end_matches('/'));
+    if settings.signup != keyroll::config::SignupPolicy::Invite {
+        eprintln!("note: sign-up links work only while KEYROLL_SIGNUP=invite (it is {})", settings.signup.as_str());
+    }
     Ok(())
 }
 

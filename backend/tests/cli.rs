@@ -103,3 +103,24 @@ fn keyroll_toml_and_file_secrets_are_read() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("KEYROLL_DATABASE_URL"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn tenant_invite_link_prints_a_single_use_sign_up_link() {
+    let dir = temp_dir();
+    let out = keyroll(&dir)
+        .env("KEYROLL_SIGNUP", "invite")
+        .env("KEYROLL_PUBLIC_URL", "https://keys.example.test/")
+        .args(["tenant", "invite-link", "--days", "3"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let link = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let token = link.strip_prefix("https://keys.example.test/signup?invite=").expect("a sign-up link");
+    assert_eq!(token.len(), 43, "32 random bytes, base64url");
+    assert!(out.stderr.is_empty(), "no warning while the policy is invite");
+    let warned = keyroll(&dir).args(["tenant", "invite-link"]).output().expect("runs");
+    assert!(String::from_utf8_lossy(&warned.stderr).contains("KEYROLL_SIGNUP=invite"), "says the link needs invite");
+    let bad = keyroll(&dir).args(["tenant", "invite-link", "--days", "0"]).output().expect("runs");
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--days"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -21,6 +21,7 @@ mod m20261130_000015_usage_marks;
 mod m20261130_000016_alerts;
 mod m20261201_000017_invalidations;
 mod m20261205_000018_reveals;
+mod m20261205_000019_signup_links;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000016_alerts::Migration),
             Box::new(m20261201_000017_invalidations::Migration),
             Box::new(m20261205_000018_reveals::Migration),
+            Box::new(m20261205_000019_signup_links::Migration),
         ]
     }
 }

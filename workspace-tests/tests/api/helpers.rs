@@ -126,6 +126,8 @@ pub async fn spawn_node_with(shared: &Shared, dir: Option<TempDir>, extra: &[(&s
         ("database_max_connections", "5"),
         // Test receivers listen on loopback; the refusal is tested with this switched off.
         ("webhooks.allow_private", "true"),
+        // Tests sign up several teams; the policies themselves are tested in `signup.rs`.
+        ("signup", "open"),
     ];
     if let Some(r) = &shared.redis_url {
         // Nodes of one install share a master key (SQLite keeps its own under the data dir).

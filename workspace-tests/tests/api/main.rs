@@ -30,4 +30,5 @@ mod playbooks;
 mod policies;
 mod redis_faults;
 mod rotation;
+mod signup;
 mod verify;

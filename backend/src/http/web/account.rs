@@ -11,6 +11,7 @@ use super::session::{
     page_with, removal, safe_next, see_other, session_cookie,
 };
 use crate::app;
+use crate::config::SignupPolicy;
 use crate::crypto::password;
 use crate::domain::input::{Email, Name};
 use crate::state::AppState;
@@ -21,6 +22,8 @@ use crate::store::{StoreError, accounts, tenants};
 #[serde(default)]
 pub struct AccountForm {
     pub csrf: String,
+    /// A sign-up link's token, when the install signs up by invitation.
+    pub invite: String,
     pub team: String,
     pub name: String,
     pub email: String,
@@ -34,6 +37,36 @@ struct SetupPage<'a> {
     first_run: bool,
     form: &'a AccountForm,
     errors: &'a FormErrors,
+}
+
+/// Why `/signup` does not take this visitor.
+#[derive(Template)]
+#[template(path = "account/signup_closed.html")]
+struct SignupClosedPage {
+    invite_only: bool,
+    had_link: bool,
+}
+
+/// May a team be created at `/signup` with this sign-up link (empty when none)? Answers the page
+/// that says why not, when it may not.
+async fn signup_refused(state: &AppState, invite: &str) -> Result<Option<HttpResponse>, WebError> {
+    let closed = |invite_only, had_link| page_with(StatusCode::FORBIDDEN, &SignupClosedPage { invite_only, had_link });
+    match state.settings.signup {
+        SignupPolicy::Open => Ok(None),
+        SignupPolicy::Closed => closed(false, false).map(Some),
+        SignupPolicy::Invite => {
+            let usable = !invite.is_empty()
+                && crate::store::reveals::signup_link_usable(&state.db, &crate::crypto::token_digest(invite)).await?;
+            if usable { Ok(None) } else { closed(true, !invite.is_empty()).map(Some) }
+        }
+    }
+}
+
+/// The query of `GET /signup`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SignupQuery {
+    pub invite: String,
 }
 
 fn with_cookie(mut res: HttpResponse, cookie: Option<actix_web::cookie::Cookie<'static>>) -> HttpResponse {
@@ -105,12 +138,19 @@ pub async fn setup_form(state: web::Data<AppState>, req: HttpRequest) -> Result<
 }
 
 /// `GET /signup`: a new team and its owner.
-pub async fn signup_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, WebError> {
+pub async fn signup_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<SignupQuery>,
+) -> Result<HttpResponse, WebError> {
     if !tenants::any(&state.db).await? {
         return Err(WebError::Redirect("/setup".into()));
     }
+    if let Some(refused) = signup_refused(&state, &q.invite).await? {
+        return Ok(refused);
+    }
     let (csrf, cookie) = anon_csrf(&req, &state.settings);
-    let form = AccountForm::default();
+    let form = AccountForm { invite: q.invite.clone(), ..AccountForm::default() };
     Ok(with_cookie(
         page(&SetupPage { csrf: &csrf, first_run: false, form: &form, errors: &FormErrors::new() })?,
         cookie,
@@ -125,6 +165,9 @@ pub async fn create_account(
 ) -> Result<HttpResponse, WebError> {
     check_anon_csrf(&req, &form.csrf)?;
     let first_run = !tenants::any(&state.db).await?;
+    if !first_run && let Some(refused) = signup_refused(&state, &form.invite).await? {
+        return Ok(refused);
+    }
     let mut errors = FormErrors::new();
     let checked = check_account(&form, &mut errors);
     // Any existing account, even one that has no password yet (invited, or made from the
@@ -141,6 +184,13 @@ pub async fn create_account(
         return page_with(StatusCode::UNPROCESSABLE_ENTITY, &page);
     };
     let hashed = hash(form.password.clone()).await?;
+    // A sign-up link creates one team: the first request to use it wins.
+    if !first_run
+        && state.settings.signup == SignupPolicy::Invite
+        && !crate::store::reveals::use_signup_link(&state.db, &crate::crypto::token_digest(&form.invite)).await?
+    {
+        return page_with(StatusCode::FORBIDDEN, &SignupClosedPage { invite_only: true, had_link: true });
+    }
     let created = app::tenants::create(&state, &team.into_string(), email.as_str(), app::tenants::Via::Signup).await?;
     let user = accounts::user_by_email(&state.db, email.as_str()).await?.ok_or(StoreError::NotFound)?;
     accounts::set_profile(&state.db, &user.id, Some(&name.into_string()), &hashed).await?;
@@ -189,6 +239,8 @@ struct LoginPage<'a> {
     next: &'a str,
     error: Option<&'a str>,
     notice: Option<&'a str>,
+    /// Anyone may create a team here (`KEYROLL_SIGNUP=open`).
+    signup_open: bool,
 }
 
 /// Query of the sign-in page.
@@ -210,7 +262,8 @@ pub async fn login_form(
     }
     let (csrf, cookie) = anon_csrf(&req, &state.settings);
     let notice = q.reset.as_ref().map(|_| "Your password was changed. Sign in with the new one.");
-    let form = LoginPage { csrf: &csrf, email: "", next: safe_next(&q.next), error: None, notice };
+    let signup_open = state.settings.signup == SignupPolicy::Open;
+    let form = LoginPage { csrf: &csrf, email: "", next: safe_next(&q.next), error: None, notice, signup_open };
     Ok(with_cookie(page(&form)?, cookie))
 }
 
@@ -226,7 +279,10 @@ pub async fn login(
     let ip = client_ip(&req);
     let next = safe_next(&form.next).to_owned();
     let fail = |status: StatusCode, error: &str| {
-        page_with(status, &LoginPage { csrf: &form.csrf, email: &email, next: &next, error: Some(error), notice: None })
+        let signup_open = state.settings.signup == SignupPolicy::Open;
+        let page =
+            LoginPage { csrf: &form.csrf, email: &email, next: &next, error: Some(error), notice: None, signup_open };
+        page_with(status, &page)
     };
     if !throttle.allowed(&ip, &email) {
         return fail(

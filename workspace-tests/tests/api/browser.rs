@@ -216,8 +216,12 @@ async fn owner_and_viewer(app: &TestApp, c: &Client) {
     shot(c, "10-rotation-progress").await;
     let key_url = c.current_url().await.expect("url").to_string();
 
-    // Complete: the old version is retired at once.
-    click(c, "form[action$='/complete'] button").await;
+    // Complete: after a confirmation that says when v1 was last used, v1 is retired at once.
+    click(c, "a.button.danger[href$='/complete']").await;
+    wait_for(c, "Retire v1 now?").await;
+    assert!(body(c).await.contains("v1 was last used"));
+    shot(c, "10b-confirm-retire").await;
+    click(c, "form[action$='/complete'] button.danger").await;
     wait_for(c, "The old version was retired.").await;
     assert_eq!(app.verify_code(&first).await, "EXPIRED");
 

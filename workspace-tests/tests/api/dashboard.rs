@@ -193,7 +193,17 @@ async fn dashboard_flows(app: TestApp) {
     assert!(!key_page.body.contains(&secret), "never shown again");
     assert!(key_page.body.contains("Rotate key"));
     assert!(key_page.body.contains(" by Ann"), "who created it, by name");
-    let off = ann.post(&format!("{key_path}/enabled"), &[("csrf", &csrf), ("enabled", "false")]).await;
+    // Disabling asks first, saying what it breaks; without the confirmation nothing changes.
+    assert!(key_page.body.contains(&format!("href=\"{key_path}/disable\"")), "disable leads to a confirmation");
+    let unconfirmed = ann.post(&format!("{key_path}/enabled"), &[("csrf", &csrf), ("enabled", "false")]).await;
+    assert_eq!(unconfirmed.url, format!("{key_path}/disable"));
+    assert!(
+        unconfirmed.body.contains("refused at once, on every node") && unconfirmed.body.contains("never been used")
+    );
+    assert!(unconfirmed.body.contains("class=\"danger\"") && unconfirmed.body.contains(">Cancel</a>"));
+    assert_eq!(app.verify_code(&secret).await, "VALID", "nothing changed without the confirmation");
+    let off =
+        ann.post(&format!("{key_path}/enabled"), &[("csrf", &csrf), ("enabled", "false"), ("confirm", "yes")]).await;
     assert!(off.body.contains("The key is disabled"), "{}", off.body);
     assert_eq!(app.verify_code(&secret).await, "DISABLED");
     let on = ann.post(&format!("{key_path}/enabled"), &[("csrf", &csrf), ("enabled", "true")]).await;
@@ -262,7 +272,14 @@ async fn dashboard_flows(app: TestApp) {
     assert!(lineage.body.contains("Rotation in progress"));
     let rid =
         lineage.body.split("/app/rotations/").nth(1).and_then(|s| s.split('/').next()).expect("rotation id").to_owned();
-    let done = ann.post(&format!("/app/rotations/{rid}/complete"), &[("csrf", &csrf)]).await;
+    // Retiring now asks first, with when the old version was last used.
+    assert!(!lineage.body.contains("class=\"primary\">Retire"), "retiring is not the primary action");
+    let ask = ann.post(&format!("/app/rotations/{rid}/complete"), &[("csrf", &csrf)]).await;
+    assert!(ask.body.contains("Retire v1 now?") && ask.body.contains("v1 was last used"), "{}", ask.body);
+    assert_eq!(app.verify_code(&secret).await, "VALID", "nothing changed without the confirmation");
+    let rollback = ann.get(&format!("/app/rotations/{rid}/rollback")).await;
+    assert!(rollback.body.contains("Roll back to v1?") && rollback.body.contains("is ended at once"));
+    let done = ann.post(&format!("/app/rotations/{rid}/complete"), &[("csrf", &csrf), ("confirm", "yes")]).await;
     assert!(done.body.contains("The old version was retired."));
     assert_eq!(app.verify_code(&secret).await, "EXPIRED");
 

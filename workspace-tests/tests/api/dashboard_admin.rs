@@ -73,7 +73,11 @@ async fn webhooks_page(app: TestApp) {
     assert!(off.body.contains("Disabled"));
     let (_, ep) = app.get(&format!("/v1/webhook-endpoints/{id}"), &root_of(&app).await).await;
     assert_eq!(ep["enabled"], false);
-    let gone = ann.post(&format!("/app/webhooks/{id}/delete"), &[("csrf", &csrf)]).await;
+    let ask = ann.post(&format!("/app/webhooks/{id}/delete"), &[("csrf", &csrf)]).await;
+    assert!(ask.body.contains("Delete this webhook endpoint?") && ask.body.contains("https://hooks.acme.test/keyroll"));
+    let (_, ep) = app.get(&format!("/v1/webhook-endpoints/{id}"), &root_of(&app).await).await;
+    assert_eq!(ep["id"], id.as_str(), "still there without the confirmation");
+    let gone = ann.post(&format!("/app/webhooks/{id}/delete"), &[("csrf", &csrf), ("confirm", "yes")]).await;
     assert!(gone.body.contains("Endpoint deleted.") && gone.body.contains("No endpoints"));
 }
 

@@ -23,7 +23,8 @@ async fn audit_page(app: TestApp) {
     let made = create_key(&ann, &csrf, &consumer_id, "").await;
     assert_eq!(made.status, 200, "{}", made.body);
     let key_id = made.link("/app/keys/").trim_start_matches("/app/keys/").to_owned();
-    let off = ann.post(&format!("/app/keys/{key_id}/enabled"), &[("csrf", &csrf), ("enabled", "false")]).await;
+    let form = [("csrf", csrf.as_str()), ("enabled", "false"), ("confirm", "yes")];
+    let off = ann.post(&format!("/app/keys/{key_id}/enabled"), &form).await;
     assert_eq!(off.status, 200);
 
     // Every action of the dashboard is there, by Ann, newest first, escaped.

@@ -361,6 +361,15 @@ pub async fn create_endpoint(
     }
 }
 
+/// What an endpoint's action forms send.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EndpointActionForm {
+    pub csrf: String,
+    /// `yes` from the confirmation page (`delete`).
+    pub confirm: String,
+}
+
 /// `POST /app/webhooks/{id}/{action}`: `rotate-secret` (the old one signs too for 24 h),
 /// `enable`, `disable`, `delete`.
 pub async fn endpoint_action(
@@ -368,11 +377,14 @@ pub async fn endpoint_action(
     req: HttpRequest,
     me: Signed,
     path: web::Path<(String, String)>,
-    form: web::Form<super::account::CsrfOnly>,
+    form: web::Form<EndpointActionForm>,
 ) -> Result<HttpResponse, WebError> {
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
     let (id, action) = path.into_inner();
+    if action == "delete" && !super::confirm::confirmed(&form.confirm) {
+        return Ok(super::confirm::ask(&format!("/app/webhooks/{id}/delete")));
+    }
     let empty = EndpointForm::default();
     let none = FormErrors::new();
     let ctx = me.ctx(&state);

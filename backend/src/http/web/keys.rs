@@ -484,6 +484,8 @@ pub struct EnabledForm {
     pub csrf: String,
     /// `true` or `false`.
     pub enabled: String,
+    /// `yes` from the confirmation page (disabling only).
+    pub confirm: String,
 }
 
 /// `POST /app/keys/{id}/enabled`: disabling is immediate on every node and reversible.
@@ -498,6 +500,9 @@ pub async fn set_enabled(
     me.require_keys()?;
     let id = key_id(&id)?;
     let enabled = form.enabled == "true";
+    if !enabled && !super::confirm::confirmed(&form.confirm) {
+        return Ok(super::confirm::ask(&format!("/app/keys/{}/disable", id.as_str())));
+    }
     match app::keys::set_enabled(&me.ctx(&state), id.as_str(), enabled).await {
         Ok(_) => {
             let notice = if enabled {
@@ -567,6 +572,8 @@ pub struct RotationActionForm {
     pub csrf: String,
     /// `extend`: hours to add to the grace period.
     pub hours: String,
+    /// `yes` from the confirmation page (`complete` and `rollback`).
+    pub confirm: String,
 }
 
 /// `POST /app/rotations/{id}/{action}`: complete, rollback or extend.
@@ -581,6 +588,9 @@ pub async fn rotation_action(
     me.require_keys()?;
     let (id, action) = path.into_inner();
     let rid = RotationId::parse(&id).map_err(|_| WebError::NotFound)?;
+    if matches!(action.as_str(), "complete" | "rollback") && !super::confirm::confirmed(&form.confirm) {
+        return Ok(super::confirm::ask(&format!("/app/rotations/{}/{action}", rid.as_str())));
+    }
     let t = tenant(&me);
     let r = rotations::get(&state.db, &t, &rid).await?;
     let back = KeyId::from_trusted(r.to_key_id.clone());

@@ -8,6 +8,7 @@ pub mod app;
 pub mod audit;
 pub mod bulk;
 pub mod charts;
+pub mod confirm;
 pub mod keys;
 pub mod playbooks;
 pub mod policies;
@@ -72,8 +73,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/keys/{id}/rotate", web::post().to(keys::rotate_key))
         .route("/app/keys/{id}/revoke", web::post().to(keys::revoke_key))
         .route("/app/keys/{id}/enabled", web::post().to(keys::set_enabled))
+        .route("/app/keys/{id}/disable", web::get().to(confirm::disable))
         .route("/app/rotations/{id}", web::get().to(keys::rotation_page))
         .route("/app/rotations/{id}/{action}", web::post().to(keys::rotation_action))
+        .route("/app/rotations/{id}/{action}", web::get().to(confirm::rotation))
         .route("/app/root-keys", web::get().to(admin::root_keys))
         .route("/app/root-keys", web::post().to(admin::create_root_key))
         .route("/app/root-keys/{id}/revoke", web::post().to(admin::revoke_root_key))
@@ -81,6 +84,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/webhooks", web::get().to(admin::webhooks))
         .route("/app/webhooks", web::post().to(admin::create_endpoint))
         .route("/app/webhooks/{id}/{action}", web::post().to(admin::endpoint_action))
+        .route("/app/webhooks/{id}/delete", web::get().to(confirm::delete_endpoint))
         .route("/app/bulk", web::get().to(bulk::bulk_page))
         .route("/app/bulk", web::post().to(bulk::bulk))
         .route("/app/jobs/{id}", web::get().to(bulk::job_page))

@@ -79,6 +79,33 @@ pub async fn reset_password(
     }
 }
 
+/// A signed-in person changes their own password (the adapter has checked the current one):
+/// every other session of theirs ends.
+///
+/// # Errors
+/// Database errors.
+pub async fn change_password(
+    state: &AppState,
+    user_id: &str,
+    session_id: &str,
+    password_hash: &str,
+    origin: &Origin,
+) -> Result<u64, ServiceError> {
+    let actor = Actor::User(user_id.to_owned());
+    commit_account(state, user_id, &actor, origin, async |txn| {
+        accounts::set_profile(txn, user_id, None, password_hash).await?;
+        let ended = accounts::end_other_sessions(txn, user_id, session_id).await?;
+        let entry = Entry::new(
+            "user.password_changed",
+            "user",
+            user_id,
+            format!("Changed their password; {ended} other session(s) ended"),
+        );
+        Ok((ended, entry))
+    })
+    .await
+}
+
 /// Sets a password from the command line and ends every session of the person.
 ///
 /// # Errors

@@ -106,3 +106,36 @@ pub async fn change(ctx: &Ctx<'_>, user_id: &str, new_role: Option<&str>) -> Res
     })
     .await
 }
+
+/// A member's single-use password link, made by an owner or admin for someone who cannot get
+/// one by email (the link works once, for 24 hours). Only for a member of this team alone:
+/// an account that is in other teams too could otherwise be taken over from this one.
+///
+/// # Errors
+/// `NotFound` for someone not in the team; `Forbidden` for the actor themselves, a role the actor
+/// may not handle, or an account in other teams.
+pub async fn password_link(ctx: &Ctx<'_>, user_id: &str) -> Result<String, ServiceError> {
+    ctx.require(Permission::Members)?;
+    if ctx.actor == Actor::User(user_id.to_owned()) {
+        return Err(ServiceError::Forbidden(Permission::Tenant));
+    }
+    let Some(m) = accounts::membership(ctx.db(), user_id, ctx.tenant.as_str()).await? else {
+        return Err(ServiceError::NotFound("no such member"));
+    };
+    may_handle(ctx, Role::parse(&m.role).unwrap_or(Role::Owner))?;
+    if accounts::memberships(ctx.db(), user_id).await?.len() > 1 {
+        return Err(ServiceError::Forbidden(Permission::Tenant));
+    }
+    commit(ctx, async |txn, change| {
+        let token = accounts::start_reset(txn, user_id, chrono::TimeDelta::hours(24)).await?;
+        let email = accounts::user(txn, user_id).await?.email;
+        change.audit(Entry::new(
+            "member.password_link",
+            "member",
+            user_id.to_owned(),
+            format!("Made a single-use password link for {email}"),
+        ));
+        Ok(token)
+    })
+    .await
+}

@@ -202,6 +202,19 @@ pub async fn end_sessions_of(db: &impl ConnectionTrait, user_id: &str) -> Result
     Ok(())
 }
 
+/// Ends every session of a user but one (after they changed their password in that one).
+///
+/// # Errors
+/// Database errors.
+pub async fn end_other_sessions(db: &impl ConnectionTrait, user_id: &str, keep: &str) -> Result<u64, StoreError> {
+    let done = session::Entity::delete_many()
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::Id.ne(keep))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected)
+}
+
 /// Switches the tenant a session works in.
 ///
 /// # Errors

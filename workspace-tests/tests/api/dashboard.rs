@@ -197,9 +197,8 @@ async fn dashboard_flows(app: TestApp) {
     assert!(key_page.body.contains(&format!("href=\"{key_path}/disable\"")), "disable leads to a confirmation");
     let unconfirmed = ann.post(&format!("{key_path}/enabled"), &[("csrf", &csrf), ("enabled", "false")]).await;
     assert_eq!(unconfirmed.url, format!("{key_path}/disable"));
-    assert!(
-        unconfirmed.body.contains("refused at once, on every node") && unconfirmed.body.contains("never been used")
-    );
+    assert!(unconfirmed.body.contains("refused at once, on every node"), "{}", unconfirmed.body);
+    assert!(unconfirmed.body.contains("v1 was last used") || unconfirmed.body.contains("v1 has never been used"));
     assert!(unconfirmed.body.contains("class=\"danger\"") && unconfirmed.body.contains(">Cancel</a>"));
     assert_eq!(app.verify_code(&secret).await, "VALID", "nothing changed without the confirmation");
     let off =
@@ -361,6 +360,55 @@ async fn sign_in_is_throttled_and_passwords_reset(app: TestApp) {
 }
 
 crate::both_backends!(dashboard, dashboard_flows);
+crate::both_backends!(dashboard_passwords, passwords_without_email);
+
+/// Without email: `/forgot` says no link can come and how else to get one; a signed-in person
+/// changes their password with the current one, which signs out their other sessions.
+async fn passwords_without_email(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let other = Browser::new(&app);
+    let csrf = other.get("/login").await.csrf();
+    let signed = other
+        .post("/login", &[("csrf", &csrf), ("email", "ann@acme.test"), ("password", "correct horse battery")])
+        .await;
+    assert_eq!(signed.url, "/app");
+
+    let forgot = Browser::new(&app).get("/forgot").await;
+    assert!(forgot.body.contains("This install sends no email") && forgot.body.contains("password-reset link"));
+    assert!(!forgot.body.contains("is on its way"));
+
+    let account = ann.get("/app/account").await;
+    let csrf = account.csrf();
+    let wrong = ann
+        .post("/app/account/password", &[("csrf", &csrf), ("current", "not it at all"), ("new_password", "short")])
+        .await;
+    assert_eq!(wrong.status, 422);
+    assert!(
+        wrong.body.contains("This is not your current password.") && wrong.body.contains("Use 10 to 128 characters.")
+    );
+    let form =
+        [("csrf", csrf.as_str()), ("current", "correct horse battery"), ("new_password", "a brand new password")];
+    let changed = ann.post("/app/account/password", &form).await;
+    assert!(
+        changed.body.contains("Your password was changed, and 1 other session(s) were signed out."),
+        "{}",
+        changed.body
+    );
+    assert_eq!(ann.get("/app").await.url, "/app", "this session goes on");
+    assert_eq!(other.get("/app").await.url, "/login", "the other session ended");
+    let again = Browser::new(&app);
+    let csrf = again.get("/login").await.csrf();
+    let old = again
+        .post("/login", &[("csrf", &csrf), ("email", "ann@acme.test"), ("password", "correct horse battery")])
+        .await;
+    assert_ne!(old.url, "/app", "the old password no longer works");
+    let new = again
+        .post("/login", &[("csrf", &csrf), ("email", "ann@acme.test"), ("password", "a brand new password")])
+        .await;
+    assert_eq!(new.url, "/app");
+    assert!(ann.get("/app/audit").await.body.contains("Changed their password"));
+}
 crate::both_backends!(dashboard_accounts, sign_in_is_throttled_and_passwords_reset);
 
 async fn team_members_and_roles(app: TestApp) {
@@ -374,8 +422,17 @@ async fn team_members_and_roles(app: TestApp) {
     assert!(bad.body.contains("value=\"nope\""));
     let invited = ann.post("/app/team/invite", &[("csrf", &csrf), ("email", "Dan@Acme.test"), ("role", "admin")]).await;
     assert_eq!(invited.status, 200);
-    assert!(invited.body.contains("dan@acme.test was added as admin"), "{}", invited.body);
-    assert!(invited.body.contains("invited"), "no password yet");
+    // No email here: the inviter gets the link, once, and the page says why.
+    assert!(invited.url.starts_with("/app/shown/"), "{}", invited.url);
+    assert!(
+        invited.body.contains("This install sends no email")
+            && invited.body.contains("Invitation link for dan@acme.test")
+    );
+    let link = invited.secret("http");
+    let token = link.split_once("/reset/").map(|(_, t)| t.to_owned()).expect("an invitation link");
+    assert!(ann.get(&invited.location).await.status == 410, "shown once");
+    let team = ann.get("/app/team").await;
+    assert!(team.body.contains("dan@acme.test") && team.body.contains("invited"), "no password yet");
     let again = ann.post("/app/team/invite", &[("csrf", &csrf), ("email", "dan@acme.test"), ("role", "viewer")]).await;
     assert!(again.body.contains("already a member"));
     // Nobody can claim the invited address by signing up with it.
@@ -396,10 +453,7 @@ async fn team_members_and_roles(app: TestApp) {
     assert_eq!(claim.status, 422, "an invited address cannot be signed up by someone else");
     assert!(claim.body.contains("An account with this email exists"));
 
-    // Dan joins through the link (the same kind as a password reset) and is an admin.
-    let dan = keyroll::store::accounts::user_by_email(&app.state.db, "dan@acme.test").await.expect("db").expect("dan");
-    let token =
-        keyroll::store::accounts::start_reset(&app.state.db, &dan.id, chrono::TimeDelta::days(7)).await.expect("t");
+    // Dan joins through the link Ann passed on, and is an admin.
     let d = Browser::new(&app);
     let form = d.get(&format!("/reset/{token}")).await;
     d.post(&format!("/reset/{token}"), &[("csrf", &form.csrf()), ("password", "dan's own password")]).await;
@@ -408,6 +462,7 @@ async fn team_members_and_roles(app: TestApp) {
         .post("/login", &[("csrf", &login.csrf()), ("email", "dan@acme.test"), ("password", "dan's own password")])
         .await;
     assert_eq!(signed.url, "/app");
+    let dan = keyroll::store::accounts::user_by_email(&app.state.db, "dan@acme.test").await.expect("db").expect("dan");
     let dan_team = d.get("/app/team").await;
     assert!(dan_team.body.contains("ann@acme.test"));
     let dcsrf = dan_team.csrf();
@@ -422,6 +477,12 @@ async fn team_members_and_roles(app: TestApp) {
     assert_eq!(d.post(&format!("/app/team/{ann_id}"), &[("csrf", &dcsrf), ("role", "viewer")]).await.status, 403);
     let viewer = d.post("/app/team/invite", &[("csrf", &dcsrf), ("email", "vic@acme.test"), ("role", "viewer")]).await;
     assert_eq!(viewer.status, 200);
+    // Without email, an admin makes a member's password link, shown once; never for the owner.
+    let vic = keyroll::store::accounts::user_by_email(&app.state.db, "vic@acme.test").await.expect("db").expect("vic");
+    let link = d.post(&format!("/app/team/{}/password-link", vic.id), &[("csrf", &dcsrf)]).await;
+    assert!(link.url.starts_with("/app/shown/") && link.body.contains("Single-use password link for vic@acme.test"));
+    assert!(link.secret("http").contains("/reset/"));
+    assert_eq!(d.post(&format!("/app/team/{ann_id}/password-link"), &[("csrf", &dcsrf)]).await.status, 403);
 
     // The owner demotes Dan to viewer: Dan can no longer manage anyone.
     let changed = ann.post(&format!("/app/team/{}", dan.id), &[("csrf", &csrf), ("role", "viewer")]).await;

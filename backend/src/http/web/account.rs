@@ -380,12 +380,16 @@ struct ForgotPage<'a> {
     email: &'a str,
     sent: bool,
     error: Option<&'a str>,
+    /// This install can send email (`KEYROLL_SMTP_URL`); without it, no link is ever sent and
+    /// the page says so.
+    mail: bool,
 }
 
 /// `GET /forgot`.
 pub async fn forgot_form(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, WebError> {
     let (csrf, cookie) = anon_csrf(&req, &state.settings);
-    Ok(with_cookie(page(&ForgotPage { csrf: &csrf, email: "", sent: false, error: None })?, cookie))
+    let mail = state.settings.smtp_url.is_some();
+    Ok(with_cookie(page(&ForgotPage { csrf: &csrf, email: "", sent: false, error: None, mail })?, cookie))
 }
 
 /// `POST /forgot`: emails a reset link valid for an hour. The answer is the same whether or not
@@ -397,9 +401,19 @@ pub async fn forgot(
     form: web::Form<ForgotForm>,
 ) -> Result<HttpResponse, WebError> {
     check_anon_csrf(&req, &form.csrf)?;
+    let mail = state.settings.smtp_url.is_some();
+    if !mail {
+        // Nothing could be sent: the page tells how else to get in, and no token is made.
+        return page(&ForgotPage { csrf: &form.csrf, email: &form.email, sent: false, error: None, mail });
+    }
     let Ok(email) = Email::parse(&form.email) else {
-        let page =
-            ForgotPage { csrf: &form.csrf, email: &form.email, sent: false, error: Some("Enter an email address.") };
+        let page = ForgotPage {
+            csrf: &form.csrf,
+            email: &form.email,
+            sent: false,
+            error: Some("Enter an email address."),
+            mail,
+        };
         return page_with(StatusCode::UNPROCESSABLE_ENTITY, &page);
     };
     let ip = client_ip(&req);
@@ -409,6 +423,7 @@ pub async fn forgot(
             email: email.as_str(),
             sent: false,
             error: Some("Too many attempts. Wait 15 minutes."),
+            mail,
         };
         return page_with(StatusCode::TOO_MANY_REQUESTS, &page);
     }
@@ -423,7 +438,7 @@ pub async fn forgot(
         );
         send_mail(&state, email.as_str(), "Reset your Keyroll password", body).await;
     }
-    page(&ForgotPage { csrf: &form.csrf, email: email.as_str(), sent: true, error: None })
+    page(&ForgotPage { csrf: &form.csrf, email: email.as_str(), sent: true, error: None, mail })
 }
 
 /// Sends a message now; false when no SMTP server is configured or it refused.
@@ -500,4 +515,54 @@ pub async fn reset(
     // The link proved the inbox is theirs: earlier failed sign-ins no longer hold them back.
     throttle.succeeded(&accounts::user(&state.db, &user_id).await?.email);
     Ok(super::session::see_other("/login?reset=1"))
+}
+
+/// What the change-password form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PasswordForm {
+    pub csrf: String,
+    pub current: String,
+    pub new_password: String,
+}
+
+/// `POST /app/account/password`: a new password, given the current one; every other session of
+/// the person ends. Wrong current passwords count against the sign-in throttle.
+pub async fn change_password(
+    state: web::Data<AppState>,
+    throttle: web::Data<Throttle>,
+    req: HttpRequest,
+    me: Signed,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    let ip = client_ip(&req);
+    let mut errors = FormErrors::new();
+    if !throttle.allowed(&ip, &me.user.email) {
+        errors.insert("current", "Too many wrong passwords. Wait 15 minutes.".into());
+    } else {
+        let stored = me.user.password_hash.clone();
+        let pw = form.current.clone();
+        let ok = web::block(move || stored.is_some_and(|h| password::verify(&h, &pw)))
+            .await
+            .map_err(|e| WebError::Internal(e.into()))?;
+        if !ok {
+            throttle.failed(&ip, &me.user.email);
+            errors.insert("current", "This is not your current password.".into());
+        }
+    }
+    if !(10..=128).contains(&form.new_password.chars().count()) {
+        errors.insert("new_password", "Use 10 to 128 characters.".into());
+    }
+    if !errors.is_empty() {
+        return super::twofactor::render(&state, &me, None, &errors, None, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let hashed = hash(form.new_password.clone()).await?;
+    let origin = crate::http::request_id::origin();
+    let ended = app::accounts::change_password(&state, &me.user.id, &me.session.id, &hashed, &origin).await?;
+    let notice = match ended {
+        0 => "Your password was changed.".to_owned(),
+        n => format!("Your password was changed, and {n} other session(s) were signed out."),
+    };
+    super::twofactor::render(&state, &me, None, &FormErrors::new(), Some(&notice), StatusCode::OK)
 }

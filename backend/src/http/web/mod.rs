@@ -48,6 +48,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login/2fa", web::get().to(twofactor::code_form))
         .route("/login/2fa", web::post().to(twofactor::check_code))
         .route("/app/account", web::get().to(twofactor::account_page))
+        .route("/app/account/password", web::post().to(account::change_password))
         .route("/app/account/2fa/{step}", web::post().to(twofactor::two_factor))
         .route("/forgot", web::get().to(account::forgot_form))
         .route("/forgot", web::post().to(account::forgot))
@@ -104,7 +105,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/audit/export", web::get().to(audit::export_file))
         .route("/app/audit/retention", web::post().to(audit::set_retention))
         .route("/app/team/invite", web::post().to(team::invite))
-        .route("/app/team/{user_id}", web::post().to(team::change));
+        .route("/app/team/{user_id}", web::post().to(team::change))
+        .route("/app/team/{user_id}/password-link", web::post().to(team::password_link));
 }
 
 /// A file from `static/`, embedded in the binary.

@@ -8,7 +8,7 @@ use chrono::TimeDelta;
 use serde::Deserialize;
 
 use super::app::Chrome;
-use super::session::{FormErrors, Role, Signed, WebError, form_errors, page_with, sentence};
+use super::session::{FormErrors, Role, Signed, WebError, form_errors, page_with, see_other, sentence};
 use crate::app::{self, ServiceError};
 use crate::domain::input::Email;
 use crate::state::AppState;
@@ -24,6 +24,8 @@ pub struct MemberRow {
     pub is_me: bool,
     /// Whether the viewer may change this member.
     pub editable: bool,
+    /// Whether the viewer may make a password link for them (a member of this team alone).
+    pub linkable: bool,
 }
 
 #[derive(Template)]
@@ -79,19 +81,21 @@ async fn render(
     notice: Option<String>,
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
-    let members = accounts::members(&state.db, &me.tenant_id())
-        .await?
-        .into_iter()
-        .map(|(m, u)| MemberRow {
-            editable: may_manage(me, &m.role) && u.id != me.user.id,
+    let mut members = Vec::new();
+    for (m, u) in accounts::members(&state.db, &me.tenant_id()).await? {
+        let editable = may_manage(me, &m.role) && u.id != me.user.id;
+        let linkable = editable && accounts::memberships(&state.db, &u.id).await?.len() == 1;
+        members.push(MemberRow {
+            editable,
+            linkable,
             is_me: u.id == me.user.id,
             invited: u.password_hash.is_none(),
             name: u.name.clone().unwrap_or_default(),
             email: u.email,
             role: m.role,
             user_id: u.id,
-        })
-        .collect();
+        });
+    }
     page_with(status, &TeamPage { c: Chrome::of(me, "team"), members, roles: grantable(me), form, errors, notice })
 }
 
@@ -129,12 +133,15 @@ pub async fn invite(
     let email = Email::parse(&email).map_err(|m| WebError::Internal(anyhow::anyhow!(m)))?;
     let base = state.settings.public_url.clone().unwrap_or_else(|| format!("http://{}", state.settings.listen));
     let base = base.trim_end_matches('/');
+    let mut link = None;
     let (subject, body) = if user.password_hash.is_none() {
         let token = accounts::start_reset(&state.db, &user.id, TimeDelta::days(7)).await?;
+        let url = format!("{base}/reset/{token}");
+        link = Some(url.clone());
         (
             format!("You are invited to {} on Keyroll", me.tenant.name),
             format!(
-                "{} invited you to the team {} on Keyroll as {}.\n\nChoose your password to join (the link works once, for 7 days):\n{base}/reset/{token}\n",
+                "{} invited you to the team {} on Keyroll as {}.\n\nChoose your password to join (the link works once, for 7 days):\n{url}\n",
                 me.user.email, me.tenant.name, form.role
             ),
         )
@@ -148,11 +155,32 @@ pub async fn invite(
         )
     };
     let sent = super::account::send_mail(&state, email.as_str(), &subject, body).await;
+    if !sent && let Some(url) = link {
+        // No email went out: the inviter passes the link on, shown once after a redirect.
+        let why = if state.settings.smtp_url.is_none() {
+            "This install sends no email (KEYROLL_SMTP_URL is not set)"
+        } else {
+            "The invitation email could not be sent"
+        };
+        let reveal = app::reveals::Reveal {
+            heading: format!("{} was invited", email.as_str()),
+            label: format!("Invitation link for {}", email.as_str()),
+            secret: url,
+            start: None,
+            note: format!(
+                "{why}: send this link to them yourself, over a channel you trust. It works once, for 7 days; with it they choose their password and join as {}.",
+                form.role
+            ),
+            done: "/app/team".into(),
+            back: None,
+        };
+        return Ok(see_other(&app::reveals::hold(&me.ctx(&state), &reveal).await?));
+    }
     let notice = if sent {
         format!("{} was added as {} and notified by email.", email.as_str(), form.role)
     } else {
         format!(
-            "{} was added as {}, but no email could be sent: configure KEYROLL_SMTP_URL, or ask them to use “Forgot your password?”.",
+            "{} was added as {}. No email could be sent; they can sign in with their existing password.",
             email.as_str(),
             form.role
         )
@@ -200,4 +228,39 @@ pub async fn change(
         Some(r) => format!("The member is now {r}."),
     };
     render_fresh(&state, &me, Some(notice)).await
+}
+
+/// `POST /app/team/{user_id}/password-link`: a single-use link with which a member chooses a new
+/// password, for an install (or a person) that email does not reach; shown once.
+pub async fn password_link(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    user_id: web::Path<String>,
+    form: web::Form<super::account::CsrfOnly>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_admin()?;
+    let ctx = me.ctx(&state);
+    let token = match app::members::password_link(&ctx, &user_id).await {
+        Ok(t) => t,
+        Err(ServiceError::Forbidden(_)) => {
+            return Err(WebError::Forbidden(
+                "You cannot make a password link for this member: it is yourself, a role above yours, or an account that is in other teams too (they can use “Forgot your password?”, or the operator `keyroll user password`).",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let email = accounts::user(&state.db, &user_id).await?.email;
+    let base = state.settings.public_url.clone().unwrap_or_else(|| format!("http://{}", state.settings.listen));
+    let reveal = app::reveals::Reveal {
+        heading: format!("Password link for {email}"),
+        label: format!("Single-use password link for {email}"),
+        secret: format!("{}/reset/{token}", base.trim_end_matches('/')),
+        start: None,
+        note: "Send it to them over a channel you trust. It works once, for 24 hours; with it they choose a new password, and their other sessions end.".into(),
+        done: "/app/team".into(),
+        back: None,
+    };
+    Ok(see_other(&app::reveals::hold(&ctx, &reveal).await?))
 }

@@ -133,7 +133,7 @@ pub async fn account_page(state: web::Data<AppState>, me: Signed) -> Result<Http
     render(&state, &me, None, &FormErrors::new(), None, StatusCode::OK)
 }
 
-fn render(
+pub(crate) fn render(
     state: &AppState,
     me: &Signed,
     setup: Option<(String, String, String)>,

@@ -242,6 +242,12 @@ async fn owner_and_viewer(app: &TestApp, c: &Client) {
     c.set_window_size(390, 844).await.expect("resize");
     c.goto(&key_url).await.expect("key");
     shot(c, "13-key-phone").await;
+    // The navigation folds away on a phone, and the Menu button opens it (no JavaScript).
+    let side = c.find(Locator::Css("nav.side")).await.expect("navigation");
+    assert!(!side.is_displayed().await.expect("displayed?"), "folded on a phone");
+    click(c, "label.nav-toggle-label").await;
+    assert!(side.is_displayed().await.expect("displayed?"), "Menu opens it");
+    shot(c, "13c-menu-phone").await;
     c.set_window_size(1280, 900).await.expect("resize");
 
     // The key's usage chart: drawn by the server, shown under the page's CSP, rejections apart.

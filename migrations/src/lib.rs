@@ -22,6 +22,7 @@ mod m20261130_000016_alerts;
 mod m20261201_000017_invalidations;
 mod m20261205_000018_reveals;
 mod m20261205_000019_signup_links;
+mod m20261205_000020_recovery_codes;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000017_invalidations::Migration),
             Box::new(m20261205_000018_reveals::Migration),
             Box::new(m20261205_000019_signup_links::Migration),
+            Box::new(m20261205_000020_recovery_codes::Migration),
         ]
     }
 }

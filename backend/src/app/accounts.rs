@@ -148,6 +148,7 @@ pub async fn set_two_factor(
             }
             None => {
                 accounts::set_totp(txn, user_id, None).await?;
+                crate::store::recovery_codes::replace(txn, user_id, &[]).await?;
                 Entry::new(
                     "user.two_factor_disabled",
                     "user",
@@ -159,4 +160,81 @@ pub async fn set_two_factor(
         Ok(((), entry))
     })
     .await
+}
+
+/// How many recovery codes are made at once.
+pub const RECOVERY_CODES: usize = 10;
+
+/// A recovery code as typed: its ten letters and digits, lowercase, without the dash or spaces;
+/// `None` when it cannot be one.
+#[must_use]
+pub fn recovery_code_of(typed: &str) -> Option<String> {
+    let code: String = typed.chars().filter(|c| !matches!(c, '-' | ' ')).map(|c| c.to_ascii_lowercase()).collect();
+    (code.len() == 10 && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())).then_some(code)
+}
+
+/// Makes a person's ten recovery codes anew (the old ones stop working) and returns them, to be
+/// shown once (`xxxxx-xxxxx`). Only digests are kept.
+///
+/// # Errors
+/// Database errors.
+pub async fn new_recovery_codes(state: &AppState, user_id: &str, origin: &Origin) -> Result<Vec<String>, ServiceError> {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    let codes: Vec<String> = (0..RECOVERY_CODES)
+        .map(|_| {
+            let raw: String = (0..10).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect();
+            format!("{}-{}", &raw[..5], &raw[5..])
+        })
+        .collect();
+    let digests: Vec<String> =
+        codes.iter().filter_map(|c| recovery_code_of(c)).map(|c| crate::crypto::token_digest(&c)).collect();
+    let actor = Actor::User(user_id.to_owned());
+    commit_account(state, user_id, &actor, origin, async |txn| {
+        crate::store::recovery_codes::replace(txn, user_id, &digests).await?;
+        let email = accounts::user(txn, user_id).await?.email;
+        let entry = Entry::new(
+            "user.recovery_codes_made",
+            "user",
+            user_id,
+            format!("{email} made {RECOVERY_CODES} new two-factor recovery codes; the old ones no longer work"),
+        );
+        Ok(((), entry))
+    })
+    .await?;
+    Ok(codes)
+}
+
+/// Signs in with a recovery code in place of the authenticator's code: true when the code was
+/// one of the person's and unused (it is used now, and that is audited).
+///
+/// # Errors
+/// Database errors.
+pub async fn use_recovery_code(
+    state: &AppState,
+    user_id: &str,
+    typed: &str,
+    origin: &Origin,
+) -> Result<bool, ServiceError> {
+    let Some(code) = recovery_code_of(typed) else { return Ok(false) };
+    let digest = crate::crypto::token_digest(&code);
+    let actor = Actor::User(user_id.to_owned());
+    commit_account(state, user_id, &actor, origin, async |txn| {
+        if !crate::store::recovery_codes::use_code(txn, user_id, &digest).await? {
+            return Err(ServiceError::NotFound("no such recovery code"));
+        }
+        let left = crate::store::recovery_codes::unused(txn, user_id).await?;
+        let email = accounts::user(txn, user_id).await?.email;
+        let entry = Entry::new(
+            "user.recovery_code_used",
+            "user",
+            user_id,
+            format!("{email} signed in with a recovery code; {left} left"),
+        );
+        Ok(((), entry))
+    })
+    .await
+    .map(|()| true)
+    .or_else(|e| if matches!(e, ServiceError::NotFound(_)) { Ok(false) } else { Err(e) })
 }

@@ -34,6 +34,9 @@ pub struct Reveal {
     pub done: String,
     /// A second way on: `(label, path)`.
     pub back: Option<(String, String)>,
+    /// The secret is several lines (recovery codes), shown as they are rather than masked.
+    #[serde(default)]
+    pub lines: bool,
 }
 
 /// Holds a reveal for the one who acts; returns the path of the page that shows it once.

@@ -15,6 +15,7 @@ pub mod notify;
 pub mod page;
 pub mod playbooks;
 pub mod policies;
+pub mod recovery_codes;
 pub mod reveals;
 pub mod rotations;
 pub mod tenants;

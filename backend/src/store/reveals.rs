@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
-fn sql(backend: DbBackend, text: &str) -> String {
+pub(crate) fn sql(backend: DbBackend, text: &str) -> String {
     // Written with `?`; PostgreSQL numbers its parameters.
     if backend != DbBackend::Postgres {
         return text.to_owned();

@@ -227,12 +227,28 @@ async fn two_factor_sign_in(app: TestApp) {
         .expect("sealed")
         .to_owned();
     assert!(start.body.contains("otpauth://totp/"));
+    assert!(start.body.contains("<div class=\"qr\"><svg"), "a QR code drawn on the server");
     let wrong = ann.post("/app/account/2fa/enable", &[("csrf", &csrf), ("sealed", &sealed), ("code", "000000")]).await;
     assert_eq!(wrong.status, 422);
     let on = ann
         .post("/app/account/2fa/enable", &[("csrf", &csrf), ("sealed", &sealed), ("code", &code_of(&secret, -30))])
         .await;
-    assert!(on.body.contains("Two-factor sign-in is on."), "{}", on.body);
+    assert!(on.body.contains("Two-factor sign-in is on"), "{}", on.body);
+    // Ten recovery codes, shown once.
+    assert!(on.url.starts_with("/app/shown/"), "{}", on.url);
+    let codes: Vec<String> = on
+        .body
+        .split("class=\"mono codes\" rows=\"10\" readonly>")
+        .nth(1)
+        .and_then(|s| s.split("</textarea>").next())
+        .expect("codes")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(codes.len(), 10, "{codes:?}");
+    assert!(codes.iter().all(|c| c.len() == 11 && c.as_bytes()[5] == b'-'));
+    assert_eq!(ann.get(&on.location).await.status, 410, "shown once");
+    assert!(ann.get("/app/account").await.body.contains("10 of 10 unused"));
 
     // The password alone no longer signs in.
     let b = Browser::new(&app);
@@ -256,9 +272,52 @@ async fn two_factor_sign_in(app: TestApp) {
         .await;
     let replay = c.post("/login/2fa", &[("csrf", &step.csrf()), ("code", &code), ("next", "/app")]).await;
     assert_eq!(replay.status, 401, "a replayed code is refused");
+    // A recovery code signs in once, typed in any case and with or without its dash.
+    let typed = codes[3].to_uppercase().replace('-', " ");
+    let rescued = c.post("/login/2fa", &[("csrf", &step.csrf()), ("code", &typed), ("next", "/app/account")]).await;
+    assert_eq!(rescued.url, "/app/account", "{}", rescued.body);
+    assert!(rescued.body.contains("9 of 10 unused"));
+    let d = Browser::new(&app);
+    let login = d.get("/login").await;
+    let step = d
+        .post("/login", &[("csrf", &login.csrf()), ("email", "ann@acme.test"), ("password", "correct horse battery")])
+        .await;
+    let again = d.post("/login/2fa", &[("csrf", &step.csrf()), ("code", &codes[3]), ("next", "/app")]).await;
+    assert_eq!(again.status, 401, "a recovery code works once");
+    assert!(ann.get("/app/audit").await.body.contains("signed in with a recovery code"));
 
     let off = b.post("/app/account/2fa/disable", &[("csrf", &ok.csrf()), ("code", &code_of(&secret, 30))]).await;
     assert!(off.body.contains("Two-factor sign-in is off."), "{}", off.body);
 }
 
 crate::both_backends!(dashboard_two_factor, two_factor_sign_in);
+
+/// Recovery codes are made anew with a current code; the old ones stop working.
+async fn recovery_codes_made_anew(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let csrf = ann.get("/app/account").await.csrf();
+    let start = ann.post("/app/account/2fa/start", &[("csrf", &csrf)]).await;
+    let field = |name: &str| {
+        start.body.split(name).nth(1).and_then(|s| s.split(['"', '<']).next()).expect("a field").to_owned()
+    };
+    let (secret, sealed) = (field("<code id=\"totp-secret\">"), field("name=\"sealed\" value=\""));
+    let on = ann
+        .post("/app/account/2fa/enable", &[("csrf", &csrf), ("sealed", &sealed), ("code", &code_of(&secret, -30))])
+        .await;
+    let first =
+        on.body.split("rows=\"10\" readonly>").nth(1).and_then(|s| s.lines().next()).expect("a code").to_owned();
+    let refused = ann.post("/app/account/2fa/recovery", &[("csrf", &csrf), ("code", "000000")]).await;
+    assert_eq!(refused.status, 422);
+    let fresh = ann.post("/app/account/2fa/recovery", &[("csrf", &csrf), ("code", &code_of(&secret, 0))]).await;
+    assert!(fresh.url.starts_with("/app/shown/") && fresh.body.contains("New recovery codes"), "{}", fresh.body);
+    let b = Browser::new(&app);
+    let login = b.get("/login").await;
+    let step = b
+        .post("/login", &[("csrf", &login.csrf()), ("email", "ann@acme.test"), ("password", "correct horse battery")])
+        .await;
+    let old = b.post("/login/2fa", &[("csrf", &step.csrf()), ("code", &first), ("next", "/app")]).await;
+    assert_eq!(old.status, 401, "the old codes no longer work");
+}
+
+crate::both_backends!(dashboard_recovery_codes, recovery_codes_made_anew);

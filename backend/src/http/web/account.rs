@@ -211,6 +211,7 @@ pub async fn create_account(
         note: "A root key is for the management API (Authorization: Bearer …). Make more, with fewer permissions, under Root keys.".to_owned(),
         done: "/app".to_owned(),
         back: None,
+        lines: false,
     };
     let shown_at = app::reveals::hold(&ctx, &reveal).await?;
     let cookies: Vec<_> = res.cookies().map(|c| c.into_owned()).collect();
@@ -555,7 +556,7 @@ pub async fn change_password(
         errors.insert("new_password", "Use 10 to 128 characters.".into());
     }
     if !errors.is_empty() {
-        return super::twofactor::render(&state, &me, None, &errors, None, StatusCode::UNPROCESSABLE_ENTITY);
+        return super::twofactor::render(&state, &me, None, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
     let hashed = hash(form.new_password.clone()).await?;
     let origin = crate::http::request_id::origin();
@@ -564,5 +565,5 @@ pub async fn change_password(
         0 => "Your password was changed.".to_owned(),
         n => format!("Your password was changed, and {n} other session(s) were signed out."),
     };
-    super::twofactor::render(&state, &me, None, &FormErrors::new(), Some(&notice), StatusCode::OK)
+    super::twofactor::render(&state, &me, None, &FormErrors::new(), Some(&notice), StatusCode::OK).await
 }

@@ -328,6 +328,7 @@ async fn reveal_signing_secret(
         note: note.to_owned(),
         done: "/app/webhooks".to_owned(),
         back: None,
+        lines: false,
     };
     Ok(see_other(&app::reveals::hold(&me.ctx(state), &reveal).await?))
 }

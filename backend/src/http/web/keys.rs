@@ -125,6 +125,7 @@ pub(crate) async fn reveal_key(
         note: String::new(),
         done,
         back,
+        lines: false,
     };
     Ok(see_other(&app::reveals::hold(&me.ctx(state), &reveal).await?))
 }

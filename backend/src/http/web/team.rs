@@ -173,6 +173,7 @@ pub async fn invite(
             ),
             done: "/app/team".into(),
             back: None,
+            lines: false,
         };
         return Ok(see_other(&app::reveals::hold(&me.ctx(&state), &reveal).await?));
     }
@@ -261,6 +262,7 @@ pub async fn password_link(
         note: "Send it to them over a channel you trust. It works once, for 24 hours; with it they choose a new password, and their other sessions end.".into(),
         done: "/app/team".into(),
         back: None,
+        lines: false,
     };
     Ok(see_other(&app::reveals::hold(&ctx, &reveal).await?))
 }

@@ -104,11 +104,14 @@ pub async fn check_code(
     if !throttle.allowed(&ip, &user.email) {
         return fail(StatusCode::TOO_MANY_REQUESTS, "Too many wrong codes. Wait 15 minutes and sign in again.");
     }
-    if !fresh_code(&state, &user, &form.code).await? {
+    let origin = crate::http::request_id::origin();
+    let ok = fresh_code(&state, &user, &form.code).await?
+        || app::accounts::use_recovery_code(&state, &user.id, &form.code, &origin).await?;
+    if !ok {
         throttle.failed(&ip, &user.email);
         return fail(
             StatusCode::UNAUTHORIZED,
-            "That code is not right. Use the current code of your authenticator app.",
+            "That code is not right. Use the current code of your authenticator app, or an unused recovery code.",
         );
     }
     throttle.succeeded(&user.email);
@@ -121,8 +124,11 @@ struct AccountPage<'a> {
     c: Chrome,
     email: &'a str,
     enabled: bool,
-    /// While turning it on: the secret to type in, the otpauth URL, and the sealed secret.
-    setup: Option<(String, String, String)>,
+    /// While turning it on: the secret to type in, the otpauth URL, the sealed secret, and the
+    /// URL as a QR code (SVG made here from the URL alone: no user text in it).
+    setup: Option<(String, String, String, String)>,
+    /// Unused recovery codes, while two-factor is on.
+    recovery_left: i64,
     errors: &'a FormErrors,
     notice: Option<&'a str>,
     available: bool,
@@ -130,13 +136,13 @@ struct AccountPage<'a> {
 
 /// `GET /app/account`.
 pub async fn account_page(state: web::Data<AppState>, me: Signed) -> Result<HttpResponse, WebError> {
-    render(&state, &me, None, &FormErrors::new(), None, StatusCode::OK)
+    render(&state, &me, None, &FormErrors::new(), None, StatusCode::OK).await
 }
 
-pub(crate) fn render(
+pub(crate) async fn render(
     state: &AppState,
     me: &Signed,
-    setup: Option<(String, String, String)>,
+    setup: Option<(String, String, String, String)>,
     errors: &FormErrors,
     notice: Option<&str>,
     status: StatusCode,
@@ -148,6 +154,7 @@ pub(crate) fn render(
             email: &me.user.email,
             enabled: me.user.totp_secret.is_some(),
             setup,
+            recovery_left: crate::store::recovery_codes::unused(&state.db, &me.user.id).await.unwrap_or(0),
             errors,
             notice,
             available: state.master_key.is_some(),
@@ -165,10 +172,36 @@ pub struct TwoFactorForm {
     pub code: String,
 }
 
-fn setup_of(state: &AppState, me: &Signed, sealed: &str) -> Option<(String, String, String)> {
+fn setup_of(state: &AppState, me: &Signed, sealed: &str) -> Option<(String, String, String, String)> {
     let secret = state.master_key.as_ref()?.open(sealed)?;
     let t = totp(secret, &me.user.email)?;
-    Some((t.secret().to_base32(), t.to_url().ok()?, sealed.to_owned()))
+    let url = t.to_url().ok()?;
+    let qr = qrcode::QrCode::new(url.as_bytes())
+        .ok()?
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build();
+    // Inline in the page: without the XML declaration.
+    let qr = qr.find("<svg").map_or(qr.clone(), |at| qr[at..].to_owned());
+    Some((t.secret().to_base32(), url, sealed.to_owned(), qr))
+}
+
+/// Makes new recovery codes and shows them once, after a redirect.
+async fn show_recovery_codes(state: &AppState, me: &Signed, heading: &str) -> Result<HttpResponse, WebError> {
+    let origin = crate::http::request_id::origin();
+    let codes = app::accounts::new_recovery_codes(state, &me.user.id, &origin).await?;
+    let reveal = app::reveals::Reveal {
+        heading: heading.to_owned(),
+        label: "Your recovery codes".into(),
+        secret: codes.join("\n"),
+        start: None,
+        note: "Keep them somewhere safe, apart from your phone (a password manager, or printed). Each signs you in once in place of the app's code.".into(),
+        done: "/app/account".into(),
+        back: None,
+        lines: true,
+    };
+    Ok(super::session::see_other(&app::reveals::hold(&me.ctx(state), &reveal).await?))
 }
 
 /// `POST /app/account/2fa/{step}`: `start` shows a new secret, `enable` confirms it with a code,
@@ -191,28 +224,37 @@ pub async fn two_factor(
             rand::rng().fill_bytes(&mut secret);
             let sealed = mk.seal(&secret).ok_or_else(|| WebError::Internal(anyhow::anyhow!("seal failed")))?;
             let setup = setup_of(&state, &me, &sealed);
-            render(&state, &me, setup, &errors, None, StatusCode::OK)
+            render(&state, &me, setup, &errors, None, StatusCode::OK).await
         }
         "enable" => {
             let Some(step) = code_step(&state, &form.sealed, &me.user.email, &form.code) else {
                 errors.insert("code", "That code is not right. Type the current 6-digit code of the app.".into());
                 let setup = setup_of(&state, &me, &form.sealed);
-                return render(&state, &me, setup, &errors, None, StatusCode::UNPROCESSABLE_ENTITY);
+                return render(&state, &me, setup, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
             };
             let origin = crate::http::request_id::origin();
             app::accounts::set_two_factor(&state, &me.user.id, Some((form.sealed.clone(), step)), &origin).await?;
-            let me = Signed { user: accounts::user(&state.db, &me.user.id).await?, ..me };
-            render(&state, &me, None, &errors, Some("Two-factor sign-in is on."), StatusCode::OK)
+            show_recovery_codes(&state, &me, "Two-factor sign-in is on").await
         }
         "disable" => {
             if !fresh_code(&state, &me.user, &form.code).await? {
                 errors.insert("disable_code", "That code is not right, or was used already.".into());
-                return render(&state, &me, None, &errors, None, StatusCode::UNPROCESSABLE_ENTITY);
+                return render(&state, &me, None, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
             }
             let origin = crate::http::request_id::origin();
             app::accounts::set_two_factor(&state, &me.user.id, None, &origin).await?;
             let me = Signed { user: accounts::user(&state.db, &me.user.id).await?, ..me };
-            render(&state, &me, None, &errors, Some("Two-factor sign-in is off."), StatusCode::OK)
+            render(&state, &me, None, &errors, Some("Two-factor sign-in is off."), StatusCode::OK).await
+        }
+        "recovery" => {
+            if me.user.totp_secret.is_none() {
+                return Err(WebError::NotFound);
+            }
+            if !fresh_code(&state, &me.user, &form.code).await? {
+                errors.insert("recovery_code", "That code is not right, or was used already.".into());
+                return render(&state, &me, None, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+            }
+            show_recovery_codes(&state, &me, "New recovery codes").await
         }
         _ => Err(WebError::NotFound),
     }

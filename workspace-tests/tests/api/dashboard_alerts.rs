@@ -89,7 +89,12 @@ async fn alerts_and_charts(app: TestApp) {
             break;
         }
     }
-    assert!(ann.get("/app").await.body.contains("1 open alert</a> needs attention"), "the overview says so");
+    let overview = ann.get("/app").await;
+    assert!(overview.body.contains("1 open alert</a> needs attention"), "the overview says so");
+    assert!(
+        overview.body.contains("<p class=\"warning\" role=\"status\"><a href=\"/app/alerts\">"),
+        "a warning, not green"
+    );
     let alerts = ann.get("/app/alerts").await;
     assert!(alerts.body.contains("Rate spike") && alerts.body.contains("500 verifications"), "{}", alerts.body);
     assert!(alerts.body.contains(&format!("href=\"/app/keys/{key_id}\"")));
@@ -100,6 +105,8 @@ async fn alerts_and_charts(app: TestApp) {
     let acked = ann.post(&format!("/app/alerts/{alert_id}/acknowledge"), &[("csrf", &csrf)]).await;
     assert_eq!(acked.status, 200);
     assert!(acked.body.contains("acknowledged by Ann"), "named as in the audit log: {}", acked.body);
+    let overview = ann.get("/app").await;
+    assert!(!overview.body.contains("1 open alert</a>"), "an acknowledged alert is no longer counted as open");
     let again = ann.post(&format!("/app/alerts/{alert_id}/acknowledge"), &[("csrf", &csrf)]).await;
     assert_eq!(again.status, 409);
     assert!(again.body.contains("only an open alert can be acknowledged"));

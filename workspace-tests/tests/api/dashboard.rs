@@ -520,3 +520,21 @@ pub(crate) async fn root_of(app: &TestApp) -> String {
     .expect("root key");
     secret.expose().to_owned()
 }
+
+/// A 200-character name stays on one line in the lists, cut with an ellipsis, the whole of it on
+/// hover.
+async fn long_names_are_truncated(app: TestApp) {
+    let ann = Browser::new(&app);
+    sign_up(&ann, "Acme", "ann@acme.test").await;
+    let csrf = ann.get("/app").await.csrf();
+    let long = "Bakery ".repeat(28) + "Ltd";
+    assert!(long.chars().count() <= 200);
+    let made = ann
+        .post("/app/consumers", &[("csrf", &csrf), ("name", &long), ("external_id", "cus_long"), ("email", "")])
+        .await;
+    assert!(made.url.starts_with("/app/consumers/con_"), "{}", made.body);
+    let list = ann.get("/app/consumers").await;
+    assert!(list.body.contains(&format!("class=\"truncate\" title=\"{long}\">{long}</a>")), "{}", list.body);
+}
+
+crate::both_backends!(dashboard_long_names, long_names_are_truncated);

@@ -7,8 +7,9 @@ use chrono::{TimeDelta, Utc};
 use serde::Deserialize;
 
 use super::app::{Chrome, KeyRow};
-use super::keys::{expiry_days, reveal_key};
-use super::session::{FormErrors, Signed, WebError, form_errors, page_with, see_other};
+use super::keys::expiry_days;
+use super::session::{FormErrors, Signed, WebError, form_errors, page_with};
+use super::shown::reveal_key;
 use crate::app::{self, ServiceError};
 use crate::domain::KeyId;
 use crate::state::AppState;
@@ -330,7 +331,7 @@ async fn reveal_signing_secret(
         back: None,
         lines: false,
     };
-    Ok(see_other(&app::reveals::hold(&me.ctx(state), &reveal).await?))
+    super::shown::show_once(&me.ctx(state), &reveal).await
 }
 
 /// `POST /app/webhooks`: a new endpoint; its signing secret is shown once, after a redirect.

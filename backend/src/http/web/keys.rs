@@ -1,7 +1,7 @@
 //! Keys in the dashboard: create (the secret shown once), a lineage's page with its timeline,
 //! rotate / complete / roll back / extend, disable and revoke.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -10,7 +10,6 @@ use serde::Deserialize;
 use super::app::{Chrome, KeyRow, RotationRow, When, chosen_api, consumer_id, tenant};
 use super::session::{FormErrors, Signed, WebError, form_errors, page_with, see_other, sentence};
 use crate::app::keys::NewKeyInput;
-use crate::app::reveals::Reveal;
 use crate::app::rotation::{self, RotateInput};
 use crate::app::{self, ServiceError};
 use crate::domain::input::Reason;
@@ -75,61 +74,6 @@ async fn render_new_key(
     page_with(status, &NewKeyPage { c: Chrome::of(me, "consumers"), consumer, apis, form, errors })
 }
 
-/// The page that shows a held secret once (`GET /app/shown/{id}?k=…`); "already shown" ever
-/// after, and on a reload.
-#[derive(Template)]
-#[template(path = "app/shown.html")]
-pub(crate) struct ShownPage {
-    pub c: Chrome,
-    pub reveal: Option<Reveal>,
-}
-
-/// The query of the page that shows a secret.
-#[derive(Debug, Deserialize)]
-pub struct ShownQuery {
-    #[serde(default)]
-    pub k: String,
-}
-
-/// `GET /app/shown/{id}?k=…`.
-pub async fn shown(
-    state: web::Data<AppState>,
-    me: Signed,
-    id: web::Path<String>,
-    q: web::Query<ShownQuery>,
-) -> Result<HttpResponse, WebError> {
-    let reveal = app::reveals::take(&me.ctx(&state), &id, &q.k).await?;
-    let status = if reveal.is_some() { StatusCode::OK } else { StatusCode::GONE };
-    let mut res = page_with(status, &ShownPage { c: Chrome::of(&me, ""), reveal })?;
-    // Neither the browser nor anything between may keep the page.
-    res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    Ok(res)
-}
-
-/// Holds a new key's secret for its page and redirects there (303): reloading never creates
-/// another key.
-pub(crate) async fn reveal_key(
-    state: &AppState,
-    me: &Signed,
-    heading: &str,
-    key: &key::Model,
-    secret: &str,
-    done: String,
-    back: Option<(String, String)>,
-) -> Result<HttpResponse, WebError> {
-    let reveal = Reveal {
-        heading: heading.to_owned(),
-        label: format!("The new key (v{})", key.version),
-        secret: secret.to_owned(),
-        start: Some(key.start.clone()),
-        note: String::new(),
-        done,
-        back,
-        lines: false,
-    };
-    Ok(see_other(&app::reveals::hold(&me.ctx(state), &reveal).await?))
-}
-
 /// "Expires after N days" from a form: `Some(None)` when left empty, `None` (with the error
 /// next to the `expires_days` field) when it is not 1 to 3650.
 pub(crate) fn expiry_days(raw: &str, errors: &mut FormErrors) -> Option<Option<DateTime<Utc>>> {
@@ -174,7 +118,8 @@ pub async fn create_key(
         Ok(created) => {
             let back = Some(("Back to the consumer".to_owned(), format!("/app/consumers/{}", consumer.id)));
             let done = format!("/app/keys/{}", created.key.id);
-            reveal_key(&state, &me, "Key created", &created.key, created.secret.expose(), done, back).await
+            super::shown::reveal_key(&state, &me, "Key created", &created.key, created.secret.expose(), done, back)
+                .await
         }
         Err(ServiceError::Invalid(errs)) => {
             let errors = form_errors(&errs, KEY_FIELDS, "scopes");
@@ -452,7 +397,7 @@ pub async fn rotate_key(
             let back =
                 r.key.consumer_id.as_ref().map(|c| ("Back to the consumer".to_owned(), format!("/app/consumers/{c}")));
             let done = format!("/app/keys/{}", r.key.id);
-            reveal_key(&state, &me, "Key rotated", &r.key, r.secret.expose(), done, back).await
+            super::shown::reveal_key(&state, &me, "Key rotated", &r.key, r.secret.expose(), done, back).await
         }
         Err(e) => rotation_refused(&state, &me, &id, e).await,
     }

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod playbooks;
 pub mod policies;
 pub mod session;
+pub mod shown;
 pub mod team;
 pub mod twofactor;
 
@@ -70,7 +71,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/keys/new", web::get().to(keys::new_key_page))
         .route("/app/keys", web::post().to(keys::create_key))
         .route("/app/keys/{id}", web::get().to(keys::key_page))
-        .route("/app/shown/{id}", web::get().to(keys::shown))
+        .route("/app/shown/{id}", web::get().to(shown::shown))
         .route("/app/keys/{id}/rotate", web::post().to(keys::rotate_key))
         .route("/app/keys/{id}/revoke", web::post().to(keys::revoke_key))
         .route("/app/keys/{id}/enabled", web::post().to(keys::set_enabled))

@@ -8,7 +8,7 @@ use chrono::TimeDelta;
 use serde::Deserialize;
 
 use super::app::Chrome;
-use super::session::{FormErrors, Role, Signed, WebError, form_errors, page_with, see_other, sentence};
+use super::session::{FormErrors, Role, Signed, WebError, form_errors, page_with, sentence};
 use crate::app::{self, ServiceError};
 use crate::domain::input::Email;
 use crate::state::AppState;
@@ -175,7 +175,7 @@ pub async fn invite(
             back: None,
             lines: false,
         };
-        return Ok(see_other(&app::reveals::hold(&me.ctx(&state), &reveal).await?));
+        return super::shown::show_once(&me.ctx(&state), &reveal).await;
     }
     let notice = if sent {
         format!("{} was added as {} and notified by email.", email.as_str(), form.role)
@@ -264,5 +264,5 @@ pub async fn password_link(
         back: None,
         lines: false,
     };
-    Ok(see_other(&app::reveals::hold(&ctx, &reveal).await?))
+    super::shown::show_once(&ctx, &reveal).await
 }

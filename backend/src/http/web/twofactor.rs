@@ -201,7 +201,7 @@ async fn show_recovery_codes(state: &AppState, me: &Signed, heading: &str) -> Re
         back: None,
         lines: true,
     };
-    Ok(super::session::see_other(&app::reveals::hold(&me.ctx(state), &reveal).await?))
+    super::shown::show_once(&me.ctx(state), &reveal).await
 }
 
 /// `POST /app/account/2fa/{step}`: `start` shows a new secret, `enable` confirms it with a code,

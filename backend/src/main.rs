@@ -104,7 +104,7 @@ async fn invite_link(settings: &Settings, days: i64) -> anyhow::Result<()> {
     store::migrate(&db).await?;
     let (token, digest) = keyroll::crypto::new_token();
     let expires = chrono::Utc::now() + chrono::TimeDelta::days(days);
-    store::reveals::add_signup_link(&db, &digest, expires).await?;
+    store::signup_links::add(&db, &digest, expires).await?;
     let base = settings.public_url.clone().unwrap_or_else(|| format!("http://{}", settings.listen));
     println!("{}/signup?invite={token}", base.trim_end_matches('/'));
     if settings.signup != keyroll::config::SignupPolicy::Invite {

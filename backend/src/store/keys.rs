@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, ExprTrait, FromQueryResult,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, ExprTrait, FromQueryResult,
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 use serde::{Deserialize, Serialize};
@@ -462,17 +462,16 @@ pub async fn load_record(db: &impl ConnectionTrait, hash: &KeyHash) -> Result<Op
     // One statement: the key, its API (which must still exist), its consumer, the newest version
     // of its lineage when it is superseded, and the database's clock as the statement began.
     let backend = db.get_database_backend();
-    let param = if backend == DbBackend::Postgres { "$1" } else { "?" };
-    let sql = format!(
+    let text = format!(
         "SELECT k.*, c.external_id AS c_external_id, c.meta AS c_meta, \
          CASE WHEN k.superseded_at IS NULL THEN NULL \
               ELSE (SELECT MAX(v.version) FROM keys v WHERE v.lineage_id = k.lineage_id) END AS successor_max, \
          {} AS read_ms \
          FROM keys k JOIN apis a ON a.id = k.api_id LEFT JOIN consumers c ON c.id = k.consumer_id \
-         WHERE k.hash = {param}",
+         WHERE k.hash = ?",
         super::invalidations::statement_ms(backend)
     );
-    let stmt = Statement::from_sql_and_values(backend, sql, [hash.to_hex().into()]);
+    let stmt = Statement::from_sql_and_values(backend, super::sql(backend, &text), [hash.to_hex().into()]);
     let Some(row) = db.query_one_raw(stmt).await? else {
         return Ok(None);
     };

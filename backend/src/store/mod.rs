@@ -18,6 +18,7 @@ pub mod policies;
 pub mod recovery_codes;
 pub mod reveals;
 pub mod rotations;
+pub mod signup_links;
 pub mod tenants;
 pub mod usage;
 
@@ -31,6 +32,24 @@ use sea_orm::{
 use secrecy::{ExposeSecret, SecretString};
 
 pub use page::{Cursor, Page};
+
+/// A statement written with `?` placeholders, numbered (`$1`, `$2`, …) for PostgreSQL.
+pub(crate) fn sql(backend: sea_orm::DbBackend, text: &str) -> String {
+    if backend != sea_orm::DbBackend::Postgres {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut n = 0;
+    for ch in text.chars() {
+        if ch == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
 
 /// Errors of the store that callers act on; everything else is `Db`.
 #[derive(Debug, thiserror::Error)]

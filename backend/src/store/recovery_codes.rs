@@ -3,7 +3,7 @@
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbErr, Statement, Value};
 
-use super::reveals::sql;
+use super::sql;
 
 /// Replaces a person's codes with new ones (digests); an empty list removes them all.
 ///

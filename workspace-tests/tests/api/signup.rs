@@ -91,7 +91,7 @@ async fn invite_takes_a_single_use_link() {
     // A link as `keyroll tenant invite-link` makes it.
     let (token, digest) = keyroll::crypto::new_token();
     let expires = chrono::Utc::now() + chrono::TimeDelta::days(7);
-    keyroll::store::reveals::add_signup_link(&app.state.db, &digest, expires).await.expect("link");
+    keyroll::store::signup_links::add(&app.state.db, &digest, expires).await.expect("link");
     let (status, body) = try_sign_up(&app, &format!("/signup?invite={token}"), &token).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(teams(&app).await, 2);

@@ -56,7 +56,7 @@ async fn signup_refused(state: &AppState, invite: &str) -> Result<Option<HttpRes
         SignupPolicy::Closed => closed(false, false).map(Some),
         SignupPolicy::Invite => {
             let usable = !invite.is_empty()
-                && crate::store::reveals::signup_link_usable(&state.db, &crate::crypto::token_digest(invite)).await?;
+                && crate::store::signup_links::usable(&state.db, &crate::crypto::token_digest(invite)).await?;
             if usable { Ok(None) } else { closed(true, !invite.is_empty()).map(Some) }
         }
     }
@@ -187,7 +187,7 @@ pub async fn create_account(
     // A sign-up link creates one team: the first request to use it wins.
     if !first_run
         && state.settings.signup == SignupPolicy::Invite
-        && !crate::store::reveals::use_signup_link(&state.db, &crate::crypto::token_digest(&form.invite)).await?
+        && !crate::store::signup_links::take(&state.db, &crate::crypto::token_digest(&form.invite)).await?
     {
         return page_with(StatusCode::FORBIDDEN, &SignupClosedPage { invite_only: true, had_link: true });
     }

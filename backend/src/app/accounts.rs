@@ -182,14 +182,12 @@ pub async fn new_recovery_codes(state: &AppState, user_id: &str, origin: &Origin
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
     let mut rng = rand::rng();
-    let codes: Vec<String> = (0..RECOVERY_CODES)
-        .map(|_| {
-            let raw: String = (0..10).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect();
-            format!("{}-{}", &raw[..5], &raw[5..])
-        })
+    // Stored as typed back (`recovery_code_of`): ten characters, no dash.
+    let raw: Vec<String> = (0..RECOVERY_CODES)
+        .map(|_| (0..10).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect())
         .collect();
-    let digests: Vec<String> =
-        codes.iter().filter_map(|c| recovery_code_of(c)).map(|c| crate::crypto::token_digest(&c)).collect();
+    let digests: Vec<String> = raw.iter().map(|c| crate::crypto::token_digest(c)).collect();
+    let codes: Vec<String> = raw.iter().map(|c| format!("{}-{}", &c[..5], &c[5..])).collect();
     let actor = Actor::User(user_id.to_owned());
     commit_account(state, user_id, &actor, origin, async |txn| {
         crate::store::recovery_codes::replace(txn, user_id, &digests).await?;

@@ -385,7 +385,7 @@ pub async fn endpoint_action(
     me.require_admin()?;
     let (id, action) = path.into_inner();
     if action == "delete" && !super::confirm::confirmed(&form.confirm) {
-        return Ok(super::confirm::ask(&format!("/app/webhooks/{id}/delete")));
+        return Ok(super::session::see_other(&format!("/app/webhooks/{id}/delete")));
     }
     let empty = EndpointForm::default();
     let none = FormErrors::new();

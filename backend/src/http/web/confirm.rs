@@ -2,13 +2,13 @@
 //! rotation back, disabling a key, deleting a webhook endpoint. The action's button leads here
 //! (a GET, no JavaScript needed); the page says what will stop working, with the facts that
 //! matter (when the version was last used), and only its form carries `confirm=yes`. A POST
-//! without it changes nothing and is sent here.
+//! without it changes nothing and is redirected (303) here.
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
 use super::app::{Chrome, When, tenant};
-use super::session::{Signed, WebError, page, see_other};
+use super::session::{Signed, WebError, page};
 use crate::domain::{KeyId, RotationId};
 use crate::state::AppState;
 use crate::store::entities::key;
@@ -32,12 +32,6 @@ struct ConfirmPage {
 #[must_use]
 pub fn confirmed(value: &str) -> bool {
     value == "yes"
-}
-
-/// Where an unconfirmed POST is sent.
-#[must_use]
-pub fn ask(path: &str) -> HttpResponse {
-    see_other(path)
 }
 
 fn last_used(k: &key::Model) -> String {

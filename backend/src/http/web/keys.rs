@@ -447,7 +447,7 @@ pub async fn set_enabled(
     let id = key_id(&id)?;
     let enabled = form.enabled == "true";
     if !enabled && !super::confirm::confirmed(&form.confirm) {
-        return Ok(super::confirm::ask(&format!("/app/keys/{}/disable", id.as_str())));
+        return Ok(super::session::see_other(&format!("/app/keys/{}/disable", id.as_str())));
     }
     match app::keys::set_enabled(&me.ctx(&state), id.as_str(), enabled).await {
         Ok(_) => {
@@ -535,7 +535,7 @@ pub async fn rotation_action(
     let (id, action) = path.into_inner();
     let rid = RotationId::parse(&id).map_err(|_| WebError::NotFound)?;
     if matches!(action.as_str(), "complete" | "rollback") && !super::confirm::confirmed(&form.confirm) {
-        return Ok(super::confirm::ask(&format!("/app/rotations/{}/{action}", rid.as_str())));
+        return Ok(super::session::see_other(&format!("/app/rotations/{}/{action}", rid.as_str())));
     }
     let t = tenant(&me);
     let r = rotations::get(&state.db, &t, &rid).await?;

@@ -3,13 +3,14 @@
 
 use serde_json::{Value, json};
 
+use super::policies::DefaultPolicy;
 use super::{Checks, Ctx, Permission, ServiceError, commit};
 use crate::audit::Entry;
 use crate::domain::input::{LeakPolicy, Name, RateLimit};
 use crate::domain::{ApiId, Environment, KeyPrefix, ScopeSet};
-use crate::store::StoreError;
 use crate::store::apis::{self as store, ApiPatch};
 use crate::store::entities::api;
+use crate::store::{StoreError, policies};
 
 /// A new API, as an adapter received it.
 #[derive(Debug, Clone, Default)]
@@ -106,20 +107,14 @@ pub async fn create(ctx: &Ctx<'_>, input: NewApiInput) -> Result<api::Model, Ser
     .await
 }
 
-/// Changes an API's name, scope catalogue, default rate limit or leak policy.
-///
-/// # Errors
-/// `NotFound`, `Invalid` naming every bad field.
-pub async fn update(ctx: &Ctx<'_>, id: &str, input: ApiChanges) -> Result<api::Model, ServiceError> {
-    ctx.require(Permission::ApisWrite)?;
-    let id = api_id(id)?;
-    let mut c = Checks::default();
+/// Checks the changes of an API into a patch; errors go into `c`.
+fn patch_of(c: &mut Checks, input: &ApiChanges) -> ApiPatch {
     let mut patch = ApiPatch::default();
     if let Some(n) = &input.name {
         patch.name = c.take("name", Name::parse(n)).map(Name::into_string);
     }
     if let Some(cat) = &input.scope_catalogue {
-        patch.scope_catalogue = catalogue(&mut c, "scope_catalogue", cat);
+        patch.scope_catalogue = catalogue(c, "scope_catalogue", cat);
     }
     if let Some(rl) = input.default_ratelimit {
         patch.default_ratelimit =
@@ -131,14 +126,73 @@ pub async fn update(ctx: &Ctx<'_>, id: &str, input: ApiChanges) -> Result<api::M
             Err((field, m)) => c.push(format!("leak_policy.{field}"), m),
         }
     }
+    patch
+}
+
+/// Changes an API's name, scope catalogue, default rate limit or leak policy.
+///
+/// # Errors
+/// `NotFound`, `Invalid` naming every bad field.
+pub async fn update(ctx: &Ctx<'_>, id: &str, input: ApiChanges) -> Result<api::Model, ServiceError> {
+    save_settings(ctx, id, input, DefaultPolicy::Keep).await
+}
+
+/// Checks what [`save_settings`] would be given, without changing anything: every field error.
+///
+/// # Errors
+/// `NotFound`, `Forbidden`.
+pub async fn check_settings(
+    ctx: &Ctx<'_>,
+    id: &str,
+    input: &ApiChanges,
+    policy: DefaultPolicy,
+) -> Result<Vec<super::FieldError>, ServiceError> {
+    ctx.require(Permission::ApisWrite)?;
+    let id = api_id(id)?;
+    store::get(ctx.db(), &ctx.tenant, &id).await.map_err(not_found)?;
+    let mut c = Checks::default();
+    patch_of(&mut c, input);
+    let existing = policies::of_api(ctx.db(), &ctx.tenant, id.as_str()).await?;
+    super::policies::plan_default(ctx, &mut c, id.as_str(), existing.as_ref(), policy);
+    Ok(c.0)
+}
+
+/// Changes an API and its own rotation policy together: every error of both is reported at
+/// once, and either both change or nothing does.
+///
+/// # Errors
+/// `NotFound`, `Invalid` naming every bad field (the policy's as `policy.{field}`).
+pub async fn save_settings(
+    ctx: &Ctx<'_>,
+    id: &str,
+    input: ApiChanges,
+    policy: DefaultPolicy,
+) -> Result<api::Model, ServiceError> {
+    ctx.require(Permission::ApisWrite)?;
+    if policy != DefaultPolicy::Keep {
+        ctx.require(Permission::PoliciesWrite)?;
+    }
+    let id = api_id(id)?;
+    store::get(ctx.db(), &ctx.tenant, &id).await.map_err(not_found)?;
+    let mut c = Checks::default();
+    let patch = patch_of(&mut c, &input);
+    let existing = policies::of_api(ctx.db(), &ctx.tenant, id.as_str()).await?;
+    let planned = super::policies::plan_default(ctx, &mut c, id.as_str(), existing.as_ref(), policy);
     c.finish()?;
     commit(ctx, async |txn, change| {
         let before = store::get(txn, &ctx.tenant, &id).await.map_err(not_found)?;
         let after = store::update(txn, &ctx.tenant, &id, patch).await?;
-        change.audit(
-            Entry::new("api.updated", "api", after.id.clone(), format!("Changed the API {}", after.name))
-                .change(audited(&before), audited(&after)),
-        );
+        // Through the API every call is recorded; the settings form only records real changes.
+        if policy == DefaultPolicy::Keep || audited(&before) != audited(&after) {
+            change.audit(
+                Entry::new("api.updated", "api", after.id.clone(), format!("Changed the API {}", after.name))
+                    .change(audited(&before), audited(&after)),
+            );
+        }
+        if let Some(planned) = planned {
+            let existing = policies::of_api(txn, &ctx.tenant, id.as_str()).await?;
+            super::policies::write_policy(txn, change, &ctx.tenant, existing, planned).await?;
+        }
         Ok(after)
     })
     .await

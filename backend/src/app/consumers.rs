@@ -23,6 +23,7 @@ pub struct NewConsumerInput {
 /// What to change of a consumer; `email: Some(None)` clears it.
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerChanges {
+    pub external_id: Option<String>,
     pub name: Option<String>,
     pub email: Option<Option<String>>,
     pub meta: Option<Value>,
@@ -89,12 +90,15 @@ pub async fn create(ctx: &Ctx<'_>, input: NewConsumerInput) -> Result<consumer::
 /// Changes a consumer; every cached key of it is dropped (its meta is in every answer).
 ///
 /// # Errors
-/// `NotFound`, `Invalid` naming every bad field.
+/// `NotFound`, `Invalid` naming every bad field, `Conflict` when the new external id is taken.
 pub async fn update(ctx: &Ctx<'_>, id: &str, input: ConsumerChanges) -> Result<consumer::Model, ServiceError> {
     ctx.require(Permission::ConsumersWrite)?;
     let id = consumer_id(id)?;
     let mut c = Checks::default();
     let mut patch = ConsumerPatch::default();
+    if let Some(x) = &input.external_id {
+        patch.external_id = c.take("external_id", ExternalId::parse(x)).map(ExternalId::into_string);
+    }
     if let Some(n) = &input.name {
         patch.name = c.take("name", Name::parse(n)).map(Name::into_string);
     }

@@ -189,18 +189,11 @@ pub async fn create(ctx: &Ctx<'_>, b: &PolicyBody) -> Result<rotation_policy::Mo
     };
     let mut p = new_policy(&ctx.tenant, api.id, consumer_id);
     apply(&mut p, b, ctx.state.master_key.is_some())?;
+    let policy_id = p.id.clone();
     commit(ctx, async |txn, change| {
-        let saved = policies::insert(txn, p).await?;
-        change.audit(
-            Entry::new(
-                "policy.created",
-                "policy",
-                saved.id.clone(),
-                format!("Created a rotation policy for the {}", scope_of(&saved)),
-            )
-            .with(audited(&saved)),
-        );
-        Ok(saved)
+        write_policy(txn, change, &ctx.tenant, None, Some(p)).await?;
+        let id = PolicyId::from_trusted(policy_id);
+        Ok(policies::get(txn, &ctx.tenant, &id).await?)
     })
     .await
 }
@@ -219,17 +212,8 @@ pub async fn update(ctx: &Ctx<'_>, id: &str, b: &PolicyBody) -> Result<rotation_
     apply(&mut p, b, ctx.state.master_key.is_some())?;
     commit(ctx, async |txn, change| {
         let before = policies::get(txn, &ctx.tenant, &id).await.map_err(not_found)?;
-        let saved = policies::save(txn, p).await?;
-        change.audit(
-            Entry::new(
-                "policy.updated",
-                "policy",
-                saved.id.clone(),
-                format!("Changed the rotation policy of the {}", scope_of(&saved)),
-            )
-            .change(audited(&before), audited(&saved)),
-        );
-        Ok(saved)
+        write_policy(txn, change, &ctx.tenant, Some(before), Some(p)).await?;
+        Ok(policies::get(txn, &ctx.tenant, &id).await?)
     })
     .await
 }
@@ -243,19 +227,109 @@ pub async fn delete(ctx: &Ctx<'_>, id: &str) -> Result<(), ServiceError> {
     let id = parse_id(id)?;
     commit(ctx, async |txn, change| {
         let before = policies::get(txn, &ctx.tenant, &id).await.map_err(not_found)?;
-        policies::delete(txn, &ctx.tenant, &id).await?;
-        change.audit(
-            Entry::new(
-                "policy.deleted",
-                "policy",
-                before.id.clone(),
-                format!("Deleted the rotation policy of the {}", scope_of(&before)),
-            )
-            .with(serde_json::json!({ "before": audited(&before) })),
-        );
-        Ok(())
+        write_policy(txn, change, &ctx.tenant, Some(before), None).await
     })
     .await
+}
+
+/// What an API's settings do to the API's own rotation policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultPolicy {
+    /// Leave it as it is (or without one).
+    Keep,
+    /// No scheduled rotation: delete it.
+    Remove,
+    /// Rotate every `days` days with this overlap; its other settings stay (or take the defaults).
+    Every { days: i64, overlap_seconds: i64 },
+}
+
+/// The API's own policy as `plan` makes it, checked: `None` to keep what there is, `Some(None)`
+/// to delete it. Errors go into `c` as `policy.{field}`.
+pub(super) fn plan_default(
+    ctx: &Ctx<'_>,
+    c: &mut Checks,
+    api_id: &str,
+    existing: Option<&rotation_policy::Model>,
+    plan: DefaultPolicy,
+) -> Option<Option<rotation_policy::Model>> {
+    let DefaultPolicy::Every { days, overlap_seconds } = plan else {
+        return (plan == DefaultPolicy::Remove).then_some(None);
+    };
+    let mut p = existing.cloned().unwrap_or_else(|| new_policy(&ctx.tenant, api_id.to_owned(), None));
+    let body = PolicyBody {
+        api_id: None,
+        consumer_id: None,
+        interval_days: Some(Some(days)),
+        cron: Some(None),
+        window_seconds: None,
+        overlap_seconds: Some(overlap_seconds),
+        notice_seconds: None,
+        retire_mode: None,
+        max_active: None,
+        on_full: None,
+        delivery: None,
+        enabled: None,
+    };
+    if let Err(ServiceError::Invalid(errs)) = apply(&mut p, &body, ctx.state.master_key.is_some()) {
+        for e in errs {
+            c.push(format!("policy.{}", e.field), e.message);
+        }
+    }
+    Some(Some(p))
+}
+
+/// Writes a policy change with its audit entry: `(None, Some)` creates, `(Some, Some)` saves,
+/// `(Some, None)` deletes.
+///
+/// # Errors
+/// Database errors.
+pub(super) async fn write_policy(
+    txn: &sea_orm::DatabaseTransaction,
+    change: &mut super::commit::Change,
+    tenant: &TenantId,
+    existing: Option<rotation_policy::Model>,
+    planned: Option<rotation_policy::Model>,
+) -> Result<(), ServiceError> {
+    match (existing, planned) {
+        (Some(before), Some(p)) => {
+            let saved = policies::save(txn, p).await?;
+            change.audit(
+                Entry::new(
+                    "policy.updated",
+                    "policy",
+                    saved.id.clone(),
+                    format!("Changed the rotation policy of the {}", scope_of(&saved)),
+                )
+                .change(audited(&before), audited(&saved)),
+            );
+        }
+        (None, Some(p)) => {
+            let saved = policies::insert(txn, p).await?;
+            change.audit(
+                Entry::new(
+                    "policy.created",
+                    "policy",
+                    saved.id.clone(),
+                    format!("Created a rotation policy for the {}", scope_of(&saved)),
+                )
+                .with(audited(&saved)),
+            );
+        }
+        (Some(before), None) => {
+            policies::delete(txn, tenant, &PolicyId::from_trusted(before.id.clone())).await?;
+            change.audit(
+                Entry::new(
+                    "policy.deleted",
+                    "policy",
+                    before.id.clone(),
+                    format!("Deleted the rotation policy of the {}", scope_of(&before)),
+                )
+                .with(serde_json::json!({ "before": audited(&before) })),
+            );
+        }
+        (None, None) => {}
+    }
+    Ok(())
 }
 
 fn not_found(e: StoreError) -> ServiceError {

@@ -73,6 +73,7 @@ fn fields() -> Vec<(&'static str, &'static str, Value)> {
         ("CreateConsumer", "name", name()),
         ("CreateConsumer", "email", email()),
         ("CreateConsumer", "meta", json!({"type": ["object", "null"]})),
+        ("PatchConsumer", "external_id", json!({"pattern": "^[!-~]{1,128}$"})),
         ("PatchConsumer", "name", name()),
         ("PatchConsumer", "email", email()),
         ("PatchConsumer", "meta", json!({"type": ["object", "null"]})),

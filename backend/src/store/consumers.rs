@@ -87,9 +87,34 @@ pub async fn list(
     Ok(paginate(rows, limit, |c| &c.id))
 }
 
+/// The names of these consumers of the tenant (deleted ones too), by id.
+///
+/// # Errors
+/// Database errors.
+pub async fn names(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let rows: Vec<(String, String)> = consumer::Entity::find()
+        .select_only()
+        .column(consumer::Column::Id)
+        .column(consumer::Column::Name)
+        .filter(consumer::Column::TenantId.eq(tenant.as_str()))
+        .filter(consumer::Column::Id.is_in(ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Changes to a consumer.
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerPatch {
+    pub external_id: Option<String>,
     pub name: Option<String>,
     pub email: Option<Option<String>>,
     pub meta: Option<Value>,
@@ -98,7 +123,7 @@ pub struct ConsumerPatch {
 /// Applies a patch.
 ///
 /// # Errors
-/// `NotFound`.
+/// `NotFound`; `Conflict` when the new external id is taken.
 pub async fn update(
     db: &impl ConnectionTrait,
     tenant: &TenantId,
@@ -106,6 +131,9 @@ pub async fn update(
     p: ConsumerPatch,
 ) -> Result<consumer::Model, StoreError> {
     let mut am = get(db, tenant, id).await?.into_active_model();
+    if let Some(v) = p.external_id {
+        am.external_id = Set(v);
+    }
     if let Some(v) = p.name {
         am.name = Set(v);
     }
@@ -116,7 +144,9 @@ pub async fn update(
         am.meta = Set(v);
     }
     am.updated_at = Set(Utc::now());
-    Ok(am.update(db).await?)
+    am.update(db)
+        .await
+        .map_err(|e| StoreError::from(e).unique_as_conflict("a consumer with this external_id exists already"))
 }
 
 /// Marks the consumer deleted (its keys are revoked by the caller in the same transaction).

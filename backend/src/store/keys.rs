@@ -132,6 +132,23 @@ pub struct KeyFilter {
     pub lineage_id: Option<KeyId>,
     pub state: Option<KeyState>,
     pub root: bool,
+    /// A key's start (`acme_live_oN5A`, or its beginning), a whole secret, or part of a name.
+    pub search: Option<String>,
+}
+
+/// Keys whose start begins with `q`, whose name contains it (case-insensitive), or, when `q` is
+/// a whole secret, the key with that secret.
+fn search_condition(q: &str) -> Condition {
+    use sea_orm::sea_query::{Func, LikeExpr};
+    if let Ok(secret) = ApiKey::parse(q) {
+        return Condition::all().add(key::Column::Hash.eq(secret.hash().to_hex()));
+    }
+    let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let start = LikeExpr::new(format!("{escaped}%")).escape('\\');
+    let name = LikeExpr::new(format!("%{}%", escaped.to_lowercase())).escape('\\');
+    Condition::any()
+        .add(Expr::col(key::Column::Start).like(start))
+        .add(Expr::expr(Func::lower(Expr::col(key::Column::Name))).like(name))
 }
 
 /// A page of one tenant's keys (API keys, or root keys with `filter.root`), newest first.
@@ -159,6 +176,9 @@ pub async fn list(
     }
     if let Some(s) = filter.state {
         q = q.filter(state_condition(s, Utc::now()));
+    }
+    if let Some(text) = filter.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        q = q.filter(search_condition(text));
     }
     if let Some(c) = cursor {
         q = q.filter(key::Column::Id.lt(c.after_id.as_str()));

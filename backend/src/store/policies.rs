@@ -52,6 +52,23 @@ pub async fn get(
         .ok_or(StoreError::NotFound)
 }
 
+/// An API's own policy (not a consumer's override of it), if it has one.
+///
+/// # Errors
+/// Database errors.
+pub async fn of_api(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    api_id: &str,
+) -> Result<Option<rotation_policy::Model>, StoreError> {
+    Ok(rotation_policy::Entity::find()
+        .filter(rotation_policy::Column::TenantId.eq(tenant.as_str()))
+        .filter(rotation_policy::Column::ApiId.eq(api_id))
+        .filter(rotation_policy::Column::ConsumerId.is_null())
+        .one(db)
+        .await?)
+}
+
 /// Deletes a policy.
 ///
 /// # Errors

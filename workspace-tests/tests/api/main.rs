@@ -11,6 +11,7 @@ mod dashboard;
 mod dashboard_admin;
 mod dashboard_alerts;
 mod dashboard_audit;
+mod dashboard_hub;
 mod dashboard_playbooks;
 mod events;
 mod faults;

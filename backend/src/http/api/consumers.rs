@@ -97,7 +97,8 @@ pub async fn update(
     body: Body<PatchConsumer>,
 ) -> Result<web::Json<ConsumerView>, ApiError> {
     let b = body.value;
-    let changes = app::consumers::ConsumerChanges { name: b.name, email: b.email, meta: b.meta };
+    let changes =
+        app::consumers::ConsumerChanges { external_id: b.external_id, name: b.name, email: b.email, meta: b.meta };
     Ok(web::Json(app::consumers::update(&root.ctx(&state), &id, changes).await?.into()))
 }
 

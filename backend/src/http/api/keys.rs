@@ -92,6 +92,7 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, root: Root) -> R
             c.take("state", KeyState::parse(s).ok_or("must be valid, superseded, expired, disabled or revoked"))
         }),
         root: false,
+        search: None,
     };
     c.finish()?;
     let page = store::list(&state.db, &root.tenant_id, &filter, limit, cursor.as_ref()).await?;

@@ -282,6 +282,7 @@ pub struct CreateConsumer {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchConsumer {
+    pub external_id: Option<String>,
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option::deserialize")]
     #[schema(value_type = Option<String>)]

@@ -136,6 +136,26 @@ impl KeyRow {
     }
 }
 
+/// The consumer (id, name) of each key that has one, by key id.
+///
+/// # Errors
+/// Database errors.
+pub(crate) async fn owners_of(
+    state: &AppState,
+    tenant: &TenantId,
+    keys: &[key::Model],
+) -> Result<std::collections::HashMap<String, (String, String)>, WebError> {
+    let ids: Vec<&str> = keys.iter().filter_map(|k| k.consumer_id.as_deref()).collect();
+    let names = consumers::names(&state.db, tenant, &ids).await?;
+    Ok(keys
+        .iter()
+        .filter_map(|k| {
+            let c = k.consumer_id.as_ref()?;
+            Some((k.id.clone(), (c.clone(), names.get(c).cloned().unwrap_or_else(|| c.clone()))))
+        })
+        .collect())
+}
+
 pub(crate) fn tenant(me: &Signed) -> TenantId {
     me.tenant_id()
 }
@@ -250,6 +270,10 @@ pub struct ListQuery {
     pub q: String,
     /// A usage chart's preset (`1h`, `24h`, `7d`, `30d`).
     pub range: String,
+    /// A key list's state filter (`valid`, `superseded`, `expired`, `disabled`, `revoked`).
+    pub state: String,
+    /// Set after a form was saved (the page says so).
+    pub saved: String,
 }
 
 pub(crate) fn cursor(q: &ListQuery) -> Option<Cursor> {
@@ -369,6 +393,8 @@ struct ConsumerPage<'a> {
     range: &'static str,
     /// Where the chart's presets link to.
     base: String,
+    /// The settings form: as typed, or filled from the consumer.
+    edit: EditConsumerForm,
 }
 
 pub(crate) fn consumer_id(s: &str) -> Result<ConsumerId, WebError> {
@@ -382,7 +408,75 @@ pub async fn consumer_page(
     id: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, WebError> {
-    render_consumer(&state, &me, &id, &q, &FormErrors::new(), StatusCode::OK).await
+    render_consumer(&state, &me, &id, &q, &FormErrors::new(), None, StatusCode::OK).await
+}
+
+/// What a consumer's settings form sends.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct EditConsumerForm {
+    pub csrf: String,
+    pub name: String,
+    pub external_id: String,
+    pub email: String,
+    /// A JSON object; empty for `{}`.
+    pub meta: String,
+}
+
+impl EditConsumerForm {
+    fn of(c: &consumer::Model) -> Self {
+        let meta = if c.meta.as_object().is_some_and(|m| !m.is_empty()) {
+            serde_json::to_string_pretty(&c.meta).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Self {
+            csrf: String::new(),
+            name: c.name.clone(),
+            external_id: c.external_id.clone(),
+            email: c.email.clone().unwrap_or_default(),
+            meta,
+        }
+    }
+}
+
+/// `POST /app/consumers/{id}`: changes a consumer's name, external id, email and metadata.
+pub async fn edit_consumer(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    id: web::Path<String>,
+    form: web::Form<EditConsumerForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_keys()?;
+    let cid = consumer_id(&id)?;
+    // Unreadable metadata is passed on as it is: the operation refuses it with every other
+    // error of the form, and changes nothing.
+    let meta = match form.meta.trim() {
+        "" => serde_json::json!({}),
+        raw => serde_json::from_str::<serde_json::Value>(raw).unwrap_or_else(|_| raw.into()),
+    };
+    let changes = app::consumers::ConsumerChanges {
+        external_id: Some(form.external_id.clone()),
+        name: Some(form.name.clone()),
+        email: Some(Some(form.email.trim()).filter(|e| !e.is_empty()).map(str::to_owned)),
+        meta: Some(meta),
+    };
+    let fields = [
+        ("name", "name", ""),
+        ("external_id", "external_id", ""),
+        ("email", "email", "Enter an email address, or leave it empty."),
+        ("meta", "meta", "Enter a JSON object of at most 16 KiB, such as {\"tier\": \"gold\"}, or leave it empty."),
+    ];
+    let errors = match app::consumers::update(&me.ctx(&state), cid.as_str(), changes).await {
+        Ok(_) => return Ok(see_other(&format!("/app/consumers/{}#settings", cid.as_str()))),
+        Err(ServiceError::Invalid(errs)) => form_errors(&errs, &fields, "name"),
+        Err(ServiceError::Conflict(m)) => FormErrors::from([("external_id", sentence(&m))]),
+        Err(e) => return Err(e.into()),
+    };
+    let q = ListQuery::default();
+    render_consumer(&state, &me, &id, &q, &errors, Some(form.into_inner()), StatusCode::UNPROCESSABLE_ENTITY).await
 }
 
 async fn render_consumer(
@@ -391,10 +485,12 @@ async fn render_consumer(
     id: &str,
     q: &ListQuery,
     errors: &FormErrors,
+    edit: Option<EditConsumerForm>,
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
     let t = tenant(me);
     let c = consumers::get(&state.db, &t, &consumer_id(id)?).await?;
+    let edit = edit.unwrap_or_else(|| EditConsumerForm::of(&c));
     let filter = KeyFilter { consumer_id: Some(ConsumerId::from_trusted(c.id.clone())), ..KeyFilter::default() };
     let list = keys::list(&state.db, &t, &filter, 100, cursor(q).as_ref()).await?;
     let mut lineages: Vec<Lineage> = Vec::new();
@@ -425,6 +521,7 @@ async fn render_consumer(
             errors,
             usage,
             range,
+            edit,
         },
     )
 }
@@ -453,8 +550,16 @@ pub async fn delete_consumer(
     if form.confirm.trim() != c.name {
         let mut errors = FormErrors::new();
         errors.insert("confirm", format!("Type {} to confirm.", c.name));
-        return render_consumer(&state, &me, &id, &ListQuery::default(), &errors, StatusCode::UNPROCESSABLE_ENTITY)
-            .await;
+        return render_consumer(
+            &state,
+            &me,
+            &id,
+            &ListQuery::default(),
+            &errors,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
     }
     app::consumers::delete(&me.ctx(&state), cid.as_str()).await?;
     Ok(see_other("/app/consumers"))

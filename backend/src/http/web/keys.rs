@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 
 use super::app::{Chrome, KeyRow, RotationRow, When, chosen_api, consumer_id, tenant};
+use super::key_fields::KeyFields;
 use super::session::{FormErrors, Signed, WebError, form_errors, page_with, see_other, sentence};
 use crate::app::keys::NewKeyInput;
 use crate::app::rotation::{self, RotateInput};
@@ -23,9 +24,18 @@ use crate::store::{apis, consumers, keys, rotations};
 #[template(path = "app/key_new.html")]
 struct NewKeyPage<'a> {
     c: Chrome,
-    consumer: consumer::Model,
+    /// The consumer the key is for, once chosen.
+    consumer: Option<consumer::Model>,
+    /// Consumers the picker found (or the newest ones, before a search).
+    matches: Vec<consumer::Model>,
+    consumer_q: &'a str,
+    /// The API the page was opened from, if any (its page is the way back).
+    from_api: Option<api::Model>,
     apis: Vec<api::Model>,
     form: &'a KeyForm,
+    fields: &'a KeyFields,
+    /// The chosen API's scope catalogue, comma-separated (empty when it has none).
+    catalogue: String,
     errors: &'a FormErrors,
 }
 
@@ -36,42 +46,69 @@ pub struct KeyForm {
     pub csrf: String,
     pub consumer_id: String,
     pub api_id: String,
-    pub name: String,
-    /// Comma- or space-separated.
-    pub scopes: String,
     /// Days until it expires; empty for never.
     pub expires_days: String,
+    #[serde(flatten)]
+    pub fields: KeyFields,
 }
 
-/// Query of the new-key page.
+/// Query of the new-key page: a consumer and an API to preset, or a search for the consumer.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct NewKeyQuery {
     pub consumer: String,
+    pub api_id: String,
+    pub consumer_q: String,
 }
 
-/// `GET /app/keys/new?consumer=…`.
+/// `GET /app/keys/new?consumer=…&api_id=…` (either may be left out: the page asks for it).
 pub async fn new_key_page(
     state: web::Data<AppState>,
     me: Signed,
     q: web::Query<NewKeyQuery>,
 ) -> Result<HttpResponse, WebError> {
     me.require_keys()?;
-    let form = KeyForm { consumer_id: q.consumer.clone(), ..KeyForm::default() };
-    render_new_key(&state, &me, &form, &FormErrors::new(), StatusCode::OK).await
+    let form = KeyForm { consumer_id: q.consumer.clone(), api_id: q.api_id.clone(), ..KeyForm::default() };
+    render_new_key(&state, &me, &form, &q.consumer_q, &FormErrors::new(), StatusCode::OK).await
 }
 
 async fn render_new_key(
     state: &AppState,
     me: &Signed,
     form: &KeyForm,
+    consumer_q: &str,
     errors: &FormErrors,
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
     let t = tenant(me);
-    let consumer = consumers::get(&state.db, &t, &consumer_id(&form.consumer_id)?).await?;
+    let consumer = match form.consumer_id.trim() {
+        "" => None,
+        id => Some(consumers::get(&state.db, &t, &consumer_id(id)?).await?),
+    };
+    let matches = if consumer.is_none() {
+        consumers::search(&state.db, &t, consumer_q, 10, None).await?.items
+    } else {
+        Vec::new()
+    };
     let apis = apis::list(&state.db, &t, 100, None).await?.items;
-    page_with(status, &NewKeyPage { c: Chrome::of(me, "consumers"), consumer, apis, form, errors })
+    let chosen = apis.iter().find(|a| a.id == form.api_id);
+    let catalogue = chosen.map(|a| app::keys::catalogue_of(a).to_strings().join(", ")).unwrap_or_default();
+    let from_api = chosen.cloned();
+    page_with(
+        status,
+        &NewKeyPage {
+            c: Chrome::of(me, if from_api.is_some() { "apis" } else { "consumers" }),
+            consumer,
+            matches,
+            consumer_q,
+            from_api,
+            apis,
+            form,
+            fields: &form.fields,
+            catalogue,
+            errors,
+        },
+    )
 }
 
 /// "Expires after N days" from a form: `Some(None)` when left empty, `None` (with the error
@@ -89,7 +126,7 @@ pub(crate) fn expiry_days(raw: &str, errors: &mut FormErrors) -> Option<Option<D
     }
 }
 
-/// `POST /app/keys`: the secret is on this answer only.
+/// `POST /app/keys`: creates the key and shows its secret once, on a page of its own.
 pub async fn create_key(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -99,19 +136,39 @@ pub async fn create_key(
     me.check_csrf(&req, &form.csrf)?;
     me.require_keys()?;
     let t = tenant(&me);
-    let consumer = consumers::get(&state.db, &t, &consumer_id(&form.consumer_id)?).await?;
     let mut errors = FormErrors::new();
+    let consumer = match ConsumerId::parse(form.consumer_id.trim()) {
+        Ok(id) => match consumers::get(&state.db, &t, &id).await {
+            Ok(c) => Some(c),
+            Err(crate::store::StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        },
+        Err(_) => None,
+    };
+    if consumer.is_none() {
+        errors.insert("consumer_id", "Choose the consumer the key is for.".into());
+    }
     let api = chosen_api(&state, &t, &form.api_id, &mut errors).await?;
     let expires_at = expiry_days(&form.expires_days, &mut errors);
-    let (Some(api), Some(expires_at)) = (api, expires_at) else {
-        return render_new_key(&state, &me, &form, &errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let catalogue = api.as_ref().map(app::keys::catalogue_of).unwrap_or_default();
+    let settings = form.fields.read(&catalogue, &mut errors);
+    let (Some(consumer), Some(api), Some(expires_at), Some(settings)) = (consumer, api, expires_at, settings) else {
+        let mut form = form.into_inner();
+        if errors.contains_key("consumer_id") {
+            form.consumer_id.clear();
+        }
+        return render_new_key(&state, &me, &form, "", &errors, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
     let input = NewKeyInput {
         api_id: api.id,
         consumer_id: consumer.id.clone(),
-        name: Some(form.name.trim()).filter(|n| !n.is_empty()).map(str::to_owned),
-        scopes: split_list(&form.scopes),
+        name: settings.name,
+        scopes: settings.scopes,
+        meta: Some(settings.meta),
         expires_at,
+        ratelimit: settings.ratelimit,
+        credits: settings.credits,
+        ip_allowlist: settings.ip_allowlist,
         ..NewKeyInput::default()
     };
     match app::keys::create(&me.ctx(&state), input).await {
@@ -122,16 +179,12 @@ pub async fn create_key(
                 .await
         }
         Err(ServiceError::Invalid(errs)) => {
-            let errors = form_errors(&errs, KEY_FIELDS, "scopes");
-            render_new_key(&state, &me, &form, &errors, StatusCode::UNPROCESSABLE_ENTITY).await
+            let errors = form_errors(&errs, &super::key_fields::error_places("expires_days"), "scopes");
+            render_new_key(&state, &me, &form, "", &errors, StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(e) => Err(e.into()),
     }
 }
-
-/// Where the key form shows the errors of each input field.
-const KEY_FIELDS: &[(&str, &str, &str)] =
-    &[("name", "name", ""), ("scopes", "scopes", ""), ("expires_at", "expires_days", ""), ("api_id", "api_id", "")];
 
 /// A list typed into one field, separated by commas, spaces or new lines.
 pub(crate) fn split_list(raw: &str) -> Vec<String> {
@@ -145,6 +198,7 @@ struct KeyPage<'a> {
     key: KeyRow,
     consumer: Option<consumer::Model>,
     api_name: String,
+    api_id: String,
     versions: Vec<KeyRow>,
     /// Versions not shown (the newest `SHOWN` are).
     older: usize,
@@ -158,6 +212,11 @@ struct KeyPage<'a> {
     usage: super::charts::Chart,
     range: &'static str,
     base: String,
+    /// The settings form of the current version: as typed, or filled from the key.
+    fields: KeyFields,
+    /// Its expiry as the form shows it (`YYYY-MM-DDTHH:MM`, UTC; empty for never).
+    expires_input: String,
+    catalogue: String,
 }
 
 /// The rotation in progress on a lineage, with its migration progress.
@@ -210,7 +269,7 @@ pub async fn key_page(
     id: web::Path<String>,
     q: web::Query<super::app::ListQuery>,
 ) -> Result<HttpResponse, WebError> {
-    let shown = Shown { errors: &FormErrors::new(), notice: None, reason: "", range: &q.range };
+    let shown = Shown { errors: &FormErrors::new(), notice: None, reason: "", range: &q.range, edit: None };
     render_key_shown(&state, &me, &key_id(&id)?, &shown, StatusCode::OK).await
 }
 
@@ -220,6 +279,8 @@ struct Shown<'a> {
     notice: Option<&'a str>,
     reason: &'a str,
     range: &'a str,
+    /// The settings form as typed, when it had errors.
+    edit: Option<&'a EditKeyForm>,
 }
 
 async fn render_key(
@@ -242,7 +303,7 @@ async fn render_key_typed(
     reason: &str,
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
-    render_key_shown(state, me, id, &Shown { errors, notice, reason, range: "24h" }, status).await
+    render_key_shown(state, me, id, &Shown { errors, notice, reason, range: "24h", edit: None }, status).await
 }
 
 async fn render_key_shown(
@@ -252,7 +313,7 @@ async fn render_key_shown(
     shown: &Shown<'_>,
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
-    let Shown { errors, notice, reason, range } = *shown;
+    let Shown { errors, notice, reason, range, edit } = *shown;
     let t = tenant(me);
     let k = keys::get(&state.db, &t, id, false).await?;
     let lineage = rotations::lineage(&state.db, &t, &k.lineage_id).await?;
@@ -262,8 +323,7 @@ async fn render_key_shown(
         Some(c) => consumers::get(&state.db, &t, &ConsumerId::from_trusted(c.clone())).await.ok(),
         None => None,
     };
-    let api_name =
-        apis::get(&state.db, &t, &ApiId::from_trusted(k.api_id.clone())).await.map(|a| a.name).unwrap_or_default();
+    let api = apis::get(&state.db, &t, &ApiId::from_trusted(k.api_id.clone())).await?;
     let all = rotations::of_lineage(&state.db, &t, &k.lineage_id).await?;
     let now = Utc::now();
     let mut open = None;
@@ -295,8 +355,14 @@ async fn render_key_shown(
     // Who did it, in words: members by name, the rest by kind.
     let actors = super::audit::Actors::of(state, me).await?;
     let label = |actor: &str| actors.label(actor);
-    // The page is about the lineage's newest version; older ones are on the consumer's page.
-    let current = versions.first().map_or_else(|| KeyRow::of(&k), |v| KeyRow::of(v));
+    // The page is about the lineage's newest version that is not revoked (after a rollback, the
+    // version rolled back to), or else its newest; older ones are on the consumer's page.
+    let head = versions.iter().find(|v| v.revoked_at.is_none()).or(versions.first()).copied().unwrap_or(&k);
+    let current = KeyRow::of(head);
+    let (fields, expires_input) = match edit {
+        Some(f) => (f.fields.clone(), f.expires.clone()),
+        None => (KeyFields::of(head), expires_input(head.expires_at)),
+    };
     let older = versions.len().saturating_sub(SHOWN);
     versions.truncate(SHOWN);
     page_with(
@@ -305,7 +371,11 @@ async fn render_key_shown(
             c: Chrome::of(me, "consumers"),
             key: current,
             consumer,
-            api_name,
+            catalogue: app::keys::catalogue_of(&api).to_strings().join(", "),
+            api_name: api.name,
+            api_id: api.id,
+            fields,
+            expires_input,
             versions: versions
                 .into_iter()
                 .map(|v| {
@@ -325,6 +395,95 @@ async fn render_key_shown(
             range,
         },
     )
+}
+
+/// A moment as a `datetime-local` field shows it, in UTC.
+fn expires_input(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%dT%H:%M").to_string()).unwrap_or_default()
+}
+
+/// What the settings form of a key sends.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct EditKeyForm {
+    pub csrf: String,
+    /// `YYYY-MM-DDTHH:MM` in UTC (seconds allowed); empty for never.
+    pub expires: String,
+    #[serde(flatten)]
+    pub fields: KeyFields,
+}
+
+/// Reads the expiry field: `Some(None)` when empty, `None` (with its error) when unreadable.
+fn read_expiry(raw: &str, errors: &mut FormErrors) -> Option<Option<DateTime<Utc>>> {
+    use chrono::NaiveDateTime;
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Some(None);
+    }
+    let parsed = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
+        .map(|n| n.and_utc())
+        .or_else(|| DateTime::parse_from_rfc3339(raw).ok().map(|t| t.with_timezone(&Utc)));
+    match parsed {
+        Some(t) if t > Utc::now() => Some(Some(t)),
+        Some(_) => {
+            errors.insert("expires", "Choose a time in the future (UTC), or leave it empty for never.".into());
+            None
+        }
+        None => {
+            errors.insert("expires", "Enter a date and time such as 2027-01-31T12:00 (UTC), or leave it empty.".into());
+            None
+        }
+    }
+}
+
+/// `POST /app/keys/{id}/settings`: changes the name, scopes, expiry, rate limit, credits, IP
+/// allowlist and metadata of a key version. Fields left as they were are not sent (so a
+/// credit balance is not reset by saving another field).
+pub async fn edit_key(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    id: web::Path<String>,
+    form: web::Form<EditKeyForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_keys()?;
+    let id = key_id(&id)?;
+    let k = keys::get(&state.db, &tenant(&me), &id, false).await?;
+    let mut errors = FormErrors::new();
+    let was = KeyFields::of(&k);
+    let expiry_changed = form.expires.trim() != expires_input(k.expires_at);
+    let expires = if expiry_changed { read_expiry(&form.expires, &mut errors) } else { Some(k.expires_at) };
+    let api = apis::get(&state.db, &tenant(&me), &ApiId::from_trusted(k.api_id.clone())).await?;
+    let settings = form.fields.read(&app::keys::catalogue_of(&api), &mut errors);
+    let (Some(expires), Some(s)) = (expires, settings) else {
+        let shown = Shown { errors: &errors, notice: None, reason: "", range: "24h", edit: Some(&form) };
+        return render_key_shown(&state, &me, &id, &shown, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    let f = &form.fields;
+    let credits_changed = (f.credits.trim(), f.refill_amount.trim(), f.refill_interval.as_str())
+        != (was.credits.as_str(), was.refill_amount.as_str(), was.refill_interval.as_str());
+    let changes = app::keys::KeyChanges {
+        name: Some(s.name),
+        scopes: Some(s.scopes),
+        meta: Some(s.meta),
+        expires_at: expiry_changed.then_some(expires),
+        ratelimit: Some(s.ratelimit),
+        credits: credits_changed.then_some(s.credits),
+        ip_allowlist: Some(s.ip_allowlist),
+        ..app::keys::KeyChanges::default()
+    };
+    match app::keys::update(&me.ctx(&state), id.as_str(), changes).await {
+        Ok(_) => Ok(see_other(&format!("/app/keys/{}#settings", id.as_str()))),
+        Err(ServiceError::Invalid(errs)) => {
+            let errors = form_errors(&errs, &super::key_fields::error_places("expires"), "name");
+            let shown = Shown { errors: &errors, notice: None, reason: "", range: "24h", edit: Some(&form) };
+            render_key_shown(&state, &me, &id, &shown, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What the rotate form sends.

@@ -9,9 +9,11 @@ pub mod audit;
 pub mod bulk;
 pub mod charts;
 pub mod confirm;
+pub mod key_fields;
 pub mod keys;
 pub mod playbooks;
 pub mod policies;
+pub mod search;
 pub mod session;
 pub mod shown;
 pub mod team;
@@ -57,21 +59,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/reset/{token}", web::post().to(account::reset))
         .route("/app", web::get().to(app::overview))
         .route("/app/switch", web::post().to(account::switch))
+        .route("/app/search", web::get().to(search::search))
         .route("/app/alerts", web::get().to(alerts::alerts_page))
         .route("/app/alerts/thresholds", web::post().to(alerts::set_thresholds))
         .route("/app/alerts/{id}/{action}", web::post().to(alerts::action))
         .route("/app/apis", web::get().to(apis::apis_page))
         .route("/app/apis", web::post().to(apis::create_api))
         .route("/app/apis/{id}", web::get().to(apis::api_page))
+        .route("/app/apis/{id}", web::post().to(apis::save_settings))
         .route("/app/apis/{id}/leak-policy", web::post().to(apis::set_leak_policy))
         .route("/app/consumers", web::get().to(app::consumers_page))
         .route("/app/consumers", web::post().to(app::create_consumer))
         .route("/app/consumers/{id}", web::get().to(app::consumer_page))
+        .route("/app/consumers/{id}", web::post().to(app::edit_consumer))
         .route("/app/consumers/{id}/delete", web::post().to(app::delete_consumer))
         .route("/app/keys/new", web::get().to(keys::new_key_page))
         .route("/app/keys", web::post().to(keys::create_key))
         .route("/app/keys/{id}", web::get().to(keys::key_page))
         .route("/app/shown/{id}", web::get().to(shown::shown))
+        .route("/app/keys/{id}/settings", web::post().to(keys::edit_key))
         .route("/app/keys/{id}/rotate", web::post().to(keys::rotate_key))
         .route("/app/keys/{id}/revoke", web::post().to(keys::revoke_key))
         .route("/app/keys/{id}/enabled", web::post().to(keys::set_enabled))

@@ -159,6 +159,26 @@ impl PolicyForm {
     }
 }
 
+/// Seconds as hours, as a form shows them (`24`, `0.5`).
+#[must_use]
+#[expect(clippy::cast_precision_loss, reason = "durations far below 2^52 seconds")]
+pub fn hours(seconds: i64) -> String {
+    trim_float(seconds as f64 / 3_600.0)
+}
+
+/// A policy in a few words: its schedule and overlap.
+#[must_use]
+pub fn describe(p: &crate::store::entities::rotation_policy::Model) -> String {
+    let schedule = match (&p.cron, p.interval_days) {
+        (Some(c), _) => format!("on the schedule {c} (UTC)"),
+        (None, Some(1)) => "every day".to_owned(),
+        (None, Some(d)) => format!("every {d} days"),
+        (None, None) => "on no schedule".to_owned(),
+    };
+    let paused = if p.enabled { "" } else { " (paused)" };
+    format!("Rotates {schedule}, old and new key valid together for {} h{paused}.", hours(p.overlap_seconds))
+}
+
 fn trim_float(x: f64) -> String {
     let s = format!("{x:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_owned()

@@ -41,7 +41,7 @@ async fn audit_page(app: TestApp) {
     }
     assert!(log.body.contains("Created the API Orders &#60;script&#62;") || log.body.contains("Orders &lt;script&gt;"));
     assert!(!log.body.contains("<script>x</script>"));
-    assert!(log.body.contains("<td>Ann</td>"), "members are named");
+    assert!(log.body.contains("<td data-label=\"Who\">Ann</td>"), "members are named");
     assert!(log.body.contains("Chain intact"));
     assert!(log.body.find("Disabled key").unwrap_or(usize::MAX) < log.body.find("Created the consumer").unwrap_or(0));
     // The detail of a change: before and after, request id, address.

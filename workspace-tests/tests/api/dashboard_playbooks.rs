@@ -86,7 +86,11 @@ async fn playbooks_pages(app: TestApp) {
     assert!(started.url.contains("/app/playbook-runs/run_"), "{}", started.url);
     let run_path = started.url.clone();
     let body = wait_page(&ann, &run_path, "Completed").await;
-    assert!(body.contains("Evidence") && body.contains("new_key_id") && body.contains("100%"));
+    assert!(
+        body.contains("Evidence") && body.contains("<th scope=\"row\">new key id</th>") && body.contains("100%"),
+        "{body}"
+    );
+    assert!(body.contains("by Ann") && body.contains(">Completed<"), "people and states in words: {body}");
     assert!(!body.contains("http-equiv=\"refresh\""), "a finished run stops refreshing");
 
     // A run started by someone else waits for Ann; Ann started this one, so she cannot approve it.
@@ -120,11 +124,11 @@ async fn playbooks_pages(app: TestApp) {
         .expect("run started");
     let path = format!("/app/playbook-runs/{}", other.id);
     let body = wait_page(&ann, &path, "Approve and continue").await;
-    assert!(body.contains("awaiting approval"), "{body}");
+    assert!(body.contains("Awaiting approval"), "{body}");
     let approved = ann.post(&format!("{path}/approve"), &[("csrf", &csrf)]).await;
     assert_eq!(approved.status, 200);
     let body = wait_page(&ann, &path, "Completed").await;
-    assert!(body.contains("approved by user:usr_"), "{body}");
+    assert!(body.contains("approved by Ann"), "{body}");
     let list = ann.get("/app/playbooks").await;
     assert!(list.body.matches("/app/playbook-runs/run_").count() >= 3);
 }

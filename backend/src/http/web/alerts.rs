@@ -28,6 +28,10 @@ pub struct Row {
     pub last: When,
     /// `key_…` subjects link to their key page, `api_…` to their API page.
     pub href: String,
+    /// The subject by name (the key's start and name, the API's name).
+    pub subject: String,
+    /// The state in words (`Open`, `Acknowledged`, `Resolved`).
+    pub state: String,
     pub evidence: Vec<(String, String)>,
 }
 
@@ -79,7 +83,7 @@ fn fields_of(t: &Thresholds, typed: Option<&ThresholdForm>) -> Vec<Field> {
         .collect()
 }
 
-fn row(a: &crate::store::entities::alert::Model, actors: &super::audit::Actors) -> Row {
+fn row(a: &crate::store::entities::alert::Model, actors: &super::audit::Actors, names: &super::names::Names) -> Row {
     let href = if a.subject_id.starts_with("api_") {
         format!("/app/apis/{}", a.subject_id)
     } else {
@@ -98,7 +102,15 @@ fn row(a: &crate::store::entities::alert::Model, actors: &super::audit::Actors) 
     let mut view = AlertView::of(a);
     view.acknowledged_by = view.acknowledged_by.map(|by| actors.label(&by));
     view.resolved_by = view.resolved_by.map(|by| actors.label(&by));
-    Row { a: view, first: When::of(a.first_seen_at), last: When::of(a.last_seen_at), href, evidence }
+    Row {
+        subject: names.label(&a.subject_id),
+        state: super::app::human(&a.state),
+        a: view,
+        first: When::of(a.first_seen_at),
+        last: When::of(a.last_seen_at),
+        href,
+        evidence,
+    }
 }
 
 /// `GET /app/alerts`.
@@ -133,12 +145,13 @@ async fn render(
     let page = crate::store::alerts::list(&state.db, &tenant(me), &f, 50, cursor.as_ref()).await?;
     let t = Thresholds::from_settings(&me.tenant.settings);
     let actors = super::audit::Actors::of(state, me).await?;
+    let names = super::names::Names::of(state, &tenant(me), page.items.iter().map(|a| a.subject_id.as_str())).await?;
     page_with(
         status,
         &AlertsPage {
             c: Chrome::of(me, "alerts"),
             state: shown,
-            rows: page.items.iter().map(|a| row(a, &actors)).collect(),
+            rows: page.items.iter().map(|a| row(a, &actors, &names)).collect(),
             next: page.next_cursor,
             fields: fields_of(&t, typed),
             errors,

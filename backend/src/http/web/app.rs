@@ -78,6 +78,14 @@ fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     if future { format!("in {text}") } else { format!("{text} ago") }
 }
 
+/// A state as words: `in_progress` → `In progress`.
+#[must_use]
+pub fn human(state: &str) -> String {
+    let spaced = state.replace('_', " ");
+    let mut chars = spaced.chars();
+    chars.next().map_or_else(String::new, |f| f.to_uppercase().chain(chars).collect())
+}
+
 /// One version of a key, as the pages show it.
 pub struct KeyRow {
     pub id: String,
@@ -200,6 +208,8 @@ struct Overview {
     failures: Vec<(String, i64)>,
     /// Alerts not yet acknowledged.
     open_alerts: u64,
+    /// The keys of the rotations, by name.
+    names: super::names::Names,
 }
 
 /// A rotation in a list.
@@ -219,7 +229,7 @@ impl RotationRow {
             id: r.id.clone(),
             lineage_id: r.lineage_id.clone(),
             from_key_id: r.from_key_id.clone(),
-            state: rotation::effective_state(r, Utc::now()).as_str().to_owned(),
+            state: human(rotation::effective_state(r, Utc::now()).as_str()),
             trigger: match r.trigger.as_str() {
                 "api" => "API".to_owned(),
                 "manual" => "dashboard".to_owned(),
@@ -250,7 +260,14 @@ pub async fn overview(state: web::Data<AppState>, me: Signed) -> Result<HttpResp
         .collect();
     let failures = crate::store::usage::rejections_since(&state.db, &t, Utc::now() - TimeDelta::hours(24)).await?;
     let open_alerts = crate::store::alerts::open_count(&state.db, &t).await?;
+    let names = super::names::Names::of(
+        &state,
+        &t,
+        in_progress.items.iter().map(|r| r.from_key_id.as_str()).collect::<Vec<_>>(),
+    )
+    .await?;
     page(&Overview {
+        names,
         c: Chrome::of(&me, "overview"),
         failures,
         open_alerts,

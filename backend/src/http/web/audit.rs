@@ -133,6 +133,8 @@ pub struct Row {
     pub target_type: String,
     pub target_id: Option<String>,
     pub target_link: Option<String>,
+    /// The target by name (a key's start and name, a consumer's or API's name), else its id.
+    pub target_name: String,
     pub summary: String,
     pub request_id: Option<String>,
     pub ip: Option<String>,
@@ -147,7 +149,7 @@ fn pretty(v: &serde_json::Value) -> String {
 }
 
 impl Row {
-    fn of(e: audit_event::Model, actors: &Actors) -> Self {
+    fn of(e: audit_event::Model, actors: &Actors, names: &super::names::Names) -> Self {
         let data: serde_json::Value = serde_json::from_str(&e.data).unwrap_or_default();
         let (before, after) = (data.get("before").map(pretty), data.get("after").map(pretty));
         let details = data.as_object().filter(|o| !o.is_empty()).and_then(|o| {
@@ -158,15 +160,21 @@ impl Row {
                 .collect();
             (!rest.is_empty()).then(|| pretty(&serde_json::Value::Object(rest)))
         });
+        // Root keys have no page but the list; the rest link to their own.
         let target_link = e.target_id.as_ref().and_then(|id| match e.target_type.as_str() {
-            "key" => Some(format!("/app/keys/{id}")),
-            "consumer" => Some(format!("/app/consumers/{id}")),
-            _ => None,
+            "root_key" => Some("/app/root-keys".to_owned()),
+            _ => super::names::href(id),
         });
+        let target_name = e.target_id.as_deref().map(|id| names.label(id)).unwrap_or_default();
+        let actor = match e.actor.split_once(':') {
+            Some(("root_key", id)) if names.knows(id) => format!("root key {}", names.label(id)),
+            _ => actors.label(&e.actor),
+        };
         Self {
             seq: e.seq,
             when: When::of(e.occurred_at),
-            actor: actors.label(&e.actor),
+            actor,
+            target_name,
             actor_id: e.actor,
             action: e.action,
             target_type: e.target_type,
@@ -257,7 +265,12 @@ async fn render(
     let actors = Actors::of(state, me).await?;
     let (rows, next) = if filter_ok {
         let page = export::list(&state.db, &me.tenant_id(), &filter, 50, before).await?;
-        (page.items.into_iter().map(|e| Row::of(e, &actors)).collect(), page.next_cursor)
+        let ids = page.items.iter().flat_map(|e| {
+            let root = e.actor.strip_prefix("root_key:");
+            e.target_id.as_deref().into_iter().chain(root)
+        });
+        let names = super::names::Names::of(state, &me.tenant_id(), ids.collect::<Vec<_>>()).await?;
+        (page.items.into_iter().map(|e| Row::of(e, &actors, &names)).collect(), page.next_cursor)
     } else {
         (Vec::new(), None)
     };

@@ -11,6 +11,7 @@ pub mod charts;
 pub mod confirm;
 pub mod key_fields;
 pub mod keys;
+pub mod names;
 pub mod playbooks;
 pub mod policies;
 pub mod search;

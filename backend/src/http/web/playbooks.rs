@@ -40,7 +40,7 @@ const STEP_SYNTAX: &[(&str, &str)] = &[
 struct PlaybooksPage<'a> {
     c: Chrome,
     playbooks: Vec<PlaybookView>,
-    runs: Vec<RunView>,
+    runs: Vec<(RunView, RunRow)>,
     form: &'a NewForm,
     errors: &'a FormErrors,
     line_errors: Vec<String>,
@@ -75,7 +75,17 @@ async fn render_list(
 ) -> Result<HttpResponse, WebError> {
     let t = me.tenant_id();
     let playbooks = all(state, &t).await.map_err(api_to_web)?;
-    let runs = crate::store::playbooks::list_runs(&state.db, &t, 20).await?.into_iter().map(RunView::from).collect();
+    let views: Vec<RunView> =
+        crate::store::playbooks::list_runs(&state.db, &t, 20).await?.into_iter().map(RunView::from).collect();
+    let names = super::names::Names::of(state, &t, views.iter().flat_map(ids_of).collect::<Vec<_>>()).await?;
+    let actors = super::audit::Actors::of(state, me).await?;
+    let runs = views
+        .into_iter()
+        .map(|r| {
+            let row = RunRow::of(&r, &names, &actors);
+            (r, row)
+        })
+        .collect();
     let p = PlaybooksPage {
         c: Chrome::of(me, "playbooks"),
         playbooks,
@@ -280,11 +290,108 @@ pub async fn run(
 struct RunPage {
     c: Chrome,
     r: RunView,
-    target: String,
-    /// Evidence of each step, pretty-printed.
-    evidence: Vec<String>,
+    row: RunRow,
+    /// Evidence of each step, as label–value rows.
+    evidence: Vec<Vec<(String, String)>>,
+    /// Each step's state in words.
+    step_states: Vec<String>,
     can_approve: bool,
     error: Option<String>,
+}
+
+/// A run as lists and its page show it: its target and people by name, its state in words.
+pub struct RunRow {
+    pub target: String,
+    pub target_href: Option<String>,
+    pub started_by: String,
+    pub approved_by: Option<String>,
+    pub state: String,
+    pub started: super::app::When,
+    pub finished: Option<super::app::When>,
+}
+
+impl RunRow {
+    fn of(r: &RunView, names: &super::names::Names, actors: &super::audit::Actors) -> Self {
+        let t = &r.target;
+        let (kind, id) = if let Some(k) = &t.key_id {
+            ("key", k)
+        } else if let Some(c) = &t.consumer_id {
+            ("consumer", c)
+        } else if let Some(a) = &t.api_id {
+            ("every key of", a)
+        } else if let Some(x) = &t.rotation_id {
+            ("rotation", x)
+        } else {
+            ("", &String::new())
+        };
+        let mut target = format!("{kind} {}", names.label(id)).trim().to_owned();
+        if let Some(b) = t.created_before {
+            target.push_str(&format!(" issued before {}", b.format("%Y-%m-%d %H:%M UTC")));
+        }
+        Self {
+            target,
+            target_href: super::names::href(id),
+            started_by: actors.label(&r.started_by),
+            approved_by: r.approved_by.as_deref().map(|a| actors.label(a)),
+            state: super::app::human(&r.state),
+            started: super::app::When::of(r.created_at),
+            finished: super::app::When::opt(r.finished_at),
+        }
+    }
+}
+
+/// The ids a run names, for [`super::names::Names::of`].
+fn ids_of(r: &RunView) -> impl Iterator<Item = &str> {
+    let t = &r.target;
+    [&t.key_id, &t.consumer_id, &t.api_id].into_iter().filter_map(|x| x.as_deref())
+}
+
+/// Evidence as label–value rows: nested objects by their path, lists of values joined, lists of
+/// objects one row per item field (`keys 1 · start`); at most 60 rows.
+#[must_use]
+pub fn evidence_rows(v: &Value) -> Vec<(String, String)> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+        let label = |k: &str| {
+            if prefix.is_empty() { k.replace('_', " ") } else { format!("{prefix} · {}", k.replace('_', " ")) }
+        };
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    walk(&label(k), x, out);
+                }
+            }
+            Value::Array(items) if items.iter().any(|x| x.is_object() || x.is_array()) => {
+                for (i, x) in items.iter().enumerate() {
+                    walk(&format!("{prefix} {}", i + 1), x, out);
+                }
+                if items.is_empty() {
+                    out.push((prefix.to_owned(), "none".into()));
+                }
+            }
+            Value::Array(items) => {
+                let text: Vec<String> = items.iter().map(scalar).collect();
+                out.push((prefix.to_owned(), if text.is_empty() { "none".into() } else { text.join(", ") }));
+            }
+            other => out.push((prefix.to_owned(), scalar(other))),
+        }
+    }
+    fn scalar(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Bool(true) => "yes".into(),
+            Value::Bool(false) => "no".into(),
+            Value::Null => "—".into(),
+            other => other.to_string(),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    if out.len() > 60 {
+        let more = out.len() - 59;
+        out.truncate(59);
+        out.push(("…".into(), format!("{more} more rows in the run's JSON (GET /v1/playbook-runs/{{id}})")));
+    }
+    out
 }
 
 /// `GET /app/playbook-runs/{id}`.
@@ -301,12 +408,14 @@ async fn render_run(
 ) -> Result<HttpResponse, WebError> {
     let id = RunId::parse(id).map_err(|_| WebError::NotFound)?;
     let r = view(state, crate::store::playbooks::get_run(&state.db, &me.tenant_id(), &id).await?).await?;
-    let evidence =
-        r.steps.iter().map(|s| serde_json::to_string_pretty(&s.evidence).unwrap_or_default()).collect::<Vec<_>>();
+    let evidence = r.steps.iter().map(|s| evidence_rows(&s.evidence)).collect::<Vec<_>>();
+    let step_states = r.steps.iter().map(|s| super::app::human(&s.state)).collect();
     let can_approve =
         r.state == runs::state::AWAITING_APPROVAL && r.started_by != me.actor() && me.role.can_manage_keys();
-    let target = r.target.label();
-    let p = RunPage { c: Chrome::of(me, "playbooks"), r, target, evidence, can_approve, error };
+    let names = super::names::Names::of(state, &me.tenant_id(), ids_of(&r).collect::<Vec<_>>()).await?;
+    let actors = super::audit::Actors::of(state, me).await?;
+    let row = RunRow::of(&r, &names, &actors);
+    let p = RunPage { c: Chrome::of(me, "playbooks"), r, row, evidence, step_states, can_approve, error };
     if status == StatusCode::OK { page(&p) } else { page_with(status, &p) }
 }
 

@@ -319,8 +319,12 @@ async fn owner_and_viewer(app: &TestApp, c: &Client) {
     wait_for(c, "Incident playbooks").await;
     shot(c, "24-playbooks").await;
     c.goto(&app.url("/app/playbooks/compromised_consumer")).await.expect("playbook");
-    fill(c, "#target_id", &bob).await;
-    click(c, "form[action$='/run#plan'] button[type=submit]").await;
+    // The consumer is found by its external id with the picker's search, and chosen by name.
+    fill(c, "#target_q", "cus_42").await;
+    click(c, "button[name=find]").await;
+    wait_for(c, "cus_42").await;
+    click(c, &format!("input[name=target_id][value='{bob}']")).await;
+    click(c, "form[action$='/run#plan'] button.primary").await;
     wait_for(c, "Start the run").await;
     shot(c, "25-playbook-dry-run").await;
     click(c, "#plan button.danger").await;

@@ -177,6 +177,48 @@ async fn policies_page(app: TestApp) {
     assert_eq!(refused.status, 422);
     assert!(refused.body.contains("id=\"overlap-error\""), "the error is next to the overlap field");
     assert!(refused.body.contains("value=\"0.1\""), "what was typed stays");
+    assert!(refused.body.contains("at least 0.5") && !refused.body.contains("1800"), "in the field's unit");
+    // Every mistake at once: the typed ones and the ones only the rules see.
+    let mut many = form("0.1");
+    many.retain(|(k, _)| !matches!(*k, "max_active" | "notice_days"));
+    many.extend([
+        ("csrf", csrf.as_str()),
+        ("api_id", api_id.as_str()),
+        ("max_active", "11"),
+        ("notice_days", "400, x"),
+    ]);
+    let refused = ann.post("/app/policies", &many).await;
+    for id in ["overlap-error", "max-error", "notice-error"] {
+        assert!(refused.body.contains(&format!("id=\"{id}\"")), "{id} in the same answer: {}", refused.body);
+    }
+    // An override is for a consumer chosen by name from a server-side search.
+    let (_, con) =
+        app.post("/v1/consumers", &root, serde_json::json!({"external_id": "cus_77", "name": "Zed Corp"})).await;
+    let con_id = con["id"].as_str().expect("consumer").to_owned();
+    let mut find = form("24");
+    find.extend([
+        ("csrf", csrf.as_str()),
+        ("api_id", api_id.as_str()),
+        ("find", "consumer_id"),
+        ("consumer_q", "cus_77"),
+    ]);
+    let found = ann.post("/app/policies", &find).await;
+    assert_eq!(found.status, 200);
+    assert!(found.body.contains(&format!("name=\"consumer_id\" value=\"{con_id}\"")), "{}", found.body);
+    assert!(found.body.contains("Zed Corp") && found.body.contains("value=\"14, 1\""), "the form keeps what was typed");
+    let (_, none) = app.get("/v1/policies", &root).await;
+    assert_eq!(none["data"].as_array().map(Vec::len), Some(0), "a search saves nothing");
+    let mut over = form("24");
+    over.extend([("csrf", csrf.as_str()), ("api_id", api_id.as_str()), ("consumer_id", con_id.as_str())]);
+    let saved = ann.post("/app/policies", &over).await;
+    assert!(
+        saved.body.contains("override for <a href=\"/app/consumers/") && saved.body.contains(">Zed Corp</a>"),
+        "{}",
+        saved.body
+    );
+    let (_, listed) = app.get("/v1/policies", &root).await;
+    let override_id = listed["data"][0]["id"].as_str().expect("id").to_owned();
+    ann.post(&format!("/app/policies/{override_id}/delete"), &[("csrf", &csrf)]).await;
     let mut good = form("24");
     good.extend([("csrf", csrf.as_str()), ("api_id", api_id.as_str())]);
     let saved = ann.post("/app/policies", &good).await;

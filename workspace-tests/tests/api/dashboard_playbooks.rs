@@ -40,7 +40,30 @@ async fn playbooks_pages(app: TestApp) {
         )
         .await;
     assert_eq!(bad.status, 422);
-    assert!(bad.body.contains("Line 2: is not a step of the catalogue"), "{}", bad.body);
+    assert!(bad.body.contains("Line 2: “explode” is not a step."), "{}", bad.body);
+    // Typos and wrong numbers in plain words, every line at once, never a parser's message.
+    let typos = ann
+        .post(
+            "/app/playbooks",
+            &[
+                ("csrf", &csrf),
+                ("name", ""),
+                ("target", "key"),
+                ("description", ""),
+                ("steps", "rotat 3600\nrotate soon\nrevoke now\nvalidate"),
+            ],
+        )
+        .await;
+    assert_eq!(typos.status, 422);
+    for says in [
+        "Line 1: “rotat” is not a step. Did you mean “rotate”?",
+        "Line 2: “soon” is not a whole number of seconds",
+        "Line 3: “revoke” takes no number; remove “now”.",
+        "The name must be 1 to 100 characters.",
+    ] {
+        assert!(typos.body.contains(says), "{says}: {}", typos.body);
+    }
+    assert!(!typos.body.contains("unknown variant") && !typos.body.contains("invalid type"));
     assert!(bad.body.contains("explode now") && bad.body.contains("value=\"Quarantine\""));
     let bad = ann
         .post(

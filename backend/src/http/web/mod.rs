@@ -12,6 +12,7 @@ pub mod confirm;
 pub mod key_fields;
 pub mod keys;
 pub mod names;
+pub mod picks;
 pub mod playbooks;
 pub mod policies;
 pub mod search;

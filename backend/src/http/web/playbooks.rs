@@ -135,6 +135,61 @@ fn step_of_line(line: &str) -> Value {
     step
 }
 
+/// The steps a line may start with, and how many numbers (seconds) each takes.
+const STEP_KINDS: &[(&str, usize)] = &[
+    ("rotate", 1),
+    ("revoke", 0),
+    ("shorten_grace", 1),
+    ("rollback", 0),
+    ("notify", 0),
+    ("wait_for_drain", 2),
+    ("require_approval", 0),
+    ("validate", 0),
+];
+
+/// Edit distance of two short words.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// What is wrong with one step line, in plain words (`None` when the catalogue will take it).
+fn line_problem(line: &str) -> Option<String> {
+    let mut words = line.split_whitespace();
+    let kind = words.next().unwrap_or_default().to_lowercase();
+    let rest: Vec<&str> = words.collect();
+    let Some((_, takes)) = STEP_KINDS.iter().find(|(k, _)| *k == kind) else {
+        let near = STEP_KINDS.iter().map(|(k, _)| (distance(&kind, k), *k)).min().filter(|(d, _)| *d <= 2);
+        let hint = near.map_or_else(String::new, |(_, k)| format!(" Did you mean “{k}”?"));
+        let all: Vec<&str> = STEP_KINDS.iter().map(|(k, _)| *k).collect();
+        return Some(format!("“{kind}” is not a step.{hint} The steps are {}.", all.join(", ")));
+    };
+    if kind == "notify" {
+        return None;
+    }
+    if let Some(extra) = rest.get(*takes..).filter(|x| !x.is_empty()) {
+        let n = match takes {
+            0 => "no number".to_owned(),
+            1 => "one number of seconds".to_owned(),
+            t => format!("{t} numbers of seconds"),
+        };
+        return Some(format!("“{kind}” takes {n}; remove “{}”.", extra.join(" ")));
+    }
+    rest.iter()
+        .find(|w| w.parse::<u64>().is_err())
+        .map(|w| format!("“{w}” is not a whole number of seconds (write 3600 for an hour)."))
+}
+
 /// `POST /app/playbooks`: a playbook of the team's own.
 pub async fn create(
     state: web::Data<AppState>,
@@ -145,15 +200,31 @@ pub async fn create(
     me.check_csrf(&req, &form.csrf)?;
     me.require_keys()?;
     let lines: Vec<&str> = form.steps.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut errors = FormErrors::new();
+    // Lines the catalogue would refuse with a parser's words are explained here instead, and
+    // left out of the check of the rest, so that every other error shows in the same answer.
+    let mut line_errors: Vec<String> = Vec::new();
+    let mut explained = std::collections::HashSet::new();
+    for (i, l) in lines.iter().enumerate() {
+        if let Some(p) = line_problem(l) {
+            line_errors.push(format!("Line {}: {p}", i + 1));
+            explained.insert(i + 1);
+        }
+    }
     let body = PlaybookBody {
         name: form.name.clone(),
         description: form.description.clone(),
         target: form.target.clone(),
-        steps: lines.iter().map(|l| step_of_line(l)).collect(),
+        steps: lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| if explained.contains(&(i + 1)) { step_of_line("validate") } else { step_of_line(l) })
+            .collect(),
     };
-    let mut errors = FormErrors::new();
-    let mut line_errors = Vec::new();
     match definition_of(&body) {
+        Ok(_) if !line_errors.is_empty() => {
+            errors.insert("steps", "Some steps need a correction.".into());
+        }
         Ok(d) => match crate::playbooks::create(&me.ctx(&state), &d).await {
             Ok(_) => return Ok(see_other("/app/playbooks")),
             Err(crate::app::ServiceError::Conflict(m)) => drop(errors.insert("name", format!("Not saved: {m}."))),
@@ -172,7 +243,9 @@ pub async fn create(
                             .and_then(|r| r.split(']').next())
                             .and_then(|n| n.parse::<usize>().ok())
                             .map_or(0, |n| n + 1);
-                        line_errors.push(format!("Line {line}: {}", e.message));
+                        if !explained.contains(&line) {
+                            line_errors.push(format!("Line {line}: {}", e.message));
+                        }
                     }
                 }
             }
@@ -182,6 +255,7 @@ pub async fn create(
         }
         Err(other) => return Err(api_to_web(other)),
     }
+    line_errors.sort_by_key(|l| l.trim_start_matches("Line ").split(':').next().and_then(|n| n.parse::<usize>().ok()));
     render_list(&state, &me, &form, &errors, line_errors, StatusCode::UNPROCESSABLE_ENTITY).await
 }
 
@@ -194,6 +268,10 @@ struct PlaybookPage<'a> {
     form: &'a RunForm,
     errors: &'a FormErrors,
     plan: Option<RunPlan>,
+    /// The choices of the target picker (keys, consumers or rotations).
+    picks: Vec<super::picks::Pick>,
+    /// The chosen target by name, for the dry run.
+    target_name: String,
 }
 
 /// What the run form sends: the one target field the playbook needs.
@@ -206,6 +284,17 @@ pub struct RunForm {
     pub created_before: String,
     /// `confirm` on the second step.
     pub step: String,
+    /// Set by the picker's search button: list the matches, do nothing else.
+    pub find: String,
+    /// What the picker searches for.
+    pub target_q: String,
+}
+
+/// The playbook page's query: a target to choose at once (from a key's or consumer's page).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PlaybookQuery {
+    pub target: String,
 }
 
 /// `GET /app/playbooks/{id}`.
@@ -213,8 +302,9 @@ pub async fn playbook_page(
     state: web::Data<AppState>,
     me: Signed,
     id: web::Path<String>,
+    q: web::Query<PlaybookQuery>,
 ) -> Result<HttpResponse, WebError> {
-    let form = RunForm::default();
+    let form = RunForm { target_id: q.target.clone(), ..RunForm::default() };
     render_playbook(&state, &me, &id, &form, &FormErrors::new(), None, StatusCode::OK).await
 }
 
@@ -230,8 +320,22 @@ async fn render_playbook(
     let t = me.tenant_id();
     let (pid, builtin, d, at) = find(state, &t, id).await.map_err(api_to_web)?;
     let apis = apis::list(&state.db, &t, 100, None).await?.items;
+    let (q, chosen) = (form.target_q.as_str(), form.target_id.trim());
+    let picks = match d.target {
+        TargetKind::Key => super::picks::keys(state, &t, q, chosen).await?,
+        TargetKind::Consumer => super::picks::consumers(state, &t, q, chosen).await?,
+        TargetKind::Rotation => super::picks::rotations(state, &t).await?,
+        TargetKind::Api => Vec::new(),
+    };
+    let target_name = picks
+        .iter()
+        .find(|p| p.value == chosen)
+        .map(|p| p.label.clone())
+        .or_else(|| apis.iter().find(|a| a.id == chosen).map(|a| a.name.clone()))
+        .unwrap_or_else(|| chosen.to_owned());
     let p = PlaybookView::of(pid, builtin, d, at);
-    page_with(status, &PlaybookPage { c: Chrome::of(me, "playbooks"), p, apis, form, errors, plan })
+    let page = PlaybookPage { c: Chrome::of(me, "playbooks"), p, apis, form, errors, plan, picks, target_name };
+    page_with(status, &page)
 }
 
 /// `POST /app/playbooks/{id}/run`: the dry run, then (`step=confirm`) the run.
@@ -247,6 +351,13 @@ pub async fn run(
     let t = me.tenant_id();
     let (pid, _, d, _) = find(&state, &t, &id).await.map_err(api_to_web)?;
     let mut errors = FormErrors::new();
+    if !form.find.is_empty() {
+        return render_playbook(&state, &me, &id, &form, &errors, None, StatusCode::OK).await;
+    }
+    if form.target_id.trim().is_empty() && d.target != TargetKind::Api {
+        errors.insert("target_id", format!("Choose the {} to act on.", d.target.as_str()));
+        return render_playbook(&state, &me, &id, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
     let raw = form.target_id.trim().to_owned();
     let mut target = Target::default();
     match d.target {

@@ -22,6 +22,8 @@ const DAY: i64 = 86_400;
 pub struct PolicyRow {
     pub view: PolicyView,
     pub api_name: String,
+    /// The consumer of an override, by name.
+    pub consumer_name: Option<String>,
     pub schedule: String,
     pub notices: String,
     pub next: String,
@@ -38,6 +40,8 @@ struct PoliciesPage<'a> {
     notice: Option<&'a str>,
     /// The policy being edited, if any.
     editing: Option<String>,
+    /// The consumer picker's choices (a new policy only).
+    picks: Vec<super::picks::Pick>,
 }
 
 /// What the policy form sends, in the units people use.
@@ -60,6 +64,9 @@ pub struct PolicyForm {
     pub on_full: String,
     pub delivery: String,
     pub enabled: String,
+    /// Set by the consumer picker's search button: list the matches, save nothing.
+    pub find: String,
+    pub consumer_q: String,
 }
 
 impl PolicyForm {
@@ -99,7 +106,7 @@ impl PolicyForm {
             on_full: v.on_full.clone(),
             delivery: v.delivery.clone(),
             enabled: if v.enabled { "on".into() } else { String::new() },
-            csrf: String::new(),
+            ..Self::default()
         }
     }
 
@@ -116,25 +123,28 @@ impl PolicyForm {
             match self.interval_days.trim().parse::<i64>() {
                 Ok(d) => (Some(Some(d)), Some(None)),
                 Err(_) => {
-                    errors.insert("interval_days", "Enter a whole number of days.".into());
+                    errors.insert("interval_days", "Enter a whole number of days from 1 to 3650.".into());
                     (None, None)
                 }
             }
         };
         let window_seconds = number(&self.window_minutes).map(|m| (m * 60.0) as i64);
         if window_seconds.is_none() {
-            errors.insert("window_minutes", "Enter minutes.".into());
+            errors.insert("window_minutes", "Enter a number of minutes from 0 to 10080 (7 days).".into());
         }
         let overlap_seconds = number(&self.overlap_hours).map(|h| (h * 3_600.0) as i64);
         if overlap_seconds.is_none() {
-            errors.insert("overlap_hours", "Enter hours.".into());
+            errors.insert(
+                "overlap_hours",
+                "Enter a number of hours: at least 0.5, shorter than the time between rotations.".into(),
+            );
         }
         let mut notice_seconds = Vec::new();
         for d in self.notice_days.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()) {
             match number(d) {
                 Some(days) => notice_seconds.push((days * DAY as f64) as i64),
                 None => {
-                    errors.insert("notice_days", format!("“{d}” is not a number of days."));
+                    errors.insert("notice_days", format!("“{d}” is not a number of days (e.g. 14, 1 or 0.5)."));
                 }
             }
         }
@@ -184,32 +194,49 @@ fn trim_float(x: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
-/// The API's field errors, under the names of this form's fields.
+/// The operation's field errors beside this form's fields, in the form's units; an error of a
+/// field the person typed wrong already is not repeated.
 fn into_form_errors(e: ServiceError, errors: &mut FormErrors) -> Result<(), WebError> {
     let ServiceError::Invalid(fields) = e else {
         return Err(e.into());
     };
-    let detail = ServiceError::Invalid(fields.clone()).to_string();
     for f in fields {
-        let name = match f.field.split(['[', '.']).next().unwrap_or_default() {
-            "interval_days" => "interval_days",
-            "cron" => "cron",
-            "window_seconds" => "window_minutes",
-            "overlap_seconds" => "overlap_hours",
-            "notice_seconds" => "notice_days",
-            "retire_mode" => "retire_mode",
-            "max_active" => "max_active",
-            "on_full" => "on_full",
-            "delivery" => "delivery",
-            _ => "schedule",
+        let (name, text) = match f.field.split(['[', '.']).next().unwrap_or_default() {
+            "interval_days" => ("interval_days", "Enter a whole number of days from 1 to 3650.".to_owned()),
+            "cron" => ("cron", sentence(&format!("the cron expression {}", f.message))),
+            "window_seconds" => ("window_minutes", "Enter a number of minutes from 0 to 10080 (7 days).".to_owned()),
+            "overlap_seconds" => (
+                "overlap_hours",
+                "Enter a number of hours: at least 0.5, shorter than the time between rotations.".to_owned(),
+            ),
+            "notice_seconds" => (
+                "notice_days",
+                "Enter at most 10 notices, each from 0.001 days (a minute) to 365 days ahead.".to_owned(),
+            ),
+            "max_active" => ("max_active", "Enter a number from 1 to 10.".to_owned()),
+            "retire_mode" => ("retire_mode", "Choose when the old key is retired.".to_owned()),
+            "on_full" => ("on_full", "Choose what happens when the lineage is full.".to_owned()),
+            "delivery" => ("delivery", sentence(&f.message)),
+            "api_id" => ("api_id", sentence(&format!("the API {}", f.message))),
+            _ => ("schedule", sentence(&format!("{} {}", f.field.replace('_', " "), f.message))),
         };
-        let text = f.message.replace("seconds", "time");
-        errors.entry(name).or_insert_with(|| format!("{}{}.", text[..1].to_uppercase(), &text[1..]));
-    }
-    if errors.is_empty() {
-        errors.insert("schedule", detail);
+        errors.entry(name).or_insert(text);
     }
     Ok(())
+}
+
+/// Every error of the form at once: the operation's own checks run on what could be read, on a
+/// copy (`base`), before anything is saved.
+fn check_all(
+    state: &AppState,
+    base: &mut crate::store::entities::rotation_policy::Model,
+    body: &PolicyBody,
+    errors: &mut FormErrors,
+) -> Result<(), WebError> {
+    match app::policies::apply(base, body, state.master_key.is_some()) {
+        Ok(()) => Ok(()),
+        Err(e) => into_form_errors(e, errors),
+    }
 }
 
 /// `GET /app/policies`.
@@ -228,13 +255,21 @@ async fn render(
 ) -> Result<HttpResponse, WebError> {
     let t = me.tenant_id();
     let apis = apis::list(&state.db, &t, 100, None).await?.items;
-    let rows = policies::list(&state.db, &t, 100, None)
-        .await?
-        .items
+    let all = policies::list(&state.db, &t, 100, None).await?.items;
+    let names =
+        super::names::Names::of(state, &t, all.iter().filter_map(|p| p.consumer_id.as_deref()).collect::<Vec<_>>())
+            .await?;
+    let picks = if editing.is_none() {
+        super::picks::consumers(state, &t, &form.consumer_q, form.consumer_id.trim()).await?
+    } else {
+        Vec::new()
+    };
+    let rows = all
         .into_iter()
         .map(|p| {
             let view = PolicyView::from(p);
             PolicyRow {
+                consumer_name: view.consumer_id.as_deref().map(|c| names.label(c)),
                 api_name: apis.iter().find(|a| a.id == view.api_id).map(|a| a.name.clone()).unwrap_or_default(),
                 schedule: match (&view.cron, view.interval_days) {
                     (Some(c), _) => format!("cron {c} (window {} min)", view.window_seconds / 60),
@@ -256,7 +291,7 @@ async fn render(
         .collect();
     page_with(
         status,
-        &PoliciesPage { c: Chrome::of(me, "policies"), policies: rows, apis, form, errors, notice, editing },
+        &PoliciesPage { c: Chrome::of(me, "policies"), policies: rows, apis, form, errors, notice, editing, picks },
     )
 }
 
@@ -271,6 +306,9 @@ pub async fn create(
     me.require_admin()?;
     let t = me.tenant_id();
     let mut errors = FormErrors::new();
+    if !form.find.is_empty() {
+        return render(&state, &me, &form, &errors, None, None, StatusCode::OK).await;
+    }
     let api = super::app::chosen_api(&state, &t, &form.api_id, &mut errors).await?;
     let consumer = form.consumer_id.trim();
     let consumer_id = if consumer.is_empty() {
@@ -280,18 +318,20 @@ pub async fn create(
             Ok(cid) => match consumers::get(&state.db, &t, &cid).await {
                 Ok(c) => Some(c.id),
                 Err(StoreError::NotFound) => {
-                    errors.insert("consumer_id", "No consumer of this team has this id.".into());
+                    errors.insert("consumer_id", "That consumer no longer exists: choose another.".into());
                     None
                 }
                 Err(e) => return Err(e.into()),
             },
             Err(_) => {
-                errors.insert("consumer_id", "Enter a consumer id (con_…), or leave it empty.".into());
+                errors.insert("consumer_id", "Choose a consumer from the list, or none.".into());
                 None
             }
         }
     };
     let mut body = form.body(&mut errors);
+    let mut scratch = app::policies::new_policy(&t, String::new(), None);
+    check_all(&state, &mut scratch, &body, &mut errors)?;
     let Some(api) = api.filter(|_| errors.is_empty()) else {
         return render(&state, &me, &form, &errors, None, None, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
@@ -348,9 +388,10 @@ pub async fn update(
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
     let t = me.tenant_id();
-    policies::get(&state.db, &t, &policy_id(&id)?).await?;
+    let mut scratch = policies::get(&state.db, &t, &policy_id(&id)?).await?;
     let mut errors = FormErrors::new();
     let body = form.body(&mut errors);
+    check_all(&state, &mut scratch, &body, &mut errors)?;
     if errors.is_empty()
         && let Err(e) = app::policies::update(&me.ctx(&state), &id, &body).await
     {

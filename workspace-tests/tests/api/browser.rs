@@ -62,14 +62,24 @@ fn driver() -> Option<(Driver, PathBuf)> {
 }
 
 async fn open(d: &Driver, chromium: &std::path::Path) -> Client {
-    let caps = json!({
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                     "--window-size=1280,900"]
-        }
-    });
+    open_with(d, chromium, &[]).await
+}
+
+/// A session with more Chromium switches (e.g. a dark colour scheme).
+async fn open_with(d: &Driver, chromium: &std::path::Path, extra: &[&str]) -> Client {
+    let mut args = vec![
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ];
+    args.extend_from_slice(extra);
+    let caps = json!({ "goog:chromeOptions": { "binary": chromium, "args": args } });
     let serde_json::Value::Object(caps) = caps else { unreachable!("an object") };
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
@@ -121,6 +131,70 @@ async fn wait_for(c: &Client, text: &str) {
         assert!(started.elapsed() < Duration::from_secs(10), "page never showed {text:?}: {}", body(c).await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The main pages of the dashboard, by path and screenshot name (found on the pages themselves
+/// where they need an id).
+async fn main_pages(c: &Client, app: &TestApp) -> Vec<(String, String)> {
+    let mut pages: Vec<(String, String)> = [
+        ("/app", "overview"),
+        ("/app/apis", "apis"),
+        ("/app/consumers", "consumers"),
+        ("/app/policies", "policies"),
+        ("/app/alerts", "alerts"),
+        ("/app/playbooks", "playbooks"),
+        ("/app/audit", "audit"),
+        ("/app/team", "team"),
+        ("/app/account", "account"),
+        ("/app/search?q=acme", "search"),
+    ]
+    .iter()
+    .map(|(p, n)| ((*p).to_owned(), (*n).to_owned()))
+    .collect();
+    for (list, prefix, name) in [
+        ("/app/apis", "/app/apis/api_", "api"),
+        ("/app/consumers", "/app/consumers/con_", "consumer"),
+        ("/app/playbooks", "/app/playbook-runs/run_", "playbook-run"),
+    ] {
+        c.goto(&app.url(list)).await.expect("list");
+        let href = c
+            .find(Locator::Css(&format!("main a[href^='{prefix}']")))
+            .await
+            .expect("a link")
+            .attr("href")
+            .await
+            .expect("href")
+            .expect("an href");
+        pages.push((href, name.to_owned()));
+        if name == "consumer" {
+            c.goto(&app.url(&pages.last().expect("page").0)).await.expect("consumer");
+            let key = c.find(Locator::Css("main a[href^='/app/keys/key_']")).await.expect("a key");
+            pages.push((key.attr("href").await.expect("href").expect("an href"), "key".into()));
+        }
+    }
+    pages
+}
+
+/// Screenshots of the main pages at 1400 px and 390 px wide (`scheme` names the colour scheme);
+/// on a phone no page is wider than the screen (wide tables scroll inside their card).
+async fn tour(c: &Client, app: &TestApp, scheme: &str) {
+    let pages = main_pages(c, app).await;
+    for (width, height, size) in [(1400, 900, "1400"), (390, 844, "390")] {
+        c.set_window_size(width, height).await.expect("resize");
+        for (path, name) in &pages {
+            c.goto(&app.url(path)).await.expect("page");
+            wait_for(c, "").await;
+            let wide: serde_json::Value = c
+                .execute("return [document.documentElement.scrollWidth, window.innerWidth]", vec![])
+                .await
+                .expect("widths");
+            shot(c, &format!("tour-{scheme}-{size}-{name}")).await;
+            if size == "390" {
+                assert!(wide[0].as_f64() <= wide[1].as_f64(), "{path} is wider than a phone: {wide}");
+            }
+        }
+    }
+    c.set_window_size(1280, 900).await.expect("resize");
 }
 
 /// The ids of the keys with this name.
@@ -333,6 +407,7 @@ async fn owner_and_viewer(app: &TestApp, c: &Client) {
     shot(c, "26-playbook-run").await;
     let v = app.verify(json!({"key": third})).await;
     assert!(v["code"] == "VALID" && v["rotation"].is_object(), "the old key is in grace: {v}");
+    tour(c, app, "light").await;
     click(c, "form[action='/logout'] button").await;
     wait_for(c, "Sign in").await;
     shot(c, "14-login").await;
@@ -364,14 +439,32 @@ async fn dashboard_in_chromium() {
     let Some((d, chromium)) = driver() else { return };
     let Some(app) = spawn_app(Backend::Sqlite).await else { return };
     let c = open(&d, &chromium).await;
-    // The browser closes even when an assertion fails.
+    let dark = open_with(&d, &chromium, &["--force-dark-mode", "--blink-settings=preferredColorScheme=0"]).await;
+    // The browsers close even when an assertion fails.
     let outcome = tokio::spawn({
-        let c = c.clone();
-        async move { owner_and_viewer(&app, &c).await }
+        let (c, dark) = (c.clone(), dark.clone());
+        async move {
+            owner_and_viewer(&app, &c).await;
+            dark_tour(&app, &dark).await;
+        }
     })
     .await;
     let _ = c.close().await;
+    let _ = dark.close().await;
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+/// The same pages in the dark colour scheme.
+async fn dark_tour(app: &TestApp, c: &Client) {
+    c.goto(&app.url("/login")).await.expect("login");
+    fill(c, "#email", "ann@acme.test").await;
+    fill(c, "#password", "correct horse battery").await;
+    click(c, "button[type=submit]").await;
+    wait_for(c, "Overview").await;
+    let dark: serde_json::Value =
+        c.execute("return matchMedia('(prefers-color-scheme: dark)').matches", vec![]).await.expect("scheme");
+    assert_eq!(dark, json!(true), "the session prefers dark");
+    tour(c, app, "dark").await;
 }

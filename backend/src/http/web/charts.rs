@@ -1,5 +1,6 @@
 //! Charts drawn on the server as inline SVG: stacked bars over time, one `<title>` tooltip per
-//! bar, an axis with the peak and three time labels. No script, no inline style (the CSP allows
+//! bar. The peak and three time labels are HTML beside the drawing, so they keep their size
+//! when the drawing is stretched to a phone's width. No script, no inline style (the CSP allows
 //! neither); colours come from `app.css` by class. Long ranges are merged into at most
 //! [`MAX_BARS`] bars, so 30 days of minute data reads as well as an hour.
 
@@ -14,9 +15,9 @@ use crate::store::usage::{self, Scope};
 pub const MAX_BARS: usize = 120;
 
 const WIDTH: f64 = 720.0;
-const HEIGHT: f64 = 180.0;
-const LEFT: f64 = 44.0;
-const BOTTOM: f64 = 22.0;
+const HEIGHT: f64 = 160.0;
+const LEFT: f64 = 0.0;
+const BOTTOM: f64 = 1.0;
 
 /// One series of a stacked chart: a name for the legend and tooltips, and its CSS class.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +40,10 @@ pub struct Chart {
     pub svg: String,
     pub summary: String,
     pub empty: bool,
+    /// The largest bar's total, the top of the scale.
+    pub peak: String,
+    /// The times under the left edge, the middle and the right edge.
+    pub ticks: [String; 3],
 }
 
 fn esc(s: &str) -> String {
@@ -98,9 +103,7 @@ pub fn stacked(title: &str, series: &[Series], bars: Vec<Bar>, step: TimeDelta) 
     );
     let _ = write!(
         svg,
-        r#"<line class="axis" x1="{LEFT}" y1="{plot}" x2="{WIDTH}" y2="{plot}"/><line class="gridline" x1="{LEFT}" y1="4" x2="{WIDTH}" y2="4"/><text class="tick" x="{}" y="12" text-anchor="end">{peak}</text><text class="tick" x="{}" y="{plot}" text-anchor="end">0</text>"#,
-        LEFT - 4.0,
-        LEFT - 4.0
+        r#"<line class="axis" x1="{LEFT}" y1="{plot}" x2="{WIDTH}" y2="{plot}"/><line class="gridline" x1="{LEFT}" y1="4" x2="{WIDTH}" y2="4"/>"#,
     );
     for (i, b) in bars.iter().enumerate() {
         #[expect(clippy::cast_precision_loss, reason = "pixel positions")]
@@ -133,24 +136,15 @@ pub fn stacked(title: &str, series: &[Series], bars: Vec<Bar>, step: TimeDelta) 
             esc(&tip)
         );
     }
-    if let (Some(first), Some(last)) = (bars.first(), bars.last()) {
-        let mid = &bars[bars.len() / 2];
-        #[expect(clippy::cast_precision_loss, reason = "pixel positions")]
-        let mid_x = ((bars.len() / 2) as f64).mul_add(slot, LEFT);
-        for (x, anchor, t) in
-            [(LEFT, "start", first.start), (mid_x, "middle", mid.start), (WIDTH, "end", last.start + width)]
-        {
-            let _ = write!(
-                svg,
-                r#"<text class="tick" x="{x:.1}" y="{}" text-anchor="{anchor}">{}</text>"#,
-                HEIGHT - 6.0,
-                esc(&label(t, width))
-            );
+    let ticks = match (bars.first(), bars.last()) {
+        (Some(first), Some(last)) => {
+            [label(first.start, width), label(bars[bars.len() / 2].start, width), label(last.start + width, width)]
         }
-    }
+        _ => Default::default(),
+    };
     svg.push_str("</svg>");
     let summary = series.iter().zip(&totals).map(|(s, t)| format!("{} {t}", s.name)).collect::<Vec<_>>().join(", ");
-    Chart { svg, summary, empty }
+    Chart { svg, summary, empty, peak: peak.to_string(), ticks }
 }
 
 /// Presets of the usage charts.

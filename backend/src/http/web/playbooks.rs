@@ -272,6 +272,8 @@ struct PlaybookPage<'a> {
     picks: Vec<super::picks::Pick>,
     /// The chosen target by name, for the dry run.
     target_name: String,
+    /// The consumers of the dry run's sample, by name.
+    names: super::names::Names,
 }
 
 /// What the run form sends: the one target field the playbook needs.
@@ -333,8 +335,10 @@ async fn render_playbook(
         .map(|p| p.label.clone())
         .or_else(|| apis.iter().find(|a| a.id == chosen).map(|a| a.name.clone()))
         .unwrap_or_else(|| chosen.to_owned());
+    let sample = plan.iter().flat_map(|p| p.sample.iter().filter_map(|k| k["consumer_id"].as_str()));
+    let names = super::names::Names::of(state, &t, sample.collect::<Vec<_>>()).await?;
     let p = PlaybookView::of(pid, builtin, d, at);
-    let page = PlaybookPage { c: Chrome::of(me, "playbooks"), p, apis, form, errors, plan, picks, target_name };
+    let page = PlaybookPage { c: Chrome::of(me, "playbooks"), p, apis, form, errors, plan, picks, target_name, names };
     page_with(status, &page)
 }
 
@@ -552,5 +556,41 @@ pub async fn approve(
         Ok(_) => Ok(see_other(&format!("/app/playbook-runs/{}", run_id.as_str()))),
         Err(ApproveError::Service(e)) => Err(e.into()),
         Err(e) => render_run(&state, &me, &id, Some(e.to_string()), StatusCode::CONFLICT).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_lines_are_explained_in_plain_words() {
+        assert_eq!(line_problem("rotate 3600"), None);
+        assert_eq!(line_problem("notify Please switch to the new key"), None);
+        assert_eq!(line_problem("wait_for_drain 900 3600"), None);
+        assert!(line_problem("rotat 3600").is_some_and(|p| p.contains("Did you mean “rotate”?")));
+        assert!(line_problem("explode").is_some_and(|p| !p.contains("Did you mean")));
+        assert!(line_problem("rotate soon").is_some_and(|p| p.contains("“soon” is not a whole number")));
+        assert!(line_problem("revoke now").is_some_and(|p| p.contains("takes no number")));
+        assert!(line_problem("wait_for_drain 1 2 3").is_some_and(|p| p.contains("2 numbers of seconds")));
+    }
+
+    #[test]
+    fn evidence_reads_as_rows() {
+        let v = json!({
+            "new_key_id": "key_1",
+            "nodes": [{"node": "a", "ok": true}, {"node": "b", "ok": false}],
+            "scopes": ["a:b", "c:d"],
+            "empty": [],
+            "grace": null,
+        });
+        let rows = evidence_rows(&v);
+        assert!(rows.contains(&("new key id".into(), "key_1".into())), "{rows:?}");
+        assert!(rows.contains(&("nodes 2 · ok".into(), "no".into())), "{rows:?}");
+        assert!(rows.contains(&("scopes".into(), "a:b, c:d".into())));
+        assert!(rows.contains(&("empty".into(), "none".into())));
+        assert!(rows.contains(&("grace".into(), "—".into())));
+        let many = json!({ "keys": (0..100).map(|i| json!({"id": i})).collect::<Vec<_>>() });
+        assert_eq!(evidence_rows(&many).len(), 60, "long evidence is cut");
     }
 }

@@ -23,6 +23,7 @@ mod m20261201_000017_invalidations;
 mod m20261205_000018_reveals;
 mod m20261205_000019_signup_links;
 mod m20261205_000020_recovery_codes;
+mod m20261205_000021_key_list_indexes;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000018_reveals::Migration),
             Box::new(m20261205_000019_signup_links::Migration),
             Box::new(m20261205_000020_recovery_codes::Migration),
+            Box::new(m20261205_000021_key_list_indexes::Migration),
         ]
     }
 }

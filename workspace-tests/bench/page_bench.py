@@ -7,7 +7,7 @@ of the server's time: loopback adds well under 0.1 ms).
 
 Run from the project root:  python3 workspace-tests/bench/page_bench.py
 Environment: BENCH_DATABASE_URL (PostgreSQL instead of the embedded SQLite), BENCH_REQUESTS (300),
-BENCH_KEYS (10000)."""
+BENCH_KEYS (10000), BENCH_KEEP (keep the SQLite data directory, to look into)."""
 import http.client, json, os, re, shutil, socket, statistics, subprocess, tempfile, time, urllib.parse, uuid
 
 ROOT = os.getcwd()
@@ -33,6 +33,8 @@ class Conn:
             if k.lower() == "set-cookie":
                 name, value = v.split(";", 1)[0].split("=", 1)
                 self.cookies[name] = value
+        if r.status in (302, 303) and method == "POST":
+            return self.req("GET", r.getheader("location"))
         return r.status, data.decode()
 
     def api(self, method, path, root, body=None):
@@ -155,7 +157,10 @@ def main():
         proc.wait(10)
         if db:
             subprocess.run(["psql", PG, "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"])
-        shutil.rmtree(data, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):
+            print(f"data kept in {data}")
+        else:
+            shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

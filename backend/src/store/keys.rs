@@ -177,13 +177,31 @@ pub async fn list(
     if let Some(s) = filter.state {
         q = q.filter(state_condition(s, Utc::now()));
     }
-    if let Some(text) = filter.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+    let search = filter.search.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    if let Some(text) = search {
         q = q.filter(search_condition(text));
     }
     if let Some(c) = cursor {
         q = q.filter(key::Column::Id.lt(c.after_id.as_str()));
     }
-    let rows = q.order_by_desc(key::Column::Id).limit(limit + 1).all(db).await?;
+    let q = q.order_by_desc(key::Column::Id).limit(limit + 1);
+    // A search of the team's or an API's keys by start or name reads only the narrow index
+    // `keys_tenant_search` to find the page's ids, then the rows of those alone.
+    let narrow = filter.state.is_none() && filter.consumer_id.is_none() && filter.lineage_id.is_none();
+    if search.is_some() && narrow {
+        let ids: Vec<String> = q.select_only().column(key::Column::Id).into_tuple().all(db).await?;
+        if ids.is_empty() {
+            return Ok(paginate(Vec::new(), limit, |k: &key::Model| &k.id));
+        }
+        let rows = key::Entity::find()
+            .filter(key::Column::TenantId.eq(tenant.as_str()))
+            .filter(key::Column::Id.is_in(ids))
+            .order_by_desc(key::Column::Id)
+            .all(db)
+            .await?;
+        return Ok(paginate(rows, limit, |k| &k.id));
+    }
+    let rows = q.all(db).await?;
     Ok(paginate(rows, limit, |k| &k.id))
 }
 

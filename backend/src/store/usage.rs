@@ -293,10 +293,21 @@ async fn read(
             q.filter(usage_rollup::Column::KeyId.in_subquery(keys_where(key::Column::ConsumerId, id)))
         }
         // Unknown keys meant for the API are counted under the API's own id.
+        // Correlated: each counted row's key is looked up, rather than every key of the API
+        // (thousands) gathered first.
         Scope::Api(id) => q.filter(
-            usage_rollup::Column::KeyId
-                .in_subquery(keys_where(key::Column::ApiId, id))
-                .or(usage_rollup::Column::KeyId.eq(id)),
+            Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(key::Entity)
+                    .and_where(
+                        Expr::col((key::Entity, key::Column::Id))
+                            .equals((usage_rollup::Entity, usage_rollup::Column::KeyId)),
+                    )
+                    .and_where(key::Column::ApiId.eq(id))
+                    .to_owned(),
+            )
+            .or(usage_rollup::Column::KeyId.eq(id)),
         ),
     };
     Ok(q.into_tuple().all(db).await?)

@@ -131,16 +131,19 @@ pub async fn rotations_of_api(
     let rows = rotation::Entity::find()
         .filter(rotation::Column::TenantId.eq(tenant.as_str()))
         .filter(rotation::Column::State.eq(RotationState::InProgress.as_str()).or(rotation::Column::EndedAt.gte(from)))
-        .filter(
-            rotation::Column::ToKeyId.in_subquery(
-                sea_orm::sea_query::Query::select()
-                    .column(key::Column::Id)
-                    .from(key::Entity)
-                    .and_where(key::Column::TenantId.eq(tenant.as_str()))
-                    .and_where(key::Column::ApiId.eq(api_id))
-                    .to_owned(),
-            ),
-        )
+        // Correlated: the few rotations in the window are checked against their key, rather than
+        // the API's keys (thousands) gathered first.
+        .filter(sea_orm::sea_query::Expr::exists(
+            sea_orm::sea_query::Query::select()
+                .expr(sea_orm::sea_query::Expr::val(1))
+                .from(key::Entity)
+                .and_where(
+                    sea_orm::sea_query::Expr::col((key::Entity, key::Column::Id))
+                        .equals((rotation::Entity, rotation::Column::ToKeyId)),
+                )
+                .and_where(key::Column::ApiId.eq(api_id))
+                .to_owned(),
+        ))
         .order_by_desc(rotation::Column::StartedAt)
         .limit(1_000)
         .all(db)

@@ -176,6 +176,22 @@ async fn the_api_page_is_the_hub(app: TestApp) {
     assert!(s.body.contains(&format!("href=\"/app/apis/{api_id}\"")));
     let s = ann.get("/app/search?q=%25%25nothing").await;
     assert!(s.body.contains("Nothing matches"), "a % is searched for as itself");
+
+    // A key can be created disabled, as the API allows.
+    let off = ann
+        .post(
+            "/app/keys",
+            &[
+                ("csrf", &csrf),
+                ("consumer_id", &consumer_id),
+                ("api_id", &api_id),
+                ("name", "later"),
+                ("disabled", "on"),
+            ],
+        )
+        .await;
+    let off_id = off.link("/app/keys/key_").trim_start_matches("/app/keys/").to_owned();
+    assert_eq!(key_json(&app, &root, &off_id).await["enabled"], false);
 }
 
 crate::both_backends!(dashboard_api_hub, the_api_page_is_the_hub);

@@ -48,6 +48,8 @@ pub struct KeyForm {
     pub api_id: String,
     /// Days until it expires; empty for never.
     pub expires_days: String,
+    /// `on` to create the key disabled (enabled later, e.g. once the customer has paid).
+    pub disabled: String,
     #[serde(flatten)]
     pub fields: KeyFields,
 }
@@ -169,7 +171,7 @@ pub async fn create_key(
         ratelimit: settings.ratelimit,
         credits: settings.credits,
         ip_allowlist: settings.ip_allowlist,
-        ..NewKeyInput::default()
+        enabled: Some(form.disabled != "on"),
     };
     match app::keys::create(&me.ctx(&state), input).await {
         Ok(created) => {

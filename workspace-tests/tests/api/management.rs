@@ -157,6 +157,17 @@ async fn apis_and_consumers_update_and_delete(app: TestApp) {
     assert_eq!(con["email"], "bob@example.test");
     let v = app.verify(json!({"key": k.secret})).await;
     assert_eq!(v["consumer"]["meta"]["tier"], "gold", "consumer changes reach the verify answer at once");
+    // The external id can be changed too, to one not taken; the verify answer follows.
+    let (_, other) = app.post("/v1/consumers", &t.root, json!({"external_id": "cus_taken", "name": "Other"})).await;
+    let (st, taken) =
+        app.call(reqwest::Method::PATCH, &path, &t.root, Some(json!({"external_id": other["external_id"]}))).await;
+    assert_eq!(st, 409, "{taken}");
+    let (st, bad) = app.call(reqwest::Method::PATCH, &path, &t.root, Some(json!({"external_id": "has space"}))).await;
+    assert_eq!(st, 400, "{bad}");
+    let (st, moved) = app.call(reqwest::Method::PATCH, &path, &t.root, Some(json!({"external_id": "cus_new"}))).await;
+    assert_eq!((st, moved["external_id"].as_str()), (200, Some("cus_new")), "{moved}");
+    let v = app.verify(json!({"key": k.secret})).await;
+    assert_eq!(v["consumer"]["external_id"], "cus_new");
     let (st, _) = app.call(reqwest::Method::DELETE, &path, &t.root, None).await;
     assert_eq!(st, 204);
     assert_eq!(app.get(&path, &t.root).await.0, 404);

@@ -13,6 +13,19 @@ async fn root_keys_page(app: TestApp) {
     let none = ann.post("/app/root-keys", &[("csrf", &csrf), ("name", "CI")]).await;
     assert_eq!(none.status, 422);
     assert!(none.body.contains("Choose at least one permission.") && none.body.contains("value=\"CI\""));
+    // Both mistakes at once, the expiry in the form's words; nothing is created.
+    let both = ann.post("/app/root-keys", &[("csrf", &csrf), ("name", "CI"), ("expires_days", "9999")]).await;
+    assert_eq!(both.status, 422);
+    assert!(
+        both.body.contains("Choose at least one permission.") && both.body.contains("from 1 to 3650"),
+        "{}",
+        both.body
+    );
+    let alone = ann
+        .post("/app/root-keys", &[("csrf", &csrf), ("name", "CI"), ("scope", "keys:read"), ("expires_days", "x")])
+        .await;
+    assert_eq!(alone.status, 422, "an unreadable expiry creates nothing");
+    assert!(!alone.body.contains("must be in the future"), "{}", alone.body);
     let made = ann
         .post("/app/root-keys", &[("csrf", &csrf), ("name", "CI"), ("scope", "keys:read"), ("scope", "consumers:read")])
         .await;
@@ -109,6 +122,31 @@ async fn bulk_page(app: TestApp) {
     assert_eq!(bad.status, 422);
     let dry = ann.post("/app/bulk", &[("csrf", &csrf), ("api_id", &api_id), ("overlap_hours", "1")]).await;
     assert!(dry.body.contains("3 keys") && dry.body.contains("Rotate 3 keys"), "{}", dry.body);
+    assert!(dry.body.contains(">C</a>"), "the dry run names the consumers: {}", dry.body);
+    // One consumer only: chosen by name from a search, not typed as an id.
+    let found = ann
+        .post(
+            "/app/bulk",
+            &[
+                ("csrf", &csrf),
+                ("api_id", &api_id),
+                ("overlap_hours", "1"),
+                ("find", "consumer_id"),
+                ("consumer_q", "cus_1"),
+            ],
+        )
+        .await;
+    let radio = found.body.split("name=\"consumer_id\" value=\"con_").nth(1).expect("a consumer to choose");
+    let one = format!("con_{}", radio.split('"').next().expect("id"));
+    assert!(!found.body.contains("Rotate 3 keys"), "a search is not a dry run");
+    let only = ann
+        .post("/app/bulk", &[("csrf", &csrf), ("api_id", &api_id), ("overlap_hours", "1"), ("consumer_id", &one)])
+        .await;
+    assert!(only.body.contains("Rotate 1 key</button>"), "{}", only.body);
+    let unknown = ann
+        .post("/app/bulk", &[("csrf", &csrf), ("api_id", &api_id), ("overlap_hours", "x"), ("consumer_id", "con_nope")])
+        .await;
+    assert!(unknown.body.contains("Choose a consumer from the list") && unknown.body.contains("id=\"overlap-error\""));
     assert_eq!(
         app.verify(serde_json::json!({"key": secrets[0]})).await["rotation"],
         serde_json::Value::Null,

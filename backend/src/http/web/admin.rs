@@ -112,10 +112,10 @@ pub async fn create_root_key(
     if form.all == "on" {
         scopes = vec!["*".into()];
     }
-    let expires_at = expiry_days(&form.expires_days, &mut errors);
-    let Some(expires_at) = expires_at else {
-        return render(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
-    };
+    // An unreadable expiry goes on as a moment already past: the operation refuses it with
+    // every other error of the form, and creates nothing.
+    let expires_at = expiry_days(&form.expires_days, &mut errors)
+        .unwrap_or_else(|| Some(chrono::Utc::now() - chrono::TimeDelta::days(1)));
     let input = app::root_keys::NewRootKey { name: Some(form.name.clone()), scopes, expires_at };
     match app::root_keys::create(&me.ctx(&state), input).await {
         Ok(created) => {
@@ -128,7 +128,10 @@ pub async fn create_root_key(
                 ("scopes", "scopes", "Choose at least one permission."),
                 ("expires_at", "expires_days", ""),
             ];
-            let errors = form_errors(&errs, &fields, "scopes");
+            // The form's own wording of the expiry wins over the operation's.
+            for (k, v) in form_errors(&errs, &fields, "scopes") {
+                errors.entry(k).or_insert(v);
+            }
             render(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(e) => Err(e.into()),

@@ -24,6 +24,10 @@ struct BulkPage<'a> {
     form: &'a BulkForm,
     errors: &'a FormErrors,
     plan: Option<BulkPlan>,
+    /// The consumer picker's choices.
+    picks: Vec<super::picks::Pick>,
+    /// The dry run's consumers, by name.
+    names: super::names::Names,
 }
 
 /// What the bulk form sends.
@@ -39,6 +43,9 @@ pub struct BulkForm {
     pub compromise: String,
     /// `confirm` on the second step.
     pub step: String,
+    /// Set by the consumer picker's search button: list the matches, do nothing else.
+    pub find: String,
+    pub consumer_q: String,
 }
 
 /// `GET /app/bulk`.
@@ -56,8 +63,12 @@ async fn render(
     plan: Option<BulkPlan>,
     status: StatusCode,
 ) -> Result<HttpResponse, WebError> {
-    let apis = apis::list(&state.db, &me.tenant_id(), 100, None).await?.items;
-    page_with(status, &BulkPage { c: Chrome::of(me, "bulk"), apis, form, errors, plan })
+    let t = me.tenant_id();
+    let apis = apis::list(&state.db, &t, 100, None).await?.items;
+    let picks = super::picks::consumers(state, &t, &form.consumer_q, form.consumer_id.trim()).await?;
+    let sample = plan.iter().flat_map(|p| p.consumers.iter().map(String::as_str));
+    let names = super::names::Names::of(state, &t, sample.collect::<Vec<_>>()).await?;
+    page_with(status, &BulkPage { c: Chrome::of(me, "bulk"), apis, form, errors, plan, picks, names })
 }
 
 /// `POST /app/bulk`: first the dry run, then (`step=confirm`) the job.
@@ -71,10 +82,17 @@ pub async fn bulk(
     me.require_keys()?;
     let t = me.tenant_id();
     let mut errors = FormErrors::new();
+    if !form.find.is_empty() {
+        return render(&state, &me, &form, &errors, None, StatusCode::OK).await;
+    }
     let api = super::app::chosen_api(&state, &t, &form.api_id, &mut errors).await?;
     let consumer = form.consumer_id.trim();
-    if !consumer.is_empty() && ConsumerId::parse(consumer).is_err() {
-        errors.insert("consumer_id", "Enter a consumer id (con_…), or leave it empty for every consumer.".into());
+    let known = match ConsumerId::parse(consumer) {
+        Ok(id) => crate::store::consumers::get(&state.db, &t, &id).await.is_ok(),
+        Err(_) => false,
+    };
+    if !consumer.is_empty() && !known {
+        errors.insert("consumer_id", "Choose a consumer from the list, or every consumer.".into());
     }
     let overlap = form.overlap_hours.trim().parse::<i64>().ok().filter(|h| (0..=720).contains(h));
     if overlap.is_none() {

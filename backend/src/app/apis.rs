@@ -191,7 +191,15 @@ pub async fn save_settings(
         }
         if let Some(planned) = planned {
             let existing = policies::of_api(txn, &ctx.tenant, id.as_str()).await?;
-            super::policies::write_policy(txn, change, &ctx.tenant, existing, planned).await?;
+            // Saving the form as it was changes nothing, and records nothing.
+            let unchanged = match (&existing, &planned) {
+                (Some(a), Some(b)) => super::policies::same(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if !unchanged {
+                super::policies::write_policy(txn, change, &ctx.tenant, existing, planned).await?;
+            }
         }
         Ok(after)
     })

@@ -243,6 +243,12 @@ pub enum DefaultPolicy {
     Every { days: i64, overlap_seconds: i64 },
 }
 
+/// Whether two versions of a policy say the same.
+#[must_use]
+pub(super) fn same(a: &rotation_policy::Model, b: &rotation_policy::Model) -> bool {
+    audited(a) == audited(b)
+}
+
 /// The API's own policy as `plan` makes it, checked: `None` to keep what there is, `Some(None)`
 /// to delete it. Errors go into `c` as `policy.{field}`.
 pub(super) fn plan_default(

@@ -323,6 +323,15 @@ async fn api_settings_in_one_form(app: TestApp) {
     assert!(ok.body.contains("Rotates every 30 days, old and new key valid together for 12 h"), "{}", ok.body);
     let policies = ann.get("/app/policies").await;
     assert!(policies.body.contains("every 30 days"), "{}", policies.body);
+    // Saving the same settings again records no change of the policy.
+    let root = root_of(&app).await;
+    let count = |v: serde_json::Value| v["data"].as_array().map_or(0, Vec::len);
+    let (_, before) = app.get("/v1/audit-events?action=policy.", &root).await;
+    assert_eq!(count(before.clone()), 1, "the policy's creation is recorded: {before}");
+    let again = send(form("Orders v2", "30", "12", "15")).await;
+    assert_eq!(again.status, 200);
+    let (_, after) = app.get("/v1/audit-events?action=policy.", &root).await;
+    assert_eq!(count(after), count(before), "no policy entry for an unchanged policy");
 
     // Scopes outside the new catalogue are refused on the key form.
     let consumer = ann.get(&format!("/app/keys/{key_id}")).await.link("/app/consumers/con_");

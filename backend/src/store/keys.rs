@@ -143,6 +143,8 @@ fn search_condition(q: &str) -> Condition {
     if let Ok(secret) = ApiKey::parse(q) {
         return Condition::all().add(key::Column::Hash.eq(secret.hash().to_hex()));
     }
+    // Names are at most 200 characters: a longer text matches nothing more.
+    let q: String = q.chars().take(201).collect();
     let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     let start = LikeExpr::new(format!("{escaped}%")).escape('\\');
     let name = LikeExpr::new(format!("%{}%", escaped.to_lowercase())).escape('\\');

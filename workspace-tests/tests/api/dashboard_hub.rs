@@ -356,3 +356,49 @@ async fn api_settings_in_one_form(app: TestApp) {
 }
 
 crate::both_backends!(dashboard_api_settings, api_settings_in_one_form);
+
+/// Another team's member, signed in, tries every new page and form on Ann's ids: not found, and
+/// nothing changes; Ann's keys are not in their search.
+async fn other_teams_see_nothing(app: TestApp) {
+    let (ann, _, consumer_id, key_id) = ann_with_a_key(&app).await;
+    let root = root_of(&app).await;
+    let api_id = api_id_of(&ann.get(&format!("/app/keys/{key_id}")).await);
+    let start = key_json(&app, &root, &key_id).await["start"].as_str().expect("start").to_owned();
+    let gus = crate::dashboard::Browser::new(&app);
+    crate::dashboard::sign_up(&gus, "Globex", "gus@globex.test").await;
+    let csrf = gus.get("/app").await.csrf();
+    for path in [
+        format!("/app/apis/{api_id}"),
+        format!("/app/apis/{api_id}?q={start}"),
+        format!("/app/keys/new?consumer={consumer_id}"),
+        format!("/app/keys/new?consumer={consumer_id}&api_id={api_id}"),
+        format!("/app/playbooks/leaked_key?target={key_id}"),
+    ] {
+        let p = gus.get(&path).await;
+        assert!(
+            p.status == 404 || !p.body.contains(&start) && !p.body.contains("Bob"),
+            "{path} shows Ann's data to another team: {}",
+            p.status
+        );
+    }
+    for (path, form) in [
+        (format!("/app/keys/{key_id}/settings"), vec![("name", "stolen"), ("scopes", ""), ("expires", "")]),
+        (format!("/app/consumers/{consumer_id}"), vec![("name", "stolen"), ("external_id", "x"), ("email", "")]),
+        (format!("/app/apis/{api_id}"), vec![("name", "stolen"), ("policy", "none"), ("leak_action", "notify")]),
+        ("/app/keys".to_owned(), vec![("consumer_id", consumer_id.as_str()), ("api_id", api_id.as_str())]),
+    ] {
+        let mut f = vec![("csrf", csrf.as_str())];
+        f.extend(form);
+        let p = gus.post(&path, &f).await;
+        assert!(matches!(p.status.as_u16(), 404 | 422), "{path}: {} {}", p.status, p.body);
+        assert!(!p.body.contains(&start), "{path} leaks Ann's key");
+    }
+    let s = gus.get(&format!("/app/search?q={start}")).await;
+    assert!(s.body.contains("Nothing matches"), "another team's search finds nothing of Ann's");
+    assert_eq!(key_json(&app, &root, &key_id).await["name"], "prod", "Ann's key is unchanged");
+    let (_, c) = app.get(&format!("/v1/consumers/{consumer_id}"), &root).await;
+    assert_eq!(c["name"], "Bob", "Ann's consumer is unchanged");
+    assert!(ann.get(&format!("/app/apis/{api_id}")).await.body.contains("<h1>Orders "), "Ann's API is unchanged");
+}
+
+crate::both_backends!(dashboard_hub_isolation, other_teams_see_nothing);

@@ -10,6 +10,7 @@ pub mod bulk;
 pub mod charts;
 pub mod confirm;
 pub mod key_fields;
+pub mod key_new;
 pub mod keys;
 pub mod names;
 pub mod picks;
@@ -75,8 +76,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/consumers/{id}", web::get().to(app::consumer_page))
         .route("/app/consumers/{id}", web::post().to(app::edit_consumer))
         .route("/app/consumers/{id}/delete", web::post().to(app::delete_consumer))
-        .route("/app/keys/new", web::get().to(keys::new_key_page))
-        .route("/app/keys", web::post().to(keys::create_key))
+        .route("/app/keys/new", web::get().to(key_new::new_key_page))
+        .route("/app/keys", web::post().to(key_new::create_key))
         .route("/app/keys/{id}", web::get().to(keys::key_page))
         .route("/app/shown/{id}", web::get().to(shown::shown))
         .route("/app/keys/{id}/settings", web::post().to(keys::edit_key))

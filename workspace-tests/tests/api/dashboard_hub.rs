@@ -8,29 +8,11 @@ use crate::helpers::TestApp;
 
 /// The management API's view of a key.
 async fn key_json(app: &TestApp, root: &str, id: &str) -> Value {
-    app.client
-        .get(format!("{}/v1/keys/{id}", app.address))
-        .bearer_auth(root)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json")
+    app.get(&format!("/v1/keys/{id}"), root).await.1
 }
 
 async fn key_count(app: &TestApp, root: &str) -> usize {
-    let list: Value = app
-        .client
-        .get(format!("{}/v1/keys?limit=100", app.address))
-        .bearer_auth(root)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
-    list["data"].as_array().expect("data").len()
+    app.get("/v1/keys?limit=100", root).await.1["data"].as_array().expect("data").len()
 }
 
 /// The text of the element with this id and a little after it.
@@ -260,16 +242,7 @@ async fn keys_and_consumers_are_edited(app: TestApp) {
         .await;
     assert_eq!(ok.status, 200);
     assert!(ok.body.contains("<h1>Bob Ltd</h1>") && ok.body.contains("cus_9"), "{}", ok.body);
-    let c: Value = app
-        .client
-        .get(format!("{}/v1/consumers/{consumer_id}", app.address))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let (_, c) = app.get(&format!("/v1/consumers/{consumer_id}"), &root).await;
     assert_eq!((c["external_id"].as_str(), c["meta"]["tier"].as_str()), (Some("cus_9"), Some("gold")));
 }
 

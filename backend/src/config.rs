@@ -2,7 +2,7 @@
 //! (`__` for nesting, `_FILE` suffix to read a secret from a file). Validated once at start-up;
 //! every error names the variable.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -317,6 +317,20 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Where users reach Keyroll: the public URL, else `http://` and the address served on
+    /// (with the port actually bound, and `127.0.0.1` for an unspecified address).
+    #[must_use]
+    pub fn base_url(&self, bound_port: u16) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => {
+                let ip =
+                    if self.listen.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { self.listen.ip() };
+                format!("http://{}", SocketAddr::new(ip, bound_port))
+            }
+        }
+    }
+
     /// Reads defaults, `keyroll.toml` in the working directory (or `KEYROLL_CONFIG`), and the
     /// environment.
     ///

@@ -18,4 +18,5 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod tokens;
 pub mod verify;

@@ -98,6 +98,10 @@ impl Application {
         }
 
         let master_key = master_key(&settings)?;
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("cannot listen on {} (KEYROLL_LISTEN)", settings.listen))?;
+        let bound = listener.local_addr()?;
+        let port = bound.port();
         let usage = Arc::new(if settings.usage.counting { UsageCounter::default() } else { UsageCounter::off() });
         let state = AppState {
             db,
@@ -107,6 +111,8 @@ impl Application {
             metrics,
             node_id: Arc::from(crate::domain::RequestId::generate().as_str().replacen("req_", "node_", 1)),
             probe_token: Arc::from(crate::playbooks::nodes::new_token()),
+            keyring: Arc::default(),
+            base_url: Arc::from(settings.base_url(port)),
             settings: Arc::new(settings),
             master_key,
         };
@@ -115,10 +121,6 @@ impl Application {
         tasks.push(tokio::spawn(crate::jobs::run_scheduler(state.clone())));
         tasks.push(tokio::spawn(crate::jobs::deliver::run(state.clone())));
 
-        let listener = TcpListener::bind(state.settings.listen)
-            .with_context(|| format!("cannot listen on {} (KEYROLL_LISTEN)", state.settings.listen))?;
-        let bound = listener.local_addr()?;
-        let port = bound.port();
         let node_url = state.settings.node_url.clone().unwrap_or_else(|| {
             let ip = if bound.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { bound.ip() };
             format!("http://{}", std::net::SocketAddr::new(ip, port))

@@ -24,6 +24,10 @@ pub struct AppState {
     pub probe_token: Arc<str>,
     /// Seals secrets at rest; `None` when no master key is configured (multi-node without one).
     pub master_key: Option<Arc<crate::crypto::SealKey>>,
+    /// The tenants' token signing keys, held open on this node.
+    pub keyring: Arc<crate::tokens::Keyring>,
+    /// Where users reach Keyroll: `KEYROLL_PUBLIC_URL`, else this node's own address.
+    pub base_url: Arc<str>,
 }
 
 impl AppState {
@@ -40,6 +44,8 @@ impl AppState {
             metrics,
             node_id: Arc::from("cli"),
             probe_token: Arc::from(""),
+            keyring: Arc::default(),
+            base_url: Arc::from(settings.base_url(settings.listen.port())),
             settings: Arc::new(settings),
             master_key: None,
         }

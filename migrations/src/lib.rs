@@ -24,6 +24,7 @@ mod m20261205_000018_reveals;
 mod m20261205_000019_signup_links;
 mod m20261205_000020_recovery_codes;
 mod m20261205_000021_key_list_indexes;
+mod m20261205_000022_tokens_portal;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000019_signup_links::Migration),
             Box::new(m20261205_000020_recovery_codes::Migration),
             Box::new(m20261205_000021_key_list_indexes::Migration),
+            Box::new(m20261205_000022_tokens_portal::Migration),
         ]
     }
 }

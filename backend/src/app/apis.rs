@@ -35,7 +35,12 @@ pub struct ApiChanges {
     pub scope_catalogue: Option<Vec<String>>,
     pub default_ratelimit: Option<Option<RateLimit>>,
     pub leak_policy: Option<LeakPolicyInput>,
+    /// How long access tokens for its keys live: 60 to 900 seconds.
+    pub token_ttl_seconds: Option<i64>,
 }
+
+/// The shortest and longest life of an access token.
+pub const TOKEN_TTL_BOUNDS: (i64, i64) = (60, 900);
 
 /// Parses an API id; a malformed one names no API.
 ///
@@ -71,6 +76,7 @@ fn audited(a: &api::Model) -> Value {
         "name": a.name, "key_prefix": a.key_prefix, "environment": a.environment,
         "scope_catalogue": a.scope_catalogue, "default_ratelimit": a.default_ratelimit,
         "leak_action": a.leak_action, "leak_grace_seconds": a.leak_grace_seconds,
+        "token_ttl_seconds": a.token_ttl_seconds,
     })
 }
 
@@ -124,6 +130,14 @@ fn patch_of(c: &mut Checks, input: &ApiChanges) -> ApiPatch {
         match LeakPolicy::parse(&lp.action, lp.grace_seconds) {
             Ok(p) => patch.leak_policy = Some((p.action.as_str().to_owned(), p.grace_seconds)),
             Err((field, m)) => c.push(format!("leak_policy.{field}"), m),
+        }
+    }
+    if let Some(ttl) = input.token_ttl_seconds {
+        let (lo, hi) = TOKEN_TTL_BOUNDS;
+        if (lo..=hi).contains(&ttl) {
+            patch.token_ttl_seconds = Some(ttl);
+        } else {
+            c.push("token_ttl_seconds", format!("must be between {lo} and {hi}"));
         }
     }
     patch
@@ -204,4 +218,5 @@ pub async fn save_settings(
         Ok(after)
     })
     .await
+    .inspect(|a| ctx.state.keyring.forget_ttl(&a.id))
 }

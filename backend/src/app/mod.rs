@@ -19,7 +19,9 @@ pub mod reveals;
 pub mod root_keys;
 pub mod rotation;
 pub mod self_service;
+pub mod signing_keys;
 pub mod tenants;
+pub mod tokens;
 pub mod webhooks;
 
 use sea_orm::DatabaseConnection;

@@ -17,6 +17,10 @@ pub enum Permission {
     PlaybooksRun,
     AuditRead,
     WebhooksWrite,
+    /// Portal links for consumers, and the portal's branding and sign-in options.
+    PortalWrite,
+    /// Token signing keys: list, rotate, revoke.
+    TokensWrite,
     /// Root keys: create, list, rotate, revoke. Only a root key with `*` has it.
     RootKeys,
     /// Members and invitations.
@@ -27,7 +31,7 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, in the order of the scope list.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 16] = [
         Self::ApisRead,
         Self::ApisWrite,
         Self::ConsumersRead,
@@ -39,6 +43,8 @@ impl Permission {
         Self::PlaybooksRun,
         Self::AuditRead,
         Self::WebhooksWrite,
+        Self::PortalWrite,
+        Self::TokensWrite,
         Self::RootKeys,
         Self::Members,
         Self::Tenant,
@@ -59,6 +65,8 @@ impl Permission {
             Self::PlaybooksRun => "playbooks:run",
             Self::AuditRead => "audit:read",
             Self::WebhooksWrite => "webhooks:write",
+            Self::PortalWrite => "portal:write",
+            Self::TokensWrite => "tokens:write",
             Self::RootKeys | Self::Members | Self::Tenant => "*",
         }
     }
@@ -69,7 +77,13 @@ impl Permission {
         match self {
             Self::ApisRead | Self::ConsumersRead | Self::KeysRead | Self::AuditRead => Role::Viewer,
             Self::ConsumersWrite | Self::KeysWrite | Self::KeysRotate | Self::PlaybooksRun => Role::Developer,
-            Self::ApisWrite | Self::PoliciesWrite | Self::WebhooksWrite | Self::RootKeys | Self::Members => Role::Admin,
+            Self::ApisWrite
+            | Self::PoliciesWrite
+            | Self::WebhooksWrite
+            | Self::PortalWrite
+            | Self::TokensWrite
+            | Self::RootKeys
+            | Self::Members => Role::Admin,
             Self::Tenant => Role::Owner,
         }
     }
@@ -92,6 +106,8 @@ pub const ROOT_SCOPES: &[&str] = &[
     "playbooks:run",
     "audit:read",
     "webhooks:write",
+    "portal:write",
+    "tokens:write",
 ];
 
 /// A set of permissions.

@@ -117,6 +117,12 @@ typed_id!(/// An alert.
     AlertId, "alr");
 typed_id!(/// A run of a playbook.
     RunId, "run");
+typed_id!(/// A signing key: the `kid` of the tokens it signs.
+    SigningKeyId, "sig");
+typed_id!(/// An access token (its `jti`).
+    TokenId, "tok");
+typed_id!(/// A single-use way into the consumer portal (its `jti`).
+    PortalGrantId, "ptl");
 typed_id!(/// A request, for logs and problem bodies.
     RequestId, "req");
 

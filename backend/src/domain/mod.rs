@@ -12,6 +12,7 @@ pub mod net;
 pub mod policy;
 pub mod rotation;
 pub mod scope;
+pub mod signing;
 
 pub use actor::{Actor, Origin};
 pub use event::EventType;

@@ -112,6 +112,8 @@ impl Modify for Problems {
         api::alerts::list, api::alerts::get, api::alerts::acknowledge, api::alerts::resolve,
         api::alerts::thresholds, api::alerts::update_thresholds,
         public::intake::github, public::intake::generic,
+        public::oauth::token, public::oauth::introspect, public::oauth::discovery, public::oauth::jwks,
+        api::signing_keys::list, api::signing_keys::rotate, api::signing_keys::revoke,
         health::healthz, health::readyz, health::metrics, spec,
     )
 )]

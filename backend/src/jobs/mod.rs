@@ -88,7 +88,10 @@ async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
             crate::audit::retention_sweep(&state.db, state.settings.audit.retention_days).await?;
             usage_sweep(state).await
         }
-        POLICY_SCAN => crate::app::rotation::policy_scan::scan(state).await,
+        POLICY_SCAN => {
+            crate::app::rotation::policy_scan::scan(state).await?;
+            crate::app::signing_keys::scheduled(state).await
+        }
         ANOMALY_SCAN => {
             let flush = TimeDelta::milliseconds(i64::try_from(state.settings.usage_flush_interval_ms).unwrap_or(5_000));
             let read = crate::alerts::scan::run(&state.db, Utc::now(), flush).await?;

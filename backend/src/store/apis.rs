@@ -53,6 +53,7 @@ pub async fn create(
         default_ratelimit: None,
         leak_action: "rotate".into(),
         leak_grace_seconds: 900,
+        token_ttl_seconds: 900,
         created_at: now,
         updated_at: now,
     };
@@ -79,6 +80,7 @@ pub async fn create_system(db: &impl ConnectionTrait, tenant: &TenantId) -> Resu
         // A leaked root key opens the whole management API: it is revoked at once.
         leak_action: "revoke".into(),
         leak_grace_seconds: 0,
+        token_ttl_seconds: 900,
         created_at: now,
         updated_at: now,
     };
@@ -150,6 +152,7 @@ pub struct ApiPatch {
     pub default_ratelimit: Option<Option<RateLimit>>,
     /// `(action, grace_seconds)`.
     pub leak_policy: Option<(String, i64)>,
+    pub token_ttl_seconds: Option<i64>,
 }
 
 /// Applies a patch.
@@ -175,6 +178,9 @@ pub async fn update(
     if let Some((action, grace)) = p.leak_policy {
         am.leak_action = Set(action);
         am.leak_grace_seconds = Set(grace);
+    }
+    if let Some(ttl) = p.token_ttl_seconds {
+        am.token_ttl_seconds = Set(ttl);
     }
     am.updated_at = Set(Utc::now());
     Ok(am.update(db).await?)

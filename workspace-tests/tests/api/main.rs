@@ -32,4 +32,5 @@ mod policies;
 mod redis_faults;
 mod rotation;
 mod signup;
+mod tokens;
 mod verify;

@@ -87,6 +87,7 @@ pub async fn update(
         leak_policy: b
             .leak_policy
             .map(|lp| app::apis::LeakPolicyInput { action: lp.action, grace_seconds: lp.grace_seconds }),
+        token_ttl_seconds: b.token_ttl_seconds,
     };
     Ok(web::Json(app::apis::update(&root.ctx(&state), &id, changes).await?.into()))
 }

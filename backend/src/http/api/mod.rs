@@ -10,6 +10,7 @@ pub mod playbooks;
 pub mod policies;
 pub mod root_keys;
 pub mod rotations;
+pub mod signing_keys;
 pub mod usage;
 pub mod views;
 pub mod webhooks;

@@ -83,6 +83,8 @@ pub struct ApiView {
     pub default_ratelimit: Option<RateLimitBody>,
     /// What a reported leak of one of this API's keys does.
     pub leak_policy: LeakPolicy,
+    /// How long an access token for one of its keys lives (`POST /v1/oauth/token`).
+    pub token_ttl_seconds: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -112,6 +114,7 @@ impl From<api::Model> for ApiView {
                 .and_then(|v| serde_json::from_value::<RateLimit>(v).ok())
                 .map(Into::into),
             leak_policy: LeakPolicy { action: a.leak_action, grace_seconds: Some(a.leak_grace_seconds) },
+            token_ttl_seconds: a.token_ttl_seconds,
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -265,6 +268,8 @@ pub struct PatchApi {
     #[schema(value_type = Option<RateLimitBody>)]
     pub default_ratelimit: Option<Option<RateLimitBody>>,
     pub leak_policy: Option<LeakPolicy>,
+    /// How long access tokens for its keys live: 60 to 900 seconds.
+    pub token_ttl_seconds: Option<i64>,
 }
 
 /// `POST /v1/consumers`.

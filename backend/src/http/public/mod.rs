@@ -2,6 +2,7 @@
 //! (signed by the scanner), and the probe other nodes send (their token).
 
 pub mod intake;
+pub mod oauth;
 pub mod probe;
 pub mod self_service;
 pub mod verify;

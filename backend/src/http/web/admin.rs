@@ -29,6 +29,8 @@ const SCOPE_HELP: &[(&str, &str)] = &[
     ("playbooks:run", "Run incident playbooks"),
     ("audit:read", "Read the audit log"),
     ("webhooks:write", "Manage webhook endpoints"),
+    ("portal:write", "Open the consumer portal for a consumer, brand the portal"),
+    ("tokens:write", "Rotate and revoke token signing keys"),
 ];
 
 #[derive(Template)]

@@ -311,6 +311,7 @@ impl ApiSettingsForm {
             default_ratelimit: ratelimit,
             leak_policy: minutes
                 .map(|m| app::apis::LeakPolicyInput { action: self.leak_action.clone(), grace_seconds: Some(m * 60) }),
+            token_ttl_seconds: None,
         };
         (changes, policy)
     }

@@ -17,6 +17,8 @@ pub struct Model {
     pub leak_action: String,
     /// With `rotate`, how long the leaked key keeps working.
     pub leak_grace_seconds: i64,
+    /// How long an access token issued for one of its keys lives (60 to 900 seconds).
+    pub token_ttl_seconds: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod members;
 pub mod permission;
 pub mod policies;
+pub mod portal;
 pub mod reveals;
 pub mod root_keys;
 pub mod rotation;

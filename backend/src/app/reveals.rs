@@ -44,6 +44,14 @@ pub struct Reveal {
 /// # Errors
 /// `Internal` when it cannot be stored.
 pub async fn hold(ctx: &Ctx<'_>, reveal: &Reveal) -> Result<String, ServiceError> {
+    hold_at(ctx, reveal, "/app/shown").await
+}
+
+/// [`hold`], for a page of another area (`/portal/shown`).
+///
+/// # Errors
+/// `Internal` when it cannot be stored.
+pub async fn hold_at(ctx: &Ctx<'_>, reveal: &Reveal, base: &str) -> Result<String, ServiceError> {
     let mut key = [0u8; 32];
     rand::rng().fill_bytes(&mut key);
     let json = serde_json::to_vec(reveal).map_err(|e| ServiceError::Internal(e.into()))?;
@@ -55,7 +63,7 @@ pub async fn hold(ctx: &Ctx<'_>, reveal: &Reveal) -> Result<String, ServiceError
     reveals::hold(&ctx.state.db, &id, ctx.tenant.as_str(), &owner, &sealed, Utc::now() + LIFETIME)
         .await
         .map_err(|e| ServiceError::Internal(e.into()))?;
-    Ok(format!("/app/shown/{id}?k={}", URL_SAFE_NO_PAD.encode(key)))
+    Ok(format!("{base}/{id}?k={}", URL_SAFE_NO_PAD.encode(key)))
 }
 
 /// Takes a held reveal: `Some` the first time its owner asks with its key, `None` ever after

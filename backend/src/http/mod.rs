@@ -9,6 +9,7 @@ pub mod json;
 pub mod openapi;
 pub mod openapi_bounds;
 pub mod pagination;
+pub mod portal;
 pub mod public;
 pub mod request_id;
 pub mod web;
@@ -31,6 +32,7 @@ pub fn routes(cfg: &mut aw::ServiceConfig) {
         .route("/", aw::get().to(web::home))
         .route("/static/{path:.*}", aw::get().to(web::static_file))
         .configure(web::routes)
+        .configure(portal::routes)
         .service(
             aw::scope("/v1")
                 .route("/alerts", aw::get().to(api::alerts::list))
@@ -94,6 +96,9 @@ pub fn routes(cfg: &mut aw::ServiceConfig) {
                 .route("/audit-events/verify", aw::get().to(api::audit::verify))
                 .route("/oauth/token", aw::post().to(public::oauth::token))
                 .route("/oauth/introspect", aw::post().to(public::oauth::introspect))
+                .route("/portal/sessions", aw::post().to(api::portal::create_session))
+                .route("/portal/settings", aw::get().to(api::portal::get_settings))
+                .route("/portal/settings", aw::patch().to(api::portal::update_settings))
                 .route("/signing-keys", aw::get().to(api::signing_keys::list))
                 .route("/signing-keys/rotate", aw::post().to(api::signing_keys::rotate))
                 .route("/signing-keys/{kid}/revoke", aw::post().to(api::signing_keys::revoke))

@@ -223,3 +223,17 @@ pub async fn forget_secret(db: &impl ConnectionTrait, key_id: &str) -> Result<()
     pending_secret::Entity::delete_by_id(key_id).exec(db).await?;
     Ok(())
 }
+
+/// Whether an unexpired secret waits for pickup in a lineage.
+///
+/// # Errors
+/// Database errors.
+pub async fn has_pending(db: &impl ConnectionTrait, tenant: &TenantId, lineage_id: &str) -> Result<bool, StoreError> {
+    Ok(pending_secret::Entity::find()
+        .filter(pending_secret::Column::TenantId.eq(tenant.as_str()))
+        .filter(pending_secret::Column::LineageId.eq(lineage_id))
+        .filter(pending_secret::Column::ExpiresAt.gt(Utc::now()))
+        .one(db)
+        .await?
+        .is_some())
+}

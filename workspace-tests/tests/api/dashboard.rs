@@ -10,6 +10,7 @@ use crate::helpers::TestApp;
 pub(crate) struct Browser {
     client: reqwest::Client,
     base: String,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
 }
 
 pub(crate) struct Page {
@@ -46,10 +47,18 @@ impl Page {
 
 impl Browser {
     pub(crate) fn new(app: &TestApp) -> Self {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         Self {
-            client: reqwest::Client::builder().cookie_store(true).build().expect("client"),
+            client: reqwest::Client::builder().cookie_provider(jar.clone()).build().expect("client"),
             base: app.address.clone(),
+            jar,
         }
+    }
+
+    /// Puts a cookie in the jar, as a browser that followed a `Set-Cookie` would have it.
+    pub(crate) fn set_cookie(&self, name: &str, value: &str, _from: &str) {
+        let url: reqwest::Url = self.base.parse().expect("base url");
+        self.jar.add_cookie_str(&format!("{name}={value}; Path=/portal; HttpOnly"), &url);
     }
 
     async fn page(res: reqwest::Response) -> Page {

@@ -29,6 +29,7 @@ mod openapi_fuzz;
 mod operations;
 mod playbooks;
 mod policies;
+mod portal;
 mod redis_faults;
 mod rotation;
 mod signup;

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod migration;
 pub mod playbooks;
 pub mod policies;
+pub mod portal;
 pub mod root_keys;
 pub mod rotations;
 pub mod signing_keys;

@@ -85,7 +85,7 @@ pub struct OpenRotation {
 }
 
 /// Old versus new traffic of a rotation since it started, in buckets that fit its age.
-async fn rotation_chart(
+pub(crate) async fn rotation_chart(
     state: &AppState,
     t: &crate::domain::TenantId,
     r: &crate::store::entities::rotation::Model,

@@ -1,0 +1,244 @@
+//! The consumer portal over HTTP: links minted by the provider, single use; the session cookie;
+//! the consumer's own keys only (every route tried with another consumer's ids, of the same
+//! tenant and of another); rotate with the secret shown once; revoke with confirmation;
+//! branding. The browser tour is in `browser.rs`.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::dashboard::Browser;
+use crate::helpers::{Made, Tenant, TestApp};
+
+/// Mints a portal link for a consumer.
+pub(crate) async fn link(app: &TestApp, t: &Tenant, consumer: &str, extra: Value) -> (u16, Value) {
+    let mut body = json!({"consumer_id": consumer});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    app.post("/v1/portal/sessions", &t.root, body).await
+}
+
+/// A browser that entered the portal with a fresh link; also returns the cookie's value.
+pub(crate) async fn enter(app: &TestApp, t: &Tenant, consumer: &str) -> (Browser, String) {
+    let (st, l) = link(app, t, consumer, json!({})).await;
+    assert_eq!(st, 201, "{l}");
+    let url = l["url"].as_str().expect("url");
+    let path = url.strip_prefix(&app.address).expect("the link is on this server");
+    let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let res = raw.get(url).send().await.expect("entered");
+    assert_eq!(res.status().as_u16(), 303);
+    assert_eq!(res.headers().get("location").and_then(|v| v.to_str().ok()), Some("/portal"));
+    let set = res.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("a cookie").to_owned();
+    assert!(set.starts_with("kr_portal="), "{set}");
+    assert!(set.contains("HttpOnly") && set.contains("Path=/portal"), "{set}");
+    let cookie = set.trim_start_matches("kr_portal=").split(';').next().expect("value").to_owned();
+    // The link is single-use.
+    let again = raw.get(url).send().await.expect("sent");
+    assert_eq!(again.status().as_u16(), 410, "a used link does not open the portal again");
+    let b = Browser::new(app);
+    b.set_cookie("kr_portal", &cookie, path);
+    (b, cookie)
+}
+
+async fn portal_links_are_minted_by_the_provider_and_used_once(app: TestApp) {
+    let acme = app.tenant("Acme").await;
+    let umbrella = app.tenant("Umbrella").await;
+    let k = app.make_key(&acme, "acme", json!({})).await;
+    let (st, l) =
+        link(&app, &acme, &k.consumer_id, json!({"return_url": "https://app.acme.test/settings", "ttl_seconds": 120}))
+            .await;
+    assert_eq!(st, 201, "{l}");
+    assert!(l["url"].as_str().is_some_and(|u| u.starts_with(&format!("{}/portal/enter?token=", app.address))), "{l}");
+    let expires = chrono::DateTime::parse_from_rfc3339(l["expires_at"].as_str().expect("expires")).expect("time");
+    let left = expires.signed_duration_since(chrono::Utc::now()).num_seconds();
+    assert!((100..=121).contains(&left), "{left}");
+    for (body, field) in [
+        (json!({"ttl_seconds": 3601}), "ttl_seconds"),
+        (json!({"ttl_seconds": 10}), "ttl_seconds"),
+        (json!({"return_url": "javascript:alert(1)"}), "return_url"),
+        (json!({"return_url": "/relative"}), "return_url"),
+    ] {
+        let (st, b) = link(&app, &acme, &k.consumer_id, body).await;
+        assert_eq!((st, b["errors"][0]["field"].as_str()), (400, Some(field)), "{b}");
+    }
+    // Another tenant's consumer, a malformed id, a narrow root key.
+    assert_eq!(link(&app, &umbrella, &k.consumer_id, json!({})).await.0, 404);
+    assert_eq!(link(&app, &acme, "con_nope", json!({})).await.0, 400);
+    let (_, narrow) = app.post("/v1/root-keys", &acme.root, json!({"name": "n", "scopes": ["keys:write"]})).await;
+    assert_eq!(
+        link(
+            &app,
+            &Tenant { id: acme.id.clone(), root: narrow["secret"].as_str().expect("s").to_owned() },
+            &k.consumer_id,
+            json!({})
+        )
+        .await
+        .0,
+        403
+    );
+    let (st, b) = app.post("/v1/portal/sessions", &acme.root, json!({"consumer_id": k.consumer_id, "extra": 1})).await;
+    assert_eq!(st, 400, "{b}");
+
+    // A tampered or foreign token does not open it.
+    let url = l["url"].as_str().expect("url");
+    let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    for bad in
+        [format!("{url}x"), format!("{}/portal/enter?token=abc", app.address), format!("{}/portal/enter", app.address)]
+    {
+        assert_eq!(raw.get(&bad).send().await.expect("sent").status().as_u16(), 410, "{bad}");
+    }
+    let (b, _) = enter(&app, &acme, &k.consumer_id).await;
+    let home = b.get("/portal").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    assert!(home.body.contains("Your API keys") && home.body.contains("Bob"), "{}", home.body);
+    let start = &k.secret[..14];
+    assert!(home.body.contains(start), "the key is listed: {}", home.body);
+    assert_eq!(home.headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    assert!(home.headers.get("content-security-policy").is_some());
+
+    // Signing out ends the session.
+    let csrf = home.csrf();
+    assert_eq!(b.post("/portal/logout", &[("csrf", &csrf)]).await.status, StatusCode::OK);
+    let after = b.get("/portal").await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    assert!(after.body.contains("Your session has ended"), "{}", after.body);
+}
+both_backends!(portal_links, portal_links_are_minted_by_the_provider_and_used_once);
+
+async fn a_portal_session_sees_only_its_consumers_keys(app: TestApp) {
+    let acme = app.tenant("Acme").await;
+    let umbrella = app.tenant("Umbrella").await;
+    let mine = app.make_key(&acme, "acme", json!({})).await;
+    let neighbour = app.make_key(&acme, "acme", json!({})).await;
+    let foreign: Made = app.make_key(&umbrella, "umb", json!({})).await;
+    let (b, cookie) = enter(&app, &acme, &mine.consumer_id).await;
+    let csrf = b.get("/portal").await.csrf();
+    assert_eq!(b.get(&format!("/portal/keys/{}", mine.key_id)).await.status, StatusCode::OK);
+    let home = b.get("/portal").await.body;
+    assert!(!home.contains(&neighbour.secret[..14]) && !home.contains(&neighbour.key_id), "no other consumer's key");
+    for other in [&neighbour, &foreign] {
+        let page = b.get(&format!("/portal/keys/{}", other.key_id)).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
+        assert!(!page.body.contains(&other.secret[..14]));
+        for (action, form) in [
+            ("rotate", vec![("csrf", csrf.as_str()), ("overlap_seconds", "3600")]),
+            ("pickup", vec![("csrf", csrf.as_str())]),
+            ("revoke", vec![("csrf", csrf.as_str()), ("confirm", "yes")]),
+        ] {
+            let page = b.post(&format!("/portal/keys/{}/{action}", other.key_id), &form).await;
+            assert_eq!(page.status, StatusCode::NOT_FOUND, "{action}: {}", page.body);
+        }
+        assert_eq!(app.verify_code(&other.secret).await, "VALID", "nothing happened to it");
+    }
+    for junk in ["nope", "key_01jz0000000000000000000000", &mine.consumer_id] {
+        assert_eq!(b.get(&format!("/portal/keys/{junk}")).await.status, StatusCode::NOT_FOUND, "{junk}");
+    }
+    // The portal cookie opens nothing else; a root key or a dashboard session opens no portal.
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let with_cookie =
+        |path: &str| plain.get(app.url(path)).header("cookie", format!("kr_portal={cookie}; kr_session={cookie}"));
+    assert_eq!(with_cookie("/v1/keys").send().await.expect("sent").status().as_u16(), 401);
+    let dash = with_cookie("/app").send().await.expect("sent");
+    assert!(dash.status().is_redirection(), "{}", dash.status());
+    assert!(dash.headers().get("location").and_then(|v| v.to_str().ok()).is_some_and(|l| l.starts_with("/login")));
+    let res = plain.get(app.url("/portal")).bearer_auth(&acme.root).send().await.expect("sent");
+    assert_eq!(res.status().as_u16(), 401);
+    let res = plain
+        .get(app.url(&format!("/portal/keys/{}", mine.key_id)))
+        .bearer_auth(&mine.secret)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status().as_u16(), 401);
+    // Forms need the session's CSRF token.
+    let page = b
+        .post(&format!("/portal/keys/{}/rotate", mine.key_id), &[("csrf", "wrong"), ("overlap_seconds", "3600")])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.verify(json!({"key": mine.secret})).await["rotation"], Value::Null, "not rotated");
+}
+both_backends!(portal_isolation, a_portal_session_sees_only_its_consumers_keys);
+
+async fn a_consumer_rotates_and_revokes_in_the_portal(app: TestApp) {
+    let acme = app.tenant("Acme").await;
+    let k = app.make_key(&acme, "acme", json!({})).await;
+    let (b, _) = enter(&app, &acme, &k.consumer_id).await;
+    let page = b.get(&format!("/portal/keys/{}", k.key_id)).await;
+    assert!(page.body.contains("Rotate key"), "{}", page.body);
+    assert!(!page.body.contains("Revoke key"), "the only working key cannot be revoked here");
+    let csrf = page.csrf();
+    let bad =
+        b.post(&format!("/portal/keys/{}/rotate", k.key_id), &[("csrf", &csrf), ("overlap_seconds", "9999999")]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert!(bad.body.contains("role=\"alert\""));
+
+    let shown =
+        b.post(&format!("/portal/keys/{}/rotate", k.key_id), &[("csrf", &csrf), ("overlap_seconds", "3600")]).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert!(shown.url.starts_with("/portal/shown/"), "post/redirect/get: {}", shown.url);
+    let secret = shown.secret("acme_live_");
+    assert_eq!(app.verify_code(&secret).await, "VALID");
+    assert_eq!(app.verify(json!({"key": k.secret})).await["rotation"]["state"], "superseded", "the old key works on");
+    let again = b.get(&shown.location).await;
+    assert_eq!(again.status, StatusCode::GONE, "shown once");
+    assert!(!again.body.contains(&secret));
+    let (_, list) = app.get(&format!("/v1/keys?consumer_id={}", k.consumer_id), &acme.root).await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(2), "one new version, not two: {list}");
+    let (_, audit) = app.get("/v1/audit-events?limit=20", &acme.root).await;
+    let rotated =
+        audit["data"].as_array().expect("data").iter().find(|e| e["action"] == "key.rotated").expect("audited");
+    assert_eq!(rotated["actor"], format!("consumer:{}", k.consumer_id), "{rotated}");
+
+    // Now two keys work: the old one may be revoked, after confirming.
+    let page = b.get(&format!("/portal/keys/{}", k.key_id)).await;
+    assert!(page.body.contains("Revoke key") && page.body.contains("Rotation in progress"), "{}", page.body);
+    let unconfirmed = b.post(&format!("/portal/keys/{}/revoke", k.key_id), &[("csrf", &csrf)]).await;
+    assert_eq!(unconfirmed.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.verify_code(&k.secret).await, "VALID");
+    let done = b.post(&format!("/portal/keys/{}/revoke", k.key_id), &[("csrf", &csrf), ("confirm", "yes")]).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(app.verify_code(&k.secret).await, "REVOKED");
+    // The last working key cannot be revoked from the portal.
+    let (_, list) = app.get(&format!("/v1/keys?consumer_id={}", k.consumer_id), &acme.root).await;
+    let new_id =
+        list["data"].as_array().expect("data").iter().find(|x| x["id"] != k.key_id.as_str()).expect("new")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+    let last = b.post(&format!("/portal/keys/{new_id}/revoke"), &[("csrf", &csrf), ("confirm", "yes")]).await;
+    assert_eq!(last.status, StatusCode::CONFLICT, "{}", last.body);
+    assert_eq!(app.verify_code(&secret).await, "VALID");
+}
+both_backends!(portal_rotate_revoke, a_consumer_rotates_and_revokes_in_the_portal);
+
+async fn the_portal_wears_the_providers_brand(app: TestApp) {
+    let acme = app.tenant("Acme").await;
+    let k = app.make_key(&acme, "acme", json!({})).await;
+    let (st, s) = app.get("/v1/portal/settings", &acme.root).await;
+    assert_eq!((st, s["magic_link"].as_bool(), s["display_name"].clone()), (200, Some(false), Value::Null), "{s}");
+    let patch = json!({"display_name": "Acme Cloud", "accent_color": "#FF6600", "logo_url": "https://acme.test/logo.svg",
+                       "support_url": "mailto:help@acme.test"});
+    let (st, s) = app.call(reqwest::Method::PATCH, "/v1/portal/settings", &acme.root, Some(patch)).await;
+    assert_eq!((st, s["accent_color"].as_str()), (200, Some("#ff6600")), "{s}");
+    for (bad, field) in [
+        (json!({"accent_color": "red; } body { display:none"}), "accent_color"),
+        (json!({"logo_url": "http://acme.test/logo.svg"}), "logo_url"),
+        (json!({"support_url": "javascript:alert(1)"}), "support_url"),
+        (json!({"display_name": ""}), "display_name"),
+    ] {
+        let (st, b) = app.call(reqwest::Method::PATCH, "/v1/portal/settings", &acme.root, Some(bad)).await;
+        assert_eq!((st, b["errors"][0]["field"].as_str()), (400, Some(field)), "{b}");
+    }
+    let (b, _) = enter(&app, &acme, &k.consumer_id).await;
+    let home = b.get("/portal").await;
+    assert!(home.body.contains("Acme Cloud") && home.body.contains("https://acme.test/logo.svg"), "{}", home.body);
+    assert!(home.body.contains("mailto:help@acme.test"));
+    let css = b.get("/portal/brand.css").await;
+    assert_eq!(css.body.trim(), ":root { --accent: #ff6600; }");
+    let (st, s) =
+        app.call(reqwest::Method::PATCH, "/v1/portal/settings", &acme.root, Some(json!({"accent_color": null}))).await;
+    assert_eq!((st, s["accent_color"].clone()), (200, Value::Null));
+    assert_eq!(b.get("/portal/brand.css").await.body, "");
+}
+both_backends!(portal_brand, the_portal_wears_the_providers_brand);

@@ -242,3 +242,59 @@ async fn the_portal_wears_the_providers_brand(app: TestApp) {
     assert_eq!(b.get("/portal/brand.css").await.body, "");
 }
 both_backends!(portal_brand, the_portal_wears_the_providers_brand);
+
+/// The dashboard's page for signing keys and the portal: phases listed, rotate and revoke,
+/// branding saved with inline errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_manages_signing_keys_and_the_portal() {
+    let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await else { return };
+    let ann = Browser::new(&app);
+    crate::dashboard::sign_up(&ann, "Acme", "ann@acme.test").await;
+    let page = ann.get("/app/tokens").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("No signing key yet"), "{}", page.body);
+    let csrf = page.csrf();
+    let bad = ann.post("/app/tokens/rotate", &[("csrf", &csrf), ("lead_hours", "-3")]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("id=\"lead-error\""), "{}", bad.body);
+    let first = ann.post("/app/tokens/rotate", &[("csrf", &csrf), ("lead_hours", "1")]).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert!(first.body.contains("phase-active"), "a team without a key gets one that signs at once");
+    let second = ann.post("/app/tokens/rotate", &[("csrf", &csrf), ("lead_hours", "2")]).await;
+    assert!(second.body.contains("phase-published") && second.body.contains("phase-active"), "{}", second.body);
+    let waiting =
+        second.body.split("action=\"/app/tokens/sig_").nth(1).and_then(|s| s.split('/').next()).expect("a kid");
+    let revoked = ann.post(&format!("/app/tokens/sig_{waiting}/revoke"), &[("csrf", &csrf)]).await;
+    assert!(revoked.body.contains("phase-revoked"), "{}", revoked.body);
+
+    let saved = ann
+        .post(
+            "/app/tokens/portal",
+            &[
+                ("csrf", &csrf),
+                ("display_name", "Acme Cloud"),
+                ("accent_color", "teal"),
+                ("logo_url", ""),
+                ("support_url", ""),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(saved.body.contains("id=\"accent_color-error\"") && saved.body.contains("value=\"teal\""), "kept as typed");
+    let saved = ann
+        .post(
+            "/app/tokens/portal",
+            &[
+                ("csrf", &csrf),
+                ("display_name", "Acme Cloud"),
+                ("accent_color", "#008080"),
+                ("logo_url", ""),
+                ("support_url", "https://acme.test/help"),
+                ("magic_link", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    assert!(saved.body.contains("Portal settings saved") && saved.body.contains("value=\"#008080\""));
+    assert!(saved.body.contains("checked"));
+}

@@ -20,6 +20,7 @@ pub mod search;
 pub mod session;
 pub mod shown;
 pub mod team;
+pub mod tokens;
 pub mod twofactor;
 
 use actix_web::{HttpResponse, web};
@@ -92,6 +93,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/root-keys", web::post().to(admin::create_root_key))
         .route("/app/root-keys/{id}/revoke", web::post().to(admin::revoke_root_key))
         .route("/app/root-keys/{id}/rotate", web::post().to(admin::rotate_root_key))
+        .route("/app/tokens", web::get().to(tokens::page))
+        .route("/app/tokens/rotate", web::post().to(tokens::rotate))
+        .route("/app/tokens/portal", web::post().to(tokens::save_portal))
+        .route("/app/tokens/{kid}/revoke", web::post().to(tokens::revoke))
         .route("/app/webhooks", web::get().to(admin::webhooks))
         .route("/app/webhooks", web::post().to(admin::create_endpoint))
         .route("/app/webhooks/{id}/{action}", web::post().to(admin::endpoint_action))

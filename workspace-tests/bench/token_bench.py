@@ -58,7 +58,9 @@ def main():
         try:
             run("PostgreSQL + Redis (warm cache)", {"KEYROLL_DATABASE_URL": vb.PG.rsplit("/", 1)[0] + "/" + db,
                                                    "KEYROLL_REDIS_URL": vb.REDIS,
-                                                   "KEYROLL_REDIS_PREFIX": f"{db}:"})
+                                                   "KEYROLL_REDIS_PREFIX": f"{db}:",
+                                                   # Nodes on PostgreSQL keep signing keys sealed with a shared master key.
+                                                   "KEYROLL_MASTER_KEY": "a2V5cm9sbC10ZXN0LW1hc3Rlci1rZXktMzItYnl0ZXM="})
         finally:
             subprocess.run(["psql", vb.PG, "-qc", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"])
     else:

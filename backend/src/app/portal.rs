@@ -33,7 +33,17 @@ struct LinkClaims {
     jti: String,
     iat: i64,
     exp: i64,
+    /// `link` (minted by the provider) or `magic` (sent by email).
+    #[serde(default = "link_purpose")]
+    pur: String,
 }
+
+fn link_purpose() -> String {
+    "link".into()
+}
+
+/// How long a sign-in link sent by email works.
+pub const MAGIC_LINK_MINUTES: i64 = 15;
 
 /// What the provider asks for.
 #[derive(Debug, Clone, Default)]
@@ -137,6 +147,7 @@ pub async fn mint_link(ctx: &Ctx<'_>, input: LinkInput) -> Result<Link, ServiceE
         jti: jti.clone(),
         iat: now.timestamp(),
         exp: expires_at.timestamp(),
+        pur: "link".into(),
     };
     let key = EncodingKey::from_secret(&secret).map_err(|e| ServiceError::Internal(e.into()))?;
     let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
@@ -164,6 +175,88 @@ pub async fn mint_link(ctx: &Ctx<'_>, input: LinkInput) -> Result<Link, ServiceE
     .await?;
     let url = format!("{}/portal/enter?token={token}", ctx.state.base_url.trim_end_matches('/'));
     Ok(Link { url, expires_at })
+}
+
+/// The tenant whose portal signs in by email at `/portal/{slug}/login`, if it allows it.
+///
+/// # Errors
+/// Database errors.
+pub async fn magic_tenant(
+    state: &AppState,
+    slug: &str,
+) -> Result<Option<crate::store::entities::tenant::Model>, ServiceError> {
+    if slug.len() > 64 {
+        return Ok(None);
+    }
+    let t = match crate::store::tenants::by_slug(&state.db, slug).await {
+        Ok(t) => t,
+        Err(StoreError::NotFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let s = settings(state, &TenantId::from_trusted(t.id.clone())).await?;
+    Ok(s.magic_link.then_some(t))
+}
+
+/// A sign-in link by email: for each live consumer of the tenant with this address, a
+/// single-use link valid [`MAGIC_LINK_MINUTES`]. Returns `(address, link)` to send; nothing when
+/// no consumer has the address (the page says the same either way).
+///
+/// # Errors
+/// Database errors; `Conflict` without a master key.
+pub async fn magic_links(
+    state: &AppState,
+    tenant: &TenantId,
+    email: &str,
+) -> Result<Vec<(String, String)>, ServiceError> {
+    let found = consumers::by_email(&state.db, tenant, email).await?;
+    let mut out = Vec::new();
+    if found.is_empty() {
+        return Ok(out);
+    }
+    let secret = portal_secret(state, tenant).await?;
+    let key = EncodingKey::from_secret(&secret).map_err(|e| ServiceError::Internal(e.into()))?;
+    for con in found {
+        let now = Utc::now();
+        let expires_at = now + TimeDelta::minutes(MAGIC_LINK_MINUTES);
+        let jti = PortalGrantId::generate().into_string();
+        let claims = LinkClaims {
+            iss: crate::tokens::issuer(&state.base_url, tenant.as_str()),
+            aud: AUDIENCE.into(),
+            sub: con.id.clone(),
+            tid: tenant.as_str().to_owned(),
+            jti: jti.clone(),
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+            pur: "magic".into(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
+            .map_err(|e| ServiceError::Internal(e.into()))?;
+        let grant = portal_grant::Model {
+            id: jti,
+            tenant_id: tenant.as_str().to_owned(),
+            consumer_id: con.id.clone(),
+            purpose: "magic".into(),
+            return_url: None,
+            created_at: now,
+            expires_at,
+            used_at: None,
+        };
+        let ctx = Ctx::consumer(state, tenant.clone(), &con.id, crate::domain::Origin::default());
+        commit(&ctx, async |txn, change| {
+            portal::add_grant(txn, grant).await?;
+            change.audit(Entry::new(
+                "portal.sign_in_link_sent",
+                "consumer",
+                con.id.clone(),
+                format!("Sent a portal sign-in link to the email address of {}", con.name),
+            ));
+            Ok(())
+        })
+        .await?;
+        let email = con.email.clone().unwrap_or_default();
+        out.push((email, format!("{}/portal/enter?token={token}", state.base_url.trim_end_matches('/'))));
+    }
+    Ok(out)
 }
 
 /// A new portal session: the cookie's token (to set) and the row.

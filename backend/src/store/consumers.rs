@@ -200,3 +200,22 @@ pub async fn search(
     let rows = query.order_by_desc(consumer::Column::Id).limit(limit + 1).all(db).await?;
     Ok(paginate(rows, limit, |c| &c.id))
 }
+
+/// The live consumers with this email address (case-insensitive), at most ten.
+///
+/// # Errors
+/// Database errors.
+pub async fn by_email(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    email: &str,
+) -> Result<Vec<consumer::Model>, StoreError> {
+    use sea_orm::sea_query::{Expr, ExprTrait, Func};
+    Ok(consumer::Entity::find()
+        .filter(consumer::Column::TenantId.eq(tenant.as_str()))
+        .filter(consumer::Column::DeletedAt.is_null())
+        .filter(ExprTrait::eq(Expr::expr(Func::lower(Expr::col(consumer::Column::Email))), email.to_lowercase()))
+        .limit(10)
+        .all(db)
+        .await?)
+}

@@ -118,3 +118,12 @@ pub async fn all(db: &impl ConnectionTrait) -> Result<Vec<tenant::Model>, StoreE
 pub async fn any(db: &impl ConnectionTrait) -> Result<bool, StoreError> {
     Ok(tenant::Entity::find().one(db).await?.is_some())
 }
+
+/// The tenant with this slug.
+///
+/// # Errors
+/// `NotFound`.
+pub async fn by_slug(db: &impl ConnectionTrait, slug: &str) -> Result<tenant::Model, StoreError> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    tenant::Entity::find().filter(tenant::Column::Slug.eq(slug)).one(db).await?.ok_or(StoreError::NotFound)
+}

@@ -132,6 +132,8 @@ pub struct Keyring {
 
 impl Default for Keyring {
     fn default() -> Self {
+        // Before any JWT is made or read in this process.
+        super::provider::install();
         Self {
             tenants: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(HOLD).build(),
             ttls: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(30)).build(),

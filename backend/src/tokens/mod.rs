@@ -6,6 +6,7 @@
 
 pub mod keyring;
 pub mod material;
+pub mod provider;
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, Header, Validation};
@@ -42,6 +43,7 @@ pub fn issuer(base: &str, tenant: &str) -> String {
 /// # Errors
 /// When the key cannot sign (a damaged key).
 pub fn sign(signer: &keyring::Signer, claims: &AccessClaims) -> Result<String, jsonwebtoken::errors::Error> {
+    provider::install();
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(signer.kid.clone());
     jsonwebtoken::encode(&header, claims, &signer.key)

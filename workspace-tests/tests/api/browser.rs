@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::helpers::{Backend, TestApp, spawn_app};
 
 /// chromedriver, stopped on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -30,7 +30,7 @@ fn find(names: &[&str]) -> Option<PathBuf> {
 }
 
 /// Starts chromedriver, or says why not (a failure with `KEYROLL_TEST_REQUIRE_SERVICES=1`).
-fn driver() -> Option<(Driver, PathBuf)> {
+pub(crate) fn driver() -> Option<(Driver, PathBuf)> {
     let skip = |why: &str| {
         assert!(
             std::env::var("KEYROLL_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
@@ -61,12 +61,12 @@ fn driver() -> Option<(Driver, PathBuf)> {
     Some((d, chromium))
 }
 
-async fn open(d: &Driver, chromium: &std::path::Path) -> Client {
+pub(crate) async fn open(d: &Driver, chromium: &std::path::Path) -> Client {
     open_with(d, chromium, &[]).await
 }
 
 /// A session with more Chromium switches (e.g. a dark colour scheme).
-async fn open_with(d: &Driver, chromium: &std::path::Path, extra: &[&str]) -> Client {
+pub(crate) async fn open_with(d: &Driver, chromium: &std::path::Path, extra: &[&str]) -> Client {
     let mut args = vec![
         "--headless",
         "--no-sandbox",
@@ -94,35 +94,35 @@ fn shots() -> PathBuf {
     dir
 }
 
-async fn shot(c: &Client, name: &str) {
+pub(crate) async fn shot(c: &Client, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
     std::fs::write(shots().join(format!("{name}.png")), png).expect("saved");
 }
 
-async fn fill(c: &Client, css: &str, text: &str) {
+pub(crate) async fn fill(c: &Client, css: &str, text: &str) {
     let e = c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
     e.clear().await.expect("cleared");
     e.send_keys(text).await.expect("typed");
 }
 
-async fn click(c: &Client, css: &str) {
+pub(crate) async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}")).click().await.expect("clicked");
 }
 
 /// The visible text of the page (empty while a new page is loading).
-async fn body(c: &Client) -> String {
+pub(crate) async fn body(c: &Client) -> String {
     match c.find(Locator::Css("main")).await {
         Ok(main) => main.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     }
 }
 
-async fn path(c: &Client) -> String {
+pub(crate) async fn path(c: &Client) -> String {
     c.current_url().await.expect("url").path().to_owned()
 }
 
 /// Waits for the page after a click to show `text`.
-async fn wait_for(c: &Client, text: &str) {
+pub(crate) async fn wait_for(c: &Client, text: &str) {
     let started = Instant::now();
     loop {
         if body(c).await.contains(text) {
@@ -206,7 +206,7 @@ async fn keys_named(app: &TestApp, name: &str) -> Vec<String> {
     rows.iter().map(|r| r.try_get::<String>("", "id").expect("id")).collect()
 }
 
-async fn secret_on_page(c: &Client) -> String {
+pub(crate) async fn secret_on_page(c: &Client) -> String {
     c.find(Locator::Css("#secret")).await.expect("secret field").prop("value").await.expect("value").expect("a secret")
 }
 

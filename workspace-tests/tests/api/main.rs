@@ -5,6 +5,7 @@ mod alerts;
 mod audit;
 mod bad_input;
 mod browser;
+mod browser_portal;
 mod bulk;
 mod cache;
 mod dashboard;

@@ -58,14 +58,14 @@ fn start_receiver(r: Receiver) -> String {
 }
 
 /// A real SMTP server (Python's aiosmtpd, printing every message it receives).
-struct Smtp {
-    port: u16,
+pub(crate) struct Smtp {
+    pub(crate) port: u16,
     child: std::process::Child,
     out: Arc<Mutex<String>>,
 }
 
 impl Smtp {
-    fn start() -> Option<Self> {
+    pub(crate) fn start() -> Option<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).ok()?;
         let child = std::process::Command::new("python3")
             .args(["-u", "-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
@@ -108,7 +108,7 @@ impl Smtp {
         None
     }
 
-    fn messages(&self) -> Vec<String> {
+    pub(crate) fn messages(&self) -> Vec<String> {
         let out = self.out.lock().expect("lock").clone();
         out.split("---------- MESSAGE FOLLOWS ----------").skip(1).map(str::to_owned).collect()
     }

@@ -298,3 +298,79 @@ async fn the_dashboard_manages_signing_keys_and_the_portal() {
     assert!(saved.body.contains("Portal settings saved") && saved.body.contains("value=\"#008080\""));
     assert!(saved.body.contains("checked"));
 }
+
+/// Magic links: off by default (404); on, the same page whether or not the address is known; a
+/// real SMTP conversation carries a single-use link that opens the consumer's portal; asking is
+/// throttled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_sign_in_by_email_when_the_provider_allows_it() {
+    use crate::helpers::{Backend, fresh, spawn_node_with};
+    let Some((shared, dir)) = fresh(Backend::Sqlite).await else { return };
+    let Some(mailbox) = crate::notifications::Smtp::start() else { return };
+    let smtp = format!("smtp://127.0.0.1:{}", mailbox.port);
+    let app = spawn_node_with(&shared, dir, &[("smtp_url", smtp.as_str())]).await;
+    let acme = app.tenant("Acme").await;
+    let k = app.make_key(&acme, "acme", json!({})).await;
+    let (st, _) = app
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/consumers/{}", k.consumer_id),
+            &acme.root,
+            Some(json!({"email": "Bob@Example.test"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (_, s) = app.get("/v1/portal/settings", &acme.root).await;
+    let login = s["login_url"].as_str().expect("login url").strip_prefix(&app.address).expect("ours").to_owned();
+    let b = Browser::new(&app);
+    assert_eq!(b.get(&login).await.status, StatusCode::NOT_FOUND, "off unless the provider turns it on");
+    let (st, _) =
+        app.call(reqwest::Method::PATCH, "/v1/portal/settings", &acme.root, Some(json!({"magic_link": true}))).await;
+    assert_eq!(st, 200);
+    assert_eq!(b.get(&login).await.status, StatusCode::OK);
+
+    let unknown = b.post(&login, &[("email", "nobody@example.test")]).await;
+    let known = b.post(&login, &[("email", "bob@example.test")]).await;
+    assert_eq!((unknown.status, known.status), (StatusCode::OK, StatusCode::OK));
+    let strip = |p: &str| p.replace("nobody@example.test", "X").replace("bob@example.test", "X");
+    assert_eq!(strip(&unknown.body), strip(&known.body), "the same answer either way");
+    assert_eq!(b.post(&login, &[("email", "not an address")]).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The mail arrives over SMTP with a link that opens the portal once.
+    let started = std::time::Instant::now();
+    let link = loop {
+        if let Some(m) = mailbox.messages().into_iter().find(|m| m.contains("/portal/enter?token=")) {
+            let at = m.find("http://").expect("a link");
+            break m[at..].split_whitespace().next().expect("link").to_owned();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "no mail");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(mailbox.messages().len(), 1, "no mail for an unknown address");
+    let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let res = raw.get(&link).send().await.expect("entered");
+    assert_eq!(res.status().as_u16(), 303);
+    let cookie = res.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("cookie").to_owned();
+    let cookie = cookie.trim_start_matches("kr_portal=").split(';').next().expect("value").to_owned();
+    assert_eq!(raw.get(&link).send().await.expect("again").status().as_u16(), 410, "single use");
+    let b = Browser::new(&app);
+    b.set_cookie("kr_portal", &cookie, "/portal");
+    let home = b.get("/portal").await;
+    assert!(home.status == StatusCode::OK && home.body.contains(&k.secret[..14]), "{}", home.body);
+
+    // Throttled: a handful of requests per address.
+    let mut last = StatusCode::OK;
+    for _ in 0..6 {
+        last = Browser::new(&app).post(&login, &[("email", "spray@example.test")]).await.status;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    // A form posted from another site is refused.
+    let res = raw
+        .post(app.url(&login))
+        .header("origin", "https://evil.test")
+        .form(&[("email", "bob@example.test")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status().as_u16(), 403);
+}

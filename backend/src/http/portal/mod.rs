@@ -4,6 +4,7 @@
 //! or another — is "not found", never data. The portal cookie opens nothing under `/app` or
 //! `/v1`, and a dashboard session or root key opens nothing here.
 
+pub mod login;
 pub mod pages;
 
 use actix_web::cookie::{Cookie, SameSite};
@@ -272,5 +273,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/portal/keys/{id}", web::get().to(pages::key_page))
         .route("/portal/keys/{id}/rotate", web::post().to(pages::rotate))
         .route("/portal/keys/{id}/pickup", web::post().to(pages::pickup))
-        .route("/portal/keys/{id}/revoke", web::post().to(pages::revoke));
+        .route("/portal/keys/{id}/revoke", web::post().to(pages::revoke))
+        .route("/portal/{tenant_slug}/login", web::get().to(login::form))
+        .route("/portal/{tenant_slug}/login", web::post().to(login::send));
 }

@@ -71,7 +71,7 @@ async fn portal_secret(state: &AppState, tenant: &TenantId) -> Result<[u8; 32], 
     let master = state.master_key.as_ref().ok_or_else(no_master)?;
     let open = |k: &signing_key::Model| master.open(&k.private_sealed).and_then(|b| material::decode_secret(&b));
     if let Some(k) =
-        signing_keys::list(&state.db, tenant, signing_keys::PORTAL).await?.iter().rev().find(|k| k.revoked_at.is_none())
+        signing_keys::list(&state.db, tenant, signing_keys::PORTAL).await?.iter().find(|k| k.revoked_at.is_none())
     {
         return open(k).ok_or_else(|| {
             ServiceError::Internal(anyhow::anyhow!("the portal key cannot be opened with this master key"))
@@ -307,8 +307,11 @@ pub async fn enter(state: &AppState, token: &str) -> Result<Entered, EnterError>
     if claims.tid != tenant.as_str() {
         return Err(EnterError::Unusable);
     }
+    if !matches!(claims.pur.as_str(), "link" | "magic") {
+        return Err(EnterError::Unusable);
+    }
     let grant =
-        portal::use_grant(&state.db, &claims.jti, tenant.as_str(), "link").await?.ok_or(EnterError::Unusable)?;
+        portal::use_grant(&state.db, &claims.jti, tenant.as_str(), &claims.pur).await?.ok_or(EnterError::Unusable)?;
     if grant.consumer_id != claims.sub {
         return Err(EnterError::Unusable);
     }
@@ -554,4 +557,59 @@ pub async fn update_settings(ctx: &Ctx<'_>, ch: SettingsChanges) -> Result<Porta
     })
     .await?;
     Ok(s)
+}
+
+/// The consumer acting with one more permission, on its own things only (the caller checked
+/// that what is acted on is the consumer's).
+fn acting_as_consumer<'a>(ctx: &Ctx<'a>, p: Permission) -> Ctx<'a> {
+    Ctx::new(ctx.state, ctx.tenant.clone(), ctx.actor.clone(), Grants::only(&[p]), ctx.origin.clone())
+}
+
+/// The consumer's own notification address: `None` stops the emails.
+///
+/// # Errors
+/// `Invalid` for a malformed address.
+pub async fn set_email(ctx: &Ctx<'_>, consumer: &str, email: Option<String>) -> Result<consumer::Model, ServiceError> {
+    let changes = super::consumers::ConsumerChanges { email: Some(email), ..Default::default() };
+    super::consumers::update(&acting_as_consumer(ctx, Permission::ConsumersWrite), consumer, changes).await
+}
+
+/// The consumer's own webhook endpoints (those that receive only its events).
+///
+/// # Errors
+/// Database errors.
+pub async fn endpoints(
+    ctx: &Ctx<'_>,
+    consumer: &str,
+) -> Result<Vec<crate::store::entities::webhook_endpoint::Model>, ServiceError> {
+    let all = crate::store::notify::list_endpoints(ctx.db(), &ctx.tenant, 100, None).await?;
+    Ok(all.items.into_iter().filter(|e| e.consumer_id.as_deref() == Some(consumer)).collect())
+}
+
+/// Adds an endpoint that receives the consumer's own events; its signing secret is returned
+/// once.
+///
+/// # Errors
+/// `Invalid` (the URL, private addresses as for every endpoint), `Conflict` at ten endpoints.
+pub async fn add_endpoint(
+    ctx: &Ctx<'_>,
+    consumer: &str,
+    url: String,
+) -> Result<super::webhooks::WithSecret, ServiceError> {
+    if endpoints(ctx, consumer).await?.len() >= 10 {
+        return Err(ServiceError::Conflict("at most ten endpoints per consumer".into()));
+    }
+    let input = super::webhooks::NewEndpoint { url, event_types: None, consumer_id: Some(consumer.to_owned()) };
+    super::webhooks::create(&acting_as_consumer(ctx, Permission::WebhooksWrite), input).await
+}
+
+/// Removes one of the consumer's own endpoints (another's is "not found").
+///
+/// # Errors
+/// `NotFound`.
+pub async fn remove_endpoint(ctx: &Ctx<'_>, consumer: &str, id: &str) -> Result<(), ServiceError> {
+    if !endpoints(ctx, consumer).await?.iter().any(|e| e.id == id) {
+        return Err(ServiceError::NotFound("no such endpoint"));
+    }
+    super::webhooks::delete(&acting_as_consumer(ctx, Permission::WebhooksWrite), id).await
 }

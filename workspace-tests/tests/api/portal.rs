@@ -339,7 +339,10 @@ async fn consumers_sign_in_by_email_when_the_provider_allows_it() {
     // The mail arrives over SMTP with a link that opens the portal once.
     let started = std::time::Instant::now();
     let link = loop {
-        if let Some(m) = mailbox.messages().into_iter().find(|m| m.contains("/portal/enter?token=")) {
+        // The body is quoted-printable (its lines are long): undo the soft breaks and `=3D`.
+        let decoded: Vec<String> =
+            mailbox.messages().iter().map(|m| m.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")).collect();
+        if let Some(m) = decoded.into_iter().find(|m| m.contains("/portal/enter?token=")) {
             let at = m.find("http://").expect("a link");
             break m[at..].split_whitespace().next().expect("link").to_owned();
         }
@@ -349,7 +352,7 @@ async fn consumers_sign_in_by_email_when_the_provider_allows_it() {
     assert_eq!(mailbox.messages().len(), 1, "no mail for an unknown address");
     let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let res = raw.get(&link).send().await.expect("entered");
-    assert_eq!(res.status().as_u16(), 303);
+    assert_eq!(res.status().as_u16(), 303, "{link}");
     let cookie = res.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("cookie").to_owned();
     let cookie = cookie.trim_start_matches("kr_portal=").split(';').next().expect("value").to_owned();
     assert_eq!(raw.get(&link).send().await.expect("again").status().as_u16(), 410, "single use");
@@ -374,3 +377,106 @@ async fn consumers_sign_in_by_email_when_the_provider_allows_it() {
         .expect("sent");
     assert_eq!(res.status().as_u16(), 403);
 }
+
+async fn a_consumer_sets_where_its_notices_go(app: TestApp) {
+    let acme = app.tenant("Acme").await;
+    let k = app.make_key(&acme, "acme", json!({})).await;
+    let other = app.make_key(&acme, "acme", json!({})).await;
+    let (b, cookie) = enter(&app, &acme, &k.consumer_id).await;
+    let (o, _) = enter(&app, &acme, &other.consumer_id).await;
+    let page = b.get("/portal/settings").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let csrf = page.csrf();
+    let bad = b.post("/portal/settings/email", &[("csrf", &csrf), ("email", "not an address")]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("id=\"email-error\"") && bad.body.contains("value=\"not an address\""));
+    let ok = b.post("/portal/settings/email", &[("csrf", &csrf), ("email", "ops@bob.test")]).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let (_, con) = app.get(&format!("/v1/consumers/{}", k.consumer_id), &acme.root).await;
+    assert_eq!(con["email"], "ops@bob.test");
+
+    // Its own endpoint: the secret shown once, on a page only this consumer can open.
+    let shown = b.post("/portal/settings/endpoints", &[("csrf", &csrf), ("url", "http://127.0.0.1:9/hooks")]).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert!(shown.url.starts_with("/portal/shown/"));
+    assert!(shown.secret("whsec_").starts_with("whsec_"));
+    let (_, eps) = app.get("/v1/webhook-endpoints", &acme.root).await;
+    let ep = eps["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|e| e["url"] == "http://127.0.0.1:9/hooks")
+        .expect("made")
+        .clone();
+    assert_eq!(ep["consumer_id"], k.consumer_id.as_str(), "{ep}");
+    let bad = b.post("/portal/settings/endpoints", &[("csrf", &csrf), ("url", "ftp://x")]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Another consumer neither sees nor removes it.
+    let theirs = o.get("/portal/settings").await;
+    assert!(!theirs.body.contains("127.0.0.1:9/hooks"));
+    let ocsrf = theirs.csrf();
+    let id = ep["id"].as_str().expect("id");
+    let refused = o.post(&format!("/portal/settings/endpoints/{id}/delete"), &[("csrf", &ocsrf)]).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    // The provider's own endpoints are not the consumer's either.
+    let (_, team) = app.post("/v1/webhook-endpoints", &acme.root, json!({"url": "http://127.0.0.1:9/team"})).await;
+    let team_id = team["endpoint"]["id"].as_str().or(team["id"].as_str()).expect("id").to_owned();
+    assert_eq!(
+        b.post(&format!("/portal/settings/endpoints/{team_id}/delete"), &[("csrf", &csrf)]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let gone = b.post(&format!("/portal/settings/endpoints/{id}/delete"), &[("csrf", &csrf)]).await;
+    assert_eq!(gone.status, StatusCode::OK);
+    assert!(!gone.body.contains("127.0.0.1:9/hooks"));
+
+    // A secret page of one consumer is nothing to another.
+    let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let res = raw
+        .post(app.url(&format!("/portal/keys/{}/rotate", k.key_id)))
+        .header("cookie", format!("kr_portal={cookie}"))
+        .form(&[("csrf", csrf.as_str()), ("overlap_seconds", "3600")])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status().as_u16(), 303);
+    let location = res.headers().get("location").and_then(|v| v.to_str().ok()).expect("location").to_owned();
+    assert!(location.starts_with("/portal/shown/"), "{location}");
+    let stolen = o.get(&location).await;
+    assert_eq!(stolen.status, StatusCode::GONE);
+    assert!(!stolen.body.contains("value=\"acme_live_"));
+    let mine = b.get(&location).await;
+    assert_eq!(mine.status, StatusCode::OK, "the other consumer's try did not use it up");
+    assert!(mine.secret("acme_live_").starts_with("acme_live_"));
+}
+both_backends!(portal_notifications, a_consumer_sets_where_its_notices_go);
+
+async fn a_consumer_picks_up_a_key_a_rotation_issued(app: TestApp) {
+    let acme = app.tenant("Acme").await;
+    let k = app.make_key(&acme, "acme", json!({})).await;
+    let (st, run) =
+        app.post("/v1/rotations/bulk", &acme.root, json!({"api_id": k.api_id, "overlap_seconds": 3600})).await;
+    assert_eq!(st, 202, "{run}");
+    let job = run["job_id"].as_str().expect("job").to_owned();
+    let started = std::time::Instant::now();
+    while app.get(&format!("/v1/jobs/{job}"), &acme.root).await.1["state"] != "done" {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "bulk job stuck");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (b, _) = enter(&app, &acme, &k.consumer_id).await;
+    let home = b.get("/portal").await;
+    assert!(home.body.contains("issued a new key for you"), "{}", home.body);
+    let page = b.get(&format!("/portal/keys/{}", k.key_id)).await;
+    assert!(page.body.contains("Pick up the new key"), "{}", page.body);
+    let csrf = page.csrf();
+    let shown = b.post(&format!("/portal/keys/{}/pickup", k.key_id), &[("csrf", &csrf)]).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    let secret = shown.secret("acme_live_");
+    assert_eq!(app.verify_code(&secret).await, "VALID");
+    assert_ne!(secret, k.secret);
+    let again = b.post(&format!("/portal/keys/{}/pickup", k.key_id), &[("csrf", &csrf)]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "once only");
+    assert!(again.body.contains("No new key is waiting"));
+    let (_, audit) = app.get("/v1/audit-events?action=key.secret_picked_up", &acme.root).await;
+    assert_eq!(audit["data"][0]["actor"], format!("consumer:{}", k.consumer_id), "{audit}");
+}
+both_backends!(portal_pickup, a_consumer_picks_up_a_key_a_rotation_issued);

@@ -6,6 +6,7 @@
 
 pub mod login;
 pub mod pages;
+pub mod settings;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{StatusCode, header};
@@ -274,6 +275,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/portal/keys/{id}/rotate", web::post().to(pages::rotate))
         .route("/portal/keys/{id}/pickup", web::post().to(pages::pickup))
         .route("/portal/keys/{id}/revoke", web::post().to(pages::revoke))
+        .route("/portal/settings", web::get().to(settings::page))
+        .route("/portal/settings/email", web::post().to(settings::save_email))
+        .route("/portal/settings/endpoints", web::post().to(settings::add_endpoint))
+        .route("/portal/settings/endpoints/{id}/delete", web::post().to(settings::remove_endpoint))
         .route("/portal/{tenant_slug}/login", web::get().to(login::form))
         .route("/portal/{tenant_slug}/login", web::post().to(login::send));
 }

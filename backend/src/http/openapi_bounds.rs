@@ -35,6 +35,18 @@ fn scope() -> Value {
     json!({"pattern": format!("^(?:\\*|{part}:(?:\\*|{part}))$")})
 }
 
+/// Scopes separated by spaces.
+fn scope_list() -> Value {
+    let part = "[a-z][a-z0-9_.-]{0,63}";
+    let one = format!("(?:\\*|{part}:(?:\\*|{part}))");
+    json!({"pattern": format!("^ *(?:{one}(?: +{one})*)? *$")})
+}
+
+/// An absolute URL of the scheme(s) with a host, at most 2048 characters (what `url` parses).
+fn web_url(schemes: &str) -> Value {
+    json!({"maxLength": 2048, "pattern": format!("^{schemes}://[A-Za-z0-9][A-Za-z0-9.-]{{0,200}}(?::[0-9]{{1,4}})?(?:/[A-Za-z0-9._~/?#&=%+-]*)?$")})
+}
+
 fn range(min: i64, max: i64) -> Value {
     json!({"minimum": min, "maximum": max})
 }
@@ -117,6 +129,25 @@ fn fields() -> Vec<(&'static str, &'static str, Value)> {
         ("PolicyBody", "interval_days", range(1, 3650)),
         ("RotateEndpointSecret", "overlap_seconds", range(0, 604_800)),
         ("SelfRotateBody", "overlap_seconds", range(0, 604_800)),
+        ("TokenForm", "grant_type", one_of(&["client_credentials"])),
+        ("TokenForm", "scope", scope_list()),
+        ("CreatePortalSession", "consumer_id", id("con")),
+        ("CreatePortalSession", "return_url", web_url("https?")),
+        ("CreatePortalSession", "ttl_seconds", range(60, crate::app::portal::MAX_LINK_SECONDS)),
+        ("PatchPortalSettings", "display_name", name()),
+        ("PatchPortalSettings", "logo_url", web_url("https")),
+        ("PatchPortalSettings", "accent_color", json!({"pattern": "^#[0-9A-Fa-f]{6}$"})),
+        (
+            "PatchPortalSettings",
+            "support_url",
+            json!({"anyOf": [web_url("https?"), {"pattern": "^mailto:[!-~]{1,2040}$"}]}),
+        ),
+        ("RotateSigningKey", "lead_seconds", range(0, crate::app::signing_keys::MAX_LEAD_SECONDS)),
+        (
+            "PatchApi",
+            "token_ttl_seconds",
+            range(crate::app::apis::TOKEN_TTL_BOUNDS.0, crate::app::apis::TOKEN_TTL_BOUNDS.1),
+        ),
         ("ThresholdsPatch", "half_life_minutes", range(1, 1_440)),
         ("ThresholdsPatch", "warmup_minutes", range(0, 10_080)),
         ("ThresholdsPatch", "rate_min", range(1, 10_000_000)),

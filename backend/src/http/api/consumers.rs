@@ -88,7 +88,8 @@ pub async fn get(
 /// Update a consumer.
 #[utoipa::path(patch, path = "/v1/consumers/{id}", tag = "consumers", params(("id" = String, Path)),
     request_body = PatchConsumer,
-    responses((status = 200, body = ConsumerView), (status = 400, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, body = ConsumerView), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "Another consumer has this external_id")),
     security(("root_key" = [])))]
 pub async fn update(
     state: web::Data<AppState>,

@@ -33,6 +33,32 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
+/// The token request's form (`application/x-www-form-urlencoded`).
+#[derive(Debug, ToSchema)]
+pub struct TokenForm {
+    /// `client_credentials`.
+    pub grant_type: String,
+    /// Space-separated scopes, each granted by the key; the key's own scopes when absent.
+    #[schema(nullable = false)]
+    pub scope: Option<String>,
+    /// With `client_secret` in the form instead of HTTP Basic: the key's lineage id.
+    #[schema(nullable = false)]
+    pub client_id: Option<String>,
+    /// The API key, when not sent by HTTP Basic or as a bearer token.
+    #[schema(nullable = false)]
+    pub client_secret: Option<String>,
+}
+
+/// The introspection request's form.
+#[derive(Debug, ToSchema)]
+pub struct IntrospectForm {
+    /// The access token.
+    pub token: String,
+    /// A hint (RFC 7662 §2.1); every token here is an access token, so it is not needed.
+    #[schema(nullable = false)]
+    pub token_type_hint: Option<String>,
+}
+
 /// An OAuth error (RFC 6749 §5.2).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OAuthError {
@@ -85,15 +111,16 @@ impl Fail {
     }
 }
 
-/// Reads a form body: every parameter at most once (RFC 6749 §3.2).
-fn form(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, Fail> {
+/// Reads the `known` parameters of a form body, each at most once (RFC 6749 §3.2).
+fn form(req: &HttpRequest, body: &[u8], known: &[&str]) -> Result<HashMap<String, String>, Fail> {
     let bad = Fail::bad;
     let ct = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !ct.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Err(bad("send the parameters as application/x-www-form-urlencoded"));
     }
     let mut out = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(body) {
+    // Unknown parameters are ignored (RFC 6749 §3.2); a known one may come once.
+    for (k, v) in url::form_urlencoded::parse(body).filter(|(k, _)| known.contains(&k.as_ref())) {
         if out.insert(k.clone().into_owned(), v.into_owned()).is_some() {
             return Err(bad(&format!("the parameter {k} is given more than once")));
         }
@@ -138,13 +165,13 @@ fn client_of(req: &HttpRequest, params: &HashMap<String, String>) -> Result<Clie
 
 /// OAuth 2.0 client credentials: an API key buys a short-lived JWT.
 #[utoipa::path(post, path = "/v1/oauth/token", tag = "tokens",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "grant_type=client_credentials[&scope=a b]; the client authenticates with HTTP Basic \
-                       (client_id = the key's lineage id, client_secret = the API key), or Authorization: Bearer <API key>"),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded",
+        description = "The client authenticates with HTTP Basic (client_id = the key's lineage id, client_secret = \
+                       the API key), or Authorization: Bearer <API key>, or client_id and client_secret in the form"),
     responses((status = 200, body = TokenResponse), (status = 400, body = OAuthError), (status = 401, body = OAuthError),
         (status = 429, body = OAuthError), (status = 503, body = OAuthError)))]
 pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let params = match form(&req, &body) {
+    let params = match form(&req, &body, &["grant_type", "scope", "client_id", "client_secret"]) {
         Ok(p) => p,
         Err(f) => return f.response(),
     };
@@ -250,7 +277,7 @@ pub struct Introspection {
 /// signing key revoked, or it expired. A root key with `keys:read` asks, for its own tenant's
 /// tokens.
 #[utoipa::path(post, path = "/v1/oauth/introspect", tag = "tokens",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "token=…[&token_type_hint=access_token]"),
+    request_body(content = IntrospectForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Introspection), (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem)),
     security(("root_key" = [])))]
@@ -261,7 +288,8 @@ pub async fn introspect(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     root.require(Permission::KeysRead)?;
-    let params = form(&req, &body)
+    // Other parameters are ignored (RFC 7662 §2.1); the token must be there once.
+    let params = form(&req, &body, &["token"])
         .map_err(|_| ApiError::field("token", "send token=… as application/x-www-form-urlencoded, once"))?;
     let token = params.get("token").ok_or_else(|| ApiError::field("token", "is required"))?;
     let found = crate::app::tokens::introspect(&root.ctx(&state), token, Utc::now()).await?;

@@ -460,3 +460,40 @@ async fn independent_libraries_get_and_check_tokens_across_a_rotation() {
     assert!(v[0]["error"].is_string(), "{v}");
     assert!(v[1]["error"].is_null(), "{v}");
 }
+
+/// The schedule: a key 30 days old (less the lead) gets a successor published an hour before it
+/// signs, once; a team whose key is young gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_are_replaced_on_schedule() {
+    use keyroll::store::entities::signing_key;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await else { return };
+    let old = app.tenant("Acme").await;
+    let young = app.tenant("Umbrella").await;
+    for t in [&old, &young] {
+        let k = app.make_key(t, if t.id == old.id { "acme" } else { "umb" }, json!({})).await;
+        kid_of(&app, &k).await;
+    }
+    let aged = chrono::Utc::now() - chrono::TimeDelta::days(30) + chrono::TimeDelta::minutes(30);
+    signing_key::Entity::update_many()
+        .col_expr(signing_key::Column::ActivatesAt, sea_orm::sea_query::Expr::value(aged))
+        .filter(signing_key::Column::TenantId.eq(old.id.as_str()))
+        .exec(&app.state.db)
+        .await
+        .expect("aged");
+    for _ in 0..2 {
+        keyroll::app::signing_keys::scheduled(&app.state).await.expect("scheduled");
+    }
+    let listed = phases(&app, &old).await;
+    assert_eq!(listed.len(), 2, "one successor, not two: {listed:?}");
+    assert_eq!(listed[0].1, "published", "{listed:?}");
+    assert_eq!(listed[1].1, "active");
+    let (_, l) = app.get("/v1/signing-keys", &old.root).await;
+    let activates =
+        chrono::DateTime::parse_from_rfc3339(l["data"][0]["activates_at"].as_str().expect("t")).expect("time");
+    let lead = activates.signed_duration_since(chrono::Utc::now()).num_minutes();
+    assert!((58..=60).contains(&lead), "published an hour before it signs: {lead}");
+    assert_eq!(phases(&app, &young).await.len(), 1, "a young key is left alone");
+    let (_, audit) = app.get("/v1/audit-events?action=signing_key.rotated", &old.root).await;
+    assert_eq!(audit["data"][0]["actor"], "system", "{audit}");
+}

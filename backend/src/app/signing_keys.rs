@@ -4,8 +4,9 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
-use super::{Ctx, Permission, ServiceError, commit};
+use super::{Checks, Ctx, Permission, ServiceError, commit};
 use crate::audit::Entry;
+use crate::domain::policy::{Schedule, ScheduleError};
 use crate::domain::signing::{self, Phase};
 use crate::domain::{SigningKeyId, TenantId};
 use crate::state::AppState;
@@ -18,8 +19,137 @@ use crate::tokens::{TenantKeys, material};
 pub const DEFAULT_LEAD: TimeDelta = TimeDelta::hours(1);
 /// The longest lead a rotation may ask for: seven days.
 pub const MAX_LEAD_SECONDS: i64 = 7 * 86_400;
-/// How often a tenant's key is replaced on schedule.
-pub const SCHEDULE_EVERY: TimeDelta = TimeDelta::days(30);
+/// How often a tenant's key is replaced on schedule, unless it set otherwise.
+pub const DEFAULT_EVERY_DAYS: i64 = 30;
+
+const SETTING: &str = "signing";
+
+/// When a tenant's token signing key is replaced: every `interval_days` after the current key
+/// took over, or at each occurrence of `cron` (UTC), the new key published `lead_seconds`
+/// before it signs. Kept in the tenant's settings (`signing`); the same schedule type as the
+/// rotation policies of API keys.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SigningSchedule {
+    pub interval_days: Option<i64>,
+    pub cron: Option<String>,
+    pub lead_seconds: i64,
+}
+
+impl Default for SigningSchedule {
+    fn default() -> Self {
+        Self { interval_days: Some(DEFAULT_EVERY_DAYS), cron: None, lead_seconds: DEFAULT_LEAD.num_seconds() }
+    }
+}
+
+impl SigningSchedule {
+    /// The schedule, checked: one of interval or cron, a lead within bounds and shorter than
+    /// the time between two rotations.
+    ///
+    /// # Errors
+    /// `Invalid` naming the fields.
+    pub fn check(&self, now: DateTime<Utc>) -> Result<Schedule, ServiceError> {
+        let mut c = Checks::default();
+        if !(0..=MAX_LEAD_SECONDS).contains(&self.lead_seconds) {
+            c.push("lead_seconds", format!("must be between 0 and {MAX_LEAD_SECONDS}"));
+        }
+        if self.cron.as_ref().is_some_and(|e| e.len() > 200) {
+            c.push("cron", "must be at most 200 characters");
+        }
+        let schedule = match Schedule::parse(self.interval_days, self.cron.as_deref(), TimeDelta::zero()) {
+            Ok(s) => Some(s),
+            Err(e @ ScheduleError::Cron(_)) => {
+                c.push("cron", e.to_string());
+                None
+            }
+            Err(e @ (ScheduleError::Interval | ScheduleError::Either)) => {
+                c.push("interval_days", e.to_string());
+                None
+            }
+        };
+        if let Some(period) = schedule.as_ref().and_then(|s| s.period(now))
+            && TimeDelta::seconds(self.lead_seconds) >= period
+        {
+            c.push("lead_seconds", "must be shorter than the time between two rotations");
+        }
+        c.finish()?;
+        schedule.ok_or_else(|| ServiceError::field("interval_days", "is required"))
+    }
+
+    fn lead(&self) -> TimeDelta {
+        TimeDelta::seconds(self.lead_seconds.clamp(0, MAX_LEAD_SECONDS))
+    }
+}
+
+/// Changes to the schedule: an interval replaces a cron expression and the other way round.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleChanges {
+    pub interval_days: Option<i64>,
+    pub cron: Option<String>,
+    pub lead_seconds: Option<i64>,
+}
+
+/// The tenant's signing schedule (the default when it set none).
+///
+/// # Errors
+/// Database errors.
+pub async fn schedule(state: &AppState, tenant: &TenantId) -> Result<SigningSchedule, ServiceError> {
+    super::tenants::setting(state, tenant, SETTING).await
+}
+
+/// When the schedule next starts a rotation (`None` while a new key waits to take over, or
+/// before the first key).
+///
+/// # Errors
+/// Database errors.
+pub async fn next_rotation(state: &AppState, tenant: &TenantId) -> Result<Option<DateTime<Utc>>, ServiceError> {
+    let plan = schedule(state, tenant).await?;
+    let now = Utc::now();
+    let Ok(rule) = plan.check(now) else { return Ok(None) };
+    let keys = TenantKeys::load(&state.db, tenant, None, now).await?;
+    Ok(signing::next_rotation(&times(&keys), now, &rule, plan.lead()))
+}
+
+/// Changes the tenant's signing schedule.
+///
+/// # Errors
+/// `Forbidden`; `Invalid` naming every bad field.
+pub async fn set_schedule(ctx: &Ctx<'_>, ch: ScheduleChanges) -> Result<SigningSchedule, ServiceError> {
+    ctx.require(Permission::TokensWrite)?;
+    let before = schedule(ctx.state, &ctx.tenant).await?;
+    let mut s = before.clone();
+    match (ch.interval_days, ch.cron) {
+        (Some(d), None) => (s.interval_days, s.cron) = (Some(d), None),
+        (None, Some(e)) => (s.interval_days, s.cron) = (None, Some(e.trim().to_owned())),
+        (None, None) => {}
+        (Some(_), Some(_)) => {
+            return Err(ServiceError::field("interval_days", "give either interval_days or cron, not both"));
+        }
+    }
+    if let Some(l) = ch.lead_seconds {
+        s.lead_seconds = l;
+    }
+    s.check(Utc::now())?;
+    if s == before {
+        return Ok(s);
+    }
+    super::tenants::put_setting(
+        ctx,
+        SETTING,
+        &before,
+        &s,
+        "signing_key.schedule_updated",
+        "Changed when the token signing key is replaced",
+    )
+    .await?;
+    Ok(s)
+}
+
+fn times(keys: &TenantKeys) -> Vec<signing::SigningTimes> {
+    keys.keys
+        .iter()
+        .map(|k| signing::SigningTimes { activates_at: k.row.activates_at, revoked_at: k.row.revoked_at })
+        .collect()
+}
 
 fn no_master() -> ServiceError {
     ServiceError::Conflict("no master key is configured, so no signing key can be kept (set KEYROLL_MASTER_KEY)".into())
@@ -92,7 +222,8 @@ pub async fn ensure(state: &AppState, tenant: &TenantId) -> Result<(), ServiceEr
     Ok(())
 }
 
-/// Starts a rotation: a new key, published now, signing after `lead` (default one hour). The
+/// Starts a rotation: a new key, published now, signing after `lead` (default: the tenant's
+/// schedule's lead, one hour unless it set otherwise). The
 /// key signing now keeps signing until then, and stays published until its last token expired.
 ///
 /// # Errors
@@ -105,7 +236,7 @@ pub async fn rotate(ctx: &Ctx<'_>, lead_seconds: Option<i64>) -> Result<KeyPhase
             return Err(ServiceError::field("lead_seconds", format!("must be between 0 and {MAX_LEAD_SECONDS}")));
         }
         Some(s) => TimeDelta::seconds(s),
-        None => DEFAULT_LEAD,
+        None => schedule(ctx.state, &ctx.tenant).await?.lead(),
     };
     let now = Utc::now();
     let before = TenantKeys::load(ctx.db(), &ctx.tenant, None, now).await?;
@@ -197,8 +328,8 @@ async fn find(ctx: &Ctx<'_>, kid: &str) -> Result<KeyPhase, ServiceError> {
     keys.keys.into_iter().find(|k| k.row.id == kid).ok_or(ServiceError::NotFound("no such signing key"))
 }
 
-/// The schedule: every tenant whose newest key is [`SCHEDULE_EVERY`] old (less the lead) gets a
-/// new one, published [`DEFAULT_LEAD`] before it signs.
+/// The schedule: every tenant whose schedule falls due (less its lead) for its newest key gets
+/// a new one, published the lead before it signs.
 ///
 /// # Errors
 /// Database errors.
@@ -209,15 +340,15 @@ pub async fn scheduled(state: &AppState) -> anyhow::Result<()> {
     let now = Utc::now();
     for tenant in store::tenants_with_token_keys(&state.db).await? {
         let tenant = TenantId::from_trusted(tenant);
+        let plan = schedule(state, &tenant).await?;
+        let Ok(rule) = plan.check(now) else {
+            tracing::warn!(tenant = %tenant, "the signing schedule is not valid; no scheduled rotation");
+            continue;
+        };
         let keys = TenantKeys::load(&state.db, &tenant, None, now).await?;
-        let times: Vec<_> = keys
-            .keys
-            .iter()
-            .map(|k| signing::SigningTimes { activates_at: k.row.activates_at, revoked_at: k.row.revoked_at })
-            .collect();
-        if signing::rotation_due(&times, now, SCHEDULE_EVERY, DEFAULT_LEAD) {
+        if signing::rotation_due(&times(&keys), now, &rule, plan.lead()) {
             let ctx = Ctx::system(state, tenant.clone());
-            if let Err(e) = rotate(&ctx, None).await {
+            if let Err(e) = rotate(&ctx, Some(plan.lead_seconds)).await {
                 tracing::warn!(tenant = %tenant, error = %e, "the scheduled signing key rotation did not start");
             }
         }

@@ -101,3 +101,42 @@ pub async fn set_audit_retention(ctx: &Ctx<'_>, days: u32, before: u32) -> Resul
     })
     .await
 }
+
+/// One of the tenant's settings (a section of its `settings` object), or the default when it is
+/// missing or does not read.
+///
+/// # Errors
+/// Database errors.
+pub async fn setting<T: serde::de::DeserializeOwned + Default>(
+    state: &AppState,
+    tenant: &TenantId,
+    name: &str,
+) -> Result<T, ServiceError> {
+    let t = tenants::get(&state.db, tenant).await?;
+    Ok(t.settings.get(name).cloned().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default())
+}
+
+/// Replaces one of the tenant's settings, audited as `action` with the values before and after.
+///
+/// # Errors
+/// Database errors.
+pub async fn put_setting<T: serde::Serialize>(
+    ctx: &Ctx<'_>,
+    name: &str,
+    before: &T,
+    after: &T,
+    action: &'static str,
+    summary: &str,
+) -> Result<(), ServiceError> {
+    let value = serde_json::to_value(after).map_err(|e| ServiceError::Internal(e.into()))?;
+    let before = serde_json::to_value(before).map_err(|e| ServiceError::Internal(e.into()))?;
+    commit(ctx, async |txn, change| {
+        tenants::set_setting(txn, &ctx.tenant, name, value.clone()).await?;
+        change.audit(
+            Entry::new(action, "tenant", ctx.tenant.as_str().to_owned(), summary.to_owned())
+                .change(before.clone(), value.clone()),
+        );
+        Ok(())
+    })
+    .await
+}

@@ -12,6 +12,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use super::policy::Schedule;
+
 /// The longest an access token lives.
 pub const MAX_TOKEN_TTL: TimeDelta = TimeDelta::seconds(900);
 /// Clock difference between Keyroll and a resource server that a retiring key still covers.
@@ -102,18 +104,28 @@ pub fn signer(keys: &[SigningTimes], now: DateTime<Utc>) -> Option<usize> {
     phases(keys, now).iter().position(|(p, _)| *p == Phase::Active)
 }
 
-/// Whether a scheduled rotation is due: the newest key that took over is `every` old (less the
-/// lead, so the next one is active on time) and no key is waiting to take over.
+/// When the next scheduled rotation starts: `lead` before the schedule falls due for the newest
+/// key that took over. `None` while a key is waiting to take over, or when no key signs (the
+/// first one is made on first use, not by the schedule).
 #[must_use]
-pub fn rotation_due(keys: &[SigningTimes], now: DateTime<Utc>, every: TimeDelta, lead: TimeDelta) -> bool {
+pub fn next_rotation(
+    keys: &[SigningTimes],
+    now: DateTime<Utc>,
+    schedule: &Schedule,
+    lead: TimeDelta,
+) -> Option<DateTime<Utc>> {
     if keys.iter().any(|k| k.activates_at > now && k.revoked_at.is_none()) {
-        return false;
+        return None;
     }
-    keys.iter()
-        .filter(|k| k.took_over(now) && k.revoked_at.is_none())
-        .map(|k| k.activates_at)
-        .max()
-        .is_some_and(|newest| newest + every - lead <= now)
+    let newest = keys.iter().filter(|k| k.took_over(now) && k.revoked_at.is_none()).map(|k| k.activates_at).max()?;
+    Some(schedule.next_due(newest)? - lead)
+}
+
+/// Whether a scheduled rotation is due: the schedule falls due (less the lead, so the next key
+/// is active on time) for the newest key that took over, and no key is waiting to take over.
+#[must_use]
+pub fn rotation_due(keys: &[SigningTimes], now: DateTime<Utc>, schedule: &Schedule, lead: TimeDelta) -> bool {
+    next_rotation(keys, now, schedule, lead).is_some_and(|at| at <= now)
 }
 
 #[cfg(test)]
@@ -163,13 +175,26 @@ mod tests {
 
     #[test]
     fn scheduled_rotation_is_due_a_lead_before_the_interval_and_only_once() {
-        let every = TimeDelta::days(30);
+        let every = Schedule::Every(TimeDelta::days(30));
         let lead = TimeDelta::hours(1);
         let keys = [key(0, None)];
-        assert!(!rotation_due(&keys, at(30 * 1440 - 61), every, lead));
-        assert!(rotation_due(&keys, at(30 * 1440 - 60), every, lead));
+        assert!(!rotation_due(&keys, at(30 * 1440 - 61), &every, lead));
+        assert!(rotation_due(&keys, at(30 * 1440 - 60), &every, lead));
+        assert_eq!(next_rotation(&keys, at(0), &every, lead), Some(at(30 * 1440 - 60)));
         let waiting = [key(0, None), key(30 * 1440, None)];
-        assert!(!rotation_due(&waiting, at(30 * 1440 - 30), every, lead));
-        assert!(!rotation_due(&[], at(0), every, lead), "no key: made on first use, not by the schedule");
+        assert!(!rotation_due(&waiting, at(30 * 1440 - 30), &every, lead));
+        assert!(!rotation_due(&[], at(0), &every, lead), "no key: made on first use, not by the schedule");
+    }
+
+    #[test]
+    fn a_cron_schedule_rotates_a_lead_before_its_next_occurrence() {
+        // Midnight on the first of each month; the key took over at at(0) (2027-01-15 08:00 UTC).
+        let monthly = Schedule::parse(None, Some("0 0 1 * *"), TimeDelta::hours(1)).expect("cron");
+        let lead = TimeDelta::hours(2);
+        let keys = [key(0, None)];
+        let due = next_rotation(&keys, at(0), &monthly, lead).expect("a next rotation");
+        assert_eq!(crate::time::rfc3339(due), "2027-01-31T22:00:00Z");
+        assert!(!rotation_due(&keys, due - TimeDelta::seconds(1), &monthly, lead));
+        assert!(rotation_due(&keys, due, &monthly, lead));
     }
 }

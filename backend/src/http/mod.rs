@@ -101,6 +101,8 @@ pub fn routes(cfg: &mut aw::ServiceConfig) {
                 .route("/portal/settings", aw::patch().to(api::portal::update_settings))
                 .route("/signing-keys", aw::get().to(api::signing_keys::list))
                 .route("/signing-keys/rotate", aw::post().to(api::signing_keys::rotate))
+                .route("/signing-keys/schedule", aw::get().to(api::signing_keys::get_schedule))
+                .route("/signing-keys/schedule", aw::patch().to(api::signing_keys::patch_schedule))
                 .route("/signing-keys/{kid}/revoke", aw::post().to(api::signing_keys::revoke))
                 .route("/self", aw::get().to(public::self_service::get))
                 .route("/self/rotate", aw::post().to(public::self_service::rotate))

@@ -143,6 +143,9 @@ fn fields() -> Vec<(&'static str, &'static str, Value)> {
             json!({"anyOf": [web_url("https?"), {"pattern": "^mailto:[!-~]{1,2040}$"}]}),
         ),
         ("RotateSigningKey", "lead_seconds", range(0, crate::app::signing_keys::MAX_LEAD_SECONDS)),
+        ("PatchSigningSchedule", "interval_days", range(1, 3650)),
+        ("PatchSigningSchedule", "lead_seconds", range(0, crate::app::signing_keys::MAX_LEAD_SECONDS)),
+        ("PatchSigningSchedule", "cron", json!({"maxLength": 200})),
         (
             "PatchApi",
             "token_ttl_seconds",

@@ -259,6 +259,48 @@ pub async fn counts(
     Ok(out)
 }
 
+/// Daily totals (every outcome) of each of `ids` in `[from, to)`, `from` at a day's start:
+/// `(day, key id, count)`, read from the coarsest rollups that cover each part of the range.
+///
+/// # Errors
+/// Database errors.
+pub async fn daily_by_key(
+    db: &impl ConnectionTrait,
+    tenant: &crate::domain::TenantId,
+    ids: &[String],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, String, i64)>, StoreError> {
+    use chrono::DurationRound;
+    use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
+    let mut totals: std::collections::BTreeMap<(DateTime<Utc>, String), i64> = std::collections::BTreeMap::new();
+    let mut start = from;
+    for g in GRANULARITIES.iter().rev() {
+        if start >= to || ids.is_empty() {
+            break;
+        }
+        let end = if *g == "minute" { Some(to) } else { rolled_until(db, g).await?.map(|u| u.min(to)) };
+        let Some(end) = end.filter(|e| *e > start) else { continue };
+        let rows: Vec<(DateTime<Utc>, String, i64)> = usage_rollup::Entity::find()
+            .select_only()
+            .columns([usage_rollup::Column::BucketStart, usage_rollup::Column::KeyId, usage_rollup::Column::Count])
+            .filter(usage_rollup::Column::TenantId.eq(tenant.as_str()))
+            .filter(usage_rollup::Column::Granularity.eq(*g))
+            .filter(usage_rollup::Column::KeyId.is_in(ids.iter().map(String::as_str)))
+            .filter(usage_rollup::Column::BucketStart.gte(start))
+            .filter(usage_rollup::Column::BucketStart.lt(end))
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (t, key, n) in rows {
+            let day = t.duration_trunc(chrono::TimeDelta::days(1)).unwrap_or(t);
+            *totals.entry((day, key)).or_default() += n;
+        }
+        start = end;
+    }
+    Ok(totals.into_iter().map(|((day, key), n)| (day, key, n)).collect())
+}
+
 async fn read(
     db: &impl ConnectionTrait,
     tenant: &crate::domain::TenantId,

@@ -33,6 +33,7 @@ mod policies;
 mod portal;
 mod redis_faults;
 mod rotation;
+mod signing_schedule;
 mod signup;
 mod tokens;
 mod verify;

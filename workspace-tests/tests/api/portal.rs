@@ -90,6 +90,21 @@ async fn portal_links_are_minted_by_the_provider_and_used_once(app: TestApp) {
     }
     let (b, _) = enter(&app, &acme, &k.consumer_id).await;
     let home = b.get("/portal").await;
+    assert!(home.body.contains("No verifications in the last 30 days"), "an unused key's sparkline is flat");
+    for _ in 0..3 {
+        assert_eq!(app.verify_code(&k.secret).await, "VALID");
+    }
+    // Counts reach the database at the next flush (every 100 ms in tests).
+    let mut home = b.get("/portal").await;
+    for _ in 0..50 {
+        if home.body.contains("3 verifications in the last 30 days") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        home = b.get("/portal").await;
+    }
+    assert!(home.body.contains("3 verifications in the last 30 days; busiest"), "the sparkline: {}", home.body);
+    assert!(home.body.contains("class=\"spark\""));
     assert_eq!(home.status, StatusCode::OK, "{}", home.body);
     assert!(home.body.contains("Your API keys") && home.body.contains("Bob"), "{}", home.body);
     let start = &k.secret[..14];

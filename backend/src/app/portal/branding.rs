@@ -1,10 +1,8 @@
 //! A tenant's portal branding and sign-in options, kept in the tenant's settings (`portal`).
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use crate::app::{Checks, Ctx, Permission, ServiceError, commit};
-use crate::audit::Entry;
+use crate::app::{Checks, Ctx, Permission, ServiceError};
 use crate::domain::TenantId;
 use crate::state::AppState;
 
@@ -38,8 +36,7 @@ const SETTING: &str = "portal";
 /// # Errors
 /// Database errors.
 pub async fn settings(state: &AppState, tenant: &TenantId) -> Result<PortalSettings, ServiceError> {
-    let t = crate::store::tenants::get(&state.db, tenant).await?;
-    Ok(t.settings.get(SETTING).cloned().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default())
+    crate::app::tenants::setting(state, tenant, SETTING).await
 }
 
 fn https_url(c: &mut Checks, field: &str, u: &str) {
@@ -97,20 +94,14 @@ pub async fn update_settings(ctx: &Ctx<'_>, ch: SettingsChanges) -> Result<Porta
     if s == before {
         return Ok(s);
     }
-    let value = serde_json::to_value(&s).map_err(|e| ServiceError::Internal(e.into()))?;
-    commit(ctx, async |txn, change| {
-        crate::store::tenants::set_setting(txn, &ctx.tenant, SETTING, value.clone()).await?;
-        change.audit(
-            Entry::new(
-                "portal.settings_updated",
-                "tenant",
-                ctx.tenant.as_str().to_owned(),
-                "Changed the consumer portal's branding or sign-in".into(),
-            )
-            .change(json!(before), value.clone()),
-        );
-        Ok(())
-    })
+    crate::app::tenants::put_setting(
+        ctx,
+        SETTING,
+        &before,
+        &s,
+        "portal.settings_updated",
+        "Changed the consumer portal's branding or sign-in",
+    )
     .await?;
     Ok(s)
 }

@@ -1,4 +1,5 @@
-//! `GET /v1/signing-keys`, `POST /v1/signing-keys/rotate`, `POST /v1/signing-keys/{kid}/revoke`.
+//! `GET /v1/signing-keys`, `POST /v1/signing-keys/rotate`, `POST /v1/signing-keys/{kid}/revoke`,
+//! `GET/PATCH /v1/signing-keys/schedule`.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -63,7 +64,8 @@ pub struct SigningKeyList {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSigningKey {
-    /// How long the new key is published before it signs (default 3600, at most 604800).
+    /// How long the new key is published before it signs (default: the schedule's
+    /// `lead_seconds`; at most 604800).
     pub lead_seconds: Option<i64>,
 }
 
@@ -103,4 +105,77 @@ pub async fn revoke(
     kid: web::Path<String>,
 ) -> Result<web::Json<SigningKeyView>, ApiError> {
     Ok(web::Json(app::signing_keys::revoke(&root.ctx(&state), &kid).await?.into()))
+}
+
+/// When the signing key is replaced on its own.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SigningScheduleView {
+    /// Every so many days after the current key took over (or `null` with `cron`).
+    pub interval_days: Option<i64>,
+    /// Or at each occurrence of this cron expression (UTC).
+    pub cron: Option<String>,
+    /// How long a new key is published before it signs.
+    pub lead_seconds: i64,
+    /// When the schedule next starts a rotation (`null` while a new key waits to take over, or
+    /// before the first key).
+    pub next_rotation_at: Option<DateTime<Utc>>,
+}
+
+/// `PATCH /v1/signing-keys/schedule`: an interval replaces a cron expression and the other
+/// way round.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSigningSchedule {
+    /// 1 to 3650 days.
+    pub interval_days: Option<i64>,
+    /// A cron expression (five fields, UTC), at most 200 characters.
+    pub cron: Option<String>,
+    /// 0 to 604800 seconds, shorter than the time between two rotations.
+    pub lead_seconds: Option<i64>,
+}
+
+async fn schedule_view(state: &AppState, root: &Root) -> Result<SigningScheduleView, ApiError> {
+    let ctx = root.ctx(state);
+    let s = app::signing_keys::schedule(state, &ctx.tenant).await?;
+    let next_rotation_at = app::signing_keys::next_rotation(state, &ctx.tenant).await?;
+    Ok(SigningScheduleView {
+        interval_days: s.interval_days,
+        cron: s.cron,
+        lead_seconds: s.lead_seconds,
+        next_rotation_at,
+    })
+}
+
+/// When the token signing key is replaced on its own (every 30 days, published an hour before
+/// it signs, unless set otherwise).
+#[utoipa::path(get, path = "/v1/signing-keys/schedule", tag = "tokens",
+    responses((status = 200, body = SigningScheduleView), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn get_schedule(state: web::Data<AppState>, root: Root) -> Result<web::Json<SigningScheduleView>, ApiError> {
+    let ctx = root.ctx(&state);
+    ctx.require(app::Permission::TokensWrite)?;
+    Ok(web::Json(schedule_view(&state, &root).await?))
+}
+
+/// Change when the token signing key is replaced on its own.
+#[utoipa::path(patch, path = "/v1/signing-keys/schedule", tag = "tokens", request_body = PatchSigningSchedule,
+    responses((status = 200, body = SigningScheduleView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn patch_schedule(
+    state: web::Data<AppState>,
+    root: Root,
+    body: Body<PatchSigningSchedule>,
+) -> Result<web::Json<SigningScheduleView>, ApiError> {
+    let b = body.value;
+    app::signing_keys::set_schedule(
+        &root.ctx(&state),
+        app::signing_keys::ScheduleChanges {
+            interval_days: b.interval_days,
+            cron: b.cron,
+            lead_seconds: b.lead_seconds,
+        },
+    )
+    .await?;
+    Ok(web::Json(schedule_view(&state, &root).await?))
 }

@@ -23,10 +23,46 @@ use crate::store::{apis, keys, rotations};
 /// The most keys the portal lists.
 const LISTED: u64 = 200;
 
+/// A key in the list, with its last 30 days of use drawn small.
+pub struct ListedKey {
+    pub row: KeyRow,
+    pub spark: String,
+}
+
 /// One API's keys.
 pub struct ApiGroup {
     pub name: String,
-    pub keys: Vec<KeyRow>,
+    pub keys: Vec<ListedKey>,
+}
+
+/// Days in the list's usage sparklines.
+const SPARK_DAYS: i64 = 30;
+
+/// Each key's daily verifications over the last [`SPARK_DAYS`] days (today included), drawn.
+async fn sparklines(state: &AppState, me: &Consumer, ids: &[String]) -> Result<BTreeMap<String, String>, PortalError> {
+    use chrono::{DurationRound, TimeDelta};
+    let now = Utc::now();
+    let today = now.duration_trunc(TimeDelta::days(1)).unwrap_or(now);
+    let from = today - TimeDelta::days(SPARK_DAYS - 1);
+    let rows =
+        crate::store::usage::daily_by_key(&state.db, &me.tenant, ids, from, now).await.map_err(ServiceError::from)?;
+    let mut per_key: BTreeMap<&str, BTreeMap<chrono::DateTime<Utc>, i64>> = BTreeMap::new();
+    for (day, key, n) in &rows {
+        *per_key.entry(key.as_str()).or_default().entry(*day).or_default() += n;
+    }
+    Ok(ids
+        .iter()
+        .map(|id| {
+            let counts = per_key.get(id.as_str());
+            let days: Vec<_> = (0..SPARK_DAYS)
+                .map(|i| {
+                    let d = from + TimeDelta::days(i);
+                    (d, counts.and_then(|c| c.get(&d)).copied().unwrap_or(0))
+                })
+                .collect();
+            (id.clone(), crate::http::web::charts::sparkline(&days))
+        })
+        .collect())
 }
 
 #[derive(Template)]
@@ -52,19 +88,25 @@ async fn api_name(state: &AppState, me: &Consumer, id: &str) -> String {
 /// # Errors
 /// `Ended` without a session.
 pub async fn index(state: web::Data<AppState>, me: Consumer) -> Result<HttpResponse, PortalError> {
-    let mut by_api: BTreeMap<String, Vec<KeyRow>> = BTreeMap::new();
+    let mut by_api: BTreeMap<String, Vec<ListedKey>> = BTreeMap::new();
     let ctx = me.ctx(&state);
     let mut pickups = Vec::new();
     let mut lineages = std::collections::BTreeSet::new();
-    for k in consumer_keys(&state, &me).await? {
+    let listed = consumer_keys(&state, &me).await?;
+    let ids: Vec<String> = listed.iter().map(|k| k.id.clone()).collect();
+    let mut sparks = sparklines(&state, &me, &ids).await?;
+    for k in listed {
         if lineages.insert(k.lineage_id.clone()) && app::portal::pending_pickup(&ctx, &k.lineage_id).await? {
             pickups.push(k.id.clone());
         }
-        by_api.entry(k.api_id.clone()).or_default().push(KeyRow::of(&k));
+        let spark = sparks.remove(&k.id).unwrap_or_default();
+        by_api.entry(k.api_id.clone()).or_default().push(ListedKey { row: KeyRow::of(&k), spark });
     }
     let mut groups = Vec::new();
     for (api, mut rows) in by_api {
-        rows.sort_by(|a, b| (a.state == "revoked").cmp(&(b.state == "revoked")).then(b.version.cmp(&a.version)));
+        rows.sort_by(|a, b| {
+            (a.row.state == "revoked").cmp(&(b.row.state == "revoked")).then(b.row.version.cmp(&a.row.version))
+        });
         groups.push(ApiGroup { name: api_name(&state, &me, &api).await, keys: rows });
     }
     groups.sort_by(|a, b| a.name.cmp(&b.name));

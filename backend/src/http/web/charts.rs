@@ -218,6 +218,49 @@ pub fn migration_chart(points: &[crate::app::rotation::migration::Point], step: 
     stacked("Traffic on the new and the old versions", &MIGRATION, bars, step)
 }
 
+/// A small bar chart of daily totals for a table cell (oldest on the left), with the total and
+/// the busiest day in its tooltip and label.
+#[must_use]
+pub fn sparkline(days: &[(DateTime<Utc>, i64)]) -> String {
+    const W: f64 = 90.0;
+    const H: f64 = 20.0;
+    let total: i64 = days.iter().map(|(_, n)| n).sum();
+    let peak = days.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
+    let words = if total == 0 {
+        format!("No verifications in the last {} days", days.len())
+    } else {
+        let (busiest, most) = days.iter().max_by_key(|(_, n)| *n).copied().unwrap_or_default();
+        format!(
+            "{total} verifications in the last {} days; busiest {} with {most}",
+            days.len(),
+            busiest.format("%b %-d")
+        )
+    };
+    let n = days.len().max(1);
+    #[expect(clippy::cast_precision_loss, reason = "pixel positions")]
+    let slot = W / n as f64;
+    let mut svg = String::with_capacity(160 + days.len() * 70);
+    let _ = write!(
+        svg,
+        r#"<svg class="spark" viewBox="0 0 {W} {H}" role="img" aria-label="{words}" preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg"><title>{words}</title><line class="axis" x1="0" y1="{H}" x2="{W}" y2="{H}"/>"#
+    );
+    for (i, (_, v)) in days.iter().enumerate() {
+        if *v == 0 {
+            continue;
+        }
+        #[expect(clippy::cast_precision_loss, reason = "pixel positions")]
+        let (x, h) = (i as f64 * slot, (*v as f64 / peak as f64) * (H - 1.0));
+        let _ = write!(
+            svg,
+            r#"<rect class="ok" x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}"/>"#,
+            H - h,
+            (slot - 0.6).max(0.4)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +283,18 @@ mod tests {
         assert!(c.summary.contains("accepted 86400") && c.summary.contains("rejected 43200"), "{}", c.summary);
         assert!(c.svg.contains("REVOKED 360"), "merged reasons add up");
         assert!(c.svg.len() < 120_000, "{} bytes", c.svg.len());
+    }
+
+    #[test]
+    fn a_sparkline_draws_a_bar_per_busy_day_and_says_its_total() {
+        let start = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
+        let days: Vec<_> = (0..30).map(|i| (start + TimeDelta::days(i), if i == 4 { 10 } else { i % 2 })).collect();
+        let s = sparkline(&days);
+        assert_eq!(s.matches("<rect").count(), 16, "15 odd days and the busiest: {s}");
+        assert!(s.contains("25 verifications in the last 30 days; busiest Nov 28 with 10"), "{s}");
+        assert!(s.contains("height=\"19.0\""), "the busiest day fills the height: {s}");
+        let quiet = sparkline(&days.iter().map(|(d, _)| (*d, 0)).collect::<Vec<_>>());
+        assert!(!quiet.contains("<rect") && quiet.contains("No verifications in the last 30 days"));
     }
 
     #[test]

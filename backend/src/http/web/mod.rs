@@ -96,6 +96,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/tokens", web::get().to(tokens::page))
         .route("/app/tokens/rotate", web::post().to(tokens::rotate))
         .route("/app/tokens/portal", web::post().to(tokens::save_portal))
+        .route("/app/tokens/schedule", web::post().to(tokens::save_schedule))
         .route("/app/tokens/{kid}/revoke", web::post().to(tokens::revoke))
         .route("/app/webhooks", web::get().to(admin::webhooks))
         .route("/app/webhooks", web::post().to(admin::create_endpoint))

@@ -31,9 +31,78 @@ struct TokensPage<'a> {
     keys: Vec<SigningRow>,
     issuer: String,
     portal: &'a PortalForm,
+    schedule: &'a ScheduleForm,
+    next_rotation: Option<When>,
     login_url: String,
     errors: &'a FormErrors,
     notice: Option<&'a str>,
+}
+
+/// What the schedule form sends (and shows again with its errors).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ScheduleForm {
+    pub csrf: String,
+    /// `interval` or `cron`.
+    pub every: String,
+    pub interval_days: String,
+    pub cron: String,
+    pub lead_hours: String,
+}
+
+impl ScheduleForm {
+    fn of(s: &app::signing_keys::SigningSchedule) -> Self {
+        Self {
+            csrf: String::new(),
+            every: if s.cron.is_some() { "cron".into() } else { "interval".into() },
+            interval_days: s.interval_days.map(|d| d.to_string()).unwrap_or_default(),
+            cron: s.cron.clone().unwrap_or_default(),
+            lead_hours: format_hours(s.lead_seconds),
+        }
+    }
+
+    /// The changes, or the errors of fields that are not numbers.
+    fn changes(&self) -> Result<app::signing_keys::ScheduleChanges, FormErrors> {
+        let mut errors = FormErrors::new();
+        let max = app::signing_keys::MAX_LEAD_SECONDS / 3_600;
+        let lead =
+            self.lead_hours.trim().parse::<f64>().ok().filter(|h| h.is_finite() && (0.0..=max as f64).contains(h));
+        if lead.is_none() {
+            errors.insert("schedule_lead_hours", format!("Enter hours from 0 to {max}, such as 1 or 0.5."));
+        }
+        let mut ch = app::signing_keys::ScheduleChanges::default();
+        if self.every == "cron" {
+            if self.cron.trim().is_empty() {
+                errors.insert("cron", "Enter a cron expression, such as 0 3 1 * * (03:00 UTC on the 1st).".into());
+            }
+            ch.cron = Some(self.cron.trim().to_owned());
+        } else {
+            match self.interval_days.trim().parse::<i64>().ok().filter(|d| (1..=3_650).contains(d)) {
+                Some(d) => ch.interval_days = Some(d),
+                None => {
+                    errors.insert("interval_days", "Enter whole days from 1 to 3650.".into());
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        #[expect(clippy::cast_possible_truncation, reason = "checked to be within 0..=168 hours")]
+        {
+            ch.lead_seconds = lead.map(|h| (h * 3_600.0).round() as i64);
+        }
+        Ok(ch)
+    }
+}
+
+fn format_hours(seconds: i64) -> String {
+    if seconds % 3_600 == 0 {
+        (seconds / 3_600).to_string()
+    } else {
+        #[expect(clippy::cast_precision_loss, reason = "at most a week of seconds")]
+        let h = seconds as f64 / 3_600.0;
+        format!("{h:.2}").trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
 }
 
 /// What the portal form sends (and shows again with its errors).
@@ -73,10 +142,17 @@ impl PortalForm {
     }
 }
 
+/// A form the page shows again as it was sent (with its errors).
+enum Sent<'a> {
+    Nothing,
+    Portal(&'a PortalForm),
+    Schedule(&'a ScheduleForm),
+}
+
 async fn render(
     state: &AppState,
     me: &Signed,
-    form: Option<&PortalForm>,
+    sent: Sent<'_>,
     errors: &FormErrors,
     notice: Option<&str>,
     status: StatusCode,
@@ -100,6 +176,8 @@ async fn render(
         .collect();
     let settings = app::portal::settings(state, &t).await?;
     let shown = PortalForm::of(&settings);
+    let plan = ScheduleForm::of(&app::signing_keys::schedule(state, &t).await?);
+    let next_rotation = When::opt(app::signing_keys::next_rotation(state, &t).await?);
     let tenant = crate::store::tenants::get(&state.db, &t).await.map_err(ServiceError::from)?;
     let base = state.base_url.trim_end_matches('/');
     page_with(
@@ -108,7 +186,9 @@ async fn render(
             c: Chrome::of(me, "tokens"),
             keys,
             issuer: crate::tokens::issuer(base, t.as_str()),
-            portal: form.unwrap_or(&shown),
+            portal: if let Sent::Portal(f) = sent { f } else { &shown },
+            schedule: if let Sent::Schedule(f) = sent { f } else { &plan },
+            next_rotation,
             login_url: format!("{base}/portal/{}/login", tenant.slug),
             errors,
             notice,
@@ -122,7 +202,7 @@ async fn render(
 /// Admins and owners only.
 pub async fn page(state: web::Data<AppState>, me: Signed) -> Result<HttpResponse, WebError> {
     me.require_admin()?;
-    render(&state, &me, None, &FormErrors::new(), None, StatusCode::OK).await
+    render(&state, &me, Sent::Nothing, &FormErrors::new(), None, StatusCode::OK).await
 }
 
 /// What the signing-key forms send.
@@ -150,7 +230,7 @@ pub async fn rotate(
     let Some(hours) = form.lead_hours.trim().parse::<i64>().ok().filter(|h| (0..=max).contains(h)) else {
         let mut errors = FormErrors::new();
         errors.insert("lead_hours", format!("Enter whole hours from 0 to {max}."));
-        return render(&state, &me, None, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+        return render(&state, &me, Sent::Nothing, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
     match app::signing_keys::rotate(&me.ctx(&state), Some(hours * 3_600)).await {
         Ok(k) => {
@@ -159,12 +239,12 @@ pub async fn rotate(
                 k.row.id,
                 When::of(k.row.activates_at).exact
             );
-            render(&state, &me, None, &FormErrors::new(), Some(&notice), StatusCode::OK).await
+            render(&state, &me, Sent::Nothing, &FormErrors::new(), Some(&notice), StatusCode::OK).await
         }
         Err(ServiceError::Conflict(m)) => {
             let mut errors = FormErrors::new();
             errors.insert("lead_hours", sentence(&m));
-            render(&state, &me, None, &errors, None, StatusCode::CONFLICT).await
+            render(&state, &me, Sent::Nothing, &errors, None, StatusCode::CONFLICT).await
         }
         Err(e) => Err(e.into()),
     }
@@ -185,7 +265,7 @@ pub async fn revoke(
     me.require_admin()?;
     let k = app::signing_keys::revoke(&me.ctx(&state), &kid).await?;
     let notice = format!("{} is revoked: it left the key set, and the tokens it signed are refused.", k.row.id);
-    render(&state, &me, None, &FormErrors::new(), Some(&notice), StatusCode::OK).await
+    render(&state, &me, Sent::Nothing, &FormErrors::new(), Some(&notice), StatusCode::OK).await
 }
 
 /// `POST /app/tokens/portal`: the portal's branding and sign-in options.
@@ -201,7 +281,9 @@ pub async fn save_portal(
     me.check_csrf(&req, &form.csrf)?;
     me.require_admin()?;
     match app::portal::update_settings(&me.ctx(&state), form.changes()).await {
-        Ok(_) => render(&state, &me, None, &FormErrors::new(), Some("Portal settings saved."), StatusCode::OK).await,
+        Ok(_) => {
+            render(&state, &me, Sent::Nothing, &FormErrors::new(), Some("Portal settings saved."), StatusCode::OK).await
+        }
         Err(ServiceError::Invalid(errs)) => {
             let fields = [
                 ("display_name", "display_name", ""),
@@ -210,7 +292,47 @@ pub async fn save_portal(
                 ("support_url", "support_url", "Enter an http(s) or mailto: address, or leave it empty."),
             ];
             let errors = form_errors(&errs, &fields, "display_name");
-            render(&state, &me, Some(&form), &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
+            render(&state, &me, Sent::Portal(&form), &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /app/tokens/schedule`: when the signing key is replaced on its own.
+///
+/// # Errors
+/// Admins and owners only.
+pub async fn save_schedule(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    form: web::Form<ScheduleForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    me.require_admin()?;
+    let changes = match form.changes() {
+        Ok(c) => c,
+        Err(errors) => {
+            return render(&state, &me, Sent::Schedule(&form), &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
+    match app::signing_keys::set_schedule(&me.ctx(&state), changes).await {
+        Ok(_) => {
+            render(&state, &me, Sent::Nothing, &FormErrors::new(), Some("Signing schedule saved."), StatusCode::OK)
+                .await
+        }
+        Err(ServiceError::Invalid(errs)) => {
+            let fields = [
+                ("interval_days", "interval_days", ""),
+                ("cron", "cron", ""),
+                (
+                    "lead_seconds",
+                    "schedule_lead_hours",
+                    "The lead must be shorter than the time between two rotations, and at most 168 hours.",
+                ),
+            ];
+            let errors = form_errors(&errs, &fields, "interval_days");
+            render(&state, &me, Sent::Schedule(&form), &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(e) => Err(e.into()),
     }

@@ -77,6 +77,7 @@ struct Raw {
     usage: UsageSettings,
     leak: LeakSettings,
     signup: String,
+    billing: crate::billing::RawBilling,
 }
 
 impl Default for Raw {
@@ -109,6 +110,7 @@ impl Default for Raw {
             usage: UsageSettings::default(),
             leak: LeakSettings::default(),
             signup: "closed".into(),
+            billing: crate::billing::RawBilling::default(),
         }
     }
 }
@@ -314,6 +316,8 @@ pub struct Settings {
     pub signup: SignupPolicy,
     /// GitHub's secret-scanning keys by identifier, parsed once at start-up.
     pub github_keys: Vec<(String, p256::ecdsa::VerifyingKey)>,
+    /// Billing through Stripe; `None` (off) without a Stripe secret key.
+    pub billing: Option<crate::billing::BillingSettings>,
 }
 
 impl Settings {
@@ -460,6 +464,20 @@ impl Settings {
             return Err(ConfigError("KEYROLL_JOBS__LEASE_MS: must be at least 300".into()));
         }
         let github_keys = github_keys(&raw.leak)?;
+        let billing = {
+            let b = &raw.billing;
+            let key = secret_or_file(
+                "KEYROLL_BILLING__STRIPE_SECRET_KEY",
+                b.stripe_secret_key.clone(),
+                b.stripe_secret_key_file.as_deref(),
+            )?;
+            let hook = secret_or_file(
+                "KEYROLL_BILLING__STRIPE_WEBHOOK_SECRET",
+                b.stripe_webhook_secret.clone(),
+                b.stripe_webhook_secret_file.as_deref(),
+            )?;
+            crate::billing::BillingSettings::from_raw(raw.billing.clone(), key, hook).map_err(ConfigError)?
+        };
         if raw.leak.intake_secret.as_deref().is_some_and(|s| standardwebhooks::Webhook::new(s).is_err()) {
             return Err(ConfigError("KEYROLL_LEAK__INTAKE_SECRET: must be a whsec_… secret (base64)".into()));
         }
@@ -493,6 +511,7 @@ impl Settings {
             audit: raw.audit,
             usage: raw.usage,
             github_keys,
+            billing,
             leak: raw.leak,
         })
     }
@@ -583,6 +602,28 @@ mod tests {
     fn colon_zero_picks_a_free_port_on_loopback() {
         let s = Settings::from_pairs([("listen", ":0")]).expect("valid");
         assert_eq!(s.listen.to_string(), "127.0.0.1:0");
+    }
+
+    #[test]
+    fn billing_reads_from_nested_settings_and_is_off_without_a_key() {
+        let off = Settings::from_pairs([("billing.plans.free.limits.active_keys", "5")]).expect("valid");
+        assert!(off.billing.is_none());
+        let on = Settings::from_pairs([
+            ("billing.stripe_secret_key", "sk_test_1"),
+            ("billing.plans.free.limits.active_keys", "5"),
+            ("billing.plans.pro.price_id", "price_pro"),
+        ])
+        .expect("valid");
+        let b = on.billing.expect("on");
+        assert_eq!(b.plan("free").limits.active_keys, Some(5));
+        assert_eq!(b.plan("free").limits.members, None);
+        assert_eq!(b.plan_of_price("price_pro").map(|p| p.id.as_str()), Some("pro"));
+        let e = Settings::from_pairs([
+            ("billing.stripe_secret_key", "sk_test_1"),
+            ("billing.plans.free.limits.seats", "5"),
+        ])
+        .expect_err("an unknown limit");
+        assert!(e.to_string().contains("KEYROLL_BILLING__PLANS"), "{e}");
     }
 
     #[test]

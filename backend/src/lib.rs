@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod app;
 pub mod audit;
+pub mod billing;
 pub mod cache;
 pub mod cli;
 pub mod config;

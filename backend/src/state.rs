@@ -28,6 +28,8 @@ pub struct AppState {
     pub keyring: Arc<crate::tokens::Keyring>,
     /// Where users reach Keyroll: `KEYROLL_PUBLIC_URL`, else this node's own address.
     pub base_url: Arc<str>,
+    /// Keyroll's Stripe client; `None` with billing off (nothing contacts Stripe).
+    pub stripe: Option<Arc<crate::billing::stripe::Stripe>>,
 }
 
 impl AppState {
@@ -46,6 +48,7 @@ impl AppState {
             probe_token: Arc::from(""),
             keyring: Arc::default(),
             base_url: Arc::from(settings.base_url(settings.listen.port())),
+            stripe: settings.billing.as_ref().map(|b| Arc::new(crate::billing::stripe::Stripe::new(b))),
             settings: Arc::new(settings),
             master_key: None,
         }

@@ -34,6 +34,12 @@ pub enum ServiceError {
     /// The state of things forbids it (a revoked key, a rotation in progress, a taken name).
     #[error("{0}")]
     Conflict(String),
+    /// Creating this would go beyond a limit of the tenant's plan.
+    #[error("the plan's limit of {} is reached ({allowed}, limit {}): upgrade the plan or free some", .limit.words(), .limit.as_str())]
+    PlanLimit { limit: crate::domain::plan::Limit, allowed: u64 },
+    /// A service Keyroll depends on (Stripe) is out of reach; try again later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::{Change, Checks, Ctx, Permission, ServiceError, commit};
 use crate::audit::Entry;
 use crate::domain::input::{Credits, IpAllowlist, Meta, Name, RateLimit, Reason};
+use crate::domain::plan::Limit;
 use crate::domain::rotation::RotationState;
 use crate::domain::scope::in_catalogue;
 use crate::domain::{ApiId, ApiKey, ConsumerId, EventType, KeyId, Scope, ScopeSet};
@@ -187,6 +188,7 @@ pub async fn create(ctx: &Ctx<'_>, input: NewKeyInput) -> Result<Created, Servic
         return Err(ServiceError::Invalid(c.0));
     };
     c.finish()?;
+    super::billing::admit(ctx, Limit::ActiveKeys, 1).await?;
     let new = NewKey {
         tenant_id: ctx.tenant.clone(),
         api_id,

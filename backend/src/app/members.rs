@@ -6,6 +6,7 @@ use serde_json::json;
 use super::{Actor, Ctx, Permission, Role, ServiceError, commit};
 use crate::audit::Entry;
 use crate::domain::input::Email;
+use crate::domain::plan::Limit;
 use crate::store::accounts;
 use crate::store::entities::user;
 
@@ -37,6 +38,9 @@ pub async fn invite(ctx: &Ctx<'_>, email: &str, role_name: &str) -> Result<Invit
     let role = role(role_name)?;
     may_handle(ctx, role)?;
     let user = accounts::invited_user(ctx.db(), email.as_str()).await?;
+    if accounts::membership(ctx.db(), &user.id, ctx.tenant.as_str()).await?.is_none() {
+        super::billing::admit(ctx, Limit::Members, 1).await?;
+    }
     let new_account = user.password_hash.is_none();
     commit(ctx, async |txn, change| {
         if accounts::membership(txn, &user.id, ctx.tenant.as_str()).await?.is_some() {

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod apis;
+pub mod billing;
 pub mod commit;
 pub mod consumers;
 pub mod error;

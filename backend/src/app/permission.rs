@@ -21,6 +21,8 @@ pub enum Permission {
     PortalWrite,
     /// Token signing keys: list, rotate, revoke.
     TokensWrite,
+    /// The plan, usage against its limits, invoices (owners, and root keys with the scope).
+    BillingRead,
     /// Root keys: create, list, rotate, revoke. Only a root key with `*` has it.
     RootKeys,
     /// Members and invitations.
@@ -31,7 +33,7 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, in the order of the scope list.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::ApisRead,
         Self::ApisWrite,
         Self::ConsumersRead,
@@ -45,6 +47,7 @@ impl Permission {
         Self::WebhooksWrite,
         Self::PortalWrite,
         Self::TokensWrite,
+        Self::BillingRead,
         Self::RootKeys,
         Self::Members,
         Self::Tenant,
@@ -67,6 +70,7 @@ impl Permission {
             Self::WebhooksWrite => "webhooks:write",
             Self::PortalWrite => "portal:write",
             Self::TokensWrite => "tokens:write",
+            Self::BillingRead => "billing:read",
             Self::RootKeys | Self::Members | Self::Tenant => "*",
         }
     }
@@ -84,7 +88,7 @@ impl Permission {
             | Self::TokensWrite
             | Self::RootKeys
             | Self::Members => Role::Admin,
-            Self::Tenant => Role::Owner,
+            Self::Tenant | Self::BillingRead => Role::Owner,
         }
     }
 
@@ -108,6 +112,7 @@ pub const ROOT_SCOPES: &[&str] = &[
     "webhooks:write",
     "portal:write",
     "tokens:write",
+    "billing:read",
 ];
 
 /// A set of permissions.

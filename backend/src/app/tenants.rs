@@ -52,7 +52,7 @@ pub async fn create(state: &AppState, name: &str, owner_email: &str, via: Via) -
         Via::Signup => Actor::User(owner.clone()),
     };
     let ctx = Ctx::acting(state, id.clone(), actor);
-    commit(&ctx, async |txn, change| {
+    let created = commit(&ctx, async |txn, change| {
         let (t, _, system) = tenants::insert(txn, &id, name, owner_email, &owner).await?;
         change.audit(
             Entry::new(
@@ -74,7 +74,13 @@ pub async fn create(state: &AppState, name: &str, owner_email: &str, via: Via) -
         let created = insert(txn, change, root, &system).await?;
         Ok(CreatedTenant { tenant: t, root_key: created.secret })
     })
-    .await
+    .await?;
+    // With billing on, the team's Stripe customer is made with it; when Stripe is out of reach
+    // it is made at the team's first billing call instead.
+    if let Err(e) = super::billing::ensure_customer(state, &id).await {
+        tracing::warn!(tenant = %created.tenant.id, error = %e, "the Stripe customer was not made yet");
+    }
+    Ok(created)
 }
 
 /// How long the team keeps its audit log: 30 to 3650 days. Owners only.
@@ -86,6 +92,7 @@ pub async fn set_audit_retention(ctx: &Ctx<'_>, days: u32, before: u32) -> Resul
     if !(30..=3_650).contains(&days) {
         return Err(ServiceError::field("audit_retention_days", "must be between 30 and 3650"));
     }
+    super::billing::admit_value(ctx, crate::domain::plan::Limit::AuditRetentionDays, u64::from(days)).await?;
     commit(ctx, async |txn, change| {
         let tenant = tenants::set_setting(txn, &ctx.tenant, "audit_retention_days", days.into()).await?;
         change.audit(

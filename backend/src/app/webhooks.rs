@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{Checks, Ctx, Permission, ServiceError, commit};
 use crate::audit::Entry;
+use crate::domain::plan::Limit;
 use crate::domain::{ConsumerId, EventType, WebhookEndpointId};
 use crate::store::entities::webhook_endpoint;
 use crate::store::{StoreError, consumers, notify as store};
@@ -92,6 +93,9 @@ pub async fn create(ctx: &Ctx<'_>, input: NewEndpoint) -> Result<WithSecret, Ser
     let types = input.event_types.unwrap_or_else(|| vec!["*".into()]);
     check_types(&mut c, &types);
     c.finish()?;
+    if input.consumer_id.is_none() {
+        super::billing::admit(ctx, Limit::WebhookEndpoints, 1).await?;
+    }
     let consumer_id = match &input.consumer_id {
         Some(id) => {
             let cid = ConsumerId::parse(id).map_err(|_| ServiceError::NotFound("no such consumer"))?;

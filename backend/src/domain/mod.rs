@@ -9,6 +9,7 @@ pub mod input;
 pub mod key_format;
 pub mod key_state;
 pub mod net;
+pub mod plan;
 pub mod policy;
 pub mod rotation;
 pub mod scope;

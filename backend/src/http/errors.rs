@@ -25,6 +25,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// A limit of the tenant's plan is reached.
+    #[error("{0}")]
+    PlanLimit(String),
     /// A known path asked with a method it does not answer; carries the methods it does.
     #[error("this path answers {0} only")]
     MethodNotAllowed(String),
@@ -63,6 +66,9 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "forbidden", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "not-found", "Not found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "conflict", "Conflict"),
+            Self::PlanLimit(_) => {
+                (StatusCode::PAYMENT_REQUIRED, "plan_limit_reached", "plan-limit-reached", "Plan limit reached")
+            }
             Self::MethodNotAllowed(_) => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method-not-allowed", "Method not allowed")
             }
@@ -93,6 +99,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(m) => Self::NotFound(m),
             ServiceError::Forbidden(p) => Self::Forbidden(format!("this root key lacks the scope {}", p.scope())),
             ServiceError::Conflict(m) => Self::Conflict(m),
+            e @ ServiceError::PlanLimit { .. } => Self::PlanLimit(e.to_string()),
+            ServiceError::Unavailable(m) => Self::Unavailable(m),
             ServiceError::Internal(e) => Self::Internal(e),
         }
     }

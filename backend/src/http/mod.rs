@@ -90,6 +90,8 @@ pub fn routes(cfg: &mut aw::ServiceConfig) {
                 .route("/webhook-endpoints/{id}/rotate-secret", aw::post().to(api::webhooks::rotate_secret))
                 .route("/events", aw::get().to(api::webhooks::events))
                 .route("/intake/github", aw::post().to(public::intake::github))
+                .route("/billing", aw::get().to(api::billing::get))
+                .route("/billing/stripe/webhook", aw::post().to(public::billing::stripe))
                 .route("/intake/leaks", aw::post().to(public::intake::generic))
                 .route("/audit-events", aw::get().to(api::audit::list))
                 .route("/audit-events/export", aw::get().to(api::audit::export))

@@ -115,6 +115,7 @@ impl Modify for Problems {
         public::oauth::token, public::oauth::introspect, public::oauth::discovery, public::oauth::jwks,
         api::signing_keys::list, api::signing_keys::rotate, api::signing_keys::revoke,
         api::signing_keys::get_schedule, api::signing_keys::patch_schedule,
+        api::billing::get, public::billing::stripe,
         api::portal::create_session, api::portal::get_settings, api::portal::update_settings,
         health::healthz, health::readyz, health::metrics, spec,
     )

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod apis;
+pub mod billing;
 pub mod consumers;
 pub mod credits;
 pub mod entities;

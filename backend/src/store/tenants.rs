@@ -127,3 +127,16 @@ pub async fn by_slug(db: &impl ConnectionTrait, slug: &str) -> Result<tenant::Mo
     use sea_orm::{ColumnTrait, QueryFilter};
     tenant::Entity::find().filter(tenant::Column::Slug.eq(slug)).one(db).await?.ok_or(StoreError::NotFound)
 }
+
+/// Sets the tenant's plan.
+///
+/// # Errors
+/// `NotFound`; database errors.
+pub async fn set_plan(db: &impl ConnectionTrait, id: &TenantId, plan: &str) -> Result<(), StoreError> {
+    use sea_orm::{ActiveModelTrait, Set};
+    let t = get(db, id).await?;
+    let mut am = t.into_active_model();
+    am.plan = Set(plan.to_owned());
+    am.update(db).await?;
+    Ok(())
+}

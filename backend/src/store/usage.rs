@@ -259,6 +259,27 @@ pub async fn counts(
     Ok(out)
 }
 
+/// Which rollups cover `[from, to)`: the coarsest first, then finer ones for the rest, as
+/// `(granularity, start, end)`.
+async fn spans(
+    db: &impl ConnectionTrait,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(&'static str, DateTime<Utc>, DateTime<Utc>)>, StoreError> {
+    let mut out = Vec::new();
+    let mut start = from;
+    for g in GRANULARITIES.iter().rev() {
+        if start >= to {
+            break;
+        }
+        let end = if *g == "minute" { Some(to) } else { rolled_until(db, g).await?.map(|u| u.min(to)) };
+        let Some(end) = end.filter(|e| *e > start) else { continue };
+        out.push((*g, start, end));
+        start = end;
+    }
+    Ok(out)
+}
+
 /// Daily totals (every outcome) of each of `ids` in `[from, to)`, `from` at a day's start:
 /// `(day, key id, count)`, read from the coarsest rollups that cover each part of the range.
 ///
@@ -274,18 +295,15 @@ pub async fn daily_by_key(
     use chrono::DurationRound;
     use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
     let mut totals: std::collections::BTreeMap<(DateTime<Utc>, String), i64> = std::collections::BTreeMap::new();
-    let mut start = from;
-    for g in GRANULARITIES.iter().rev() {
-        if start >= to || ids.is_empty() {
-            break;
-        }
-        let end = if *g == "minute" { Some(to) } else { rolled_until(db, g).await?.map(|u| u.min(to)) };
-        let Some(end) = end.filter(|e| *e > start) else { continue };
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    for (g, start, end) in spans(db, from, to).await? {
         let rows: Vec<(DateTime<Utc>, String, i64)> = usage_rollup::Entity::find()
             .select_only()
             .columns([usage_rollup::Column::BucketStart, usage_rollup::Column::KeyId, usage_rollup::Column::Count])
             .filter(usage_rollup::Column::TenantId.eq(tenant.as_str()))
-            .filter(usage_rollup::Column::Granularity.eq(*g))
+            .filter(usage_rollup::Column::Granularity.eq(g))
             .filter(usage_rollup::Column::KeyId.is_in(ids.iter().map(String::as_str)))
             .filter(usage_rollup::Column::BucketStart.gte(start))
             .filter(usage_rollup::Column::BucketStart.lt(end))
@@ -296,9 +314,55 @@ pub async fn daily_by_key(
             let day = t.duration_trunc(chrono::TimeDelta::days(1)).unwrap_or(t);
             *totals.entry((day, key)).or_default() += n;
         }
-        start = end;
     }
     Ok(totals.into_iter().map(|((day, key), n)| (day, key, n)).collect())
+}
+
+/// The tenant's verifications (every outcome) in `[from, to)`, its root keys' use of the
+/// management API aside (counted under the system API's keys and id).
+///
+/// # Errors
+/// Database errors.
+pub async fn tenant_total(
+    db: &impl ConnectionTrait,
+    tenant: &crate::domain::TenantId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    use sea_orm::sea_query::Func;
+    use sea_orm::sea_query::Query;
+    use sea_orm::{ColumnTrait, ExprTrait, QueryFilter, QuerySelect};
+
+    use super::entities::{api, key};
+    let system_keys = Query::select()
+        .column(key::Column::Id)
+        .from(key::Entity)
+        .and_where(key::Column::TenantId.eq(tenant.as_str()))
+        .and_where(key::Column::IsRoot.eq(true))
+        .to_owned();
+    let system_apis = Query::select()
+        .column(api::Column::Id)
+        .from(api::Entity)
+        .and_where(api::Column::TenantId.eq(tenant.as_str()))
+        .and_where(api::Column::IsSystem.eq(true))
+        .to_owned();
+    let mut total: i64 = 0;
+    for (g, start, end) in spans(db, from, to).await? {
+        let n: Option<Option<i64>> = usage_rollup::Entity::find()
+            .select_only()
+            .column_as(Expr::from(Func::sum(Expr::col(usage_rollup::Column::Count))).cast_as("bigint"), "n")
+            .filter(usage_rollup::Column::TenantId.eq(tenant.as_str()))
+            .filter(usage_rollup::Column::Granularity.eq(g))
+            .filter(usage_rollup::Column::BucketStart.gte(start))
+            .filter(usage_rollup::Column::BucketStart.lt(end))
+            .filter(usage_rollup::Column::KeyId.not_in_subquery(system_keys.clone()))
+            .filter(usage_rollup::Column::KeyId.not_in_subquery(system_apis.clone()))
+            .into_tuple()
+            .one(db)
+            .await?;
+        total = total.saturating_add(n.flatten().unwrap_or(0));
+    }
+    Ok(u64::try_from(total).unwrap_or(0))
 }
 
 async fn read(

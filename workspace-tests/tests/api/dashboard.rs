@@ -55,6 +55,11 @@ impl Browser {
         }
     }
 
+    /// The cookie jar, for a client of its own (one that does not follow redirects).
+    pub(crate) fn jar(&self) -> std::sync::Arc<reqwest::cookie::Jar> {
+        self.jar.clone()
+    }
+
     /// Puts a cookie in the jar, as a browser that followed a `Set-Cookie` would have it.
     pub(crate) fn set_cookie(&self, name: &str, value: &str, _from: &str) {
         let url: reqwest::Url = self.base.parse().expect("base url");

@@ -4,6 +4,8 @@ mod adapters;
 mod alerts;
 mod audit;
 mod bad_input;
+mod billing;
+mod billing_page;
 mod browser;
 mod browser_portal;
 mod bulk;

@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod apis;
 pub mod audit;
+pub mod billing;
 pub mod consumers;
 pub mod keys;
 pub mod migration;

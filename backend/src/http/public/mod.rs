@@ -1,6 +1,7 @@
 //! Public endpoints: verification (no auth), self-service (the consumer's key) and leak intake
 //! (signed by the scanner), and the probe other nodes send (their token).
 
+pub mod billing;
 pub mod intake;
 pub mod oauth;
 pub mod probe;

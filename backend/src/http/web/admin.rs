@@ -31,6 +31,7 @@ const SCOPE_HELP: &[(&str, &str)] = &[
     ("webhooks:write", "Manage webhook endpoints"),
     ("portal:write", "Open the consumer portal for a consumer, brand the portal"),
     ("tokens:write", "Rotate and revoke token signing keys"),
+    ("billing:read", "Read the plan, usage against its limits and invoices"),
 ];
 
 #[derive(Template)]
@@ -363,6 +364,11 @@ pub async fn create_endpoint(
             let fields = [("url", "url", "Enter an http(s) URL."), ("event_types", "event_types", "")];
             let errors = form_errors(&errs, &fields, "url");
             render_webhooks(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e @ ServiceError::PlanLimit { .. }) => {
+            let mut errors = FormErrors::new();
+            errors.insert("url", super::session::sentence(&e.to_string()));
+            render_webhooks(&state, &me, &form, &errors, None, StatusCode::PAYMENT_REQUIRED).await
         }
         Err(e) => Err(e.into()),
     }

@@ -26,6 +26,8 @@ pub struct Chrome {
     pub role: &'static str,
     pub can_keys: bool,
     pub can_admin: bool,
+    /// The billing page is in the menu (billing on, an owner).
+    pub can_bill: bool,
     pub csrf: String,
     pub tenants: Vec<(String, String)>,
     pub nav: &'static str,
@@ -40,6 +42,7 @@ impl Chrome {
             role: me.role.as_str(),
             can_keys: me.role.can_manage_keys(),
             can_admin: me.role.can_administer(),
+            can_bill: me.billing && me.role == crate::app::Role::Owner,
             csrf: me.session.csrf.clone(),
             tenants: me.tenants.iter().map(|(_, t)| (t.id.clone(), t.name.clone())).collect(),
             nav,

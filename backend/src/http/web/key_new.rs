@@ -167,6 +167,11 @@ pub async fn create_key(
             let errors = form_errors(&errs, &super::key_fields::error_places("expires_days"), "scopes");
             render_new_key(&state, &me, &form, "", &errors, StatusCode::UNPROCESSABLE_ENTITY).await
         }
+        Err(e @ ServiceError::PlanLimit { .. }) => {
+            let mut errors = FormErrors::new();
+            errors.insert("api_id", super::session::sentence(&e.to_string()));
+            render_new_key(&state, &me, &form, "", &errors, StatusCode::PAYMENT_REQUIRED).await
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod apis;
 pub mod app;
 pub mod audit;
+pub mod billing;
 pub mod bulk;
 pub mod charts;
 pub mod confirm;
@@ -97,6 +98,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/tokens/rotate", web::post().to(tokens::rotate))
         .route("/app/tokens/portal", web::post().to(tokens::save_portal))
         .route("/app/tokens/schedule", web::post().to(tokens::save_schedule))
+        .route("/app/billing", web::get().to(billing::page))
+        .route("/app/billing/checkout", web::get().to(billing::checkout))
+        .route("/app/billing/portal", web::get().to(billing::portal))
         .route("/app/tokens/{kid}/revoke", web::post().to(tokens::revoke))
         .route("/app/webhooks", web::get().to(admin::webhooks))
         .route("/app/webhooks", web::post().to(admin::create_endpoint))

@@ -55,6 +55,8 @@ impl From<ServiceError> for WebError {
                 Role::Developer | Role::Viewer => "Viewers cannot change keys.",
             }),
             ServiceError::Conflict(m) => Self::Conflict(sentence(&m)),
+            e @ ServiceError::PlanLimit { .. } => Self::Conflict(sentence(&e.to_string())),
+            ServiceError::Unavailable(m) => Self::Conflict(sentence(&m)),
             ServiceError::Invalid(errors) => Self::Conflict(
                 errors.iter().map(|e| sentence(&format!("{} {}", e.field, e.message))).collect::<Vec<_>>().join(" "),
             ),
@@ -196,6 +198,13 @@ pub fn see_other(to: &str) -> HttpResponse {
     secured(&mut HttpResponse::SeeOther()).insert_header((header::LOCATION, safe_next(to))).finish()
 }
 
+/// 303 to a URL off the site that the server chose (a payment page Stripe made), never one taken
+/// from the request.
+#[must_use]
+pub fn see_other_external(to: &str) -> HttpResponse {
+    secured(&mut HttpResponse::SeeOther()).insert_header((header::LOCATION, to)).finish()
+}
+
 /// Only local paths: `next=` never leads off the site.
 #[must_use]
 pub fn safe_next(to: &str) -> &str {
@@ -247,6 +256,8 @@ pub struct Signed {
     pub role: Role,
     /// Every tenant of the user, for the switcher.
     pub tenants: Vec<(membership::Model, tenant::Model)>,
+    /// Billing is on for this install (the billing page is shown to owners).
+    pub billing: bool,
 }
 
 impl Signed {
@@ -344,7 +355,7 @@ impl FromRequest for Signed {
                 return Err(WebError::Forbidden("Your account belongs to no team. Ask an owner to invite you."));
             };
             let role = Role::parse(&m.role).unwrap_or(Role::Viewer);
-            Ok(Self { user, session, tenant, role, tenants })
+            Ok(Self { user, session, tenant, role, tenants, billing: state.settings.billing.is_some() })
         })
     }
 }

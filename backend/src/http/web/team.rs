@@ -122,6 +122,10 @@ pub async fn invite(
             errors.insert("role", "Choose a role you may give.".into());
             return render(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
+        Err(e @ ServiceError::PlanLimit { .. }) => {
+            errors.insert("email", sentence(&e.to_string()));
+            return render(&state, &me, &form, &errors, None, StatusCode::PAYMENT_REQUIRED).await;
+        }
         Err(ServiceError::Conflict(m)) => {
             errors.insert("email", sentence(&m));
             return render(&state, &me, &form, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;

@@ -23,6 +23,8 @@ pub struct RawBilling {
     pub default_plan: String,
     /// How long a past-due subscription keeps its plan's limits.
     pub past_due_grace_days: u32,
+    /// The Stripe Billing Meter event that carries each team's hourly verifications.
+    pub meter_event_name: String,
     pub plans: BTreeMap<String, RawPlan>,
 }
 
@@ -36,6 +38,7 @@ impl Default for RawBilling {
             stripe_api_base: "https://api.stripe.com".into(),
             default_plan: "free".into(),
             past_due_grace_days: 7,
+            meter_event_name: "keyroll_verifications".into(),
             plans: BTreeMap::new(),
         }
     }
@@ -72,6 +75,7 @@ pub struct BillingSettings {
     pub stripe_api_base: String,
     pub default_plan: String,
     pub past_due_grace_days: u32,
+    pub meter_event_name: String,
     pub plans: BTreeMap<String, Plan>,
     /// The default plan (also under `plans`).
     default: Plan,
@@ -103,6 +107,12 @@ impl BillingSettings {
         let base = raw.stripe_api_base.trim_end_matches('/').to_owned();
         if !url::Url::parse(&base).is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some()) {
             return Err("KEYROLL_BILLING__STRIPE_API_BASE: must be an http(s) URL".into());
+        }
+        let name_ok = |n: &str| {
+            !n.is_empty() && n.len() <= 100 && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        };
+        if !name_ok(&raw.meter_event_name) {
+            return Err("KEYROLL_BILLING__METER_EVENT_NAME: letters, digits, - and _ (at most 100)".into());
         }
         let mut plans = BTreeMap::new();
         for (id, p) in raw.plans {
@@ -147,6 +157,7 @@ impl BillingSettings {
             stripe_api_base: base,
             default_plan: raw.default_plan,
             past_due_grace_days: raw.past_due_grace_days.min(90),
+            meter_event_name: raw.meter_event_name,
             plans,
             default,
         }))

@@ -113,6 +113,24 @@ pub struct Invoice {
     pub url: Option<String>,
 }
 
+/// One meter event: a customer's verifications in one hour.
+#[derive(Debug, Clone, Copy)]
+pub struct MeterEvent<'a> {
+    pub event_name: &'a str,
+    pub customer: &'a str,
+    pub value: u64,
+    /// Unique per tenant (or consumer) and hour.
+    pub identifier: &'a str,
+    /// The hour's start (Unix seconds).
+    pub timestamp: i64,
+}
+
+#[derive(Deserialize)]
+struct Ack {
+    #[allow(dead_code, reason = "read to confirm the answer is a meter event")]
+    identifier: Option<String>,
+}
+
 /// What a Checkout Session is made for.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckoutRequest<'a> {
@@ -230,6 +248,23 @@ impl Stripe {
             .return_url(return_url);
         let s: Session = request.build().customize().send(&self.client).await?;
         s.url.ok_or_else(|| StripeFailure("the Billing Portal session has no URL".into()))
+    }
+
+    /// Reports `value` verifications of `customer` to the meter `event_name`. Stripe keeps one
+    /// event per `identifier`, so sending an hour again never counts it twice.
+    ///
+    /// # Errors
+    /// What Stripe answered.
+    pub async fn meter_event(&self, m: &MeterEvent<'_>) -> Result<(), StripeFailure> {
+        let payload = HashMap::from([
+            ("stripe_customer_id".to_owned(), m.customer.to_owned()),
+            ("value".to_owned(), m.value.to_string()),
+        ]);
+        let request = stripe_billing::billing_meter_event::CreateBillingMeterEvent::new(m.event_name, payload)
+            .identifier(m.identifier)
+            .timestamp(m.timestamp);
+        let _: Ack = request.build().customize().request_strategy(once(m.identifier)?).send(&self.client).await?;
+        Ok(())
     }
 
     /// The customer's latest invoices, newest first (at most 12).

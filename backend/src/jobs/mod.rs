@@ -86,6 +86,7 @@ async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
             // The periodic housekeeping also applies audit retention (at most hourly) and rolls
             // verification counts up (at most every five minutes).
             crate::audit::retention_sweep(&state.db, state.settings.audit.retention_days).await?;
+            meter_sweep(state).await;
             usage_sweep(state).await
         }
         POLICY_SCAN => {
@@ -117,6 +118,28 @@ async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
 
 /// Days the anomaly detector remembers a key's baseline and client addresses after its last use.
 const DETECTOR_MEMORY_DAYS: i64 = 30;
+
+/// Reports closed hours to Stripe's meter (billing on), at most once a minute. A refusal is
+/// logged; the hour is sent again on the next pass.
+async fn meter_sweep(state: &AppState) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    if state.stripe.is_none() {
+        return;
+    }
+    let now = Utc::now();
+    let last = LAST.load(Ordering::Relaxed);
+    if now.timestamp() - last < 60
+        || LAST.compare_exchange(last, now.timestamp(), Ordering::Relaxed, Ordering::Relaxed).is_err()
+    {
+        return;
+    }
+    match crate::app::billing::meter::report(state, now).await {
+        Ok(n) if n > 0 => tracing::info!(events = n, "verifications reported to Stripe's meter"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "metering to Stripe stopped; the hour is sent again next pass"),
+    }
+}
 
 async fn usage_sweep(state: &AppState) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicI64, Ordering};

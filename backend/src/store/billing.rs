@@ -122,3 +122,19 @@ pub async fn record_event(db: &impl ConnectionTrait, id: &str, type_: &str) -> R
 pub async fn event_seen(db: &impl ConnectionTrait, id: &str) -> Result<bool, StoreError> {
     Ok(stripe_event::Entity::find_by_id(id).one(db).await?.is_some())
 }
+
+/// Every tenant with a Stripe customer: `(tenant id, customer id)`.
+///
+/// # Errors
+/// Database errors.
+pub async fn customers(db: &impl ConnectionTrait) -> Result<Vec<(String, String)>, StoreError> {
+    use sea_orm::QuerySelect;
+    let rows: Vec<(String, Option<String>)> = billing_account::Entity::find()
+        .select_only()
+        .columns([billing_account::Column::TenantId, billing_account::Column::StripeCustomerId])
+        .filter(billing_account::Column::StripeCustomerId.is_not_null())
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().filter_map(|(t, c)| c.map(|c| (t, c))).collect())
+}

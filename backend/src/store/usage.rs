@@ -212,6 +212,14 @@ async fn rolled_until(db: &impl ConnectionTrait, granularity: &str) -> Result<Op
     Ok(usage_mark::Entity::find_by_id(granularity).one(db).await?.map(|m| m.rolled_until))
 }
 
+/// Where a reader of the counts (a rollup, the anomaly detector, the meter) has got to.
+///
+/// # Errors
+/// Database errors.
+pub async fn mark_of(db: &impl ConnectionTrait, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    rolled_until(db, name).await
+}
+
 /// Sets where `granularity` (or another reader of the counts, such as the anomaly detector) has
 /// got to.
 ///

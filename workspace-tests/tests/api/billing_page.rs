@@ -128,3 +128,90 @@ async fn without_billing_there_is_no_billing_page() {
     assert_eq!(ann.get("/app/billing").await.status, StatusCode::NOT_FOUND);
     assert_eq!(ann.get("/app/billing/portal").await.status, StatusCode::NOT_FOUND);
 }
+
+/// Verifications are reported to Stripe's meter per team and closed hour, with the team and
+/// hour as the identifier; a pass resumes from its mark, and an hour sent again (a node died
+/// before marking it) carries the same identifier, so Stripe keeps it once. The root keys' use
+/// of the management API is not billed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifications_are_metered_per_team_and_hour_once() {
+    use chrono::{DurationRound, TimeDelta, Utc};
+    use keyroll::app::billing::meter;
+    use keyroll::store::usage::{UsageCount, add_minute_counts, mark, mark_of};
+    let stripe = Recorder::start();
+    let (shared, dir) = fresh(Backend::Sqlite).await.expect("sqlite");
+    let app = spawn_node_with(
+        &shared,
+        dir,
+        &[
+            ("billing.stripe_secret_key", "sk_test_keyroll"),
+            ("billing.stripe_api_base", &stripe.base),
+            ("billing.plans.free.name", "Free"),
+        ],
+    )
+    .await;
+    let acme = app.tenant("Acme").await;
+    let umbrella = app.tenant("Umbrella").await;
+    let a = app.make_key(&acme, "acme", serde_json::json!({})).await;
+    let u = app.make_key(&umbrella, "umb", serde_json::json!({})).await;
+    let (_, roots) = app.get("/v1/root-keys", &acme.root).await;
+    let root_id = roots["data"][0]["id"].as_str().expect("root key").to_owned();
+    let now = Utc::now();
+    let h1 = now.duration_trunc(TimeDelta::hours(1)).expect("hour") - TimeDelta::hours(3);
+    let count = |at: chrono::DateTime<Utc>, key: &str, tenant: &str, code: &'static str, n: i64| UsageCount {
+        bucket_start: at,
+        key_id: key.to_owned(),
+        tenant_id: tenant.to_owned(),
+        code,
+        count: n,
+    };
+    add_minute_counts(
+        &app.state.db,
+        vec![
+            count(h1 + TimeDelta::minutes(10), &a.key_id, &acme.id, "VALID", 5),
+            count(h1 + TimeDelta::minutes(10), &a.key_id, &acme.id, "REVOKED", 2),
+            count(h1 + TimeDelta::minutes(11), &root_id, &acme.id, "VALID", 40),
+            count(h1 + TimeDelta::minutes(50), &u.key_id, &umbrella.id, "VALID", 4),
+            count(h1 + TimeDelta::minutes(70), &a.key_id, &acme.id, "VALID", 1),
+        ],
+    )
+    .await
+    .expect("counts");
+
+    assert_eq!(meter::report(&app.state, now).await.expect("first pass"), 0, "the first pass only sets the mark");
+    mark(&app.state.db, meter::MARK, h1).await.expect("mark moved back three hours");
+    assert_eq!(meter::report(&app.state, now).await.expect("pass"), 3);
+    let events = stripe.of("POST", "/v1/billing/meter_events").await;
+    let seen: Vec<(String, String, String, String)> = events
+        .iter()
+        .map(|e| {
+            let f = &e["form"];
+            let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+            (s("payload[stripe_customer_id]"), s("payload[value]"), s("identifier"), s("timestamp"))
+        })
+        .collect();
+    let acme_cus = "cus_rec000001".to_owned();
+    let umb_cus = "cus_rec000002".to_owned();
+    let h2 = h1 + TimeDelta::hours(1);
+    assert_eq!(
+        seen,
+        vec![
+            (acme_cus.clone(), "7".into(), meter::identifier(&acme.id, h1), h1.timestamp().to_string()),
+            (umb_cus, "4".into(), meter::identifier(&umbrella.id, h1), h1.timestamp().to_string()),
+            (acme_cus, "1".into(), meter::identifier(&acme.id, h2), h2.timestamp().to_string()),
+        ],
+        "every outcome counts, the root key's management calls do not"
+    );
+    assert!(events.iter().all(|e| e["form"]["event_name"] == "keyroll_verifications"));
+    assert!(events.iter().all(|e| e["idempotency_key"] == e["form"]["identifier"]));
+    let closed = (now - TimeDelta::minutes(2)).duration_trunc(TimeDelta::hours(1)).expect("hour");
+    assert_eq!(mark_of(&app.state.db, meter::MARK).await.expect("mark"), Some(closed));
+    assert_eq!(meter::report(&app.state, now).await.expect("pass"), 0, "nothing twice");
+
+    // A node died after sending, before marking: the hours go again with the same identifiers.
+    mark(&app.state.db, meter::MARK, h1).await.expect("mark");
+    assert_eq!(meter::report(&app.state, now).await.expect("pass"), 3);
+    let again = stripe.of("POST", "/v1/billing/meter_events").await;
+    let ids = |list: &[Value]| list.iter().map(|e| e["form"]["identifier"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again[3..]), ids(&again[..3]), "Stripe keeps one event per identifier");
+}

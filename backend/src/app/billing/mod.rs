@@ -14,6 +14,7 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::entities::billing_account;
 
+pub mod meter;
 pub mod webhook;
 
 /// The tenant's plan, or `None` with billing off.

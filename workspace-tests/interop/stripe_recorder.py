@@ -5,6 +5,8 @@ Keyroll sent. Every URL it hands out points back at itself (loopback).
 
 Prints its port on the first line, then serves until killed.
     GET /__requests  ->  [{"method", "path", "query", "form", "idempotency_key", "authorization"}]
+    POST /__subscriptions {"id", "customer", "status", "price"}  ->  sets what
+        GET /v1/subscriptions/{id} answers (the state a test moves a subscription to)
 """
 
 import json
@@ -14,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REQUESTS = []
 COUNTER = [0]
+SUBSCRIPTIONS = {}
 
 
 def next_id(prefix):
@@ -49,6 +52,12 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/__requests":
             return self.reply(200, REQUESTS)
         path = self.record({})
+        if path.startswith("/v1/subscriptions/") and path.rsplit("/", 1)[1] in SUBSCRIPTIONS:
+            s = SUBSCRIPTIONS[path.rsplit("/", 1)[1]]
+            return self.reply(200, {"id": s["id"], "object": "subscription", "customer": s["customer"],
+                                    "status": s["status"], "items": {"object": "list", "data": [{
+                                        "id": "si_rec", "object": "subscription_item", "price": {"id": s["price"]},
+                                        "current_period_start": 1796000000, "current_period_end": 1798600000}]}})
         if path == "/v1/invoices":
             return self.reply(200, {"object": "list", "has_more": False, "url": "/v1/invoices", "data": [{
                 "id": "in_rec000001", "object": "invoice", "number": "KR-0001", "status": "paid",
@@ -60,6 +69,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length).decode()
+        if self.path == "/__subscriptions":
+            s = json.loads(raw)
+            SUBSCRIPTIONS[s["id"]] = s
+            return self.reply(200, s)
         form = dict(urllib.parse.parse_qsl(raw, keep_blank_values=True))
         path = self.record(form)
         if path == "/v1/customers":

@@ -119,7 +119,7 @@ impl LocalStripe {
 }
 
 /// The Stripe-Signature header for `body`, made by Stripe's own Python library.
-fn sign(body: &str, secret: &str, timestamp: Option<i64>) -> String {
+pub fn sign(body: &str, secret: &str, timestamp: Option<i64>) -> String {
     use std::io::Write;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/stripe_sign.py");
     let mut args = vec![script.to_owned(), secret.to_owned()];

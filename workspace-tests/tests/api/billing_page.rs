@@ -215,3 +215,105 @@ async fn verifications_are_metered_per_team_and_hour_once() {
     let ids = |list: &[Value]| list.iter().map(|e| e["form"]["identifier"].clone()).collect::<Vec<_>>();
     assert_eq!(ids(&again[3..]), ids(&again[..3]), "Stripe keeps one event per identifier");
 }
+
+/// A failed payment: the subscription falls past due, the team keeps its plan's limits through
+/// the grace period with a banner on the billing page, then the default plan's limits apply
+/// (nothing is deleted); a paid invoice brings the plan back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_payment_keeps_the_plan_through_the_grace_period() {
+    use keyroll::store::entities::billing_account;
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
+    let has_sdk = Command::new("python3").args(["-c", "import stripe._webhook"]).status().is_ok_and(|s| s.success());
+    if !has_sdk {
+        assert!(
+            std::env::var("KEYROLL_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "PyPI's stripe is required (pip install stripe)"
+        );
+        eprintln!("skipping the past-due test: PyPI's stripe is not installed");
+        return;
+    }
+    let stripe = Recorder::start();
+    let (shared, dir) = fresh(Backend::Sqlite).await.expect("sqlite");
+    let app = spawn_node_with(
+        &shared,
+        dir,
+        &[
+            ("billing.stripe_secret_key", "sk_test_keyroll"),
+            ("billing.stripe_webhook_secret", "whsec_past_due"),
+            ("billing.stripe_api_base", &stripe.base),
+            ("billing.past_due_grace_days", "7"),
+            ("billing.plans.free.limits.active_keys", "1"),
+            ("billing.plans.pro.price_id", "price_pro_flat"),
+            ("billing.plans.pro.limits.active_keys", "50"),
+        ],
+    )
+    .await;
+    let ann = Browser::new(&app);
+    crate::dashboard::sign_up(&ann, "Acme", "ann@acme.test").await;
+    let customer = stripe.of("POST", "/v1/customers").await.into_iter().next().expect("customer");
+    let tenant_id = customer["form"]["metadata[keyroll_tenant_id]"].as_str().expect("tenant").to_owned();
+    let set = |status: &str| serde_json::json!({"id": "sub_rec1", "customer": "cus_rec000001", "status": status, "price": "price_pro_flat"});
+    let client = reqwest::Client::new();
+    let deliver = async |id: &str, type_: &str, object: Value| {
+        let body = serde_json::json!({"id": id, "object": "event", "type": type_, "created": 1796000000,
+            "data": {"object": object}})
+        .to_string();
+        let sig = crate::billing::sign(&body, "whsec_past_due", None);
+        let res = client
+            .post(app.url("/v1/billing/stripe/webhook"))
+            .header("stripe-signature", sig)
+            .body(body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(res.status(), StatusCode::OK);
+    };
+    client.post(format!("{}/__subscriptions", stripe.base)).json(&set("active")).send().await.expect("set");
+    deliver(
+        "evt_1",
+        "checkout.session.completed",
+        serde_json::json!({"subscription": "sub_rec1", "client_reference_id": tenant_id}),
+    )
+    .await;
+    let db = &app.state.db;
+    let plan = async || {
+        keyroll::store::tenants::get(db, &keyroll::domain::TenantId::from_trusted(tenant_id.clone()))
+            .await
+            .expect("t")
+            .plan
+    };
+    assert_eq!(plan().await, "pro");
+
+    client.post(format!("{}/__subscriptions", stripe.base)).json(&set("past_due")).send().await.expect("set");
+    deliver("evt_2", "invoice.payment_failed", serde_json::json!({"id": "in_1", "subscription": "sub_rec1"})).await;
+    let page = ann.get("/app/billing").await;
+    assert!(page.body.contains("The last payment failed") && page.body.contains("Nothing is deleted"), "{}", page.body);
+    let limits = keyroll::app::billing::limits(&app.state, &keyroll::domain::TenantId::from_trusted(tenant_id.clone()))
+        .await
+        .expect("limits");
+    assert_eq!(limits.active_keys, Some(50), "the plan holds through the grace period");
+
+    // Eight days later the default plan's limits apply; the plan itself is kept.
+    let mut a = billing_account::Entity::find_by_id(tenant_id.as_str())
+        .one(db)
+        .await
+        .expect("q")
+        .expect("account")
+        .into_active_model();
+    a.past_due_since = Set(Some(chrono::Utc::now() - chrono::TimeDelta::days(8)));
+    a.update(db).await.expect("moved back");
+    let t = keyroll::domain::TenantId::from_trusted(tenant_id.clone());
+    assert_eq!(keyroll::app::billing::limits(&app.state, &t).await.expect("limits").active_keys, Some(1));
+    assert_eq!(plan().await, "pro");
+
+    // Paid: the subscription is active again, the grace is over, the plan's limits are back.
+    client.post(format!("{}/__subscriptions", stripe.base)).json(&set("active")).send().await.expect("set");
+    deliver(
+        "evt_3",
+        "invoice.paid",
+        serde_json::json!({"id": "in_1", "parent": {"subscription_details": {"subscription": "sub_rec1"}}}),
+    )
+    .await;
+    assert_eq!(keyroll::app::billing::limits(&app.state, &t).await.expect("limits").active_keys, Some(50));
+    assert!(!ann.get("/app/billing").await.body.contains("The last payment failed"));
+}

@@ -97,6 +97,19 @@ impl Limits {
     }
 }
 
+/// How far into its monthly verification allowance a tenant is, for the notices: the highest
+/// threshold reached (`0`, `80` or `100`).
+#[must_use]
+pub fn allowance_reached(used: u64, allowed: u64) -> u8 {
+    if used >= allowed {
+        100
+    } else if u128::from(used) * 100 >= u128::from(allowed) * 80 {
+        80
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +122,15 @@ mod tests {
         assert_eq!(l.admits(Limit::ActiveKeys, 0, 3), Err(2), "a batch is counted whole");
         assert_eq!(l.admits(Limit::Members, u64::MAX, 1), Ok(()), "unlimited");
         assert_eq!(Limits::UNLIMITED.admits(Limit::ActiveKeys, u64::MAX, u64::MAX), Ok(()));
+    }
+
+    #[test]
+    fn allowance_thresholds() {
+        assert_eq!(allowance_reached(79, 100), 0);
+        assert_eq!(allowance_reached(80, 100), 80);
+        assert_eq!(allowance_reached(99, 100), 80);
+        assert_eq!(allowance_reached(100, 100), 100);
+        assert_eq!(allowance_reached(u64::MAX, u64::MAX - 1), 100);
+        assert_eq!(allowance_reached(0, 0), 100);
     }
 }

@@ -139,6 +139,9 @@ async fn meter_sweep(state: &AppState) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "metering to Stripe stopped; the hour is sent again next pass"),
     }
+    if let Err(e) = crate::app::billing::notices::allowance(state, now).await {
+        tracing::warn!(error = %e, "the allowance notices did not run");
+    }
 }
 
 async fn usage_sweep(state: &AppState) -> anyhow::Result<()> {

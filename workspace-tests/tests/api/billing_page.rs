@@ -317,3 +317,67 @@ async fn a_failed_payment_keeps_the_plan_through_the_grace_period() {
     assert_eq!(keyroll::app::billing::limits(&app.state, &t).await.expect("limits").active_keys, Some(50));
     assert!(!ann.get("/app/billing").await.body.contains("The last payment failed"));
 }
+
+/// At 80 % and again at 100 % of the period's verifications, the owners get one email each
+/// (over a real SMTP conversation), the team is flagged, and the audit log says so;
+/// verification is not stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_are_told_once_at_80_and_at_100_percent_of_the_allowance() {
+    use chrono::{DurationRound, TimeDelta, Utc};
+    use keyroll::app::billing::notices;
+    use keyroll::store::usage::{UsageCount, add_minute_counts};
+    let Some(smtp) = crate::notifications::Smtp::start() else { return };
+    let stripe = Recorder::start();
+    let (shared, dir) = fresh(Backend::Sqlite).await.expect("sqlite");
+    let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let app = spawn_node_with(
+        &shared,
+        dir,
+        &[
+            ("billing.stripe_secret_key", "sk_test_keyroll"),
+            ("billing.stripe_api_base", &stripe.base),
+            ("billing.plans.free.limits.verifications_per_month", "10"),
+            ("smtp_url", &smtp_url),
+        ],
+    )
+    .await;
+    let acme = app.tenant("Acme").await;
+    let k = app.make_key(&acme, "acme", serde_json::json!({})).await;
+    let minute = Utc::now().duration_trunc(TimeDelta::minutes(1)).expect("minute");
+    let add = async |n: i64| {
+        let c = UsageCount {
+            bucket_start: minute,
+            key_id: k.key_id.clone(),
+            tenant_id: acme.id.clone(),
+            code: "VALID",
+            count: n,
+        };
+        add_minute_counts(&app.state.db, vec![c]).await.expect("counts");
+    };
+    let pass = async || notices::allowance(&app.state, Utc::now()).await.expect("pass");
+    add(7).await;
+    assert_eq!(pass().await, 0, "70 %: nothing yet");
+    add(1).await;
+    assert_eq!(pass().await, 1, "80 %");
+    assert_eq!(pass().await, 0, "once");
+    assert_eq!(app.get("/v1/billing", &acme.root).await.1["allowance_reached"], 80);
+    add(5).await;
+    assert_eq!(pass().await, 1, "100 %");
+    assert_eq!(pass().await, 0, "once");
+    let (_, b) = app.get("/v1/billing", &acme.root).await;
+    assert_eq!((b["allowance_reached"].as_u64(), b["overage"].as_u64()), (Some(100), Some(3)), "{b}");
+    assert_eq!(app.verify_code(&k.secret).await, "VALID", "verification goes on");
+    let mut mail = Vec::new();
+    for _ in 0..50 {
+        mail = smtp.messages();
+        if mail.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(mail.len(), 2, "{mail:?}");
+    assert!(mail[0].contains("To: ops@acme.test") && mail[0].contains("used 80 % of this month"), "{}", mail[0]);
+    assert!(mail[1].contains("used 100 % of this month") && mail[1].contains("overage"), "{}", mail[1]);
+    let (_, audit) = app.get("/v1/audit-events?action=billing.allowance_reached", &acme.root).await;
+    assert_eq!(audit["data"].as_array().map(Vec::len), Some(2), "{audit}");
+}

@@ -15,6 +15,7 @@ use crate::store;
 use crate::store::entities::billing_account;
 
 pub mod meter;
+pub mod notices;
 pub mod webhook;
 
 /// The tenant's plan, or `None` with billing off.
@@ -116,6 +117,9 @@ pub struct Overview {
     pub limits: Limits,
     pub past_due_since: Option<DateTime<Utc>>,
     pub grace_ends_at: Option<DateTime<Utc>>,
+    /// The share of the period's verification allowance the team was told it reached: 0, 80
+    /// or 100 (the flag).
+    pub allowance_reached: u8,
 }
 
 /// The tenant's Stripe customer, made when it has none yet (billing turned on after the tenant
@@ -205,6 +209,10 @@ pub async fn overview(ctx: &Ctx<'_>) -> Result<Option<Overview>, ServiceError> {
         limits: limits(ctx.state, &ctx.tenant).await?,
         past_due_since: account.as_ref().and_then(|a| a.past_due_since),
         grace_ends_at: grace_ends(billing, account.as_ref()),
+        allowance_reached: account
+            .as_ref()
+            .filter(|a| a.notice_period.as_deref() == Some(crate::time::rfc3339(period.0).as_str()))
+            .map_or(0, |a| u8::try_from(a.notice_level).unwrap_or(0)),
     }))
 }
 

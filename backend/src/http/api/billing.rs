@@ -42,6 +42,9 @@ pub struct BillingView {
     pub overage: u64,
     pub past_due_since: Option<DateTime<Utc>>,
     pub grace_ends_at: Option<DateTime<Utc>>,
+    /// 80 or 100 once the period's verifications reached that share of the allowance (the
+    /// owners were emailed), else 0.
+    pub allowance_reached: u8,
 }
 
 /// The team's plan, period, usage against each limit and Stripe customer (when billing is on).
@@ -72,5 +75,6 @@ pub async fn get(state: web::Data<AppState>, root: Root) -> Result<web::Json<Bil
         overage,
         past_due_since: o.past_due_since,
         grace_ends_at: o.grace_ends_at,
+        allowance_reached: o.allowance_reached,
     }))
 }

@@ -326,6 +326,47 @@ pub async fn daily_by_key(
     Ok(totals.into_iter().map(|((day, key), n)| (day, key, n)).collect())
 }
 
+/// Every tenant's verifications (every outcome) in `[from, to)`, root keys' use of the
+/// management API aside: one grouped read per granularity, whatever the number of tenants.
+///
+/// # Errors
+/// Database errors.
+pub async fn tenant_totals(
+    db: &impl ConnectionTrait,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+    use sea_orm::sea_query::{Func, Query};
+    use sea_orm::{ColumnTrait, ExprTrait, QueryFilter, QuerySelect};
+
+    use super::entities::{api, key};
+    let root_keys =
+        Query::select().column(key::Column::Id).from(key::Entity).and_where(key::Column::IsRoot.eq(true)).to_owned();
+    let system_apis =
+        Query::select().column(api::Column::Id).from(api::Entity).and_where(api::Column::IsSystem.eq(true)).to_owned();
+    let mut out = std::collections::BTreeMap::new();
+    for (g, start, end) in spans(db, from, to).await? {
+        let rows: Vec<(String, Option<i64>)> = usage_rollup::Entity::find()
+            .select_only()
+            .column(usage_rollup::Column::TenantId)
+            .column_as(Expr::from(Func::sum(Expr::col(usage_rollup::Column::Count))).cast_as("bigint"), "n")
+            .filter(usage_rollup::Column::Granularity.eq(g))
+            .filter(usage_rollup::Column::BucketStart.gte(start))
+            .filter(usage_rollup::Column::BucketStart.lt(end))
+            .filter(usage_rollup::Column::KeyId.not_in_subquery(root_keys.clone()))
+            .filter(usage_rollup::Column::KeyId.not_in_subquery(system_apis.clone()))
+            .group_by(usage_rollup::Column::TenantId)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (t, n) in rows {
+            let n = u64::try_from(n.unwrap_or(0)).unwrap_or(0);
+            *out.entry(t).or_insert(0) += n;
+        }
+    }
+    Ok(out)
+}
+
 /// The tenant's verifications (every outcome) in `[from, to)`, its root keys' use of the
 /// management API aside (counted under the system API's keys and id).
 ///

@@ -182,7 +182,7 @@ async fn verifications_are_metered_per_team_and_hour_once() {
     mark(&app.state.db, meter::MARK, h1).await.expect("mark moved back three hours");
     assert_eq!(meter::report(&app.state, now).await.expect("pass"), 3);
     let events = stripe.of("POST", "/v1/billing/meter_events").await;
-    let seen: Vec<(String, String, String, String)> = events
+    let mut seen: Vec<(String, String, String, String)> = events
         .iter()
         .map(|e| {
             let f = &e["form"];
@@ -190,18 +190,17 @@ async fn verifications_are_metered_per_team_and_hour_once() {
             (s("payload[stripe_customer_id]"), s("payload[value]"), s("identifier"), s("timestamp"))
         })
         .collect();
+    seen.sort_by(|a, b| (&a.3, &a.2).cmp(&(&b.3, &b.2)));
     let acme_cus = "cus_rec000001".to_owned();
     let umb_cus = "cus_rec000002".to_owned();
     let h2 = h1 + TimeDelta::hours(1);
-    assert_eq!(
-        seen,
-        vec![
-            (acme_cus.clone(), "7".into(), meter::identifier(&acme.id, h1), h1.timestamp().to_string()),
-            (umb_cus, "4".into(), meter::identifier(&umbrella.id, h1), h1.timestamp().to_string()),
-            (acme_cus, "1".into(), meter::identifier(&acme.id, h2), h2.timestamp().to_string()),
-        ],
-        "every outcome counts, the root key's management calls do not"
-    );
+    let mut expected = vec![
+        (acme_cus.clone(), "7".to_owned(), meter::identifier(&acme.id, h1), h1.timestamp().to_string()),
+        (umb_cus, "4".into(), meter::identifier(&umbrella.id, h1), h1.timestamp().to_string()),
+        (acme_cus, "1".into(), meter::identifier(&acme.id, h2), h2.timestamp().to_string()),
+    ];
+    expected.sort_by(|a, b| (&a.3, &a.2).cmp(&(&b.3, &b.2)));
+    assert_eq!(seen, expected, "every outcome counts, the root key's management calls do not");
     assert!(events.iter().all(|e| e["form"]["event_name"] == "keyroll_verifications"));
     assert!(events.iter().all(|e| e["idempotency_key"] == e["form"]["identifier"]));
     let closed = (now - TimeDelta::minutes(2)).duration_trunc(TimeDelta::hours(1)).expect("hour");
@@ -212,7 +211,11 @@ async fn verifications_are_metered_per_team_and_hour_once() {
     mark(&app.state.db, meter::MARK, h1).await.expect("mark");
     assert_eq!(meter::report(&app.state, now).await.expect("pass"), 3);
     let again = stripe.of("POST", "/v1/billing/meter_events").await;
-    let ids = |list: &[Value]| list.iter().map(|e| e["form"]["identifier"].clone()).collect::<Vec<_>>();
+    let ids = |list: &[Value]| {
+        let mut v = list.iter().map(|e| e["form"]["identifier"].to_string()).collect::<Vec<_>>();
+        v.sort();
+        v
+    };
     assert_eq!(ids(&again[3..]), ids(&again[..3]), "Stripe keeps one event per identifier");
 }
 

@@ -6,8 +6,9 @@
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
+use futures_util::StreamExt;
+
 use crate::billing::stripe::MeterEvent;
-use crate::domain::TenantId;
 use crate::state::AppState;
 use crate::store;
 
@@ -15,6 +16,8 @@ use crate::store;
 pub const MARK: &str = "stripe_meter";
 /// Hours reported per pass at most (a node that was down catches up over a few passes).
 pub const HOURS_PER_PASS: usize = 24;
+/// Meter events in flight at once.
+const IN_FLIGHT: usize = 16;
 /// How long after an hour closes its counts are taken as settled (flushes from every node).
 const SETTLE: TimeDelta = TimeDelta::minutes(2);
 
@@ -43,22 +46,32 @@ pub async fn report(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usiz
             break;
         }
         let end = hour + TimeDelta::hours(1);
-        for (tenant, customer) in store::billing::customers(&state.db).await? {
-            let n = store::usage::tenant_total(&state.db, &TenantId::from_trusted(tenant.clone()), hour, end).await?;
-            if n == 0 {
-                continue;
+        let totals = store::usage::tenant_totals(&state.db, hour, end).await?;
+        let due: Vec<(String, String, u64)> = store::billing::customers(&state.db)
+            .await?
+            .into_iter()
+            .filter_map(|(tenant, customer)| {
+                let n = totals.get(&tenant).copied().unwrap_or(0);
+                (n > 0).then(|| (identifier(&tenant, hour), customer, n))
+            })
+            .collect();
+        let count = due.len();
+        let sends = due.into_iter().map(|(id, customer, n)| {
+            let stripe = std::sync::Arc::clone(stripe);
+            let name = billing.meter_event_name.clone();
+            let timestamp = hour.timestamp();
+            async move {
+                let event = MeterEvent { event_name: &name, customer: &customer, value: n, identifier: &id, timestamp };
+                stripe.meter_event(&event).await
             }
-            let id = identifier(&tenant, hour);
-            let event = MeterEvent {
-                event_name: &billing.meter_event_name,
-                customer: &customer,
-                value: n,
-                identifier: &id,
-                timestamp: hour.timestamp(),
-            };
-            stripe.meter_event(&event).await?;
-            sent += 1;
+        });
+        let results: Vec<Result<(), _>> = futures_util::stream::iter(sends).buffer_unordered(IN_FLIGHT).collect().await;
+        // Any refusal keeps the mark: the whole hour goes again, and Stripe keeps each
+        // identifier once.
+        for r in results {
+            r?;
         }
+        sent += count;
         hour = end;
         store::usage::mark(&state.db, MARK, hour).await?;
     }

@@ -318,6 +318,9 @@ pub struct Settings {
     pub github_keys: Vec<(String, p256::ecdsa::VerifyingKey)>,
     /// Billing through Stripe; `None` (off) without a Stripe secret key.
     pub billing: Option<crate::billing::BillingSettings>,
+    /// Stripe's API address (`[billing] stripe_api_base`), also for the teams' own Stripe
+    /// accounts that bill their consumers, billing on or off.
+    pub stripe_api_base: String,
 }
 
 impl Settings {
@@ -478,6 +481,7 @@ impl Settings {
             )?;
             crate::billing::BillingSettings::from_raw(raw.billing.clone(), key, hook).map_err(ConfigError)?
         };
+        let stripe_api_base = crate::billing::api_base(&raw.billing.stripe_api_base).map_err(ConfigError)?;
         if raw.leak.intake_secret.as_deref().is_some_and(|s| standardwebhooks::Webhook::new(s).is_err()) {
             return Err(ConfigError("KEYROLL_LEAK__INTAKE_SECRET: must be a whsec_… secret (base64)".into()));
         }
@@ -512,6 +516,7 @@ impl Settings {
             usage: raw.usage,
             github_keys,
             billing,
+            stripe_api_base,
             leak: raw.leak,
         })
     }

@@ -3,6 +3,8 @@ Billing Portal, invoices of the new shape, Billing Meter events): it answers the
 does, in the fields Keyroll reads, and records every request so a test can assert exactly what
 Keyroll sent. Every URL it hands out points back at itself (loopback).
 
+A key containing "refused" is answered 401, as Stripe answers a revoked key.
+
 Prints its port on the first line, then serves until killed.
     GET /__requests  ->  [{"method", "path", "query", "form", "idempotency_key", "authorization"}]
     POST /__subscriptions {"id", "customer", "status", "price"}  ->  sets what
@@ -75,6 +77,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, s)
         form = dict(urllib.parse.parse_qsl(raw, keep_blank_values=True))
         path = self.record(form)
+        if "refused" in (self.headers.get("Authorization") or ""):
+            return self.reply(401, {"error": {"type": "invalid_request_error",
+                                              "message": "Invalid API Key provided: rk_test_****used"}})
         if path == "/v1/customers":
             return self.reply(200, {"id": next_id("cus"), "object": "customer", "metadata": {}})
         if path == "/v1/checkout/sessions":

@@ -7,6 +7,7 @@ use super::policies::DefaultPolicy;
 use super::{Checks, Ctx, Permission, ServiceError, commit};
 use crate::audit::Entry;
 use crate::domain::input::{LeakPolicy, Name, RateLimit};
+use crate::domain::stripe::MeterEventName;
 use crate::domain::{ApiId, Environment, KeyPrefix, ScopeSet};
 use crate::store::apis::{self as store, ApiPatch};
 use crate::store::entities::api;
@@ -37,6 +38,9 @@ pub struct ApiChanges {
     pub leak_policy: Option<LeakPolicyInput>,
     /// How long access tokens for its keys live: 60 to 900 seconds.
     pub token_ttl_seconds: Option<i64>,
+    /// The meter event of the team's own Stripe account its verifications are reported to;
+    /// `Some(None)` stops reporting.
+    pub stripe_meter_event: Option<Option<String>>,
 }
 
 /// The shortest and longest life of an access token.
@@ -76,7 +80,7 @@ fn audited(a: &api::Model) -> Value {
         "name": a.name, "key_prefix": a.key_prefix, "environment": a.environment,
         "scope_catalogue": a.scope_catalogue, "default_ratelimit": a.default_ratelimit,
         "leak_action": a.leak_action, "leak_grace_seconds": a.leak_grace_seconds,
-        "token_ttl_seconds": a.token_ttl_seconds,
+        "token_ttl_seconds": a.token_ttl_seconds, "stripe_meter_event": a.stripe_meter_event,
     })
 }
 
@@ -139,6 +143,14 @@ fn patch_of(c: &mut Checks, input: &ApiChanges) -> ApiPatch {
         } else {
             c.push("token_ttl_seconds", format!("must be between {lo} and {hi}"));
         }
+    }
+    match &input.stripe_meter_event {
+        Some(Some(name)) => {
+            patch.stripe_meter_event =
+                c.take("stripe_meter_event", MeterEventName::parse(name)).map(|n| Some(n.into_string()));
+        }
+        Some(None) => patch.stripe_meter_event = Some(None),
+        None => {}
     }
     patch
 }

@@ -6,6 +6,7 @@ use super::keys::{cancel_rotations_in, revoked_event};
 use super::{Checks, Ctx, Permission, ServiceError, commit};
 use crate::audit::Entry;
 use crate::domain::input::{Email, ExternalId, Meta, Name, Reason};
+use crate::domain::stripe::StripeCustomerId;
 use crate::domain::{ConsumerId, EventType, KeyId};
 use crate::store::consumers::{self as store, ConsumerPatch, NewConsumer};
 use crate::store::entities::consumer;
@@ -18,15 +19,17 @@ pub struct NewConsumerInput {
     pub name: String,
     pub email: Option<String>,
     pub meta: Option<Value>,
+    pub stripe_customer_id: Option<String>,
 }
 
-/// What to change of a consumer; `email: Some(None)` clears it.
+/// What to change of a consumer; `email: Some(None)` (and `stripe_customer_id`) clears it.
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerChanges {
     pub external_id: Option<String>,
     pub name: Option<String>,
     pub email: Option<Option<String>>,
     pub meta: Option<Value>,
+    pub stripe_customer_id: Option<Option<String>>,
 }
 
 /// Parses a consumer id; a malformed one names no consumer.
@@ -45,7 +48,10 @@ fn not_found(e: StoreError) -> ServiceError {
 }
 
 fn audited(c: &consumer::Model) -> Value {
-    json!({ "external_id": c.external_id, "name": c.name, "email": c.email, "meta": c.meta })
+    json!({
+        "external_id": c.external_id, "name": c.name, "email": c.email, "meta": c.meta,
+        "stripe_customer_id": c.stripe_customer_id,
+    })
 }
 
 /// Creates a consumer.
@@ -62,7 +68,13 @@ pub async fn create(ctx: &Ctx<'_>, input: NewConsumerInput) -> Result<consumer::
         None => Some(None),
     };
     let meta = c.take("meta", Meta::parse(input.meta.unwrap_or_else(|| json!({}))));
-    let (Some(external_id), Some(name), Some(email), Some(meta)) = (external_id, name, email, meta) else {
+    let stripe_customer_id = match &input.stripe_customer_id {
+        Some(s) => c.take("stripe_customer_id", StripeCustomerId::parse(s)).map(|s| Some(s.into_string())),
+        None => Some(None),
+    };
+    let (Some(external_id), Some(name), Some(email), Some(meta), Some(stripe_customer_id)) =
+        (external_id, name, email, meta, stripe_customer_id)
+    else {
         return Err(ServiceError::Invalid(c.0));
     };
     let new = NewConsumer {
@@ -70,6 +82,7 @@ pub async fn create(ctx: &Ctx<'_>, input: NewConsumerInput) -> Result<consumer::
         name: name.into_string(),
         email,
         meta: meta.into_value(),
+        stripe_customer_id,
     };
     commit(ctx, async |txn, change| {
         let con = store::create(txn, &ctx.tenant, new).await?;
@@ -109,6 +122,14 @@ pub async fn update(ctx: &Ctx<'_>, id: &str, input: ConsumerChanges) -> Result<c
     }
     if let Some(m) = input.meta {
         patch.meta = c.take("meta", Meta::parse(m)).map(Meta::into_value);
+    }
+    match input.stripe_customer_id {
+        Some(Some(s)) => {
+            patch.stripe_customer_id =
+                c.take("stripe_customer_id", StripeCustomerId::parse(&s)).map(|s| Some(s.into_string()));
+        }
+        Some(None) => patch.stripe_customer_id = Some(None),
+        None => {}
     }
     c.finish()?;
     commit(ctx, async |txn, change| {

@@ -44,6 +44,19 @@ impl Default for RawBilling {
     }
 }
 
+/// Stripe's API address (`stripe_api_base`), without a trailing slash. Teams' own Stripe
+/// accounts (billing their consumers) are reached there too, billing on or off.
+///
+/// # Errors
+/// A message naming the setting, when it is not an http(s) URL.
+pub fn api_base(raw: &str) -> Result<String, String> {
+    let base = raw.trim_end_matches('/').to_owned();
+    if !url::Url::parse(&base).is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some()) {
+        return Err("KEYROLL_BILLING__STRIPE_API_BASE: must be an http(s) URL".into());
+    }
+    Ok(base)
+}
+
 /// `[billing.plans.<id>]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -104,10 +117,7 @@ impl BillingSettings {
         {
             return Err("KEYROLL_BILLING__STRIPE_WEBHOOK_SECRET: must be a whsec_… signing secret".into());
         }
-        let base = raw.stripe_api_base.trim_end_matches('/').to_owned();
-        if !url::Url::parse(&base).is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some()) {
-            return Err("KEYROLL_BILLING__STRIPE_API_BASE: must be an http(s) URL".into());
-        }
+        let base = api_base(&raw.stripe_api_base)?;
         let name_ok = |n: &str| {
             !n.is_empty() && n.len() <= 100 && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
         };

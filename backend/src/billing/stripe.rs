@@ -156,11 +156,17 @@ fn once(key: &str) -> Result<RequestStrategy, StripeFailure> {
 impl Stripe {
     #[must_use]
     pub fn new(settings: &BillingSettings) -> Self {
-        let client = ClientBuilder::new(settings.stripe_secret_key.expose_secret())
-            .url(format!("{}/", settings.stripe_api_base))
+        Self::with_key(settings.stripe_secret_key.expose_secret(), &settings.stripe_api_base)
+    }
+
+    /// A client of another Stripe account (a team's own, to bill its consumers).
+    #[must_use]
+    pub fn with_key(key: &str, api_base: &str) -> Self {
+        let client = ClientBuilder::new(key)
+            .url(format!("{api_base}/"))
             .timeout(Duration::from_secs(20))
             .build()
-            .unwrap_or_else(|_| Client::new(settings.stripe_secret_key.expose_secret()));
+            .unwrap_or_else(|_| Client::new(key));
         Self { client }
     }
 

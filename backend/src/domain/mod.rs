@@ -14,6 +14,7 @@ pub mod policy;
 pub mod rotation;
 pub mod scope;
 pub mod signing;
+pub mod stripe;
 
 pub use actor::{Actor, Origin};
 pub use event::EventType;

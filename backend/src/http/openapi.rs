@@ -116,6 +116,7 @@ impl Modify for Problems {
         api::signing_keys::list, api::signing_keys::rotate, api::signing_keys::revoke,
         api::signing_keys::get_schedule, api::signing_keys::patch_schedule,
         api::billing::get, public::billing::stripe,
+        api::billing::connection, api::billing::connect, api::billing::disconnect,
         api::portal::create_session, api::portal::get_settings, api::portal::update_settings,
         health::healthz, health::readyz, health::metrics, spec,
     )

@@ -119,19 +119,25 @@ async fn dispatch(state: &AppState, j: &job::Model) -> anyhow::Result<()> {
 /// Days the anomaly detector remembers a key's baseline and client addresses after its last use.
 const DETECTOR_MEMORY_DAYS: i64 = 30;
 
-/// Reports closed hours to Stripe's meter (billing on), at most once a minute. A refusal is
-/// logged; the hour is sent again on the next pass.
+/// Reports closed hours to Stripe's meter (billing on) and the teams' consumers' hours to the
+/// teams' own Stripe accounts, at most once a minute. A refusal is logged (and kept for the team
+/// to see); the hour is sent again on the next pass.
 async fn meter_sweep(state: &AppState) {
     use std::sync::atomic::{AtomicI64, Ordering};
     static LAST: AtomicI64 = AtomicI64::new(0);
-    if state.stripe.is_none() {
-        return;
-    }
     let now = Utc::now();
     let last = LAST.load(Ordering::Relaxed);
     if now.timestamp() - last < 60
         || LAST.compare_exchange(last, now.timestamp(), Ordering::Relaxed, Ordering::Relaxed).is_err()
     {
+        return;
+    }
+    match crate::app::billing::consumers::report(state, now).await {
+        Ok(n) if n > 0 => tracing::info!(events = n, "consumers' verifications reported to the teams' meters"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "reporting consumers' verifications stopped; sent again next pass"),
+    }
+    if state.stripe.is_none() {
         return;
     }
     match crate::app::billing::meter::report(state, now).await {

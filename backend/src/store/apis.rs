@@ -54,6 +54,7 @@ pub async fn create(
         leak_action: "rotate".into(),
         leak_grace_seconds: 900,
         token_ttl_seconds: 900,
+        stripe_meter_event: None,
         created_at: now,
         updated_at: now,
     };
@@ -81,6 +82,7 @@ pub async fn create_system(db: &impl ConnectionTrait, tenant: &TenantId) -> Resu
         leak_action: "revoke".into(),
         leak_grace_seconds: 0,
         token_ttl_seconds: 900,
+        stripe_meter_event: None,
         created_at: now,
         updated_at: now,
     };
@@ -153,6 +155,8 @@ pub struct ApiPatch {
     /// `(action, grace_seconds)`.
     pub leak_policy: Option<(String, i64)>,
     pub token_ttl_seconds: Option<i64>,
+    /// `Some(None)` stops reporting the API's verifications.
+    pub stripe_meter_event: Option<Option<String>>,
 }
 
 /// Applies a patch.
@@ -181,6 +185,9 @@ pub async fn update(
     }
     if let Some(ttl) = p.token_ttl_seconds {
         am.token_ttl_seconds = Set(ttl);
+    }
+    if let Some(v) = p.stripe_meter_event {
+        am.stripe_meter_event = Set(v);
     }
     am.updated_at = Set(Utc::now());
     Ok(am.update(db).await?)

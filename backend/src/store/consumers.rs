@@ -19,6 +19,7 @@ pub struct NewConsumer {
     pub name: String,
     pub email: Option<String>,
     pub meta: Value,
+    pub stripe_customer_id: Option<String>,
 }
 
 /// Creates a consumer.
@@ -38,6 +39,7 @@ pub async fn create(
         name: new.name,
         email: new.email,
         meta: new.meta,
+        stripe_customer_id: new.stripe_customer_id,
         created_at: now,
         updated_at: now,
         deleted_at: None,
@@ -118,6 +120,8 @@ pub struct ConsumerPatch {
     pub name: Option<String>,
     pub email: Option<Option<String>>,
     pub meta: Option<Value>,
+    /// `Some(None)` clears it.
+    pub stripe_customer_id: Option<Option<String>>,
 }
 
 /// Applies a patch.
@@ -142,6 +146,9 @@ pub async fn update(
     }
     if let Some(v) = p.meta {
         am.meta = Set(v);
+    }
+    if let Some(v) = p.stripe_customer_id {
+        am.stripe_customer_id = Set(v);
     }
     am.updated_at = Set(Utc::now());
     am.update(db)

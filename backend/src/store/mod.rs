@@ -22,6 +22,7 @@ pub mod reveals;
 pub mod rotations;
 pub mod signing_keys;
 pub mod signup_links;
+pub mod stripe_connections;
 pub mod tenants;
 pub mod usage;
 

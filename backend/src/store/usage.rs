@@ -269,7 +269,7 @@ pub async fn counts(
 
 /// Which rollups cover `[from, to)`: the coarsest first, then finer ones for the rest, as
 /// `(granularity, start, end)`.
-async fn spans(
+pub(crate) async fn spans(
     db: &impl ConnectionTrait,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -367,20 +367,16 @@ pub async fn tenant_totals(
     Ok(out)
 }
 
-/// The tenant's verifications (every outcome) in `[from, to)`, its root keys' use of the
-/// management API aside (counted under the system API's keys and id).
-///
-/// # Errors
-/// Database errors.
-pub async fn tenant_total(
-    db: &impl ConnectionTrait,
+/// The tenant's rollups of one granularity in `[start, end)` that are billed: root keys'
+/// and the system API's aside. Nothing selected yet.
+fn billable(
     tenant: &crate::domain::TenantId,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<u64, StoreError> {
-    use sea_orm::sea_query::Func;
+    granularity: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> sea_orm::Select<usage_rollup::Entity> {
     use sea_orm::sea_query::Query;
-    use sea_orm::{ColumnTrait, ExprTrait, QueryFilter, QuerySelect};
+    use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
 
     use super::entities::{api, key};
     let system_keys = Query::select()
@@ -395,17 +391,66 @@ pub async fn tenant_total(
         .and_where(api::Column::TenantId.eq(tenant.as_str()))
         .and_where(api::Column::IsSystem.eq(true))
         .to_owned();
+    usage_rollup::Entity::find()
+        .select_only()
+        .filter(usage_rollup::Column::TenantId.eq(tenant.as_str()))
+        .filter(usage_rollup::Column::Granularity.eq(granularity))
+        .filter(usage_rollup::Column::BucketStart.gte(start))
+        .filter(usage_rollup::Column::BucketStart.lt(end))
+        .filter(usage_rollup::Column::KeyId.not_in_subquery(system_keys))
+        .filter(usage_rollup::Column::KeyId.not_in_subquery(system_apis))
+}
+
+/// The tenant's billable verifications in `[from, to)` per UTC day (root keys aside), oldest
+/// first, days without any left out.
+///
+/// # Errors
+/// Database errors.
+pub async fn tenant_by_day(
+    db: &impl ConnectionTrait,
+    tenant: &crate::domain::TenantId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, u64)>, StoreError> {
+    use chrono::DurationRound;
+    use sea_orm::sea_query::Func;
+    use sea_orm::{ExprTrait, QuerySelect};
+
+    let mut days: std::collections::BTreeMap<DateTime<Utc>, u64> = std::collections::BTreeMap::new();
+    for (g, start, end) in spans(db, from, to).await? {
+        let rows: Vec<(DateTime<Utc>, Option<i64>)> = billable(tenant, g, start, end)
+            .column(usage_rollup::Column::BucketStart)
+            .column_as(Expr::from(Func::sum(Expr::col(usage_rollup::Column::Count))).cast_as("bigint"), "n")
+            .group_by(usage_rollup::Column::BucketStart)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (at, n) in rows {
+            let day = at.duration_trunc(chrono::TimeDelta::days(1)).unwrap_or(at);
+            *days.entry(day).or_insert(0) += u64::try_from(n.unwrap_or(0)).unwrap_or(0);
+        }
+    }
+    Ok(days.into_iter().filter(|(_, n)| *n > 0).collect())
+}
+
+/// The tenant's verifications (every outcome) in `[from, to)`, its root keys' use of the
+/// management API aside (counted under the system API's keys and id).
+///
+/// # Errors
+/// Database errors.
+pub async fn tenant_total(
+    db: &impl ConnectionTrait,
+    tenant: &crate::domain::TenantId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    use sea_orm::sea_query::Func;
+    use sea_orm::{ExprTrait, QuerySelect};
+
     let mut total: i64 = 0;
     for (g, start, end) in spans(db, from, to).await? {
-        let n: Option<Option<i64>> = usage_rollup::Entity::find()
-            .select_only()
+        let n: Option<Option<i64>> = billable(tenant, g, start, end)
             .column_as(Expr::from(Func::sum(Expr::col(usage_rollup::Column::Count))).cast_as("bigint"), "n")
-            .filter(usage_rollup::Column::TenantId.eq(tenant.as_str()))
-            .filter(usage_rollup::Column::Granularity.eq(g))
-            .filter(usage_rollup::Column::BucketStart.gte(start))
-            .filter(usage_rollup::Column::BucketStart.lt(end))
-            .filter(usage_rollup::Column::KeyId.not_in_subquery(system_keys.clone()))
-            .filter(usage_rollup::Column::KeyId.not_in_subquery(system_apis.clone()))
             .into_tuple()
             .one(db)
             .await?;

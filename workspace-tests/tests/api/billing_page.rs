@@ -12,9 +12,9 @@ use crate::dashboard::Browser;
 use crate::helpers::{Backend, fresh, spawn_node_with};
 
 /// The recording stand-in, stopped when dropped.
-struct Recorder {
+pub(crate) struct Recorder {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for Recorder {
@@ -25,7 +25,7 @@ impl Drop for Recorder {
 }
 
 impl Recorder {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/stripe_recorder.py");
         let mut child =
             Command::new("python3").arg(script).stdout(Stdio::piped()).spawn().expect("python3 runs the recorder");
@@ -40,7 +40,7 @@ impl Recorder {
         r.json::<Vec<Value>>().await.expect("json")
     }
 
-    async fn of(&self, method: &str, path: &str) -> Vec<Value> {
+    pub(crate) async fn of(&self, method: &str, path: &str) -> Vec<Value> {
         self.requests().await.into_iter().filter(|r| r["method"] == method && r["path"] == path).collect()
     }
 }
@@ -137,7 +137,7 @@ async fn without_billing_there_is_no_billing_page() {
 async fn verifications_are_metered_per_team_and_hour_once() {
     use chrono::{DurationRound, TimeDelta, Utc};
     use keyroll::app::billing::meter;
-    use keyroll::store::usage::{UsageCount, add_minute_counts, mark, mark_of};
+    use keyroll::store::usage::{add_minute_counts, mark, mark_of};
     let stripe = Recorder::start();
     let (shared, dir) = fresh(Backend::Sqlite).await.expect("sqlite");
     let app = spawn_node_with(
@@ -158,13 +158,7 @@ async fn verifications_are_metered_per_team_and_hour_once() {
     let root_id = roots["data"][0]["id"].as_str().expect("root key").to_owned();
     let now = Utc::now();
     let h1 = now.duration_trunc(TimeDelta::hours(1)).expect("hour") - TimeDelta::hours(3);
-    let count = |at: chrono::DateTime<Utc>, key: &str, tenant: &str, code: &'static str, n: i64| UsageCount {
-        bucket_start: at,
-        key_id: key.to_owned(),
-        tenant_id: tenant.to_owned(),
-        code,
-        count: n,
-    };
+    let count = crate::helpers::usage_count;
     add_minute_counts(
         &app.state.db,
         vec![

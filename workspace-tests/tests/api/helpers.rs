@@ -128,6 +128,10 @@ pub async fn spawn_node_with(shared: &Shared, dir: Option<TempDir>, extra: &[(&s
         ("webhooks.allow_private", "true"),
         // Tests sign up several teams; the policies themselves are tested in `signup.rs`.
         ("signup", "open"),
+        // Nothing in a test reaches Stripe: a team's own Stripe account (connected through the
+        // API) would be reached here, where nothing listens. Billing tests point it at a
+        // stand-in.
+        ("billing.stripe_api_base", "http://127.0.0.1:9"),
     ];
     if let Some(r) = &shared.redis_url {
         // Nodes of one install share a master key (SQLite keeps its own under the data dir).
@@ -302,4 +306,21 @@ macro_rules! both_backends {
             }
         }
     };
+}
+
+/// One flushed count of verifications, as the nodes write them.
+pub fn usage_count(
+    at: chrono::DateTime<chrono::Utc>,
+    key: &str,
+    tenant: &str,
+    code: &'static str,
+    n: i64,
+) -> keyroll::store::usage::UsageCount {
+    keyroll::store::usage::UsageCount {
+        bucket_start: at,
+        key_id: key.to_owned(),
+        tenant_id: tenant.to_owned(),
+        code,
+        count: n,
+    }
 }

@@ -165,6 +165,7 @@ async fn run(ctx: &Ctx<'_>, w: &mut World, op: &str) {
                 name: "Bob".into(),
                 email: Some("bob@customer.test".into()),
                 meta: None,
+                stripe_customer_id: None,
             };
             let c = app::consumers::create(ctx, input).await.unwrap_or_else(|e| panic!("{op}: {e:?}"));
             assert_eq!(c.external_id, ext);

@@ -14,6 +14,7 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::entities::billing_account;
 
+pub mod consumers;
 pub mod meter;
 pub mod notices;
 pub mod webhook;

@@ -78,3 +78,52 @@ pub async fn get(state: web::Data<AppState>, root: Root) -> Result<web::Json<Bil
         allowance_reached: o.allowance_reached,
     }))
 }
+
+/// `PUT /v1/billing/stripe/connection`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectStripe {
+    /// A restricted key of the team's own Stripe account (`rk_live_…`, `rk_test_…`) that may
+    /// write Billing Meter events. Sealed with the master key; never shown again.
+    pub stripe_key: String,
+}
+
+/// The team's own Stripe account, to which its consumers' verifications are reported. Works
+/// whether or not this install bills its teams.
+#[utoipa::path(get, path = "/v1/billing/stripe/connection", tag = "billing",
+    responses((status = 200, body = app::billing::consumers::Connection), (status = 401, body = Problem),
+        (status = 403, body = Problem)),
+    security(("root_key" = [])))]
+pub async fn connection(
+    state: web::Data<AppState>,
+    root: Root,
+) -> Result<web::Json<app::billing::consumers::Connection>, ApiError> {
+    Ok(web::Json(app::billing::consumers::connection(&root.ctx(&state)).await?))
+}
+
+/// Connect the team's own Stripe account (or replace its key): each consumer with a
+/// `stripe_customer_id` has its successful verifications of each API with a
+/// `stripe_meter_event` reported to that meter, per closed hour, identified by consumer, API
+/// and hour.
+#[utoipa::path(put, path = "/v1/billing/stripe/connection", tag = "billing", request_body = ConnectStripe,
+    responses((status = 200, body = app::billing::consumers::Connection), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 409, body = Problem, description = "No master key is configured to seal the key with")),
+    security(("root_key" = [])))]
+pub async fn connect(
+    state: web::Data<AppState>,
+    root: Root,
+    body: crate::http::json::Body<ConnectStripe>,
+) -> Result<web::Json<app::billing::consumers::Connection>, ApiError> {
+    Ok(web::Json(app::billing::consumers::connect(&root.ctx(&state), &body.value.stripe_key).await?))
+}
+
+/// Disconnect the team's own Stripe account: its key is deleted and nothing more is reported.
+#[utoipa::path(delete, path = "/v1/billing/stripe/connection", tag = "billing",
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem, description = "No Stripe account is connected")),
+    security(("root_key" = [])))]
+pub async fn disconnect(state: web::Data<AppState>, root: Root) -> Result<actix_web::HttpResponse, ApiError> {
+    app::billing::consumers::disconnect(&root.ctx(&state)).await?;
+    Ok(actix_web::HttpResponse::NoContent().finish())
+}

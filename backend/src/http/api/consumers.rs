@@ -32,8 +32,13 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let b = body.value;
     let ctx = root.ctx(&state);
-    let input =
-        app::consumers::NewConsumerInput { external_id: b.external_id, name: b.name, email: b.email, meta: b.meta };
+    let input = app::consumers::NewConsumerInput {
+        external_id: b.external_id,
+        name: b.name,
+        email: b.email,
+        meta: b.meta,
+        stripe_customer_id: b.stripe_customer_id,
+    };
     idempotency::once(&state, &req, &root.tenant_id, &body.raw, || async {
         let con = app::consumers::create(&ctx, input).await?;
         Ok((
@@ -98,8 +103,13 @@ pub async fn update(
     body: Body<PatchConsumer>,
 ) -> Result<web::Json<ConsumerView>, ApiError> {
     let b = body.value;
-    let changes =
-        app::consumers::ConsumerChanges { external_id: b.external_id, name: b.name, email: b.email, meta: b.meta };
+    let changes = app::consumers::ConsumerChanges {
+        external_id: b.external_id,
+        name: b.name,
+        email: b.email,
+        meta: b.meta,
+        stripe_customer_id: b.stripe_customer_id,
+    };
     Ok(web::Json(app::consumers::update(&root.ctx(&state), &id, changes).await?.into()))
 }
 

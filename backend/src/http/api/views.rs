@@ -85,6 +85,9 @@ pub struct ApiView {
     pub leak_policy: LeakPolicy,
     /// How long an access token for one of its keys lives (`POST /v1/oauth/token`).
     pub token_ttl_seconds: i64,
+    /// The meter event of the team's own Stripe account this API's verifications are reported
+    /// to (null: not reported).
+    pub stripe_meter_event: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -115,6 +118,7 @@ impl From<api::Model> for ApiView {
                 .map(Into::into),
             leak_policy: LeakPolicy { action: a.leak_action, grace_seconds: Some(a.leak_grace_seconds) },
             token_ttl_seconds: a.token_ttl_seconds,
+            stripe_meter_event: a.stripe_meter_event,
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -129,6 +133,9 @@ pub struct ConsumerView {
     pub name: String,
     pub email: Option<String>,
     pub meta: Value,
+    /// The team's own Stripe customer for this consumer: its verifications are reported to
+    /// that customer's meter.
+    pub stripe_customer_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -141,6 +148,7 @@ impl From<consumer::Model> for ConsumerView {
             name: c.name,
             email: c.email,
             meta: c.meta,
+            stripe_customer_id: c.stripe_customer_id,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -270,6 +278,11 @@ pub struct PatchApi {
     pub leak_policy: Option<LeakPolicy>,
     /// How long access tokens for its keys live: 60 to 900 seconds.
     pub token_ttl_seconds: Option<i64>,
+    /// The meter event (of the team's own Stripe account, see `/v1/billing/stripe-connection`)
+    /// this API's verifications are reported to, per consumer and hour; null stops reporting.
+    #[serde(default, deserialize_with = "double_option::deserialize")]
+    #[schema(value_type = Option<String>)]
+    pub stripe_meter_event: Option<Option<String>>,
 }
 
 /// `POST /v1/consumers`.
@@ -281,6 +294,8 @@ pub struct CreateConsumer {
     pub name: String,
     pub email: Option<String>,
     pub meta: Option<Value>,
+    /// The team's own Stripe customer (`cus_…`) the consumer's verifications are billed to.
+    pub stripe_customer_id: Option<String>,
 }
 
 /// `PATCH /v1/consumers/{id}`.
@@ -293,6 +308,10 @@ pub struct PatchConsumer {
     #[schema(value_type = Option<String>)]
     pub email: Option<Option<String>>,
     pub meta: Option<Value>,
+    /// The team's own Stripe customer (`cus_…`); null clears it.
+    #[serde(default, deserialize_with = "double_option::deserialize")]
+    #[schema(value_type = Option<String>)]
+    pub stripe_customer_id: Option<Option<String>>,
 }
 
 /// `POST /v1/keys`.

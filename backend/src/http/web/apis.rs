@@ -234,6 +234,8 @@ pub struct ApiSettingsForm {
     pub policy: String,
     pub policy_days: String,
     pub policy_overlap_hours: String,
+    /// The meter event of the team's own Stripe account; empty for none.
+    pub stripe_meter_event: String,
 }
 
 impl ApiSettingsForm {
@@ -247,6 +249,7 @@ impl ApiSettingsForm {
             policy: "none".into(),
             policy_days: "90".into(),
             policy_overlap_hours: "24".into(),
+            stripe_meter_event: a.stripe_meter_event.clone().unwrap_or_default(),
             ..Self::default()
         };
         if let Some(r) = rl {
@@ -312,6 +315,7 @@ impl ApiSettingsForm {
             leak_policy: minutes
                 .map(|m| app::apis::LeakPolicyInput { action: self.leak_action.clone(), grace_seconds: Some(m * 60) }),
             token_ttl_seconds: None,
+            stripe_meter_event: Some(Some(self.stripe_meter_event.trim()).filter(|s| !s.is_empty()).map(str::to_owned)),
         };
         (changes, policy)
     }
@@ -324,6 +328,11 @@ const SETTINGS_FIELDS: &[(&str, &str, &str)] = &[
     ("default_ratelimit", "rl_limit", ""),
     ("leak_policy", "leak_action", "Choose what a reported leak does."),
     ("policy", "policy_days", ""),
+    (
+        "stripe_meter_event",
+        "stripe_meter_event",
+        "Enter a meter event name (letters, digits, - and _), or leave it empty.",
+    ),
 ];
 
 /// The policy's errors, in the form's units.

@@ -370,6 +370,7 @@ pub async fn create_consumer(
         name: form.name.clone(),
         email: Some(form.email.trim()).filter(|e| !e.is_empty()).map(str::to_owned),
         meta: None,
+        stripe_customer_id: None,
     };
     match app::consumers::create(&me.ctx(&state), input).await {
         Ok(c) => Ok(see_other(&format!("/app/consumers/{}", c.id))),
@@ -441,6 +442,8 @@ pub struct EditConsumerForm {
     pub email: String,
     /// A JSON object; empty for `{}`.
     pub meta: String,
+    /// The team's own Stripe customer; empty for none.
+    pub stripe_customer_id: String,
 }
 
 impl EditConsumerForm {
@@ -456,6 +459,7 @@ impl EditConsumerForm {
             external_id: c.external_id.clone(),
             email: c.email.clone().unwrap_or_default(),
             meta,
+            stripe_customer_id: c.stripe_customer_id.clone().unwrap_or_default(),
         }
     }
 }
@@ -482,12 +486,14 @@ pub async fn edit_consumer(
         name: Some(form.name.clone()),
         email: Some(Some(form.email.trim()).filter(|e| !e.is_empty()).map(str::to_owned)),
         meta: Some(meta),
+        stripe_customer_id: Some(Some(form.stripe_customer_id.trim()).filter(|s| !s.is_empty()).map(str::to_owned)),
     };
     let fields = [
         ("name", "name", ""),
         ("external_id", "external_id", ""),
         ("email", "email", "Enter an email address, or leave it empty."),
         ("meta", "meta", "Enter a JSON object of at most 16 KiB, such as {\"tier\": \"gold\"}, or leave it empty."),
+        ("stripe_customer_id", "stripe_customer_id", "Enter a Stripe customer id (cus_…), or leave it empty."),
     ];
     let errors = match app::consumers::update(&me.ctx(&state), cid.as_str(), changes).await {
         Ok(_) => return Ok(see_other(&format!("/app/consumers/{}#settings", cid.as_str()))),

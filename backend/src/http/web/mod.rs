@@ -125,6 +125,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/app/audit/export", web::get().to(audit::export_file))
         .route("/app/audit/retention", web::post().to(audit::set_retention))
         .route("/app/team/invite", web::post().to(team::invite))
+        .route("/app/team/stripe", web::post().to(team::connect_stripe))
+        .route("/app/team/stripe/disconnect", web::post().to(team::disconnect_stripe))
         .route("/app/team/{user_id}", web::post().to(team::change))
         .route("/app/team/{user_id}/password-link", web::post().to(team::password_link));
 }

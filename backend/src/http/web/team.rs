@@ -37,6 +37,8 @@ struct TeamPage<'a> {
     form: &'a InviteForm,
     errors: &'a FormErrors,
     notice: Option<String>,
+    /// The team's own Stripe account (owners only).
+    stripe: Option<app::billing::consumers::Connection>,
 }
 
 /// What the invitation form sends.
@@ -96,7 +98,68 @@ async fn render(
             user_id: u.id,
         });
     }
-    page_with(status, &TeamPage { c: Chrome::of(me, "team"), members, roles: grantable(me), form, errors, notice })
+    let stripe =
+        if me.role == Role::Owner { Some(app::billing::consumers::connection(&me.ctx(state)).await?) } else { None };
+    let page = TeamPage { c: Chrome::of(me, "team"), members, roles: grantable(me), form, errors, notice, stripe };
+    page_with(status, &page)
+}
+
+/// What the Stripe connection form sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct StripeForm {
+    pub csrf: String,
+    pub stripe_key: String,
+}
+
+/// `POST /app/team/stripe`: owners connect the team's own Stripe account (or replace its key),
+/// to bill their consumers' verifications.
+pub async fn connect_stripe(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    form: web::Form<StripeForm>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    let mut errors = FormErrors::new();
+    match app::billing::consumers::connect(&me.ctx(&state), &form.stripe_key).await {
+        Ok(c) => {
+            let hint = c.key_hint.unwrap_or_default();
+            render_fresh(&state, &me, Some(format!("Your Stripe account is connected ({hint})."))).await
+        }
+        Err(ServiceError::Invalid(errs)) => {
+            let fields = [(
+                "stripe_key",
+                "stripe_key",
+                "Paste a restricted key of your Stripe account (rk_live_… or rk_test_…).",
+            )];
+            let errors = form_errors(&errs, &fields, "stripe_key");
+            let invite = InviteForm { role: "developer".into(), ..InviteForm::default() };
+            render(&state, &me, &invite, &errors, None, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(ServiceError::Conflict(m)) => {
+            errors.insert("stripe_key", sentence(&m));
+            let invite = InviteForm { role: "developer".into(), ..InviteForm::default() };
+            render(&state, &me, &invite, &errors, None, StatusCode::CONFLICT).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /app/team/stripe/disconnect`: owners disconnect the team's Stripe account.
+pub async fn disconnect_stripe(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    me: Signed,
+    form: web::Form<super::account::CsrfOnly>,
+) -> Result<HttpResponse, WebError> {
+    me.check_csrf(&req, &form.csrf)?;
+    let notice = match app::billing::consumers::disconnect(&me.ctx(&state)).await {
+        Ok(()) => "Your Stripe account is disconnected: its key is deleted and nothing more is reported.",
+        Err(ServiceError::NotFound(_)) => "No Stripe account was connected.",
+        Err(e) => return Err(e.into()),
+    };
+    render_fresh(&state, &me, Some(notice.to_owned())).await
 }
 
 /// `POST /app/team/invite`: adds the person at once; a new account gets a link (by email) to

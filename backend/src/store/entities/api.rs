@@ -19,6 +19,8 @@ pub struct Model {
     pub leak_grace_seconds: i64,
     /// How long an access token issued for one of its keys lives (60 to 900 seconds).
     pub token_ttl_seconds: i64,
+    /// The tenant's Stripe meter event its verifications are reported to (none: not reported).
+    pub stripe_meter_event: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -11,6 +11,8 @@ pub struct Model {
     pub name: String,
     pub email: Option<String>,
     pub meta: Json,
+    /// The provider's Stripe customer, for billing the consumer's verifications.
+    pub stripe_customer_id: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub deleted_at: Option<DateTimeUtc>,

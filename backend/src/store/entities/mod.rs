@@ -28,6 +28,7 @@ pub mod rotation_policy;
 pub mod sent_notice;
 pub mod session;
 pub mod signing_key;
+pub mod stripe_connection;
 pub mod stripe_event;
 pub mod tenant;
 pub mod usage_mark;

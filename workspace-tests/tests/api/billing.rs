@@ -155,8 +155,12 @@ async fn deliver(app: &TestApp, body: &str, signature: Option<&str>) -> (u16, Va
 
 /// An install with billing on, against `stripe_api_base`.
 async fn billed_app(backend: Backend, stripe_api_base: &str) -> Option<TestApp> {
+    billed_app_with(backend, stripe_api_base, &[]).await
+}
+
+async fn billed_app_with(backend: Backend, stripe_api_base: &str, extra: &[(&str, &str)]) -> Option<TestApp> {
     let (shared, dir) = fresh(backend).await?;
-    let settings = [
+    let mut settings = vec![
         ("billing.stripe_secret_key", "sk_test_keyroll"),
         ("billing.stripe_webhook_secret", WEBHOOK_SECRET),
         ("billing.stripe_api_base", stripe_api_base),
@@ -171,6 +175,7 @@ async fn billed_app(backend: Backend, stripe_api_base: &str) -> Option<TestApp> 
         ("billing.plans.pro.limits.active_keys", "100"),
         ("billing.plans.pro.limits.webhook_endpoints", "20"),
     ];
+    settings.extend_from_slice(extra);
     Some(spawn_node_with(&shared, dir, &settings).await)
 }
 
@@ -349,7 +354,8 @@ async fn stripe_webhooks_move_the_plan_once_in_any_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_plan_limits_beside_the_form() {
     let Some(stripe) = LocalStripe::start().await else { return };
-    let Some(app) = billed_app(Backend::Sqlite, &stripe.base).await else { return };
+    let members = [("billing.plans.free.limits.members", "1")];
+    let Some(app) = billed_app_with(Backend::Sqlite, &stripe.base, &members).await else { return };
     let (ann, csrf, consumer_id, _) = crate::dashboard::ann_with_a_key(&app).await;
     let second = crate::dashboard::create_key(&ann, &csrf, &consumer_id, "").await;
     assert_eq!(second.status, reqwest::StatusCode::OK, "{}", second.body);
@@ -367,4 +373,11 @@ async fn the_dashboard_shows_plan_limits_beside_the_form() {
     let over = ann.post("/app/webhooks", &[("csrf", &csrf), ("url", &hook("2")), ("event_types", "")]).await;
     assert_eq!(over.status, reqwest::StatusCode::PAYMENT_REQUIRED, "{}", over.body);
     assert!(over.body.contains("limit of webhook endpoints is reached (1"), "{}", over.body);
+    let invite = ann.post("/app/team/invite", &[("csrf", &csrf), ("email", "bea@acme.test"), ("role", "viewer")]).await;
+    assert_eq!(invite.status, reqwest::StatusCode::PAYMENT_REQUIRED, "{}", invite.body);
+    assert!(invite.body.contains("id=\"email-error\"") && invite.body.contains("limit of members"), "{}", invite.body);
+    assert!(invite.body.contains("value=\"bea@acme.test\""), "the form keeps what was typed");
+    let keep = ann.post("/app/audit/retention", &[("csrf", &csrf), ("days", "90")]).await;
+    assert_eq!(keep.status, reqwest::StatusCode::PAYMENT_REQUIRED, "{}", keep.body);
+    assert!(keep.body.contains("id=\"days-error\"") && keep.body.contains("days of audit retention"), "{}", keep.body);
 }

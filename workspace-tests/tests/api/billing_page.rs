@@ -80,6 +80,19 @@ async fn owners_see_their_plan_and_go_to_stripe_from_the_billing_page() {
     assert_eq!(customers[0]["authorization"], "Bearer sk_test_keyroll");
     let invoices = stripe.of("GET", "/v1/invoices").await;
     assert_eq!(invoices[0]["query"]["customer"], "cus_rec000001");
+    assert!(page.body.contains("No verifications yet this period"), "{}", page.body);
+    let now = chrono::Utc::now();
+    let count = keyroll::store::usage::UsageCount {
+        bucket_start: chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::minutes(1)).expect("minute"),
+        key_id: "key_charted".into(),
+        tenant_id: tenant_id.clone(),
+        code: "VALID",
+        count: 12,
+    };
+    keyroll::store::usage::add_minute_counts(&app.state.db, vec![count]).await.expect("counts");
+    let charted = ann.get("/app/billing").await;
+    assert!(charted.body.contains("<figure class=\"chart-box\">"), "{}", charted.body);
+    assert!(charted.body.contains("within allowance 12, over allowance 0"), "the period's chart: {}", charted.body);
 
     let raw = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -341,7 +341,18 @@ pub async fn set_retention(
         return render(&state, &me, &AuditForm::default(), None, errors).await;
     };
     let before = crate::audit::retention_days(&me.tenant.settings, state.settings.audit.retention_days);
-    let tenant = crate::app::tenants::set_audit_retention(&me.ctx(&state), days, before).await?;
+    let tenant = match crate::app::tenants::set_audit_retention(&me.ctx(&state), days, before).await {
+        Ok(t) => t,
+        Err(e @ crate::app::ServiceError::PlanLimit { .. }) => {
+            // Beside the field, with the days typed kept; the page says 402 like the API.
+            let mut errors = FormErrors::new();
+            errors.insert("days", super::session::sentence(&e.to_string()));
+            let mut page = render(&state, &me, &AuditForm::default(), None, errors).await?;
+            *page.status_mut() = actix_web::http::StatusCode::PAYMENT_REQUIRED;
+            return Ok(page);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let me = Signed { tenant, ..me };
     render(&state, &me, &AuditForm::default(), Some("Saved."), FormErrors::new()).await
 }

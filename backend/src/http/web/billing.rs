@@ -56,6 +56,8 @@ struct BillingPage {
     past_due_since: Option<When>,
     grace_ends: Option<When>,
     notice: Option<&'static str>,
+    /// Verifications per day this period, within and over the allowance.
+    chart: super::charts::Chart,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +148,10 @@ pub async fn page(
         Err(ServiceError::Unavailable(m)) => (Vec::new(), Some(super::session::sentence(&m))),
         Err(e) => return Err(e.into()),
     };
+    let now = chrono::Utc::now();
+    let until = now.min(o.period.1);
+    let days = crate::store::usage::tenant_by_day(&state.db, &me.tenant_id(), o.period.0, until).await?;
+    let chart = super::charts::allowance_chart(&days, o.period.0, until, o.limits.verifications_per_month);
     let notice =
         (q.checkout == "done").then_some("Thank you. Your new plan applies as soon as Stripe confirms the payment.");
     page_with(
@@ -164,6 +170,7 @@ pub async fn page(
             past_due_since: When::opt(o.past_due_since),
             grace_ends: When::opt(o.grace_ends_at),
             notice,
+            chart,
         },
     )
 }

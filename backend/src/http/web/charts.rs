@@ -147,6 +147,36 @@ pub fn stacked(title: &str, series: &[Series], bars: Vec<Bar>, step: TimeDelta) 
     Chart { svg, summary, empty, peak: peak.to_string(), ticks }
 }
 
+/// The billing period's verifications per day, split where the running total passes the
+/// month's allowance (`None`: unlimited), from the period's start to `until`.
+#[must_use]
+pub fn allowance_chart(
+    days: &[(DateTime<Utc>, u64)],
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    allowance: Option<u64>,
+) -> Chart {
+    const SERIES: [Series; 2] =
+        [Series { name: "within allowance", class: "ok" }, Series { name: "over allowance", class: "bad" }];
+    let day = TimeDelta::days(1);
+    let mut bars = Vec::new();
+    let mut at = from.duration_trunc(day).unwrap_or(from);
+    let mut running: u64 = 0;
+    while at < until && bars.len() < 62 {
+        let n = days.iter().find(|(d, _)| *d == at).map_or(0, |(_, n)| *n);
+        let within = allowance.map_or(n, |a| n.min(a.saturating_sub(running)));
+        running = running.saturating_add(n);
+        let over = n - within;
+        bars.push(Bar {
+            start: at,
+            values: vec![i64::try_from(within).unwrap_or(i64::MAX), i64::try_from(over).unwrap_or(i64::MAX)],
+            reasons: BTreeMap::new(),
+        });
+        at += day;
+    }
+    stacked("Verifications per day this period", &SERIES, bars, day)
+}
+
 /// Presets of the usage charts.
 pub const PRESETS: [(&str, &str); 4] = [("1h", "last hour"), ("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days")];
 
@@ -295,6 +325,18 @@ mod tests {
         assert!(s.contains("height=\"19.0\""), "the busiest day fills the height: {s}");
         let quiet = sparkline(&days.iter().map(|(d, _)| (*d, 0)).collect::<Vec<_>>());
         assert!(!quiet.contains("<rect") && quiet.contains("No verifications in the last 30 days"));
+    }
+
+    #[test]
+    fn the_allowance_chart_splits_the_day_the_allowance_is_passed() {
+        let start = DateTime::from_timestamp(1_764_547_200, 0).unwrap_or_default();
+        let days = [(start, 60), (start + TimeDelta::days(2), 70), (start + TimeDelta::days(3), 5)];
+        let c = allowance_chart(&days, start, start + TimeDelta::days(4) - TimeDelta::hours(1), Some(100));
+        assert_eq!(c.svg.matches("class=\"hit\"").count(), 4, "one bar per day so far");
+        assert!(c.summary.contains("within allowance 100") && c.summary.contains("over allowance 35"), "{}", c.summary);
+        assert!(c.svg.contains("within allowance 40\nover allowance 30"), "{}", c.svg);
+        let unlimited = allowance_chart(&days, start, start + TimeDelta::days(4), None);
+        assert!(unlimited.summary.contains("within allowance 135") && unlimited.summary.contains("over allowance 0"));
     }
 
     #[test]

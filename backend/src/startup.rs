@@ -112,6 +112,7 @@ impl Application {
             node_id: Arc::from(crate::domain::RequestId::generate().as_str().replacen("req_", "node_", 1)),
             probe_token: Arc::from(crate::playbooks::nodes::new_token()),
             keyring: Arc::default(),
+            gateways: Arc::default(),
             base_url: Arc::from(settings.base_url(port)),
             stripe: settings.billing.as_ref().map(|b| Arc::new(crate::billing::stripe::Stripe::new(b))),
             settings: Arc::new(settings),

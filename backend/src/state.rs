@@ -26,6 +26,8 @@ pub struct AppState {
     pub master_key: Option<Arc<crate::crypto::SealKey>>,
     /// The tenants' token signing keys, held open on this node.
     pub keyring: Arc<crate::tokens::Keyring>,
+    /// Each API's gateway rules, held on this node.
+    pub gateways: Arc<crate::verify::gateway::GatewayRules>,
     /// Where users reach Keyroll: `KEYROLL_PUBLIC_URL`, else this node's own address.
     pub base_url: Arc<str>,
     /// Keyroll's Stripe client; `None` with billing off (nothing contacts Stripe).
@@ -47,6 +49,7 @@ impl AppState {
             node_id: Arc::from("cli"),
             probe_token: Arc::from(""),
             keyring: Arc::default(),
+            gateways: Arc::default(),
             base_url: Arc::from(settings.base_url(settings.listen.port())),
             stripe: settings.billing.as_ref().map(|b| Arc::new(crate::billing::stripe::Stripe::new(b))),
             settings: Arc::new(settings),

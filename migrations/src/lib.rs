@@ -27,6 +27,7 @@ mod m20261205_000021_key_list_indexes;
 mod m20261205_000022_tokens_portal;
 mod m20261206_000023_billing;
 mod m20261206_000024_consumer_billing;
+mod m20261206_000025_api_gateway;
 
 pub struct Migrator;
 
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000022_tokens_portal::Migration),
             Box::new(m20261206_000023_billing::Migration),
             Box::new(m20261206_000024_consumer_billing::Migration),
+            Box::new(m20261206_000025_api_gateway::Migration),
         ]
     }
 }

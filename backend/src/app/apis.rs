@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::policies::DefaultPolicy;
 use super::{Checks, Ctx, Permission, ServiceError, commit};
 use crate::audit::Entry;
+use crate::domain::gateway::GatewayConfig;
 use crate::domain::input::{LeakPolicy, Name, RateLimit};
 use crate::domain::stripe::MeterEventName;
 use crate::domain::{ApiId, Environment, KeyPrefix, ScopeSet};
@@ -41,6 +42,8 @@ pub struct ApiChanges {
     /// The meter event of the team's own Stripe account its verifications are reported to;
     /// `Some(None)` stops reporting.
     pub stripe_meter_event: Option<Option<String>>,
+    /// The gateway endpoint's rules; `Some(None)` goes back to the defaults.
+    pub gateway: Option<Option<GatewayConfig>>,
 }
 
 /// The shortest and longest life of an access token.
@@ -81,6 +84,7 @@ fn audited(a: &api::Model) -> Value {
         "scope_catalogue": a.scope_catalogue, "default_ratelimit": a.default_ratelimit,
         "leak_action": a.leak_action, "leak_grace_seconds": a.leak_grace_seconds,
         "token_ttl_seconds": a.token_ttl_seconds, "stripe_meter_event": a.stripe_meter_event,
+        "gateway": a.gateway,
     })
 }
 
@@ -150,6 +154,14 @@ fn patch_of(c: &mut Checks, input: &ApiChanges) -> ApiPatch {
                 c.take("stripe_meter_event", MeterEventName::parse(name)).map(|n| Some(n.into_string()));
         }
         Some(None) => patch.stripe_meter_event = Some(None),
+        None => {}
+    }
+    match &input.gateway {
+        Some(Some(g)) => match g.clone().check() {
+            Ok(g) => patch.gateway = Some(serde_json::to_value(g).ok()),
+            Err((field, m)) => c.push(field, m),
+        },
+        Some(None) => patch.gateway = Some(None),
         None => {}
     }
     patch
@@ -230,5 +242,8 @@ pub async fn save_settings(
         Ok(after)
     })
     .await
-    .inspect(|a| ctx.state.keyring.forget_ttl(&a.id))
+    .inspect(|a| {
+        ctx.state.keyring.forget_ttl(&a.id);
+        ctx.state.gateways.forget(&a.id);
+    })
 }

@@ -4,6 +4,7 @@ pub mod actor;
 pub mod anomaly;
 pub mod code;
 pub mod event;
+pub mod gateway;
 pub mod ids;
 pub mod input;
 pub mod key_format;

@@ -21,8 +21,15 @@ use errors::ApiError;
 /// Every route of the application.
 pub fn routes(cfg: &mut aw::ServiceConfig) {
     // Routes are tried in order: the hot path first, and before any pattern that needs a regex.
-    cfg.route("/v1/verify", aw::post().to(public::verify::verify))
-        .route("/healthz", aw::get().to(health::healthz))
+    cfg.route("/v1/verify", aw::post().to(public::verify::verify));
+    // Gateways ask with the method they hold (Envoy, Traefik) or with GET (nginx, Caddy); Envoy
+    // appends the original path.
+    for path in ["/v1/gateway/auth", "/v1/gateway/auth/{tail:.*}"] {
+        for m in public::gateway::METHODS {
+            cfg.route(path, aw::method(m).to(public::gateway::auth));
+        }
+    }
+    cfg.route("/healthz", aw::get().to(health::healthz))
         .route("/readyz", aw::get().to(health::readyz))
         .route("/metrics", aw::get().to(health::metrics))
         .route("/openapi.json", aw::get().to(openapi::spec))

@@ -38,7 +38,15 @@ impl Modify for Problems {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{Content, RefOr, ResponseBuilder};
         for item in doc.paths.paths.values_mut() {
-            let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+            let ops = [
+                &mut item.get,
+                &mut item.head,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.options,
+            ];
             for op in ops.into_iter().flatten() {
                 for response in op.responses.responses.values_mut() {
                     let RefOr::T(r) = response else { continue };
@@ -117,6 +125,7 @@ impl Modify for Problems {
         api::signing_keys::get_schedule, api::signing_keys::patch_schedule,
         api::billing::get, public::billing::stripe,
         api::billing::connection, api::billing::connect, api::billing::disconnect,
+        public::gateway::auth,
         api::portal::create_session, api::portal::get_settings, api::portal::update_settings,
         health::healthz, health::readyz, health::metrics, spec,
     )

@@ -55,6 +55,7 @@ pub async fn create(
         leak_grace_seconds: 900,
         token_ttl_seconds: 900,
         stripe_meter_event: None,
+        gateway: None,
         created_at: now,
         updated_at: now,
     };
@@ -83,6 +84,7 @@ pub async fn create_system(db: &impl ConnectionTrait, tenant: &TenantId) -> Resu
         leak_grace_seconds: 0,
         token_ttl_seconds: 900,
         stripe_meter_event: None,
+        gateway: None,
         created_at: now,
         updated_at: now,
     };
@@ -113,6 +115,15 @@ pub async fn get(db: &impl ConnectionTrait, tenant: &TenantId, id: &ApiId) -> Re
         .one(db)
         .await?
         .ok_or(StoreError::NotFound)
+}
+
+/// An API by its id alone (the gateway endpoint names it before any key is read); never the
+/// system API.
+///
+/// # Errors
+/// Database errors.
+pub async fn find(db: &impl ConnectionTrait, id: &ApiId) -> Result<Option<api::Model>, StoreError> {
+    Ok(api::Entity::find_by_id(id.as_str()).filter(api::Column::IsSystem.eq(false)).one(db).await?)
 }
 
 /// An API of the tenant, the system API (root keys) included.
@@ -157,6 +168,8 @@ pub struct ApiPatch {
     pub token_ttl_seconds: Option<i64>,
     /// `Some(None)` stops reporting the API's verifications.
     pub stripe_meter_event: Option<Option<String>>,
+    /// `Some(None)` goes back to the defaults.
+    pub gateway: Option<Option<Value>>,
 }
 
 /// Applies a patch.
@@ -188,6 +201,9 @@ pub async fn update(
     }
     if let Some(v) = p.stripe_meter_event {
         am.stripe_meter_event = Set(v);
+    }
+    if let Some(v) = p.gateway {
+        am.gateway = Set(v);
     }
     am.updated_at = Set(Utc::now());
     Ok(am.update(db).await?)

@@ -8,6 +8,7 @@
 /// The most credits one verification may cost.
 pub const MAX_COST: i64 = 1_000_000;
 
+pub mod gateway;
 pub mod limits;
 pub mod notices;
 pub mod usage;

@@ -19,6 +19,7 @@ mod dashboard_hub;
 mod dashboard_playbooks;
 mod events;
 mod faults;
+mod gateway;
 mod hardening;
 mod helpers;
 mod isolation;

@@ -89,6 +89,7 @@ pub async fn update(
             .map(|lp| app::apis::LeakPolicyInput { action: lp.action, grace_seconds: lp.grace_seconds }),
         token_ttl_seconds: b.token_ttl_seconds,
         stripe_meter_event: b.stripe_meter_event,
+        gateway: b.gateway,
     };
     Ok(web::Json(app::apis::update(&root.ctx(&state), &id, changes).await?.into()))
 }

@@ -88,6 +88,8 @@ pub struct ApiView {
     /// The meter event of the team's own Stripe account this API's verifications are reported
     /// to (null: not reported).
     pub stripe_meter_event: Option<String>,
+    /// How `/v1/gateway/auth` reads requests for this API.
+    pub gateway: crate::domain::gateway::GatewayConfig,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -119,6 +121,7 @@ impl From<api::Model> for ApiView {
             leak_policy: LeakPolicy { action: a.leak_action, grace_seconds: Some(a.leak_grace_seconds) },
             token_ttl_seconds: a.token_ttl_seconds,
             stripe_meter_event: a.stripe_meter_event,
+            gateway: a.gateway.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -283,6 +286,12 @@ pub struct PatchApi {
     #[serde(default, deserialize_with = "double_option::deserialize")]
     #[schema(value_type = Option<String>)]
     pub stripe_meter_event: Option<Option<String>>,
+    /// How `/v1/gateway/auth` reads requests for this API: `{"header": "x-api-key", "routes":
+    /// [{"method": "GET", "path_prefix": "/orders", "scopes": ["orders:read"]}]}`; null goes back
+    /// to the defaults (`Authorization: Bearer`, no routes).
+    #[serde(default, deserialize_with = "double_option::deserialize")]
+    #[schema(value_type = Option<crate::domain::gateway::GatewayConfig>)]
+    pub gateway: Option<Option<crate::domain::gateway::GatewayConfig>>,
 }
 
 /// `POST /v1/consumers`.

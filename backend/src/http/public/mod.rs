@@ -2,6 +2,7 @@
 //! (signed by the scanner), and the probe other nodes send (their token).
 
 pub mod billing;
+pub mod gateway;
 pub mod intake;
 pub mod oauth;
 pub mod probe;

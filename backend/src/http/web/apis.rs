@@ -316,6 +316,7 @@ impl ApiSettingsForm {
                 .map(|m| app::apis::LeakPolicyInput { action: self.leak_action.clone(), grace_seconds: Some(m * 60) }),
             token_ttl_seconds: None,
             stripe_meter_event: Some(Some(self.stripe_meter_event.trim()).filter(|s| !s.is_empty()).map(str::to_owned)),
+            gateway: None,
         };
         (changes, policy)
     }

@@ -21,6 +21,8 @@ pub struct Model {
     pub token_ttl_seconds: i64,
     /// The tenant's Stripe meter event its verifications are reported to (none: not reported).
     pub stripe_meter_event: Option<String>,
+    /// The gateway endpoint's rules for the API (`GatewayConfig`); null for the defaults.
+    pub gateway: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -71,7 +71,7 @@ impl Drop for TempDir {
     }
 }
 
-fn unique() -> String {
+pub fn unique() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 

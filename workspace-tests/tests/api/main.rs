@@ -20,6 +20,7 @@ mod dashboard_playbooks;
 mod events;
 mod faults;
 mod gateway;
+mod gateways_real;
 mod hardening;
 mod helpers;
 mod isolation;

@@ -326,6 +326,24 @@ async fn api_settings_in_one_form(app: TestApp) {
     none[6].1 = "none".into();
     let removed = send(none).await;
     assert!(!removed.body.contains("Rotates every"), "{}", removed.body);
+
+    // The gateway rules: one route per line, an error naming its line, nothing saved until right.
+    let mut rules = form("Orders v2", "30", "12", "15");
+    rules[6].1 = "none".into();
+    rules.push(("gateway_header", "X-API-Key".to_owned()));
+    rules.push(("gateway_routes", "GET /orders orders:read\nFETCH /admin".to_owned()));
+    let wrong = send(rules.clone()).await;
+    assert_eq!(wrong.status, 422);
+    assert!(near(&wrong, "gateway-routes-error").contains("Line 2: the method must be one of"), "{}", wrong.body);
+    let (_, api) = app.get(&format!("/v1/apis/{api_id}"), &root).await;
+    assert_eq!(api["gateway"]["header"], "authorization", "nothing saved: {api}");
+    rules.last_mut().expect("routes").1 = "GET /orders orders:read\n\n/health".into();
+    let saved = send(rules).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(saved.body.contains("GET /orders orders:read\n/health"), "shown as lines again: {}", saved.body);
+    let (_, api) = app.get(&format!("/v1/apis/{api_id}"), &root).await;
+    assert_eq!(api["gateway"]["header"], "x-api-key", "{api}");
+    assert_eq!(api["gateway"]["routes"][1], serde_json::json!({"method": "*", "path_prefix": "/health", "scopes": []}));
 }
 
 crate::both_backends!(dashboard_api_settings, api_settings_in_one_form);

@@ -236,6 +236,10 @@ pub struct ApiSettingsForm {
     pub policy_overlap_hours: String,
     /// The meter event of the team's own Stripe account; empty for none.
     pub stripe_meter_event: String,
+    /// The header that carries the key at the gateway endpoint.
+    pub gateway_header: String,
+    /// Route rules, one per line: `GET /orders orders:read`.
+    pub gateway_routes: String,
 }
 
 impl ApiSettingsForm {
@@ -252,6 +256,8 @@ impl ApiSettingsForm {
             stripe_meter_event: a.stripe_meter_event.clone().unwrap_or_default(),
             ..Self::default()
         };
+        let rules = a.gateway.clone().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+        (f.gateway_header, f.gateway_routes) = super::gateway_fields::text_of(&rules);
         if let Some(r) = rl {
             let filled = super::key_fields::KeyFields::of_ratelimit(r);
             (f.rl_limit, f.rl_per, f.rl_unit) = filled;
@@ -316,7 +322,7 @@ impl ApiSettingsForm {
                 .map(|m| app::apis::LeakPolicyInput { action: self.leak_action.clone(), grace_seconds: Some(m * 60) }),
             token_ttl_seconds: None,
             stripe_meter_event: Some(Some(self.stripe_meter_event.trim()).filter(|s| !s.is_empty()).map(str::to_owned)),
-            gateway: None,
+            gateway: super::gateway_fields::read(&self.gateway_header, &self.gateway_routes, errors),
         };
         (changes, policy)
     }
@@ -334,6 +340,7 @@ const SETTINGS_FIELDS: &[(&str, &str, &str)] = &[
         "stripe_meter_event",
         "Enter a meter event name (letters, digits, - and _), or leave it empty.",
     ),
+    ("gateway", "gateway_routes", ""),
 ];
 
 /// The policy's errors, in the form's units.

@@ -10,6 +10,7 @@ pub mod billing;
 pub mod bulk;
 pub mod charts;
 pub mod confirm;
+pub mod gateway_fields;
 pub mod key_fields;
 pub mod key_new;
 pub mod keys;

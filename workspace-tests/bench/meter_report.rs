@@ -64,11 +64,12 @@ async fn main() {
     let mut per_team = 0;
     for i in 1..=n {
         let t = TenantId::from_trusted(format!("ten_bench{i}"));
-        per_team += keyroll::store::usage::tenant_total(&db, &t, hour, end).await.expect("total");
+        per_team += keyroll::store::billed_usage::tenant_total(&db, &t, hour, end).await.expect("total");
     }
     let one_by_one = started.elapsed();
     let started = Instant::now();
-    let grouped: u64 = keyroll::store::usage::tenant_totals(&db, hour, end).await.expect("totals").values().sum();
+    let grouped: u64 =
+        keyroll::store::billed_usage::tenant_totals(&db, hour, end).await.expect("totals").values().sum();
     let grouped_time = started.elapsed();
     assert_eq!(per_team, grouped, "both reads count the same");
 

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod apis;
+pub mod billed_usage;
 pub mod billing;
 pub mod consumers;
 pub mod credits;

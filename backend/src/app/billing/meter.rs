@@ -46,7 +46,7 @@ pub async fn report(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usiz
             break;
         }
         let end = hour + TimeDelta::hours(1);
-        let totals = store::usage::tenant_totals(&state.db, hour, end).await?;
+        let totals = store::billed_usage::tenant_totals(&state.db, hour, end).await?;
         let due: Vec<(String, String, u64)> = store::billing::customers(&state.db)
             .await?
             .into_iter()

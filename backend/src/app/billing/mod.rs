@@ -195,7 +195,7 @@ pub async fn overview(ctx: &Ctx<'_>) -> Result<Option<Overview>, ServiceError> {
     for l in [Limit::ActiveKeys, Limit::Members, Limit::WebhookEndpoints] {
         usage.push((l, used(ctx.state, &ctx.tenant, l).await?.unwrap_or(0)));
     }
-    let verifications = store::usage::tenant_total(ctx.db(), &ctx.tenant, period.0, now).await?;
+    let verifications = store::billed_usage::tenant_total(ctx.db(), &ctx.tenant, period.0, now).await?;
     usage.push((Limit::VerificationsPerMonth, verifications));
     let status = account
         .as_ref()

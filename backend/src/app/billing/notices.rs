@@ -28,7 +28,7 @@ pub async fn allowance(state: &AppState, now: DateTime<Utc>) -> Result<usize, Se
         let Some(allowed) = limits(state, &tenant).await?.verifications_per_month else { continue };
         let account = store::billing::account(&state.db, &tenant).await?;
         let (from, to) = period(account.as_ref(), now);
-        let used = store::usage::tenant_total(&state.db, &tenant, from, now).await?;
+        let used = store::billed_usage::tenant_total(&state.db, &tenant, from, now).await?;
         let level = allowance_reached(used, allowed);
         let key = crate::time::rfc3339(from);
         let told =

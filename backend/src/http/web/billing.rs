@@ -150,7 +150,7 @@ pub async fn page(
     };
     let now = chrono::Utc::now();
     let until = now.min(o.period.1);
-    let days = crate::store::usage::tenant_by_day(&state.db, &me.tenant_id(), o.period.0, until).await?;
+    let days = crate::store::billed_usage::tenant_by_day(&state.db, &me.tenant_id(), o.period.0, until).await?;
     let chart = super::charts::allowance_chart(&days, o.period.0, until, o.limits.verifications_per_month);
     let notice =
         (q.checkout == "done").then_some("Thank you. Your new plan applies as soon as Stripe confirms the payment.");

@@ -75,22 +75,10 @@ def main():
 
 
 def start_billed(env):
-    """A billed node: like verify_bench's, plus the consumer billing set-up; returns its root key too."""
-    captured = {}
-    real_http = vb.http
-
-    def spy(method, url, body=None, token=None):
-        if token:
-            captured["root"] = token
-        return real_http(method, url, body, token)
-
-    vb.http = spy
-    try:
-        proc, url, body, data = vb.start(env)
-    finally:
-        vb.http = real_http
-    bill_consumers(url, captured["root"], body)
-    return proc, url, body, data, captured["root"]
+    """A billed node: like verify_bench's, plus the consumer billing set-up."""
+    proc, url, body, data, root = vb.start_with_root(env)
+    bill_consumers(url, root, body)
+    return proc, url, body, data, root
 
 
 if __name__ == "__main__":

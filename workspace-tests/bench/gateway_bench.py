@@ -28,19 +28,7 @@ def main():
         sys.exit("wrk not found: apt-get install wrk")
     if not os.environ.get("BENCH_BIN"):
         subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
-    captured = {}
-    real_http = vb.http
-
-    def spy(method, url, body=None, token=None):
-        if token:
-            captured["root"] = token
-        return real_http(method, url, body, token)
-
-    vb.http = spy
-    try:
-        proc, url, body, data = vb.start({})
-    finally:
-        vb.http = real_http
+    proc, url, body, data, root = vb.start_with_root({})
     try:
         key = json.loads(body)["key"]
         api = vb.http("POST", url + "/v1/verify", {"key": key})["api_id"]
@@ -48,7 +36,7 @@ def main():
             {"method": "GET", "path_prefix": "/orders", "scopes": ["orders:read"]},
             {"method": "POST", "path_prefix": "/orders", "scopes": ["orders:write"]},
             {"path_prefix": "/health"},
-        ]}}, captured["root"])
+        ]}}, root)
         gateway_url = f"{url}/v1/gateway/auth?api_id={api}"
         headers = {"Authorization": f"Bearer {key}", "X-Original-Method": "GET", "X-Original-URI": "/orders/7?x=1"}
         vb.wrk(url, "/v1/verify", body, seconds=2)  # warm-up: the key is cached from here on

@@ -37,6 +37,12 @@ def http(method, url, body=None, token=None):
 
 
 def start(env_extra):
+    """A node with a team, an API, a consumer and a cached key: (process, url, verify body, data dir)."""
+    return start_with_root(env_extra)[:4]
+
+
+def start_with_root(env_extra):
+    """The same, with the team's root key last."""
     port = free_port()
     data = tempfile.mkdtemp(prefix="kr-bench-")
     env = dict(os.environ, KEYROLL_LISTEN=f"127.0.0.1:{port}", KEYROLL_DATA_DIR=data, RUST_LOG="warn", **env_extra)
@@ -57,7 +63,7 @@ def start(env_extra):
     secret = key["secret"]
     body = json.dumps({"key": secret, "scopes": ["orders:read"]})
     assert http("POST", url + "/v1/verify", json.loads(body))["code"] == "VALID"
-    return proc, url, body, data
+    return proc, url, body, data, root
 
 
 def parse_wrk(out):

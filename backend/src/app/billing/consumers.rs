@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 
-use super::super::{Checks, Ctx, Permission, ServiceError, commit};
+use super::super::{Ctx, Permission, ServiceError, commit};
 use crate::audit::Entry;
 use crate::billing::stripe::{MeterEvent, Stripe};
 use crate::domain::stripe::StripeApiKey;
@@ -86,10 +86,7 @@ async fn view(ctx: &Ctx<'_>) -> Result<Connection, ServiceError> {
 /// `Forbidden`; `Invalid` (`stripe_key`); `Conflict` without a master key to seal it with.
 pub async fn connect(ctx: &Ctx<'_>, key: &str) -> Result<Connection, ServiceError> {
     ctx.require(Permission::Tenant)?;
-    let mut c = Checks::default();
-    let key = c.take("stripe_key", StripeApiKey::parse(key));
-    c.finish()?;
-    let Some(key) = key else { return Err(ServiceError::field("stripe_key", "is required")) };
+    let key = StripeApiKey::parse(key).map_err(|m| ServiceError::field("stripe_key", m))?;
     let master = ctx.state.master_key.as_ref().ok_or_else(|| {
         ServiceError::Conflict(
             "no master key is configured, so no Stripe key can be kept (set KEYROLL_MASTER_KEY)".into(),

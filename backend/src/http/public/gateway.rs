@@ -154,7 +154,7 @@ async fn auth_of(state: &AppState, req: &HttpRequest, tail: Option<&str>) -> Res
     let verdict = verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &input).await?;
     state.metrics.verified(verdict.code, started.elapsed());
     let code = verdict.code;
-    let name = serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let name = code.as_str();
     let (status, detail) = match code {
         Code::Valid => (StatusCode::OK, String::new()),
         Code::Malformed | Code::NotFound => (StatusCode::UNAUTHORIZED, "the key is not valid".to_owned()),
@@ -166,7 +166,7 @@ async fn auth_of(state: &AppState, req: &HttpRequest, tail: Option<&str>) -> Res
         Code::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "the key's rate limit is reached".to_owned()),
         Code::UsageExceeded => (StatusCode::TOO_MANY_REQUESTS, "the key has no credits left".to_owned()),
     };
-    let mut res = if status == StatusCode::OK { HttpResponse::Ok() } else { refuse(status, &name, &detail) };
+    let mut res = if status == StatusCode::OK { HttpResponse::Ok() } else { refuse(status, name, &detail) };
     if let Some(rl) = verdict.ratelimit {
         res.insert_header(("x-ratelimit-limit", rl.limit.to_string()));
         res.insert_header(("x-ratelimit-remaining", rl.remaining.to_string()));
@@ -201,7 +201,7 @@ async fn auth_of(state: &AppState, req: &HttpRequest, tail: Option<&str>) -> Res
             return Ok(res.finish());
         }
     }
-    let body = problem_body(status, &name, &detail);
+    let body = problem_body(status, name, &detail);
     Ok(done(res, body))
 }
 

@@ -82,7 +82,8 @@ fn requested_scopes(scope: Option<&str>) -> Result<Vec<String>, TokenError> {
 /// The OAuth error to answer.
 pub async fn issue(state: &AppState, req: &TokenRequest<'_>) -> Result<Issued, TokenError> {
     let scopes = requested_scopes(req.scope)?;
-    let input = VerifyInput { key: req.key, api_id: None, scopes: &scopes, ip: req.ip, cost: 1 };
+    let input =
+        VerifyInput { key: req.key, apis: &[], tenant_id: None, scopes: &scopes, query: None, ip: req.ip, cost: 1 };
     let verdict = verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &input)
         .await
         .map_err(|e| TokenError::Internal(anyhow::Error::new(e)))?;

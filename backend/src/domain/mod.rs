@@ -14,6 +14,7 @@ pub mod plan;
 pub mod policy;
 pub mod rotation;
 pub mod scope;
+pub mod scope_query;
 pub mod signing;
 pub mod stripe;
 

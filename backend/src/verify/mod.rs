@@ -21,6 +21,7 @@ use chrono::Utc;
 use crate::cache::KeyCache;
 pub use crate::cache::record;
 pub use crate::domain::code::Code;
+use crate::domain::scope_query::ScopeQuery;
 use crate::domain::{ApiId, ApiKey, KeyHash, KeyState};
 use crate::store::StoreError;
 use record::KeyRecord;
@@ -30,8 +31,13 @@ use usage::UsageCounter;
 #[derive(Debug)]
 pub struct VerifyInput<'a> {
     pub key: &'a str,
-    pub api_id: Option<&'a ApiId>,
+    /// When not empty, a key of another API is `NOT_FOUND`.
+    pub apis: &'a [ApiId],
+    /// When given, a key of another tenant is `NOT_FOUND` (callers who act for one tenant).
+    pub tenant_id: Option<&'a str>,
     pub scopes: &'a [String],
+    /// A permission query the key's scopes must also satisfy.
+    pub query: Option<&'a ScopeQuery>,
     pub ip: Option<IpAddr>,
     /// Credits a passing verification spends (default 1).
     pub cost: u64,
@@ -79,7 +85,9 @@ pub async fn verify(
         count_miss(usage, input, Code::NotFound);
         return Ok(Verdict::bare(Code::NotFound));
     };
-    if record.data.is_root || input.api_id.is_some_and(|a| a.as_str() != record.data.api_id) {
+    let other_api = !input.apis.is_empty() && !input.apis.iter().any(|a| a.as_str() == record.data.api_id);
+    let other_tenant = input.tenant_id.is_some_and(|t| t != &*record.tenant_id);
+    if record.data.is_root || other_api || other_tenant {
         count_miss(usage, input, Code::NotFound);
         return Ok(Verdict::bare(Code::NotFound));
     }
@@ -90,7 +98,7 @@ pub async fn verify(
         KeyState::Disabled => Code::Disabled,
         KeyState::Expired => Code::Expired,
         KeyState::Valid | KeyState::Superseded => {
-            if !record.scopes.grants_all(input.scopes) {
+            if !record.scopes.grants_all(input.scopes) || input.query.is_some_and(|q| !q.granted_by(&record.scopes)) {
                 Code::InsufficientScope
             } else if let (Some(list), Some(ip)) = (&record.ip_allowlist, input.ip)
                 && !list.allows(ip)
@@ -147,7 +155,7 @@ pub async fn verify(
 /// A key that is not there (or, `MALFORMED`, cannot be) counts against the API it was meant
 /// for: the one the gateway named, or the one its head names.
 fn count_miss(usage: &UsageCounter, input: &VerifyInput<'_>, code: Code) {
-    let api = match input.api_id {
+    let api = match input.apis.first() {
         Some(id) => usage::MissedApi::Id(id.clone()),
         None => match ApiKey::head_of(input.key) {
             Some((prefix, env)) => usage::MissedApi::Head(prefix.as_str().into(), env),

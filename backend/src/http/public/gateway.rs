@@ -150,7 +150,15 @@ async fn auth_of(state: &AppState, req: &HttpRequest, tail: Option<&str>) -> Res
         let body = problem_body(StatusCode::UNAUTHORIZED, "MISSING", &detail);
         return Ok(done(refuse(StatusCode::UNAUTHORIZED, "MISSING", &detail), body));
     };
-    let input = VerifyInput { key, api_id: Some(&api_id), scopes: &scopes, ip: client_ip(req), cost: 1 };
+    let input = VerifyInput {
+        key,
+        apis: std::slice::from_ref(&api_id),
+        tenant_id: None,
+        scopes: &scopes,
+        query: None,
+        ip: client_ip(req),
+        cost: 1,
+    };
     let verdict = verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &input).await?;
     state.metrics.verified(verdict.code, started.elapsed());
     let code = verdict.code;

@@ -107,8 +107,10 @@ pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Re
     };
     let input = VerifyInput {
         key: &req.key,
-        api_id: api_id.as_ref(),
+        apis: api_id.as_slice(),
+        tenant_id: None,
         scopes: &scopes,
+        query: None,
         ip,
         cost: u64::from(req.cost.unwrap_or(1)),
     };

@@ -186,3 +186,24 @@ pub async fn delete(ctx: &Ctx<'_>, id: &str) -> Result<usize, ServiceError> {
     })
     .await
 }
+
+/// The consumer with this external id, created (named after it) when there is none: for
+/// adapters whose callers name owners by their own ids only.
+///
+/// # Errors
+/// `Invalid` for a bad external id, `Forbidden` when it must be created without
+/// `consumers:write`.
+pub async fn ensure(ctx: &Ctx<'_>, external_id: &str, name: &str) -> Result<consumer::Model, ServiceError> {
+    ExternalId::parse(external_id).map_err(|m| ServiceError::field("external_id", m))?;
+    if let Some(found) = store::by_external_id(ctx.db(), &ctx.tenant, external_id).await? {
+        return Ok(found);
+    }
+    let input = NewConsumerInput { external_id: external_id.to_owned(), name: name.to_owned(), ..Default::default() };
+    match create(ctx, input).await {
+        // Created at the same moment by another request: that one is the consumer.
+        Err(ServiceError::Conflict(_)) => store::by_external_id(ctx.db(), &ctx.tenant, external_id)
+            .await?
+            .ok_or_else(|| ServiceError::Conflict("the external id is taken".into())),
+        other => other,
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod compat;
 pub mod errors;
 pub mod health;
 pub mod idempotency;
@@ -40,6 +41,7 @@ pub fn routes(cfg: &mut aw::ServiceConfig) {
         .route("/static/{path:.*}", aw::get().to(web::static_file))
         .configure(web::routes)
         .configure(portal::routes)
+        .configure(compat::routes)
         .service(
             aw::scope("/v1")
                 .route("/alerts", aw::get().to(api::alerts::list))

@@ -226,3 +226,39 @@ pub async fn by_email(
         .all(db)
         .await?)
 }
+
+/// The live consumer of the tenant with this external id.
+///
+/// # Errors
+/// Database errors.
+pub async fn by_external_id(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    external_id: &str,
+) -> Result<Option<consumer::Model>, StoreError> {
+    Ok(consumer::Entity::find()
+        .filter(consumer::Column::TenantId.eq(tenant.as_str()))
+        .filter(consumer::Column::DeletedAt.is_null())
+        .filter(consumer::Column::ExternalId.eq(external_id))
+        .one(db)
+        .await?)
+}
+
+/// These consumers of the tenant (deleted ones too).
+///
+/// # Errors
+/// Database errors.
+pub async fn many(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    ids: &[&str],
+) -> Result<Vec<consumer::Model>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(consumer::Entity::find()
+        .filter(consumer::Column::TenantId.eq(tenant.as_str()))
+        .filter(consumer::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}

@@ -65,6 +65,39 @@ pub async fn clear(db: &impl ConnectionTrait, lineage_id: &str) -> Result<(), St
     Ok(())
 }
 
+/// The balances of these lineages of the tenant as a verification would find them now: a
+/// balance of an earlier period counts as refilled. Lineages with no balance stored are left out.
+///
+/// # Errors
+/// Database errors.
+pub async fn balances(
+    db: &impl ConnectionTrait,
+    tenant_id: &str,
+    lineages: &[(&str, Credits)],
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+    if lineages.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let rows = key_credit::Entity::find()
+        .filter(key_credit::Column::TenantId.eq(tenant_id))
+        .filter(key_credit::Column::LineageId.is_in(lineages.iter().map(|(l, _)| *l)))
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let c = lineages.iter().find(|(l, _)| *l == row.lineage_id)?.1;
+            let stored = u64::try_from(row.remaining).unwrap_or(0);
+            let remaining = match (period(&c, now), c.refill) {
+                (Some(p), Some(refill)) if row.period.as_deref() != Some(p.as_str()) => refill.amount,
+                _ => stored,
+            };
+            Some((row.lineage_id, remaining))
+        })
+        .collect())
+}
+
 /// What a spend did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spend {

@@ -131,6 +131,8 @@ pub struct KeyFilter {
     pub consumer_id: Option<ConsumerId>,
     pub lineage_id: Option<KeyId>,
     pub state: Option<KeyState>,
+    /// Leave revoked keys out.
+    pub unrevoked: bool,
     pub root: bool,
     /// A key's start (`acme_live_oN5A`, or its beginning), a whole secret, or part of a name.
     pub search: Option<String>,
@@ -179,6 +181,9 @@ pub async fn list(
     if let Some(s) = filter.state {
         q = q.filter(state_condition(s, Utc::now()));
     }
+    if filter.unrevoked {
+        q = q.filter(key::Column::RevokedAt.is_null());
+    }
     let search = filter.search.as_deref().map(str::trim).filter(|t| !t.is_empty());
     if let Some(text) = search {
         q = q.filter(search_condition(text));
@@ -189,7 +194,8 @@ pub async fn list(
     let q = q.order_by_desc(key::Column::Id).limit(limit + 1);
     // A search of the team's or an API's keys by start or name reads only the narrow index
     // `keys_tenant_search` to find the page's ids, then the rows of those alone.
-    let narrow = filter.state.is_none() && filter.consumer_id.is_none() && filter.lineage_id.is_none();
+    let narrow =
+        filter.state.is_none() && !filter.unrevoked && filter.consumer_id.is_none() && filter.lineage_id.is_none();
     if search.is_some() && narrow {
         let ids: Vec<String> = q.select_only().column(key::Column::Id).into_tuple().all(db).await?;
         if ids.is_empty() {

@@ -19,7 +19,7 @@ pub enum Backend {
     Services,
 }
 
-fn require_services() -> bool {
+pub fn require_services() -> bool {
     std::env::var("KEYROLL_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 

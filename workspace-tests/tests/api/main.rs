@@ -41,4 +41,6 @@ mod rotation;
 mod signing_schedule;
 mod signup;
 mod tokens;
+mod unkey_compat;
+mod unkey_sdks;
 mod verify;

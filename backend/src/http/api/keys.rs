@@ -91,6 +91,7 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, root: Root) -> R
         state: q.state.as_deref().and_then(|s| {
             c.take("state", KeyState::parse(s).ok_or("must be valid, superseded, expired, disabled or revoked"))
         }),
+        unrevoked: false,
         root: false,
         search: None,
     };

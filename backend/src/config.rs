@@ -268,6 +268,9 @@ pub struct CacheSettings {
     /// How often every node reads the invalidation log: the longest a change lost on the Redis
     /// bus stays unseen by a node.
     pub tail_ms: u64,
+    /// How long a verify client may keep a valid answer (`Cache-Control: max-age` on
+    /// `/v1/verify`); 0 says `no-store`. A revocation reaches such clients this much later.
+    pub client_ttl_seconds: u64,
 }
 
 impl Default for CacheSettings {
@@ -280,6 +283,7 @@ impl Default for CacheSettings {
             l2_ttl_seconds: 3_600,
             l2_timeout_ms: 100,
             tail_ms: 200,
+            client_ttl_seconds: 0,
         }
     }
 }
@@ -448,6 +452,9 @@ impl Settings {
         }
         if raw.database_max_connections == 0 {
             return Err(ConfigError("KEYROLL_DATABASE_MAX_CONNECTIONS: must be at least 1".into()));
+        }
+        if raw.cache.client_ttl_seconds > 300 {
+            return Err(ConfigError("KEYROLL_CACHE__CLIENT_TTL_SECONDS: must be at most 300".into()));
         }
         if raw.cache.l1_capacity == 0 {
             return Err(ConfigError("KEYROLL_CACHE__L1_CAPACITY: must be at least 1".into()));

@@ -34,6 +34,19 @@ fn schedule(p: &rotation_policy::Model) -> Option<Schedule> {
     Schedule::parse(p.interval_days, p.cron.as_deref(), TimeDelta::seconds(p.window_seconds)).ok()
 }
 
+/// When the rotation policy in force for this version will rotate it, if one does (an enabled
+/// policy of its consumer, else of its API).
+///
+/// # Errors
+/// Database errors.
+pub async fn due_at(
+    db: &impl sea_orm::ConnectionTrait,
+    k: &key::Model,
+) -> Result<Option<chrono::DateTime<Utc>>, crate::store::StoreError> {
+    let policy = policies::effective(db, &k.api_id, k.consumer_id.as_deref()).await?;
+    Ok(policy.filter(|p| p.enabled).as_ref().and_then(schedule).and_then(|s| s.next_due(k.created_at)))
+}
+
 async fn scan_policy(state: &AppState, p: &rotation_policy::Model) -> anyhow::Result<()> {
     let Some(schedule) = schedule(p) else { return Ok(()) };
     let now = Utc::now();

@@ -67,6 +67,9 @@ pub struct SelfView {
     pub key: KeyView,
     /// The rotation this key takes part in, if one is in progress.
     pub rotation: Option<RotationView>,
+    /// When the rotation policy in force will rotate this key, if one will: rotating it
+    /// yourself before then gives the new version a fresh start.
+    pub rotation_due_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// `POST /v1/self/rotate`.
@@ -83,7 +86,11 @@ pub struct SelfRotateBody {
 pub async fn get(state: web::Data<AppState>, me: ConsumerKey) -> Result<web::Json<SelfView>, ApiError> {
     let key = keys::get(&state.db, &me.tenant_id, &me.key_id, false).await?;
     let rotation = rotations::open_involving(&state.db, &me.key_id).await?.map(|r| RotationView::from_model(r, None));
-    Ok(web::Json(SelfView { key: key.into(), rotation }))
+    let rotation_due_at = match KeyState::derive(&app::rotation::times(&key), Utc::now()) {
+        KeyState::Valid => app::rotation::policy_scan::due_at(&state.db, &key).await?,
+        _ => None,
+    };
+    Ok(web::Json(SelfView { key: key.into(), rotation, rotation_due_at }))
 }
 
 /// Rotate the presented key: a new version, the presented one valid beside it for the overlap.

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -164,7 +164,32 @@ pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Re
     }
     .map_err(|e| ApiError::Internal(e.into()))?;
     state.metrics.verified(verdict.code, started.elapsed());
+    res.insert_header((CACHE_CONTROL, client_cache(&verdict, state.settings.cache.client_ttl_seconds)));
     let mut res = res.body(body);
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(res)
+}
+
+/// What a verify client may do with this answer: keep a valid one for `ttl` seconds at most, and
+/// never past the key's expiry or the end of its overlap; nothing else (refusals, keys whose rate
+/// limit or credits each verification counts against) is kept.
+fn client_cache(verdict: &verify::Verdict, ttl: u64) -> HeaderValue {
+    let no_store = HeaderValue::from_static("no-store");
+    let Some(rec) = verdict.record.as_ref().filter(|_| verdict.code == Code::Valid && ttl > 0) else {
+        return no_store;
+    };
+    if rec.data.ratelimit.is_some() || rec.data.credits.is_some() {
+        return no_store;
+    }
+    let now = chrono::Utc::now();
+    let left = [rec.data.expires_at, rec.data.grace_ends_at]
+        .into_iter()
+        .flatten()
+        .map(|end| u64::try_from((end - now).num_seconds()).unwrap_or(0))
+        .min()
+        .unwrap_or(u64::MAX);
+    match ttl.min(left) {
+        0 => no_store,
+        s => HeaderValue::from_str(&format!("private, max-age={s}")).unwrap_or(no_store),
+    }
 }

@@ -10,6 +10,7 @@ mod browser;
 mod browser_portal;
 mod bulk;
 mod cache;
+mod client;
 mod consumer_billing;
 mod dashboard;
 mod dashboard_admin;

@@ -113,6 +113,7 @@ impl Application {
             probe_token: Arc::from(crate::playbooks::nodes::new_token()),
             keyring: Arc::default(),
             gateways: Arc::default(),
+            legacy: Arc::default(),
             base_url: Arc::from(settings.base_url(port)),
             stripe: settings.billing.as_ref().map(|b| Arc::new(crate::billing::stripe::Stripe::new(b))),
             settings: Arc::new(settings),

@@ -28,6 +28,7 @@ pub struct AppState {
     pub keyring: Arc<crate::tokens::Keyring>,
     /// Each API's gateway rules, held on this node.
     pub gateways: Arc<crate::verify::gateway::GatewayRules>,
+    pub legacy: Arc<crate::verify::legacy::LegacyFormats>,
     /// Where users reach Keyroll: `KEYROLL_PUBLIC_URL`, else this node's own address.
     pub base_url: Arc<str>,
     /// Keyroll's Stripe client; `None` with billing off (nothing contacts Stripe).
@@ -50,6 +51,7 @@ impl AppState {
             probe_token: Arc::from(""),
             keyring: Arc::default(),
             gateways: Arc::default(),
+            legacy: Arc::default(),
             base_url: Arc::from(settings.base_url(settings.listen.port())),
             stripe: settings.billing.as_ref().map(|b| Arc::new(crate::billing::stripe::Stripe::new(b))),
             settings: Arc::new(settings),

@@ -28,6 +28,7 @@ mod m20261205_000022_tokens_portal;
 mod m20261206_000023_billing;
 mod m20261206_000024_consumer_billing;
 mod m20261206_000025_api_gateway;
+mod m20261206_000026_key_import;
 
 pub struct Migrator;
 
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000023_billing::Migration),
             Box::new(m20261206_000024_consumer_billing::Migration),
             Box::new(m20261206_000025_api_gateway::Migration),
+            Box::new(m20261206_000026_key_import::Migration),
         ]
     }
 }

@@ -71,6 +71,7 @@ impl Refusal {
 }
 
 /// The headers a superseded key's caller should see on a passed request.
+#[cfg(any(feature = "actix", feature = "tower"))]
 #[must_use]
 pub fn passed_headers(v: &Verification) -> Vec<(&'static str, String)> {
     [("deprecation", &v.deprecation), ("sunset", &v.sunset)]
@@ -81,6 +82,7 @@ pub fn passed_headers(v: &Verification) -> Vec<(&'static str, String)> {
 
 /// The key in a header's value: the token of `Bearer <key>` for `Authorization`, else the whole
 /// value.
+#[cfg(any(feature = "actix", feature = "tower"))]
 #[must_use]
 pub fn key_in<'a>(header: &str, value: &'a str) -> Option<&'a str> {
     let value = value.trim();

@@ -44,6 +44,8 @@ pub struct ApiChanges {
     pub stripe_meter_event: Option<Option<String>>,
     /// The gateway endpoint's rules; `Some(None)` goes back to the defaults.
     pub gateway: Option<Option<GatewayConfig>>,
+    /// Verification also accepts imported keys of a foreign format.
+    pub legacy_key_formats: Option<bool>,
 }
 
 /// The shortest and longest life of an access token.
@@ -84,7 +86,7 @@ fn audited(a: &api::Model) -> Value {
         "scope_catalogue": a.scope_catalogue, "default_ratelimit": a.default_ratelimit,
         "leak_action": a.leak_action, "leak_grace_seconds": a.leak_grace_seconds,
         "token_ttl_seconds": a.token_ttl_seconds, "stripe_meter_event": a.stripe_meter_event,
-        "gateway": a.gateway,
+        "gateway": a.gateway, "legacy_key_formats": a.legacy_key_formats,
     })
 }
 
@@ -164,6 +166,7 @@ fn patch_of(c: &mut Checks, input: &ApiChanges) -> ApiPatch {
         Some(None) => patch.gateway = Some(None),
         None => {}
     }
+    patch.legacy_key_formats = input.legacy_key_formats;
     patch
 }
 
@@ -245,5 +248,6 @@ pub async fn save_settings(
     .inspect(|a| {
         ctx.state.keyring.forget_ttl(&a.id);
         ctx.state.gateways.forget(&a.id);
+        ctx.state.legacy.forget();
     })
 }

@@ -12,6 +12,7 @@ pub mod billing;
 pub mod commit;
 pub mod consumers;
 pub mod error;
+pub mod imports;
 pub mod keys;
 pub mod members;
 pub mod permission;

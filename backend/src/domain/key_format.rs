@@ -186,6 +186,21 @@ impl ApiKey {
         parse_head(head)
     }
 
+    /// Does the text start like a Keyroll key (`kr_root_`, or a valid prefix, `live` or `test`,
+    /// and `_`), whether or not the rest holds? Such a text that fails [`ApiKey::check`] is
+    /// malformed; any other may be an imported key of a foreign format.
+    #[must_use]
+    pub fn has_our_head(s: &str) -> bool {
+        if s.starts_with(ROOT_HEAD) {
+            return true;
+        }
+        let mut parts = s.splitn(3, '_');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(prefix), Some(env), Some(_)) => KeyPrefix::parse(prefix).is_ok() && Environment::parse(env).is_some(),
+            _ => false,
+        }
+    }
+
     #[must_use]
     pub fn is_root(&self) -> bool {
         self.root
@@ -300,6 +315,17 @@ mod tests {
 
     fn acme() -> KeyHead {
         KeyHead::Api { prefix: KeyPrefix::parse("acme").expect("valid prefix"), env: Environment::Live }
+    }
+
+    #[test]
+    fn our_heads_are_told_from_foreign_keys() {
+        assert!(ApiKey::has_our_head("acme_live_whatever"));
+        assert!(ApiKey::has_our_head("acme_test_"));
+        assert!(ApiKey::has_our_head("kr_root_x"));
+        assert!(!ApiKey::has_our_head("sk_prod_abc"), "prod is no environment of ours");
+        assert!(!ApiKey::has_our_head("7f3a9c2e41b8"));
+        assert!(!ApiKey::has_our_head("Acme_live_x"), "prefixes are lowercase");
+        assert!(!ApiKey::has_our_head("acme_live"));
     }
 
     #[test]

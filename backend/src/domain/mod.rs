@@ -6,6 +6,7 @@ pub mod code;
 pub mod event;
 pub mod gateway;
 pub mod ids;
+pub mod import;
 pub mod input;
 pub mod key_format;
 pub mod key_state;

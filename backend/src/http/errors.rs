@@ -31,7 +31,7 @@ pub enum ApiError {
     /// A known path asked with a method it does not answer; carries the methods it does.
     #[error("this path answers {0} only")]
     MethodNotAllowed(String),
-    #[error("the request body is larger than 64 KiB")]
+    #[error("the request body is larger than this route takes (64 KiB; 16 MiB for a key import)")]
     PayloadTooLarge,
     #[error("the request body must be JSON: send Content-Type: application/json")]
     UnsupportedMediaType,

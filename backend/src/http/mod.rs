@@ -62,6 +62,7 @@ pub fn routes(cfg: &mut aw::ServiceConfig) {
                 .route("/consumers/{id}", aw::patch().to(api::consumers::update))
                 .route("/consumers/{id}", aw::delete().to(api::consumers::delete))
                 .route("/consumers/{id}/usage", aw::get().to(api::usage::consumer))
+                .route("/keys/import", aw::post().to(api::imports::import))
                 .route("/keys", aw::post().to(api::keys::create))
                 .route("/keys", aw::get().to(api::keys::list))
                 .route("/keys/{id}", aw::get().to(api::keys::get))

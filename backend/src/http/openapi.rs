@@ -103,7 +103,7 @@ impl Modify for Problems {
         api::apis::create, api::apis::list, api::apis::get, api::apis::update,
         api::consumers::create, api::consumers::list, api::consumers::get, api::consumers::update,
         api::consumers::delete,
-        api::keys::create, api::keys::list, api::keys::get, api::keys::update, api::keys::revoke,
+        api::keys::create, api::imports::import, api::keys::list, api::keys::get, api::keys::update, api::keys::revoke,
         api::root_keys::create, api::root_keys::list, api::root_keys::revoke,
         api::rotations::rotate_key, api::rotations::rotate_root_key, api::rotations::list, api::rotations::get,
         api::rotations::complete, api::rotations::rollback, api::rotations::extend, api::rotations::bulk,

@@ -99,6 +99,8 @@ fn fields() -> Vec<(&'static str, &'static str, Value)> {
         ("GatewayRoute", "scopes", scope()),
         ("GatewayRoute", "scopes", json!({"maxItems": 100})),
         ("ConnectStripe", "stripe_key", json!({"pattern": "^[rs]k_(live|test)_[A-Za-z0-9_]{8,247}$"})),
+        ("ImportBody", "import_id", json!({"pattern": "^[A-Za-z0-9_.:-]{1,128}$"})),
+        ("ImportBody", "keys", json!({"minItems": 1, "maxItems": crate::domain::import::MAX_KEYS})),
         ("CreateKey", "api_id", id("api")),
         ("CreateKey", "consumer_id", id("con")),
         ("CreateKey", "name", name()),

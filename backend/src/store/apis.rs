@@ -56,6 +56,7 @@ pub async fn create(
         token_ttl_seconds: 900,
         stripe_meter_event: None,
         gateway: None,
+        legacy_key_formats: false,
         created_at: now,
         updated_at: now,
     };
@@ -85,6 +86,7 @@ pub async fn create_system(db: &impl ConnectionTrait, tenant: &TenantId) -> Resu
         token_ttl_seconds: 900,
         stripe_meter_event: None,
         gateway: None,
+        legacy_key_formats: false,
         created_at: now,
         updated_at: now,
     };
@@ -170,6 +172,7 @@ pub struct ApiPatch {
     pub stripe_meter_event: Option<Option<String>>,
     /// `Some(None)` goes back to the defaults.
     pub gateway: Option<Option<Value>>,
+    pub legacy_key_formats: Option<bool>,
 }
 
 /// Applies a patch.
@@ -205,6 +208,23 @@ pub async fn update(
     if let Some(v) = p.gateway {
         am.gateway = Set(v);
     }
+    if let Some(v) = p.legacy_key_formats {
+        am.legacy_key_formats = Set(v);
+    }
     am.updated_at = Set(Utc::now());
     Ok(am.update(db).await?)
+}
+
+/// The ids of every API (of any tenant) that accepts keys of a foreign format.
+///
+/// # Errors
+/// Database errors.
+pub async fn with_legacy_formats(db: &impl ConnectionTrait) -> Result<Vec<String>, StoreError> {
+    Ok(api::Entity::find()
+        .select_only()
+        .column(api::Column::Id)
+        .filter(api::Column::LegacyKeyFormats.eq(true))
+        .into_tuple()
+        .all(db)
+        .await?)
 }

@@ -10,6 +10,7 @@ pub mod consumers;
 pub mod credits;
 pub mod entities;
 pub mod idempotency;
+pub mod imports;
 pub mod invalidations;
 pub mod jobs;
 pub mod keys;

@@ -9,6 +9,7 @@
 pub const MAX_COST: i64 = 1_000_000;
 
 pub mod gateway;
+pub mod legacy;
 pub mod limits;
 pub mod notices;
 pub mod usage;
@@ -70,13 +71,21 @@ pub async fn verify(
     db: &sea_orm::DatabaseConnection,
     usage: &UsageCounter,
     limiter: &limits::RateLimiter,
+    legacy: &legacy::LegacyFormats,
     input: &VerifyInput<'_>,
 ) -> Result<Verdict, StoreError> {
     // Root keys are not verifiable here: they only authenticate the management API.
+    let mut foreign = None;
     match ApiKey::check(input.key) {
         Err(_) => {
-            count_miss(usage, input, Code::Malformed);
-            return Ok(Verdict::bare(Code::Malformed));
+            // A key that does not even start like ours may be an imported key of another
+            // format, when an API it could belong to accepts those; anything else is malformed
+            // without a lookup.
+            foreign = foreign_apis(legacy, db, input).await?;
+            if foreign.is_none() {
+                count_miss(usage, input, Code::Malformed);
+                return Ok(Verdict::bare(Code::Malformed));
+            }
         }
         Ok(true) => return Ok(Verdict::bare(Code::NotFound)),
         Ok(false) => {}
@@ -85,6 +94,10 @@ pub async fn verify(
         count_miss(usage, input, Code::NotFound);
         return Ok(Verdict::bare(Code::NotFound));
     };
+    if foreign.is_some_and(|apis| !apis.contains(record.data.api_id.as_str())) {
+        // An imported key of another format, of an API that no longer accepts those.
+        return Ok(Verdict::bare(Code::Malformed));
+    }
     let other_api = !input.apis.is_empty() && !input.apis.iter().any(|a| a.as_str() == record.data.api_id);
     let other_tenant = input.tenant_id.is_some_and(|t| t != &*record.tenant_id);
     if record.data.is_root || other_api || other_tenant {
@@ -150,6 +163,23 @@ pub async fn verify(
     }
     usage.record(&record.key_id, &record.tenant_id, code, input.ip, now.timestamp_millis());
     Ok(Verdict { code, state: Some(state), record: Some(record), ratelimit, credits })
+}
+
+/// The APIs that accept keys of foreign formats, when the presented key could be one for an API
+/// the request allows: not starting like a Keyroll key, 16 to 256 printable characters.
+async fn foreign_apis(
+    legacy: &legacy::LegacyFormats,
+    db: &sea_orm::DatabaseConnection,
+    input: &VerifyInput<'_>,
+) -> Result<Option<Arc<std::collections::HashSet<String>>>, StoreError> {
+    let k = input.key;
+    if ApiKey::has_our_head(k) || k.len() < 16 || k.len() > 256 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(None);
+    }
+    let apis = legacy.apis(db).await?;
+    let possible =
+        if input.apis.is_empty() { !apis.is_empty() } else { input.apis.iter().any(|a| apis.contains(a.as_str())) };
+    Ok(possible.then_some(apis))
 }
 
 /// A key that is not there (or, `MALFORMED`, cannot be) counts against the API it was meant

@@ -24,6 +24,7 @@ mod gateway;
 mod gateways_real;
 mod hardening;
 mod helpers;
+mod import;
 mod isolation;
 mod jobs;
 mod leaks;

@@ -226,6 +226,7 @@ async fn request_ids_openapi_and_health(app: TestApp) {
         "/v1/playbook-runs/{id}",
         "/v1/billing/stripe/connection",
         "/v1/gateway/auth",
+        "/v1/keys/import",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -237,7 +238,7 @@ async fn request_ids_openapi_and_health(app: TestApp) {
         .as_object()
         .map(|p| p.values().map(|v| v.as_object().map_or(0, serde_json::Map::len)).sum())
         .unwrap_or(0);
-    assert_eq!(ops, 93, "every operation is documented");
+    assert_eq!(ops, 94, "every operation is documented");
     let home = app.client.get(app.url("/")).send().await.expect("sent");
     assert_eq!(home.url().path(), "/setup", "a fresh install leads to the first-run form");
     assert!(home.text().await.expect("html").contains("Create the first team"));

@@ -90,6 +90,7 @@ pub async fn update(
         token_ttl_seconds: b.token_ttl_seconds,
         stripe_meter_event: b.stripe_meter_event,
         gateway: b.gateway,
+        legacy_key_formats: b.legacy_key_formats,
     };
     Ok(web::Json(app::apis::update(&root.ctx(&state), &id, changes).await?.into()))
 }

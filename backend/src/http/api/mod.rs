@@ -5,6 +5,7 @@ pub mod apis;
 pub mod audit;
 pub mod billing;
 pub mod consumers;
+pub mod imports;
 pub mod keys;
 pub mod migration;
 pub mod playbooks;

@@ -90,6 +90,8 @@ pub struct ApiView {
     pub stripe_meter_event: Option<String>,
     /// How `/v1/gateway/auth` reads requests for this API.
     pub gateway: crate::domain::gateway::GatewayConfig,
+    /// Verification also accepts imported keys of a foreign format (no Keyroll head or checksum).
+    pub legacy_key_formats: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -122,6 +124,7 @@ impl From<api::Model> for ApiView {
             token_ttl_seconds: a.token_ttl_seconds,
             stripe_meter_event: a.stripe_meter_event,
             gateway: a.gateway.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+            legacy_key_formats: a.legacy_key_formats,
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -292,6 +295,9 @@ pub struct PatchApi {
     #[serde(default, deserialize_with = "double_option::deserialize")]
     #[schema(value_type = Option<crate::domain::gateway::GatewayConfig>)]
     pub gateway: Option<Option<crate::domain::gateway::GatewayConfig>>,
+    /// `true`: verification also accepts keys of a foreign format imported into this API
+    /// (`POST /v1/keys/import`). Keys with a Keyroll head are still checked for their checksum.
+    pub legacy_key_formats: Option<bool>,
 }
 
 /// `POST /v1/consumers`.

@@ -240,7 +240,7 @@ pub async fn verify(
         ip: req.peer_addr().map(|a| a.ip()),
         cost,
     };
-    let verdict = verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &input).await?;
+    let verdict = verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &state.legacy, &input).await?;
     state.metrics.verified(verdict.code, started.elapsed());
     let code = unkey_code(verdict.code);
     let Some(rec) = verdict.record.as_ref().filter(|_| code != "NOT_FOUND") else {
@@ -334,8 +334,12 @@ pub struct Whoami {
 pub async fn whoami(state: web::Data<AppState>, root: UnkeyRoot, body: UnkeyBody<Whoami>) -> Answer {
     root.require(Permission::KeysRead)?;
     let secret = body.0.key;
-    if !matches!(ApiKey::check(&secret), Ok(false)) {
-        return Err(key_not_found());
+    // Root keys are not API keys; a key that starts like ours but does not hold is no key.
+    // Imported keys of other formats are looked up like any other.
+    match ApiKey::check(&secret) {
+        Ok(false) => {}
+        Err(_) if !ApiKey::has_our_head(&secret) => {}
+        _ => return Err(key_not_found()),
     }
     let tenant = &root.0.tenant_id;
     let k = match store::keys::find_by_hash(&state.db, &KeyHash::of(&secret)).await? {

@@ -45,10 +45,18 @@ impl FromRequest for ConsumerKey {
             let token = token.ok_or(ApiError::Unauthenticated("send your key as Authorization: Bearer <key>"))?;
             let token = token.as_str();
             let invalid = ApiError::Unauthenticated("the key is not valid");
-            if !matches!(ApiKey::check(token), Ok(false)) {
-                return Err(invalid);
-            }
+            // A key of another format, imported into an API that accepts those, may serve too:
+            // rotating it is how its holder gets a Keyroll key.
+            let foreign = match ApiKey::check(token) {
+                Ok(false) => None,
+                Ok(true) => return Err(invalid),
+                Err(_) if ApiKey::has_our_head(token) => return Err(invalid),
+                Err(_) => Some(state.legacy.apis(&state.db).await?),
+            };
             let record = state.cache.get(&KeyHash::of(token), &state.db).await?.ok_or(invalid)?;
+            if foreign.is_some_and(|apis| !apis.contains(record.data.api_id.as_str())) {
+                return Err(ApiError::Unauthenticated("the key is not valid"));
+            }
             if record.data.is_root || !KeyState::derive(&record.times, Utc::now()).verifies() {
                 return Err(ApiError::Unauthenticated("the key is not valid"));
             }

@@ -240,6 +240,8 @@ pub struct ApiSettingsForm {
     pub gateway_header: String,
     /// Route rules, one per line: `GET /orders orders:read`.
     pub gateway_routes: String,
+    /// `on`: keys of a foreign format imported into this API verify.
+    pub legacy_key_formats: String,
 }
 
 impl ApiSettingsForm {
@@ -254,6 +256,7 @@ impl ApiSettingsForm {
             policy_days: "90".into(),
             policy_overlap_hours: "24".into(),
             stripe_meter_event: a.stripe_meter_event.clone().unwrap_or_default(),
+            legacy_key_formats: if a.legacy_key_formats { "on".into() } else { String::new() },
             ..Self::default()
         };
         let rules = a.gateway.clone().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
@@ -323,6 +326,7 @@ impl ApiSettingsForm {
             token_ttl_seconds: None,
             stripe_meter_event: Some(Some(self.stripe_meter_event.trim()).filter(|s| !s.is_empty()).map(str::to_owned)),
             gateway: super::gateway_fields::read(&self.gateway_header, &self.gateway_routes, errors),
+            legacy_key_formats: Some(self.legacy_key_formats == "on"),
         };
         (changes, policy)
     }

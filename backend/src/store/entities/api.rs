@@ -23,6 +23,8 @@ pub struct Model {
     pub stripe_meter_event: Option<String>,
     /// The gateway endpoint's rules for the API (`GatewayConfig`); null for the defaults.
     pub gateway: Option<Json>,
+    /// Verification also accepts imported keys of a foreign format (no Keyroll head or checksum).
+    pub legacy_key_formats: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

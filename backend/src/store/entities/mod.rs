@@ -15,6 +15,7 @@ pub mod key;
 pub mod key_baseline;
 pub mod key_client;
 pub mod key_credit;
+pub mod key_import;
 pub mod membership;
 pub mod node;
 pub mod password_reset;

@@ -52,7 +52,8 @@ pub struct Skipped {
     pub key_id: Option<String>,
 }
 
-/// A key refused, by its index and field.
+/// A key refused: its index in the request, and the field of that key (`plaintext`,
+/// `scopes[0]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportError {
     pub index: usize,
@@ -85,7 +86,7 @@ struct Ready {
     expires_at: Option<DateTime<Utc>>,
 }
 
-/// Checks one key; its errors are named `keys[i].field`.
+/// Checks one key; its errors name the field within the key.
 fn check_key(
     i: usize,
     k: &ImportKeyInput,
@@ -127,11 +128,7 @@ fn check_key(
         c.push("expires_at", "must be in the future");
     }
     if !c.0.is_empty() {
-        errors.extend(c.0.into_iter().map(|e| ImportError {
-            index: i,
-            field: format!("keys[{i}].{}", e.field),
-            message: e.message,
-        }));
+        errors.extend(c.0.into_iter().map(|e| ImportError { index: i, field: e.field, message: e.message }));
         return None;
     }
     Some(Ready {
@@ -151,11 +148,12 @@ async fn apis_named(ctx: &Ctx<'_>, keys: &[ImportKeyInput]) -> Result<HashMap<St
     let named: HashSet<&str> = keys.iter().map(|k| k.api_id.as_str()).collect();
     for id in named {
         let Ok(api_id) = ApiId::parse(id) else { continue };
+        // Never the system API: its keys are root keys.
         match apis::get(ctx.db(), &ctx.tenant, &api_id).await {
-            Ok(a) if !a.is_system => {
+            Ok(a) => {
                 out.insert(id.to_owned(), a);
             }
-            Ok(_) | Err(StoreError::NotFound) => {}
+            Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
     }

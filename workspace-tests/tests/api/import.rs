@@ -47,7 +47,7 @@ async fn formats_and_verification(app: TestApp) {
     assert_eq!(st, 200, "{r}");
     assert_eq!((r["imported"].as_u64(), r["consumers_created"].as_u64()), (Some(2), Some(1)), "{r}");
     assert_eq!(r["errors"][0]["index"], 1);
-    assert_eq!(r["errors"][0]["field"], "keys[1].plaintext");
+    assert_eq!(r["errors"][0]["field"], "plaintext");
     assert!(r["errors"][0]["message"].as_str().is_some_and(|m| m.contains("legacy_key_formats")), "{r}");
     let (_, k0) = app.get(&format!("/v1/keys/{}", r["key_ids"][0].as_str().expect("id")), &t.root).await;
     assert_eq!(
@@ -200,20 +200,24 @@ async fn retries_dry_runs_and_refusals(app: TestApp) {
     )
     .await;
     assert_eq!(st, 200, "{r4}");
-    let fields: Vec<&str> =
-        r4["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    let fields: Vec<(u64, &str)> = r4["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| Some((e["index"].as_u64()?, e["field"].as_str()?)))
+        .collect();
     assert_eq!(
         fields,
         [
-            "keys[0].plaintext",
-            "keys[1].plaintext",
-            "keys[2].sha256",
-            "keys[3].api_id",
-            "keys[4].scopes[0]",
-            "keys[5].expires_at",
-            "keys[6].external_id",
-            "keys[7].plaintext",
-            "keys[8].plaintext",
+            (0, "plaintext"),
+            (1, "plaintext"),
+            (2, "sha256"),
+            (3, "api_id"),
+            (4, "scopes[0]"),
+            (5, "expires_at"),
+            (6, "external_id"),
+            (7, "plaintext"),
+            (8, "plaintext"),
         ],
         "{r4}"
     );

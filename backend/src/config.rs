@@ -69,6 +69,7 @@ struct Raw {
     database_max_connections: u32,
     cache: CacheSettings,
     usage_flush_interval_ms: u64,
+    drain_seconds: u64,
     jobs: JobSettings,
     rotation: RotationSettings,
     notify: NotifySettings,
@@ -102,6 +103,7 @@ impl Default for Raw {
             database_max_connections: 20,
             cache: CacheSettings::default(),
             usage_flush_interval_ms: 5_000,
+            drain_seconds: 5,
             jobs: JobSettings::default(),
             rotation: RotationSettings::default(),
             notify: NotifySettings::default(),
@@ -310,6 +312,9 @@ pub struct Settings {
     pub database_max_connections: u32,
     pub cache: CacheSettings,
     pub usage_flush_interval_ms: u64,
+    /// On SIGTERM or SIGINT: how long the node keeps serving after `/readyz` turns 503, while
+    /// load balancers take it out.
+    pub drain_seconds: u64,
     pub jobs: JobSettings,
     pub rotation: RotationSettings,
     pub notify: NotifySettings,
@@ -495,6 +500,9 @@ impl Settings {
         if raw.audit.retention_days == 0 {
             return Err(ConfigError("KEYROLL_AUDIT__RETENTION_DAYS: must be at least 1".into()));
         }
+        if raw.drain_seconds > 300 {
+            return Err(ConfigError("KEYROLL_DRAIN_SECONDS: must be at most 300".into()));
+        }
         if raw.usage_flush_interval_ms < 10 {
             return Err(ConfigError("KEYROLL_USAGE_FLUSH_INTERVAL_MS: must be at least 10".into()));
         }
@@ -515,6 +523,7 @@ impl Settings {
             database_max_connections: raw.database_max_connections,
             cache: raw.cache,
             usage_flush_interval_ms: raw.usage_flush_interval_ms,
+            drain_seconds: raw.drain_seconds,
             jobs: raw.jobs,
             rotation: raw.rotation,
             notify: raw.notify,

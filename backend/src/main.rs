@@ -53,7 +53,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         println!("First run: open {url}/setup to create your team and owner account.");
         println!("  (or from a terminal: keyroll tenant create --name \"Acme\" --owner-email ops@acme.test)");
     }
+    app.drain_on_signals();
     app.run_until_stopped().await?;
+    println!("Keyroll stopped.");
     Ok(())
 }
 

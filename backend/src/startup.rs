@@ -110,6 +110,7 @@ impl Application {
             limiter: Arc::default(),
             metrics,
             node_id: Arc::from(crate::domain::RequestId::generate().as_str().replacen("req_", "node_", 1)),
+            draining: Arc::default(),
             probe_token: Arc::from(crate::playbooks::nodes::new_token()),
             keyring: Arc::default(),
             gateways: Arc::default(),
@@ -140,7 +141,9 @@ impl Application {
                 .wrap(RequestIds)
                 .configure(http::routes)
         })
-        .shutdown_timeout(10);
+        .shutdown_timeout(10)
+        // SIGTERM and SIGINT are handled by `drain_on_signals`: the node drains before it stops.
+        .disable_signals();
         if let Some(w) = state.settings.workers {
             server = server.workers(w);
         }
@@ -164,7 +167,20 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped, then flushes the last usage counts.
+    /// On SIGTERM or SIGINT: `/readyz` answers 503 at once and no new job is claimed; the node
+    /// keeps serving for the drain period while load balancers take it out, then stops,
+    /// finishing the requests in flight ([`Application::run_until_stopped`] does the rest).
+    pub fn drain_on_signals(&self) {
+        let (state, handle) = (self.state.clone(), self.handle());
+        tokio::spawn(async move {
+            let signal = shutdown_signal().await;
+            drain(&state, &handle, signal).await;
+        });
+    }
+
+    /// Serves until stopped, then leaves the node registry and flushes the last usage counts.
+    /// After a drain ([`drain`]) it first gives back the jobs it was running, so another node
+    /// takes them at once rather than after the lease.
     ///
     /// # Errors
     /// I/O errors of the server.
@@ -173,12 +189,44 @@ impl Application {
         for t in &self.tasks {
             t.abort();
         }
+        if self.state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            match crate::store::jobs::release(&self.state.db, &self.state.node_id).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "released the leases of unfinished jobs"),
+                Err(e) => tracing::warn!(error = %e, "could not release this node's job leases"),
+            }
+        }
         crate::playbooks::nodes::deregister(&self.state).await;
         if let Err(e) = self.state.usage.flush(&self.state.db).await {
             tracing::warn!(error = %e, "could not flush the last usage counts");
         }
         result
     }
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C) and says which.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            return tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
+}
+
+/// Turns the node unready, waits the drain period, then stops the server gracefully.
+pub async fn drain(state: &AppState, handle: &ServerHandle, why: &str) {
+    state.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    let wait = std::time::Duration::from_secs(state.settings.drain_seconds);
+    tracing::info!(signal = why, drain_seconds = wait.as_secs(), "draining: /readyz answers 503, then the node stops");
+    tokio::time::sleep(wait).await;
+    handle.stop(true).await;
 }
 
 /// The configured master key or, on the embedded SQLite default, one kept under the data

@@ -20,6 +20,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     pub node_id: Arc<str>,
+    /// Set when the node is shutting down: `/readyz` answers 503 and no new job is claimed.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// What another node must present to probe this one (registered in `nodes`).
     pub probe_token: Arc<str>,
     /// Seals secrets at rest; `None` when no master key is configured (multi-node without one).
@@ -48,6 +50,7 @@ impl AppState {
             limiter: Arc::default(),
             metrics,
             node_id: Arc::from("cli"),
+            draining: Arc::default(),
             probe_token: Arc::from(""),
             keyring: Arc::default(),
             gateways: Arc::default(),

@@ -14,8 +14,13 @@ pub async fn healthz() -> HttpResponse {
 
 /// The database and, when configured, Redis answer.
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down; the body names it")))]
+    responses((status = 200, description = "Ready"),
+        (status = 503, description = "A dependency is down (the body names it), or the node is draining before it stops")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        let body = json!({"status": "draining", "checks": {}});
+        return HttpResponse::ServiceUnavailable().json(body);
+    }
     let db = tokio::time::timeout(std::time::Duration::from_secs(2), state.db.execute_unprepared("SELECT 1"))
         .await
         .map(|r| r.is_ok())

@@ -21,6 +21,11 @@ pub async fn run_worker(state: AppState) {
     let poll = Duration::from_millis(state.settings.jobs.poll_ms);
     let lease = TimeDelta::milliseconds(i64::try_from(state.settings.jobs.lease_ms).unwrap_or(30_000));
     loop {
+        // A draining node claims nothing new: what it holds finishes or is released at the stop.
+        if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(poll).await;
+            continue;
+        }
         match jobs::claim(&state.db, &state.node_id, lease, 1).await {
             Ok(claimed) if !claimed.is_empty() => {
                 for j in claimed {

@@ -111,6 +111,26 @@ pub async fn claim(
     Ok(rows)
 }
 
+/// Gives back the jobs `node` holds (it is stopping): queued again to run at once, the
+/// interrupted attempt not counted. Returns how many.
+///
+/// # Errors
+/// Database errors.
+pub async fn release(db: &impl ConnectionTrait, node: &str) -> Result<u64, StoreError> {
+    let now = Utc::now();
+    let done = job::Entity::update_many()
+        .col_expr(job::Column::State, Expr::value(QUEUED))
+        .col_expr(job::Column::RunAt, Expr::value(now))
+        .col_expr(job::Column::LockedUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(job::Column::Attempts, Expr::cust("CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"))
+        .col_expr(job::Column::UpdatedAt, Expr::value(now))
+        .filter(job::Column::LockedBy.eq(node))
+        .filter(job::Column::State.eq(RUNNING))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected)
+}
+
 /// Extends the lease of a running job; `false` when the job is no longer ours.
 ///
 /// # Errors

@@ -143,3 +143,55 @@ async fn drained_sqlite() {
 async fn drained_postgres_redis() {
     drained_rotation_retires_early(Backend::Services).await;
 }
+
+/// A node that stops gracefully gives its running job back at once: another node takes it long
+/// before the lease would have run out, and the interrupted attempt is not counted.
+async fn a_stopping_node_releases_its_jobs(backend: Backend) {
+    let Some((shared, dir)) = fresh(backend).await else { return };
+    let slow = [("jobs.lease_ms", "60000"), ("jobs.poll_ms", "50"), ("drain_seconds", "1")];
+    let a = spawn_node_with(&shared, dir, &slow).await;
+    let id = jobs::enqueue(&a.state.db, NewJob::now(DIAGNOSTIC_SLEEP, json!({"ms": 4_000})))
+        .await
+        .expect("enqueued")
+        .expect("new job");
+    let node_a = a.state.node_id.to_string();
+    wait_job(
+        &a,
+        &id,
+        |j| j.state == "running" && j.locked_by.as_deref() == Some(node_a.as_str()),
+        Duration::from_secs(5),
+    )
+    .await;
+    let stopping = tokio::spawn({
+        let (state, handle) = (a.state.clone(), a.handle.clone());
+        async move { keyroll::startup::drain(&state, &handle, "test").await }
+    });
+    // Unready at once; still serving through the drain.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ready = a.client.get(a.url("/readyz")).send().await.expect("sent");
+    assert_eq!(ready.status().as_u16(), 503);
+    assert_eq!(ready.json::<serde_json::Value>().await.expect("json")["status"], "draining");
+    assert_eq!(a.client.get(a.url("/healthz")).send().await.expect("sent").status().as_u16(), 200);
+    stopping.await.expect("drained");
+    let released = wait_job(&a, &id, |j| j.state == "queued", Duration::from_secs(5)).await;
+    assert_eq!((released.attempts, released.locked_until), (0, None), "{released:?}");
+    let started = Instant::now();
+    let b = spawn_node_with(&shared, None, &slow).await;
+    let node_b = b.state.node_id.to_string();
+    let done = wait_job(&b, &id, |j| j.state == "done", Duration::from_secs(15)).await;
+    assert_eq!(done.locked_by.as_deref(), Some(node_b.as_str()));
+    assert_eq!(done.attempts, 1, "the interrupted attempt is not counted");
+    assert!(started.elapsed() < Duration::from_secs(15), "taken over long before the 60 s lease");
+    let nodes = keyroll::store::entities::node::Entity::find().all(&b.state.db).await.expect("nodes");
+    assert!(nodes.iter().all(|n| n.id != node_a), "the stopped node left the registry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_node_sqlite() {
+    a_stopping_node_releases_its_jobs(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_node_postgres_redis() {
+    a_stopping_node_releases_its_jobs(Backend::Services).await;
+}

@@ -70,6 +70,7 @@ struct Raw {
     cache: CacheSettings,
     usage_flush_interval_ms: u64,
     drain_seconds: u64,
+    trusted_proxies: String,
     jobs: JobSettings,
     rotation: RotationSettings,
     notify: NotifySettings,
@@ -104,6 +105,7 @@ impl Default for Raw {
             cache: CacheSettings::default(),
             usage_flush_interval_ms: 5_000,
             drain_seconds: 5,
+            trusted_proxies: String::new(),
             jobs: JobSettings::default(),
             rotation: RotationSettings::default(),
             notify: NotifySettings::default(),
@@ -315,6 +317,8 @@ pub struct Settings {
     /// On SIGTERM or SIGINT: how long the node keeps serving after `/readyz` turns 503, while
     /// load balancers take it out.
     pub drain_seconds: u64,
+    /// Peers whose `Forwarded`/`X-Forwarded-For`/`X-Real-IP` name the client (none by default).
+    pub trusted_proxies: crate::domain::net::TrustedProxies,
     pub jobs: JobSettings,
     pub rotation: RotationSettings,
     pub notify: NotifySettings,
@@ -500,6 +504,8 @@ impl Settings {
         if raw.audit.retention_days == 0 {
             return Err(ConfigError("KEYROLL_AUDIT__RETENTION_DAYS: must be at least 1".into()));
         }
+        let trusted_proxies = crate::domain::net::TrustedProxies::parse(&raw.trusted_proxies)
+            .map_err(|m| ConfigError(format!("KEYROLL_TRUSTED_PROXIES: {m}")))?;
         if raw.drain_seconds > 300 {
             return Err(ConfigError("KEYROLL_DRAIN_SECONDS: must be at most 300".into()));
         }
@@ -524,6 +530,7 @@ impl Settings {
             cache: raw.cache,
             usage_flush_interval_ms: raw.usage_flush_interval_ms,
             drain_seconds: raw.drain_seconds,
+            trusted_proxies,
             jobs: raw.jobs,
             rotation: raw.rotation,
             notify: raw.notify,

@@ -84,6 +84,6 @@ mod tests {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
     pub request_id: Option<String>,
-    /// The peer's address. Forwarding headers are not trusted: they are the client's to set.
+    /// The client's address: the peer's, or behind a trusted proxy the one it forwards.
     pub ip: Option<String>,
 }

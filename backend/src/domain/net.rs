@@ -1,5 +1,5 @@
-//! Which addresses a webhook may be sent to: public ones only, unless the operator allows the
-//! install's own network.
+//! Addresses: which a webhook may be sent to (public ones only, unless the operator allows the
+//! install's own network), and who the client is behind trusted proxies.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -85,5 +85,145 @@ mod tests {
         ] {
             assert!(!is_public(no.parse().expect("ip")), "{no}");
         }
+    }
+}
+
+/// The proxies whose forwarding headers are believed (`KEYROLL_TRUSTED_PROXIES`): addresses and
+/// networks. From any other peer, `Forwarded`, `X-Forwarded-For` and `X-Real-IP` are the
+/// client's own words and change nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    /// Parses a comma-separated list of addresses and CIDR networks (empty: trust none).
+    ///
+    /// # Errors
+    /// The entry that is neither.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut nets = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let net = item
+                .parse::<ipnet::IpNet>()
+                .ok()
+                .or_else(|| item.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+                .ok_or_else(|| format!("{item} is not an address or a CIDR network"))?;
+            nets.push(net);
+        }
+        Ok(Self(nets))
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    #[must_use]
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client behind `peer`: the peer itself unless it is trusted; then the right-most
+    /// address of the forwarding chain (`Forwarded`, else `X-Forwarded-For`, else `X-Real-IP`)
+    /// that is not a trusted proxy. An entry that cannot be read ends the walk at the last
+    /// trusted hop: nothing to its left can be believed.
+    #[must_use]
+    pub fn client(
+        &self,
+        peer: IpAddr,
+        forwarded: Option<&str>,
+        x_forwarded_for: Option<&str>,
+        x_real_ip: Option<&str>,
+    ) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let chain: Vec<Option<IpAddr>> = match (forwarded, x_forwarded_for, x_real_ip) {
+            (Some(f), _, _) => f.split(',').map(forwarded_for).collect(),
+            (None, Some(x), _) => x.split(',').map(|s| s.trim().parse().ok()).collect(),
+            (None, None, Some(r)) => vec![r.trim().parse().ok()],
+            (None, None, None) => Vec::new(),
+        };
+        let mut client = peer;
+        for hop in chain.into_iter().rev() {
+            match hop {
+                Some(ip) => {
+                    client = canonical(ip);
+                    if !self.trusts(client) {
+                        return client;
+                    }
+                }
+                None => return client,
+            }
+        }
+        client
+    }
+}
+
+/// An IPv4 address mapped into IPv6 (`::ffff:10.0.0.1`) as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
+/// The `for=` address of one element of an RFC 7239 `Forwarded` header (`for=192.0.2.60`,
+/// `for="[2001:db8::17]:4711"`); `None` for `unknown`, an obfuscated name or no `for`.
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    let value = element.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("for").then(|| v.trim().trim_matches('"'))
+    })?;
+    if let Some(rest) = value.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    value.parse().ok().or_else(|| value.rsplit_once(':').and_then(|(host, _port)| host.parse().ok()))
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_says() {
+        let t = TrustedProxies::parse("10.0.0.0/8, 127.0.0.1").expect("parsed");
+        assert_eq!(
+            t.client(ip("203.0.113.9"), Some("for=10.1.1.1"), Some("10.1.1.1"), Some("10.1.1.1")),
+            ip("203.0.113.9")
+        );
+        assert_eq!(TrustedProxies::default().client(ip("127.0.0.1"), None, Some("10.1.1.1"), None), ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn the_right_most_untrusted_address_is_the_client() {
+        let t = TrustedProxies::parse("10.0.0.0/8,127.0.0.1").expect("parsed");
+        let peer = ip("127.0.0.1");
+        // A client that forges an entry gets it ignored: it is to the left of its own address.
+        assert_eq!(t.client(peer, None, Some("198.51.100.7, 203.0.113.9, 10.0.0.5"), None), ip("203.0.113.9"));
+        assert_eq!(t.client(peer, None, Some("203.0.113.9"), Some("198.51.100.7")), ip("203.0.113.9"));
+        assert_eq!(t.client(peer, None, None, Some("203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(t.client(peer, None, None, None), peer);
+        // Every hop trusted: the left-most.
+        assert_eq!(t.client(peer, None, Some("10.0.0.1, 10.0.0.2"), None), ip("10.0.0.1"));
+        // Garbage ends the walk at the last trusted hop.
+        assert_eq!(t.client(peer, None, Some("203.0.113.9, nonsense, 10.0.0.2"), None), ip("10.0.0.2"));
+        // Forwarded comes first, in its own syntax.
+        let f = r#"for=198.51.100.7;proto=https, for="[2001:db8::17]:4711", for=10.0.0.3:80"#;
+        assert_eq!(t.client(peer, Some(f), Some("192.0.2.1"), None), ip("2001:db8::17"));
+        assert_eq!(t.client(peer, Some("for=unknown"), None, None), peer);
+        assert_eq!(t.client(ip("::ffff:127.0.0.1"), None, Some("203.0.113.9"), None), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn lists_are_checked() {
+        assert!(TrustedProxies::parse("").expect("empty").is_empty());
+        assert!(TrustedProxies::parse("10.0.0.0/8, ::1, 192.168.1.1").is_ok());
+        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
+        assert!(TrustedProxies::parse("proxy.internal").is_err());
     }
 }

@@ -73,7 +73,12 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let id = req.headers().get(&HEADER).and_then(accept).unwrap_or_else(|| RequestId::generate().into_string());
         let service = self.service.clone();
-        let origin = Origin { request_id: Some(id.clone()), ip: req.peer_addr().map(|a| a.ip().to_string()) };
+        let peer = req.peer_addr().map(|a| a.ip());
+        let ip = match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
+            Some(state) => super::client_ip::of(&state.settings.trusted_proxies, peer, req.headers()),
+            None => peer,
+        };
+        let origin = Origin { request_id: Some(id.clone()), ip: ip.map(|a| a.to_string()) };
         Box::pin(CURRENT.scope(origin, async move {
             let mut res = service.call(req).await?;
             if let Ok(v) = HeaderValue::from_str(&id) {

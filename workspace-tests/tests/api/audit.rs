@@ -334,3 +334,34 @@ async fn exports_and_retention(app: TestApp) {
     assert_eq!((report["intact"].clone(), report["entries"].clone()), (json!(true), json!(2)), "{report}");
 }
 both_backends!(export, exports_and_retention);
+
+/// Audit entries name the client: behind a trusted proxy the address it forwards (the
+/// right-most that is not a proxy), and from any other peer the peer, whatever it claims.
+async fn addresses_behind_proxies(app: TestApp) {
+    let acme = app.tenant("Acme").await;
+    let trusting =
+        crate::helpers::spawn_node_with(&app.shared, None, &[("trusted_proxies", "127.0.0.1/32, ::1")]).await;
+    let create = |node: &TestApp, name: &'static str, xff: &'static str| {
+        node.client
+            .post(node.url("/v1/consumers"))
+            .bearer_auth(&acme.root)
+            .header("x-forwarded-for", xff)
+            .json(&json!({"external_id": name, "name": name}))
+            .send()
+    };
+    assert_eq!(create(&app, "direct", "198.51.100.7").await.expect("sent").status().as_u16(), 201);
+    assert_eq!(create(&trusting, "proxied", "198.51.100.7, 203.0.113.9").await.expect("sent").status().as_u16(), 201);
+    let (_, audit) = app.get("/v1/audit-events?action=consumer.created&limit=10", &acme.root).await;
+    let ip_of = |external: &str| {
+        audit["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .find(|e| e["summary"].as_str().is_some_and(|s| s.contains(&format!("({external})"))))
+            .map(|e| e["ip"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(ip_of("direct"), json!("127.0.0.1"), "{audit}");
+    assert_eq!(ip_of("proxied"), json!("203.0.113.9"), "{audit}");
+}
+both_backends!(audit_addresses_behind_proxies, addresses_behind_proxies);

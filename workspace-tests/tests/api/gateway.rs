@@ -6,7 +6,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, spawn_node_with};
 
 /// Asks as nginx does: GET, the original method and URI in headers.
 async fn ask(app: &TestApp, api: &str, headers: &[(&str, &str)]) -> (u16, HeaderMap, Value) {
@@ -152,8 +152,25 @@ async fn gateways_get_a_verdict_per_request(app: TestApp) {
             ("x-real-ip", ip),
         ]
     };
-    assert_eq!(ask(&app, &k.api_id, &from("10.1.2.3")).await.0, 200);
-    let (st, _, p) = ask(&app, &k.api_id, &from("203.0.113.9")).await;
+    // From a caller that is not a trusted proxy, forwarding headers change nothing: the
+    // caller's own address (loopback) is outside the allowlist.
+    let (st, _, p) = ask(&app, &k.api_id, &from("10.1.2.3")).await;
     assert_eq!((st, &p["code"]), (403, &json!("IP_NOT_ALLOWED")), "{p}");
+    // A node that trusts the gateway's address reads them: the right-most untrusted address.
+    let trusting = spawn_node_with(&app.shared, None, &[("trusted_proxies", "127.0.0.1, ::1")]).await;
+    assert_eq!(ask(&trusting, &k.api_id, &from("10.1.2.3")).await.0, 200);
+    let (st, _, p) = ask(&trusting, &k.api_id, &from("203.0.113.9")).await;
+    assert_eq!((st, &p["code"]), (403, &json!("IP_NOT_ALLOWED")), "{p}");
+    let chain = |xff: &'static str| {
+        [
+            ("x-api-key", fenced.secret.as_str()),
+            ("x-original-uri", "/orders"),
+            ("x-original-method", "GET"),
+            ("x-forwarded-for", xff),
+        ]
+    };
+    assert_eq!(ask(&trusting, &k.api_id, &chain("203.0.113.9, 10.1.2.3")).await.0, 200);
+    let (st, _, p) = ask(&trusting, &k.api_id, &chain("10.9.9.9, 203.0.113.9")).await;
+    assert_eq!((st, &p["code"]), (403, &json!("IP_NOT_ALLOWED")), "a forged entry to the left is ignored: {p}");
 }
 both_backends!(gateway_auth, gateways_get_a_verdict_per_request);

@@ -237,7 +237,7 @@ pub async fn verify(
         tenant_id: Some(root.0.tenant_id.as_str()),
         scopes: &[],
         query: query.as_ref(),
-        ip: req.peer_addr().map(|a| a.ip()),
+        ip: crate::http::client_ip::client_ip(&req),
         cost,
     };
     let verdict = verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &state.legacy, &input).await?;

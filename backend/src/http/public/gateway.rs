@@ -39,15 +39,10 @@ fn header<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// The end client's address as the gateway passes it on: `X-Real-IP`, else the right-most
-/// `X-Forwarded-For` entry (the one the gateway added), else the gateway's own.
+/// The end client's address: from a gateway in `KEYROLL_TRUSTED_PROXIES`, the one it passes on
+/// (`Forwarded`, `X-Forwarded-For` or `X-Real-IP`); from anyone else, the caller's own.
 fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
-    header(req, "x-real-ip")
-        .and_then(|v| v.parse().ok())
-        .or_else(|| {
-            header(req, "x-forwarded-for").and_then(|v| v.rsplit(',').next()).and_then(|v| v.trim().parse().ok())
-        })
-        .or_else(|| req.peer_addr().map(|a| a.ip()))
+    crate::http::client_ip::client_ip(req)
 }
 
 /// The original method and path (without the query).

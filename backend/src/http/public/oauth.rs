@@ -196,7 +196,7 @@ pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
         Client::Bearer(k) => (k.as_str(), None),
         Client::Post { id, secret } => (secret.as_str(), id.as_deref()),
     };
-    let ip = req.peer_addr().map(|a| a.ip());
+    let ip = crate::http::client_ip::client_ip(&req);
     let request = TokenRequest { key, client_id, scope: params.get("scope").map(String::as_str), ip };
     match crate::app::tokens::issue(&state, &request).await {
         Ok(t) => HttpResponse::Ok()

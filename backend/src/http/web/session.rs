@@ -430,8 +430,8 @@ impl Throttle {
 /// Errors of a form, by field, shown next to the field.
 pub type FormErrors = HashMap<&'static str, String>;
 
-/// The client's address as the server saw it.
+/// The client's address (behind a trusted proxy, the one it forwards).
 #[must_use]
 pub fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+    crate::http::client_ip::client_ip(req).map(|a| a.to_string()).unwrap_or_default()
 }

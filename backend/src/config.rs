@@ -71,6 +71,7 @@ struct Raw {
     usage_flush_interval_ms: u64,
     drain_seconds: u64,
     trusted_proxies: String,
+    migrate_on_start: bool,
     jobs: JobSettings,
     rotation: RotationSettings,
     notify: NotifySettings,
@@ -106,6 +107,7 @@ impl Default for Raw {
             usage_flush_interval_ms: 5_000,
             drain_seconds: 5,
             trusted_proxies: String::new(),
+            migrate_on_start: true,
             jobs: JobSettings::default(),
             rotation: RotationSettings::default(),
             notify: NotifySettings::default(),
@@ -319,6 +321,9 @@ pub struct Settings {
     pub drain_seconds: u64,
     /// Peers whose `Forwarded`/`X-Forwarded-For`/`X-Real-IP` name the client (none by default).
     pub trusted_proxies: crate::domain::net::TrustedProxies,
+    /// Apply pending migrations at start-up (`false` when `keyroll migrate` runs first, as a
+    /// Kubernetes Job does; the node then refuses to start on a schema that is behind).
+    pub migrate_on_start: bool,
     pub jobs: JobSettings,
     pub rotation: RotationSettings,
     pub notify: NotifySettings,
@@ -531,6 +536,7 @@ impl Settings {
             usage_flush_interval_ms: raw.usage_flush_interval_ms,
             drain_seconds: raw.drain_seconds,
             trusted_proxies,
+            migrate_on_start: raw.migrate_on_start,
             jobs: raw.jobs,
             rotation: raw.rotation,
             notify: raw.notify,

@@ -40,7 +40,15 @@ impl Application {
         let db = store::connect(&settings.database_url, settings.database_max_connections)
             .await
             .context("cannot open the database (KEYROLL_DATABASE_URL)")?;
-        store::migrate(&db).await.context("database migrations failed")?;
+        if settings.migrate_on_start {
+            store::migrate(&db).await.context("database migrations failed")?;
+        } else {
+            let pending = store::pending_migrations(&db).await.context("cannot read the applied migrations")?;
+            anyhow::ensure!(
+                pending == 0,
+                "the database lacks {pending} migrations: run `keyroll migrate` first (KEYROLL_MIGRATE_ON_START is false)"
+            );
+        }
         let metrics = Arc::new(Metrics::new(settings.redis_url.is_some()));
         let mut tasks = Vec::new();
 

@@ -163,8 +163,29 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
 /// # Errors
 /// When a migration fails.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // Nodes never migrate at the same time: each takes this transaction-scoped advisory lock
+        // first, so the others wait, then find nothing left to do. A failed migration rolls back
+        // whole (PostgreSQL's DDL is transactional).
+        let txn = db.begin().await?;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")).await?;
+        Migrator::up(&txn, None).await?;
+        return txn.commit().await;
+    }
     Migrator::up(db, None).await
 }
+
+/// How many migrations the database lacks.
+///
+/// # Errors
+/// When the migration table cannot be read.
+pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize, DbErr> {
+    Ok(Migrator::get_pending_migrations(db).await?.len())
+}
+
+/// The advisory lock migrations hold on PostgreSQL ("keyroll" in ASCII).
+pub const MIGRATION_LOCK: i64 = 0x6b_6579_726f_6c6c;
 
 /// Inserts many rows of one table in as few statements as the backend allows. On PostgreSQL the
 /// rows travel as one JSON document per chunk, expanded into the table's own row type by

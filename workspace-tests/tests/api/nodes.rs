@@ -88,3 +88,28 @@ async fn nodes_share_the_redis_tier() {
     assert!(metrics.contains("keyroll_cache_lookups_total{tier=\"l2\",result=\"hit\"} 1"), "{metrics}");
     assert!(metrics.contains("keyroll_redis_up 1"));
 }
+
+/// Nodes starting together on an empty PostgreSQL database migrate one at a time (an advisory
+/// lock): all come up. With `migrate_on_start` off, a node refuses a schema that is behind, and
+/// starts once `keyroll migrate` (here: one migration run) has brought it up to date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_never_migrate_at_the_same_time() {
+    let Some((shared, _)) = fresh(Backend::Services).await else { return };
+    let settings = |extra: &[(&'static str, &'static str)]| {
+        let mut pairs: Vec<(&str, &str)> =
+            vec![("listen", "127.0.0.1:0"), ("database_url", shared.database_url.as_str()), ("workers", "1")];
+        pairs.extend_from_slice(extra);
+        keyroll::config::Settings::from_pairs(pairs).expect("settings")
+    };
+    let refused = keyroll::startup::Application::build(settings(&[("migrate_on_start", "false")])).await;
+    let message = format!("{:#}", refused.err().expect("a schema that is behind is refused"));
+    assert!(message.contains("run `keyroll migrate` first"), "{message}");
+    let build = || keyroll::startup::Application::build(settings(&[]));
+    let (a, b, c) = tokio::join!(build(), build(), build());
+    for built in [a, b, c] {
+        let app = built.expect("every node comes up");
+        assert_eq!(keyroll::store::pending_migrations(&app.state().db).await.expect("read"), 0);
+    }
+    let app = keyroll::startup::Application::build(settings(&[("migrate_on_start", "false")])).await;
+    assert!(app.is_ok(), "an up-to-date schema is accepted without migrating");
+}

@@ -18,6 +18,7 @@ mod dashboard_alerts;
 mod dashboard_audit;
 mod dashboard_hub;
 mod dashboard_playbooks;
+mod deploy_files;
 mod events;
 mod faults;
 mod gateway;

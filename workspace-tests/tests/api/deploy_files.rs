@@ -1,0 +1,90 @@
+//! The Kubernetes manifests in `deploy/kubernetes/`: valid against the Kubernetes schemas
+//! (PyPI's `kubernetes-validate`, strict), every file in the kustomization, and the settings
+//! that make a rollout safe (probes, a grace period longer than the drain, non-root with a
+//! read-only root filesystem, secrets by file, migrations by the Job only).
+
+use serde_json::Value;
+
+use crate::helpers::require_services;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes");
+
+fn yaml_files() -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(DIR)
+        .expect("deploy/kubernetes")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every document of every file, as JSON (read by PyYAML, which kubernetes-validate brings).
+fn documents() -> Option<Value> {
+    let script = "import json,sys,yaml,glob,os\n\
+        d=sys.argv[1]\n\
+        print(json.dumps({os.path.basename(f): list(yaml.safe_load_all(open(f))) for f in sorted(glob.glob(d+'/*.yaml'))}))";
+    let out = std::process::Command::new("python3").args(["-c", script, DIR]).output().ok()?;
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("JSON"))
+}
+
+#[test]
+fn kubernetes_manifests_are_valid_and_safe() {
+    let has = std::process::Command::new("kubernetes-validate").arg("--version").output();
+    if !has.is_ok_and(|o| o.status.success()) {
+        let why = "PyPI's kubernetes-validate is not installed (pip install kubernetes-validate)";
+        assert!(!require_services(), "KEYROLL_TEST_REQUIRE_SERVICES=1 but {why}");
+        eprintln!("skipping the Kubernetes manifests test: {why}");
+        return;
+    }
+    let files: Vec<String> = yaml_files().into_iter().map(|f| format!("{DIR}/{f}")).collect();
+    let out = std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet"])
+        .args(&files)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    let docs = documents().expect("PyYAML reads the manifests");
+    let one = |file: &str| docs[file][0].clone();
+    let mut listed: Vec<String> = one("kustomization.yaml")["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r.as_str().map(str::to_owned))
+        .collect();
+    listed.push("kustomization.yaml".into());
+    listed.sort();
+    assert_eq!(listed, yaml_files(), "every manifest is in the kustomization");
+
+    let config = one("configmap.yaml")["data"].clone();
+    assert_eq!(config["KEYROLL_MIGRATE_ON_START"], "false", "only the Job migrates");
+    for secret in ["KEYROLL_DATABASE_URL_FILE", "KEYROLL_REDIS_URL_FILE", "KEYROLL_MASTER_KEY_FILE"] {
+        assert!(config[secret].as_str().is_some_and(|p| p.starts_with("/run/secrets/")), "{secret} by reference");
+    }
+    assert!(config.get("KEYROLL_DATABASE_URL").is_none(), "no secret in the ConfigMap");
+    let drain: u64 = config["KEYROLL_DRAIN_SECONDS"].as_str().and_then(|s| s.parse().ok()).expect("drain");
+
+    let pod = one("deployment.yaml")["spec"]["template"]["spec"].clone();
+    let node = &pod["containers"][0];
+    let pre_stop = node["lifecycle"]["preStop"]["sleep"]["seconds"].as_u64().expect("preStop");
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().expect("grace period");
+    assert!(grace > pre_stop + drain + 10, "the grace period covers preStop, the drain and in-flight requests");
+    assert_eq!(node["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(node["livenessProbe"]["httpGet"]["path"], "/healthz");
+    for (what, sc) in [("pod", &pod["securityContext"]), ("container", &node["securityContext"])] {
+        if what == "pod" {
+            assert_eq!(sc["runAsNonRoot"], true);
+        } else {
+            assert_eq!(
+                (sc["readOnlyRootFilesystem"].as_bool(), sc["allowPrivilegeEscalation"].as_bool()),
+                (Some(true), Some(false))
+            );
+        }
+    }
+    let job = one("migrate-job.yaml");
+    assert_eq!(job["spec"]["template"]["spec"]["containers"][0]["args"], serde_json::json!(["migrate"]));
+    assert_eq!(one("servicemonitor.yaml")["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(one("pdb.yaml")["spec"]["minAvailable"], 2);
+    assert_eq!(one("hpa.yaml")["spec"]["scaleTargetRef"]["name"], "keyroll");
+}

@@ -88,3 +88,54 @@ fn kubernetes_manifests_are_valid_and_safe() {
     assert_eq!(one("pdb.yaml")["spec"]["minAvailable"], 2);
     assert_eq!(one("hpa.yaml")["spec"]["scaleTargetRef"]["name"], "keyroll");
 }
+
+/// The compose file runs three nodes behind nginx on PostgreSQL and Redis, migrating once
+/// before they start; its nginx configuration passes `nginx -t`.
+#[test]
+fn compose_runs_three_nodes_behind_nginx() {
+    let script = "import json,sys,yaml\nprint(json.dumps(yaml.safe_load(open(sys.argv[1]))))";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/compose.yaml");
+    let out = std::process::Command::new("python3").args(["-c", script, path]).output().expect("python3 runs");
+    if !out.status.success() {
+        let why = "PyYAML is not installed (pip install pyyaml; kubernetes-validate brings it)";
+        assert!(!require_services(), "KEYROLL_TEST_REQUIRE_SERVICES=1 but {why}");
+        eprintln!("skipping the compose test: {why}");
+        return;
+    }
+    let compose: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let services = compose["services"].as_object().expect("services");
+    let nodes: Vec<&String> = services.keys().filter(|k| k.starts_with("keyroll-")).collect();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    for n in &nodes {
+        let env = &services[n.as_str()]["environment"];
+        assert_eq!(env["KEYROLL_MIGRATE_ON_START"], "false", "{n}");
+        assert!(env["KEYROLL_TRUSTED_PROXIES"].is_string(), "{n} trusts nginx");
+        assert_eq!(services[n.as_str()]["depends_on"]["migrate"]["condition"], "service_completed_successfully");
+    }
+    assert_eq!(services["migrate"]["command"], serde_json::json!(["migrate"]));
+    for s in ["postgres", "redis", "nginx"] {
+        assert!(services.contains_key(s), "{s}");
+    }
+
+    let Some(nginx) = crate::gateways_real::tool("nginx") else { return };
+    let dir = std::env::temp_dir().join(format!("keyroll-lb-{}", crate::helpers::unique()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // The node names resolve inside compose only; here they become loopback ports.
+    let lb = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nginx/keyroll-lb.conf"))
+        .expect("lb config")
+        .replace("keyroll-1:8080", "127.0.0.1:18081")
+        .replace("keyroll-2:8080", "127.0.0.1:18082")
+        .replace("keyroll-3:8080", "127.0.0.1:18083");
+    std::fs::write(dir.join("lb.conf"), lb).expect("written");
+    let d = dir.display();
+    let main = format!(
+        "pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nevents {{}}\nhttp {{\n  access_log off;\n  include {d}/lb.conf;\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), main).expect("written");
+    let out = std::process::Command::new(nginx)
+        .args(["-t", "-p", &d.to_string(), "-e", &format!("{d}/error.log"), "-c", &format!("{d}/nginx.conf")])
+        .output()
+        .expect("nginx runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -34,7 +34,7 @@ fn find(name: &str) -> Option<PathBuf> {
 }
 
 /// The tool, or why not (a failure with `KEYROLL_TEST_REQUIRE_SERVICES=1`).
-fn tool(name: &str) -> Option<PathBuf> {
+pub fn tool(name: &str) -> Option<PathBuf> {
     let found = find(name);
     if found.is_none() {
         assert!(

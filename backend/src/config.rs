@@ -10,6 +10,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+pub use cache::CacheSettings;
+
 /// What went wrong with the configuration.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -252,45 +254,6 @@ impl RotationSettings {
     #[must_use]
     pub fn min_overlap(&self) -> chrono::TimeDelta {
         chrono::TimeDelta::seconds(i64::try_from(self.min_overlap_seconds).unwrap_or(i64::MAX / 1_000))
-    }
-}
-
-/// The verification caches.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct CacheSettings {
-    /// Entries held in process (L1).
-    pub l1_capacity: u64,
-    /// How long a found key stays in L1 while the invalidation bus is up.
-    pub l1_ttl_seconds: u64,
-    /// How long an unknown hash is remembered in L1.
-    pub negative_ttl_seconds: u64,
-    /// L1 lifetime of every entry while the invalidation log cannot be read.
-    pub degraded_ttl_ms: u64,
-    /// Lifetime of a record in Redis (L2).
-    pub l2_ttl_seconds: u64,
-    /// The longest we wait for Redis on the verify path before falling back to the database.
-    pub l2_timeout_ms: u64,
-    /// How often every node reads the invalidation log: the longest a change lost on the Redis
-    /// bus stays unseen by a node.
-    pub tail_ms: u64,
-    /// How long a verify client may keep a valid answer (`Cache-Control: max-age` on
-    /// `/v1/verify`); 0 says `no-store`. A revocation reaches such clients this much later.
-    pub client_ttl_seconds: u64,
-}
-
-impl Default for CacheSettings {
-    fn default() -> Self {
-        Self {
-            l1_capacity: 100_000,
-            l1_ttl_seconds: 300,
-            negative_ttl_seconds: 10,
-            degraded_ttl_ms: 1_000,
-            l2_ttl_seconds: 3_600,
-            l2_timeout_ms: 100,
-            tail_ms: 200,
-            client_ttl_seconds: 0,
-        }
     }
 }
 
@@ -608,5 +571,6 @@ fn secret_or_file(name: &str, value: Option<String>, file: Option<&Path>) -> Res
     }
 }
 
+mod cache;
 #[cfg(test)]
 mod tests;

@@ -22,7 +22,6 @@
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
-use std::sync::Arc;
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
@@ -31,45 +30,11 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpResponse};
 use futures_util::future::LocalBoxFuture;
 
-use crate::refusal::{Refusal, key_in, passed_headers};
-use crate::{Check, VerifyClient};
+use crate::guard::passed_headers;
+use crate::refusal::Refusal;
 
 /// The middleware: wrap an `App` or a `scope` with it.
-#[derive(Debug, Clone)]
-pub struct KeyrollAuth {
-    client: Arc<VerifyClient>,
-    check: Check,
-    header: String,
-}
-
-impl KeyrollAuth {
-    /// Keys from `Authorization: Bearer …`, any API, no scope needed.
-    #[must_use]
-    pub fn new(client: Arc<VerifyClient>) -> Self {
-        Self { client, check: Check::default(), header: "authorization".into() }
-    }
-
-    /// Only keys of this API pass.
-    #[must_use]
-    pub fn api(mut self, api_id: impl Into<String>) -> Self {
-        self.check.api_id = Some(api_id.into());
-        self
-    }
-
-    /// Scopes every request needs.
-    #[must_use]
-    pub fn scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
-        self.check.scopes = scopes.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// The header holding the key (`x-api-key`, say), whole.
-    #[must_use]
-    pub fn header(mut self, name: impl Into<String>) -> Self {
-        self.header = name.into().to_ascii_lowercase();
-        self
-    }
-}
+pub type KeyrollAuth = crate::guard::KeyrollGuard;
 
 fn respond(r: &Refusal) -> HttpResponse {
     let mut res = HttpResponse::build(StatusCode::from_u16(r.status).unwrap_or(StatusCode::UNAUTHORIZED));
@@ -116,25 +81,12 @@ where
         let service = Rc::clone(&self.service);
         let config = self.config.clone();
         Box::pin(async move {
-            let key = req
-                .headers()
-                .get(config.header.as_str())
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| key_in(&config.header, v))
-                .map(str::to_owned);
-            let Some(key) = key else {
-                let res = respond(&Refusal::missing(&config.header));
-                return Ok(req.into_response(res).map_into_right_body());
-            };
-            let mut check = config.check.clone();
-            check.ip = req.peer_addr().map(|a| a.ip());
-            let verification = match config.client.verify(&key, &check).await {
+            let value = req.headers().get(config.header_name()).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let verdict = config.admit(value.as_deref(), req.peer_addr().map(|a| a.ip())).await;
+            let verification = match verdict {
                 Ok(v) => v,
-                Err(_) => return Ok(req.into_response(respond(&Refusal::unavailable())).map_into_right_body()),
+                Err(refusal) => return Ok(req.into_response(respond(&refusal)).map_into_right_body()),
             };
-            if let Some(refusal) = Refusal::of(&verification) {
-                return Ok(req.into_response(respond(&refusal)).map_into_right_body());
-            }
             let passed = passed_headers(&verification);
             req.extensions_mut().insert(verification);
             let mut res = service.call(req).await?;

@@ -12,6 +12,8 @@
 
 #[cfg(feature = "actix")]
 pub mod actix;
+#[cfg(any(feature = "actix", feature = "tower"))]
+mod guard;
 mod holder;
 mod refusal;
 #[cfg(feature = "tower")]

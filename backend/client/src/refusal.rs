@@ -69,27 +69,3 @@ impl Refusal {
         Some(r)
     }
 }
-
-/// The headers a superseded key's caller should see on a passed request.
-#[cfg(any(feature = "actix", feature = "tower"))]
-#[must_use]
-pub fn passed_headers(v: &Verification) -> Vec<(&'static str, String)> {
-    [("deprecation", &v.deprecation), ("sunset", &v.sunset)]
-        .into_iter()
-        .filter_map(|(n, value)| value.clone().map(|value| (n, value)))
-        .collect()
-}
-
-/// The key in a header's value: the token of `Bearer <key>` for `Authorization`, else the whole
-/// value.
-#[cfg(any(feature = "actix", feature = "tower"))]
-#[must_use]
-pub fn key_in<'a>(header: &str, value: &'a str) -> Option<&'a str> {
-    let value = value.trim();
-    let key = if header.eq_ignore_ascii_case("authorization") {
-        value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?.trim()
-    } else {
-        value
-    };
-    (!key.is_empty()).then_some(key)
-}

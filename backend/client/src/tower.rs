@@ -14,51 +14,16 @@
 //! The handler finds the `Arc<Verification>` in the request's extensions. Refusals are built
 //! with `ResBody: From<String>` (axum's `Body`, `String`, `http_body_util::Full<Bytes>`).
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 
-use crate::refusal::{Refusal, key_in, passed_headers};
-use crate::{Check, VerifyClient};
+use crate::guard::passed_headers;
+use crate::refusal::Refusal;
 
 /// The layer.
-#[derive(Debug, Clone)]
-pub struct KeyrollLayer {
-    client: Arc<VerifyClient>,
-    check: Check,
-    header: String,
-}
-
-impl KeyrollLayer {
-    /// Keys from `Authorization: Bearer …`, any API, no scope needed.
-    #[must_use]
-    pub fn new(client: Arc<VerifyClient>) -> Self {
-        Self { client, check: Check::default(), header: "authorization".into() }
-    }
-
-    /// Only keys of this API pass.
-    #[must_use]
-    pub fn api(mut self, api_id: impl Into<String>) -> Self {
-        self.check.api_id = Some(api_id.into());
-        self
-    }
-
-    /// Scopes every request needs.
-    #[must_use]
-    pub fn scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
-        self.check.scopes = scopes.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// The header holding the key (`x-api-key`, say), whole.
-    #[must_use]
-    pub fn header(mut self, name: impl Into<String>) -> Self {
-        self.header = name.into().to_ascii_lowercase();
-        self
-    }
-}
+pub type KeyrollLayer = crate::guard::KeyrollGuard;
 
 impl<S> tower_layer::Layer<S> for KeyrollLayer {
     type Service = KeyrollService<S>;
@@ -107,20 +72,11 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
         Box::pin(async move {
-            let key = req
-                .headers()
-                .get(config.header.as_str())
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| key_in(&config.header, v))
-                .map(str::to_owned);
-            let Some(key) = key else { return Ok(respond(Refusal::missing(&config.header))) };
-            let verification = match config.client.verify(&key, &config.check).await {
+            let value = req.headers().get(config.header_name()).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let verification = match config.admit(value.as_deref(), None).await {
                 Ok(v) => v,
-                Err(_) => return Ok(respond(Refusal::unavailable())),
+                Err(refusal) => return Ok(respond(refusal)),
             };
-            if let Some(refusal) = Refusal::of(&verification) {
-                return Ok(respond(refusal));
-            }
             let passed = passed_headers(&verification);
             req.extensions_mut().insert(verification);
             let mut res = inner.call(req).await?;

@@ -116,6 +116,7 @@ impl Application {
             cache,
             usage,
             limiter: Arc::default(),
+            credits: Arc::default(),
             metrics,
             node_id: Arc::from(crate::domain::RequestId::generate().as_str().replacen("req_", "node_", 1)),
             draining: Arc::default(),
@@ -208,6 +209,9 @@ impl Application {
         if let Err(e) = self.state.usage.flush(&self.state.db).await {
             tracing::warn!(error = %e, "could not flush the last usage counts");
         }
+        if let Err(e) = self.state.credits.flush(&self.state.cache, &self.state.db).await {
+            tracing::warn!(error = %e, "could not write the last credit spends");
+        }
         result
     }
 }
@@ -282,6 +286,9 @@ async fn flush_loop(state: AppState) {
         tick.tick().await;
         if let Err(e) = state.usage.flush(&state.db).await {
             tracing::warn!(error = %e, "usage flush failed; those counts are lost");
+        }
+        if let Err(e) = state.credits.flush(&state.cache, &state.db).await {
+            tracing::warn!(error = %e, "credit spends not written yet; tried again at the next flush");
         }
     }
 }

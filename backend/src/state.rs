@@ -17,6 +17,8 @@ pub struct AppState {
     pub usage: Arc<UsageCounter>,
     /// Rate-limit counts kept in process (without Redis, or while it is away).
     pub limiter: Arc<crate::verify::limits::RateLimiter>,
+    /// Credit balances spent in Redis and not yet written to the database.
+    pub credits: Arc<crate::verify::credits::CreditLedger>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<Settings>,
     pub node_id: Arc<str>,
@@ -48,6 +50,7 @@ impl AppState {
             cache: Arc::new(KeyCache::new(&settings.cache, None, metrics.clone())),
             usage: Arc::new(UsageCounter::off()),
             limiter: Arc::default(),
+            credits: Arc::default(),
             metrics,
             node_id: Arc::from("cli"),
             draining: Arc::default(),

@@ -11,6 +11,7 @@ use crate::audit::Entry;
 use crate::cache::KeyCache;
 use crate::domain::{EventType, KeyHash, Origin, TenantId};
 use crate::notify::{self, Audience};
+use crate::state::AppState;
 
 /// One event to write to the outbox.
 #[derive(Debug, Clone)]
@@ -27,6 +28,7 @@ pub struct Change {
     events: Vec<Event>,
     invalidate: Vec<KeyHash>,
     created: Vec<KeyHash>,
+    credits_changed: Vec<String>,
 }
 
 impl Change {
@@ -48,6 +50,12 @@ impl Change {
     /// The cached record of the key with this stored hash must go.
     pub fn invalidate_hex(&mut self, hex: &str) {
         self.invalidate.extend(KeyHash::from_hex(hex));
+    }
+
+    /// The credit balance of this lineage was set or taken off: a balance cached in Redis must
+    /// be read again from the database.
+    pub fn credits_changed(&mut self, lineage_id: &str) {
+        self.credits_changed.push(lineage_id.to_owned());
     }
 
     /// A key with this hash now exists: every node drops a cached miss for it.
@@ -74,7 +82,7 @@ impl Change {
         // an invalidation the Redis bus loses is still obeyed within a poll.
         // New keys too: another node may hold a cached miss for one of them.
         crate::store::invalidations::append(txn, &self.invalidate, &self.created).await?;
-        Ok(Committed { invalidate: self.invalidate, created: self.created })
+        Ok(Committed { invalidate: self.invalidate, created: self.created, credits_changed: self.credits_changed })
     }
 }
 
@@ -84,11 +92,15 @@ impl Change {
 pub struct Committed {
     invalidate: Vec<KeyHash>,
     created: Vec<KeyHash>,
+    credits_changed: Vec<String>,
 }
 
 impl Committed {
-    /// Drops the changed keys on every node, then announces the created ones.
-    pub async fn publish(self, cache: &KeyCache) {
+    /// Drops changed credit balances and the changed keys on every node, then announces the
+    /// created ones.
+    pub async fn publish(self, state: &AppState) {
+        let cache: &KeyCache = &state.cache;
+        state.credits.forget(cache, &self.credits_changed).await;
         cache.invalidate(&self.invalidate).await;
         if !self.created.is_empty() {
             cache.announce_created(&self.created).await;
@@ -111,7 +123,7 @@ pub async fn commit<T>(
     let value = work(&txn, &mut change).await?;
     let done = change.write(&txn, &ctx.tenant, &ctx.actor_id(), &ctx.origin).await?;
     txn.commit().await?;
-    done.publish(&ctx.state.cache).await;
+    done.publish(ctx.state).await;
     Ok(value)
 }
 

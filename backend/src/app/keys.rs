@@ -237,6 +237,7 @@ pub async fn update(ctx: &Ctx<'_>, id: &str, input: KeyChanges) -> Result<key::M
     if let Some(r) = input.ratelimit {
         patch.ratelimit = Some(r.and_then(|r| ratelimit(&mut c, "ratelimit", r)));
     }
+    let credits_set = input.credits.is_some();
     if let Some(cr) = input.credits {
         patch.credits = Some(cr.and_then(|x| credits(&mut c, x)));
     }
@@ -253,6 +254,9 @@ pub async fn update(ctx: &Ctx<'_>, id: &str, input: KeyChanges) -> Result<key::M
         data["changed"] = json!(changed_fields(&before, &after));
         change.emit(EventType::KeyUpdated, data, &audience);
         change.invalidate_hex(&after.hash);
+        if credits_set {
+            change.credits_changed(&after.lineage_id);
+        }
         Ok(after)
     })
     .await

@@ -84,9 +84,10 @@ pub async fn issue(state: &AppState, req: &TokenRequest<'_>) -> Result<Issued, T
     let scopes = requested_scopes(req.scope)?;
     let input =
         VerifyInput { key: req.key, apis: &[], tenant_id: None, scopes: &scopes, query: None, ip: req.ip, cost: 1 };
-    let verdict = verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &state.legacy, &input)
-        .await
-        .map_err(|e| TokenError::Internal(anyhow::Error::new(e)))?;
+    let verdict =
+        verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &state.credits, &state.legacy, &input)
+            .await
+            .map_err(|e| TokenError::Internal(anyhow::Error::new(e)))?;
     let record = match (verdict.code, verdict.record) {
         (Code::Valid, Some(r)) => r,
         (Code::InsufficientScope, _) => {

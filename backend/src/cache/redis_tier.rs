@@ -84,7 +84,11 @@ impl RedisTier {
         format!("{}kr:{{{}}}:inv", self.prefix, h.to_hex())
     }
 
-    async fn timed<T>(&self, f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, TierError> {
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(super) async fn timed<T>(&self, f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, TierError> {
         tokio::time::timeout(self.timeout, f).await.map_err(|_| TierError::Timeout)?.map_err(TierError::from)
     }
 

@@ -98,6 +98,25 @@ pub async fn balances(
         .collect())
 }
 
+/// A balance as the database holds it, to load into a cache of balances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBalance {
+    pub remaining: u64,
+    pub baseline: u64,
+    pub period: Option<String>,
+}
+
+/// What was spent from a balance held elsewhere (in Redis) since it was last written here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    /// Credits spent since the last flush.
+    pub spent: u64,
+    /// The balance was refilled (for `period`) since the last flush.
+    pub refilled: bool,
+    pub period: Option<String>,
+    pub baseline: u64,
+}
+
 /// What a spend did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spend {
@@ -175,4 +194,88 @@ pub async fn spend(
         }
     }
     Err(StoreError::Conflict("the credit balance could not be read".into()))
+}
+
+/// The lineage's balance as stored, stored first from `c` when it has none (keys made before
+/// balances were stored): what a cache of balances starts from.
+///
+/// # Errors
+/// Database errors.
+pub async fn load(
+    db: &impl ConnectionTrait,
+    tenant_id: &str,
+    lineage_id: &str,
+    c: &Credits,
+) -> Result<StoredBalance, StoreError> {
+    for _ in 0..2 {
+        if let Some(row) = key_credit::Entity::find_by_id(lineage_id).one(db).await? {
+            return Ok(StoredBalance {
+                remaining: u64::try_from(row.remaining).unwrap_or(0),
+                baseline: u64::try_from(row.baseline).unwrap_or(0),
+                period: row.period,
+            });
+        }
+        set(db, tenant_id, lineage_id, c, false).await?;
+    }
+    Err(StoreError::Conflict("the credit balance could not be read".into()))
+}
+
+/// Writes spends made elsewhere (in Redis) to the lineage's balance: a refill first when the
+/// balance was refilled for a period the database does not hold yet, then the spends, never
+/// below zero. A balance that is gone (its credits were taken off) is left alone.
+///
+/// # Errors
+/// Database errors.
+pub async fn reconcile(db: &impl ConnectionTrait, lineage_id: &str, t: &Taken) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let spent = i64::try_from(t.spent).unwrap_or(i64::MAX);
+    if t.refilled
+        && let Some(p) = &t.period
+    {
+        let baseline = i64::try_from(t.baseline).unwrap_or(i64::MAX);
+        let refilled = key_credit::Entity::update_many()
+            .col_expr(key_credit::Column::Remaining, Expr::value(Ord::max(baseline.saturating_sub(spent), 0)))
+            .col_expr(key_credit::Column::Baseline, Expr::value(baseline))
+            .col_expr(key_credit::Column::Period, Expr::value(p.clone()))
+            .col_expr(key_credit::Column::UpdatedAt, Expr::value(now))
+            .filter(key_credit::Column::LineageId.eq(lineage_id))
+            .filter(
+                Condition::any()
+                    .add(key_credit::Column::Period.is_null())
+                    .add(key_credit::Column::Period.lt(p.as_str())),
+            )
+            .exec(db)
+            .await?
+            .rows_affected;
+        if refilled > 0 {
+            return Ok(());
+        }
+    }
+    if spent == 0 {
+        return Ok(());
+    }
+    let same_period = match &t.period {
+        Some(p) => key_credit::Column::Period.eq(p.as_str()),
+        None => key_credit::Column::Period.is_null(),
+    };
+    let taken = key_credit::Entity::update_many()
+        .col_expr(key_credit::Column::Remaining, Expr::col(key_credit::Column::Remaining).sub(spent))
+        .col_expr(key_credit::Column::UpdatedAt, Expr::value(now))
+        .filter(key_credit::Column::LineageId.eq(lineage_id))
+        .filter(same_period.clone())
+        .filter(key_credit::Column::Remaining.gte(spent))
+        .exec(db)
+        .await?
+        .rows_affected;
+    if taken == 0 {
+        // Less left than was spent (spends made in the database while Redis was away): empty.
+        key_credit::Entity::update_many()
+            .col_expr(key_credit::Column::Remaining, Expr::value(0_i64))
+            .col_expr(key_credit::Column::UpdatedAt, Expr::value(now))
+            .filter(key_credit::Column::LineageId.eq(lineage_id))
+            .filter(same_period)
+            .exec(db)
+            .await?;
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@
 /// The most credits one verification may cost.
 pub const MAX_COST: i64 = 1_000_000;
 
+pub mod credits;
 pub mod gateway;
 pub mod legacy;
 pub mod limits;
@@ -71,6 +72,7 @@ pub async fn verify(
     db: &sea_orm::DatabaseConnection,
     usage: &UsageCounter,
     limiter: &limits::RateLimiter,
+    credits: &credits::CreditLedger,
     legacy: &legacy::LegacyFormats,
     input: &VerifyInput<'_>,
 ) -> Result<Verdict, StoreError> {
@@ -142,12 +144,13 @@ pub async fn verify(
         ratelimit = Some(v);
     }
     // Then credits: spent only by a verification that passes everything else.
-    let mut credits = None;
+    let mut left = None;
     if code == Code::Valid
         && let Some(c) = &record.data.credits
     {
         let d = &record.data;
-        let spend = crate::store::credits::spend(db, &d.tenant_id, &d.lineage_id, c, input.cost, now).await?;
+        let purse = credits::Purse { tenant_id: &d.tenant_id, lineage_id: &d.lineage_id, credits: c };
+        let spend = credits.spend(cache, db, purse, input.cost, now).await?;
         if !spend.spent {
             code = Code::UsageExceeded;
         }
@@ -159,10 +162,10 @@ pub async fn verify(
                 serde_json::json!({"remaining": spend.remaining}),
             );
         }
-        credits = Some(spend.remaining);
+        left = Some(spend.remaining);
     }
     usage.record(&record.key_id, &record.tenant_id, code, input.ip, now.timestamp_millis());
-    Ok(Verdict { code, state: Some(state), record: Some(record), ratelimit, credits })
+    Ok(Verdict { code, state: Some(state), record: Some(record), ratelimit, credits: left })
 }
 
 /// The APIs that accept keys of foreign formats, when the presented key could be one for an API

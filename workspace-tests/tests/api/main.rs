@@ -12,6 +12,7 @@ mod bulk;
 mod cache;
 mod client;
 mod consumer_billing;
+mod credit_ledger;
 mod dashboard;
 mod dashboard_admin;
 mod dashboard_alerts;

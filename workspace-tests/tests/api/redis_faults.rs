@@ -129,7 +129,7 @@ impl OwnRedis {
         Some(Self { port, dir, aof, child: Some(child) })
     }
 
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         let again = Self::start(self.port, self.dir.clone(), self.aof).expect("redis restarts");
         *self = again;
@@ -140,6 +140,16 @@ impl OwnRedis {
             let ok = Command::new("kill").args([sig, &c.id().to_string()]).status().is_ok_and(|s| s.success());
             assert!(ok, "kill {sig} failed");
         }
+    }
+
+    /// Empties Redis as a restart without persistence would.
+    pub(crate) fn flush_all(&self) {
+        let ok = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "FLUSHALL"])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "redis-cli FLUSHALL failed");
     }
 
     pub(crate) fn kill(&mut self) {

@@ -63,7 +63,7 @@ async fn extras(state: &AppState, tenant: &TenantId, keys: &[key::Model]) -> Res
         .iter()
         .filter_map(|k| Some((k.lineage_id.as_str(), serde_json::from_value(k.credits.clone()?).ok()?)))
         .collect();
-    let balances = store::credits::balances(&state.db, tenant.as_str(), &with_credits, Utc::now()).await?;
+    let balances = state.credits.balances(&state.cache, &state.db, tenant.as_str(), &with_credits, Utc::now()).await?;
     Ok(Extras { consumers: consumers.into_iter().map(|c| (c.id.clone(), c)).collect(), balances })
 }
 
@@ -240,7 +240,9 @@ pub async fn verify(
         ip: crate::http::client_ip::client_ip(&req),
         cost,
     };
-    let verdict = verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &state.legacy, &input).await?;
+    let verdict =
+        verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &state.credits, &state.legacy, &input)
+            .await?;
     state.metrics.verified(verdict.code, started.elapsed());
     let code = unkey_code(verdict.code);
     let Some(rec) = verdict.record.as_ref().filter(|_| code != "NOT_FOUND") else {

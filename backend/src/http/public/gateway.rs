@@ -154,7 +154,9 @@ async fn auth_of(state: &AppState, req: &HttpRequest, tail: Option<&str>) -> Res
         ip: client_ip(req),
         cost: 1,
     };
-    let verdict = verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &state.legacy, &input).await?;
+    let verdict =
+        verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &state.credits, &state.legacy, &input)
+            .await?;
     state.metrics.verified(verdict.code, started.elapsed());
     let code = verdict.code;
     let name = code.as_str();

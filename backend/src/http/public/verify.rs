@@ -114,7 +114,9 @@ pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Re
         ip,
         cost: u64::from(req.cost.unwrap_or(1)),
     };
-    let verdict = verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &state.legacy, &input).await?;
+    let verdict =
+        verify::verify(&state.cache, &state.db, &state.usage, &state.limiter, &state.credits, &state.legacy, &input)
+            .await?;
     let request_id = request_id::current();
     let mut res = HttpResponse::Ok();
     let body = match &verdict.record {

@@ -1,0 +1,223 @@
+//! Credit spends on the verify path.
+//!
+//! With Redis, a balance lives there while it is used: each verification spends with one atomic
+//! script (exact whichever node spends, never below zero), and each node writes what its
+//! verifications spent to the database in one batch per usage flush interval. Without Redis, or
+//! while it does not answer, each spend is one conditional update in the database.
+//!
+//! When Redis loses a balance (a restart without persistence, a failover to a replica that had
+//! not received the last writes), the next spend loads it again from the database, which lacks
+//! at most the spends of one flush interval: those credits can be spent a second time, never
+//! more. The database never counts a spend twice: a flush takes and zeroes what it writes in one
+//! script, and gives it back when it cannot write it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+
+use crate::cache::KeyCache;
+use crate::cache::credit_tier::SpendAnswer;
+use crate::cache::redis_tier::{RedisTier, TierError};
+use crate::domain::input::Credits;
+use crate::store::StoreError;
+use crate::store::credits::{self as stored, Spend};
+
+/// The credit balances this node spends from.
+#[derive(Debug, Default)]
+pub struct CreditLedger {
+    /// Lineages spent from in Redis since this node's last flush.
+    dirty: Mutex<HashSet<Arc<str>>>,
+    /// Lineages spent from in the database while Redis did not answer: the balance Redis holds
+    /// misses those spends, so it is dropped before Redis is used for it again.
+    aside: Mutex<HashSet<Arc<str>>>,
+    any_aside: AtomicBool,
+}
+
+/// The balance a verification spends from: its lineage's, with the key's credit settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Purse<'a> {
+    pub tenant_id: &'a str,
+    pub lineage_id: &'a str,
+    pub credits: &'a Credits,
+}
+
+enum Fault {
+    Redis(TierError),
+    Store(StoreError),
+}
+
+impl From<TierError> for Fault {
+    fn from(e: TierError) -> Self {
+        Self::Redis(e)
+    }
+}
+
+impl From<StoreError> for Fault {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl CreditLedger {
+    /// Spends `cost` from the lineage's balance if it has that much.
+    ///
+    /// # Errors
+    /// Database errors (Redis errors fall back to the database).
+    pub async fn spend(
+        &self,
+        cache: &KeyCache,
+        db: &DatabaseConnection,
+        purse: Purse<'_>,
+        cost: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Spend, StoreError> {
+        let Purse { tenant_id, lineage_id, credits: c } = purse;
+        if let Some(l2) = cache.live_l2() {
+            match self.spend_in_redis(l2, db, purse, cost, now).await {
+                Ok(s) => return Ok(s),
+                Err(Fault::Store(e)) => return Err(e),
+                Err(Fault::Redis(e)) => {
+                    tracing::debug!(error = %e, "credits spent in the database while Redis is away");
+                    cache.l2_failed(&e);
+                }
+            }
+        }
+        if cache.l2().is_some() {
+            lock(&self.aside).insert(Arc::from(lineage_id));
+            self.any_aside.store(true, Ordering::Release);
+        }
+        stored::spend(db, tenant_id, lineage_id, c, cost, now).await
+    }
+
+    async fn spend_in_redis(
+        &self,
+        l2: &RedisTier,
+        db: &DatabaseConnection,
+        purse: Purse<'_>,
+        cost: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Spend, Fault> {
+        let Purse { tenant_id, lineage_id, credits: c } = purse;
+        if self.any_aside.load(Ordering::Acquire) && lock(&self.aside).contains(lineage_id) {
+            l2.forget_credits(&[lineage_id.to_owned()]).await?;
+            let mut aside = lock(&self.aside);
+            aside.remove(lineage_id);
+            self.any_aside.store(!aside.is_empty(), Ordering::Release);
+        }
+        let period = stored::period(c, now);
+        let refill = c.refill.map(|r| r.amount);
+        for _ in 0..3 {
+            match l2.spend_credits(lineage_id, cost, period.as_deref(), refill).await? {
+                SpendAnswer::Done { spent, remaining, baseline } => {
+                    if spent && cost > 0 {
+                        let mut dirty = lock(&self.dirty);
+                        if !dirty.contains(lineage_id) {
+                            dirty.insert(Arc::from(lineage_id));
+                        }
+                    }
+                    let low = baseline / 10;
+                    let now_low = spent && cost > 0 && remaining <= low && remaining.saturating_add(cost) > low;
+                    return Ok(Spend { spent, remaining, now_low });
+                }
+                SpendAnswer::Absent => {
+                    let balance = stored::load(db, tenant_id, lineage_id, c).await?;
+                    l2.load_credits(lineage_id, &balance).await?;
+                }
+            }
+        }
+        Err(Fault::Store(StoreError::Conflict("the credit balance could not be loaded".into())))
+    }
+
+    /// Writes to the database what this node's verifications spent in Redis since the last
+    /// flush; returns how many balances were written. What cannot be written stays to the next.
+    ///
+    /// # Errors
+    /// Database errors (the spends are kept for the next flush).
+    pub async fn flush(&self, cache: &KeyCache, db: &DatabaseConnection) -> Result<usize, StoreError> {
+        let Some(l2) = cache.l2() else { return Ok(0) };
+        let dirty: Vec<Arc<str>> = lock(&self.dirty).drain().collect();
+        let mut written = 0;
+        let mut failed = None;
+        for (i, lineage) in dirty.iter().enumerate() {
+            let taken = match l2.take_credits(lineage).await {
+                // Gone from Redis: dropped by a change of credits, or lost with Redis.
+                Ok(None) => continue,
+                Ok(Some(t)) => t,
+                Err(e) => {
+                    cache.l2_failed(&e);
+                    lock(&self.dirty).extend(dirty[i..].iter().cloned());
+                    break;
+                }
+            };
+            if taken.spent == 0 && !taken.refilled {
+                continue;
+            }
+            match stored::reconcile(db, lineage, &taken).await {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    if let Err(e) = l2.give_back_credits(lineage, &taken).await {
+                        tracing::warn!(error = %e, lineage = %lineage, "credit spends taken but neither written nor given back");
+                    }
+                    lock(&self.dirty).insert(Arc::clone(lineage));
+                    failed = Some(e);
+                }
+            }
+        }
+        failed.map_or(Ok(written), Err)
+    }
+
+    /// Drops the lineages' balances from Redis after their credits were changed: the next spend
+    /// reads them from the database.
+    pub async fn forget(&self, cache: &KeyCache, lineage_ids: &[String]) {
+        let Some(l2) = cache.l2() else { return };
+        if lineage_ids.is_empty() {
+            return;
+        }
+        if let Err(e) = l2.forget_credits(lineage_ids).await {
+            tracing::warn!(error = %e, "could not drop changed credit balances from Redis; dropped when it answers");
+            cache.l2_failed(&e);
+            let mut aside = lock(&self.aside);
+            aside.extend(lineage_ids.iter().map(|l| Arc::from(l.as_str())));
+            self.any_aside.store(true, Ordering::Release);
+        }
+    }
+
+    /// The balances of these lineages of the tenant as a verification would find them now.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn balances(
+        &self,
+        cache: &KeyCache,
+        db: &DatabaseConnection,
+        tenant_id: &str,
+        lineages: &[(&str, Credits)],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, u64>, StoreError> {
+        let mut out = stored::balances(db, tenant_id, lineages, now).await?;
+        let Some(l2) = cache.live_l2() else { return Ok(out) };
+        let ids: Vec<&str> = lineages.iter().map(|(l, _)| *l).filter(|l| out.contains_key(*l)).collect();
+        match l2.peek_credits(&ids).await {
+            Ok(live) => {
+                for (id, held) in ids.iter().zip(live) {
+                    let Some((remaining, period)) = held else { continue };
+                    let Some((_, c)) = lineages.iter().find(|(l, _)| l == id) else { continue };
+                    let refilled = match (stored::period(c, now), c.refill) {
+                        (Some(p), Some(r)) if period.as_deref().is_none_or(|held| held < p.as_str()) => r.amount,
+                        _ => remaining,
+                    };
+                    out.insert((*id).to_owned(), refilled);
+                }
+            }
+            Err(e) => cache.l2_failed(&e),
+        }
+        Ok(out)
+    }
+}

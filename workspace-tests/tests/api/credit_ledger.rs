@@ -1,0 +1,154 @@
+//! Credits spent in Redis (one atomic script per verification) and written to the database in
+//! batches: exact across nodes, reconciled at each flush, dropped from Redis when an operator
+//! changes them, refilled once per period, and after Redis loses its data at most one flush
+//! interval of spends is spent again.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::json;
+
+use crate::helpers::{Backend, Made, Shared, TestApp, fresh, spawn_node_with};
+use crate::redis_faults::{OwnRedis, free_port};
+
+/// Flushes only when the test says so.
+const NO_AUTO_FLUSH: &[(&str, &str)] = &[("usage_flush_interval_ms", "3600000")];
+
+async fn stored(app: &TestApp, lineage: &str) -> Option<(i64, Option<String>)> {
+    let sql = format!("SELECT remaining, period FROM key_credits WHERE lineage_id = '{lineage}'");
+    let row = app
+        .state
+        .db
+        .query_one_raw(Statement::from_string(app.state.db.get_database_backend(), sql))
+        .await
+        .expect("read the balance")?;
+    Some((row.try_get("", "remaining").expect("remaining"), row.try_get("", "period").expect("period")))
+}
+
+async fn spend(app: &TestApp, k: &Made, cost: u64) -> (String, Option<u64>) {
+    let v = app.verify(json!({"key": k.secret, "cost": cost})).await;
+    (v["code"].as_str().unwrap_or_default().to_owned(), v["credits"]["remaining"].as_u64())
+}
+
+async fn flush(app: &TestApp) {
+    app.state.credits.flush(&app.state.cache, &app.state.db).await.expect("credit flush");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_are_spent_in_redis_and_written_in_batches() {
+    let Some((shared, dir)) = fresh(Backend::Services).await else { return };
+    let a = spawn_node_with(&shared, dir, NO_AUTO_FLUSH).await;
+    let b = spawn_node_with(&shared, None, NO_AUTO_FLUSH).await;
+    let acme = a.tenant("Acme").await;
+    let k = a.make_key(&acme, "acme", json!({"credits": {"remaining": 100}})).await;
+    for n in 1..=10_u64 {
+        assert_eq!(spend(&a, &k, 1).await, ("VALID".to_owned(), Some(100 - n)));
+    }
+    assert_eq!(stored(&a, &k.key_id).await, Some((100, None)), "nothing written before the flush");
+    assert_eq!(spend(&b, &k, 5).await, ("VALID".to_owned(), Some(85)), "the other node spends the same balance");
+    // A flush writes what was spent since the last one, whichever node spent it.
+    flush(&a).await;
+    assert_eq!(stored(&a, &k.key_id).await, Some((85, None)));
+    flush(&b).await;
+    assert_eq!(stored(&a, &k.key_id).await, Some((85, None)));
+    flush(&a).await;
+    flush(&b).await;
+    assert_eq!(stored(&a, &k.key_id).await, Some((85, None)), "a spend is written once");
+
+    // Too expensive: refused, nothing spent; the free call passes.
+    assert_eq!(spend(&a, &k, 86).await, ("USAGE_EXCEEDED".to_owned(), Some(85)));
+    assert_eq!(spend(&a, &k, 0).await, ("VALID".to_owned(), Some(85)));
+
+    // An operator's new balance replaces the one in Redis at once, on every node; spends made
+    // before the change and not yet written are not taken from the new balance.
+    assert_eq!(spend(&a, &k, 2).await, ("VALID".to_owned(), Some(83)));
+    let (st, _) = a
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/keys/{}", k.key_id),
+            &acme.root,
+            Some(json!({"credits": {"remaining": 40}})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(spend(&b, &k, 1).await, ("VALID".to_owned(), Some(39)));
+    flush(&a).await;
+    flush(&b).await;
+    assert_eq!(stored(&a, &k.key_id).await, Some((39, None)), "B's spend is written, not A's two before the change");
+
+    // A monthly refill happens once, in Redis, and reaches the database at the flush.
+    let m = a
+        .make_key(&acme, "acme", json!({"credits": {"remaining": 1, "refill": {"interval": "monthly", "amount": 20}}}))
+        .await;
+    assert_eq!(spend(&a, &m, 1).await, ("VALID".to_owned(), Some(0)));
+    assert_eq!(spend(&a, &m, 1).await.0, "USAGE_EXCEEDED");
+    flush(&a).await;
+    let sql = format!("UPDATE key_credits SET period = '2000-01' WHERE lineage_id = '{}'", m.key_id);
+    a.state.db.execute_unprepared(&sql).await.expect("last month");
+    a.state.credits.forget(&a.state.cache, std::slice::from_ref(&m.key_id)).await;
+    assert_eq!(spend(&b, &m, 3).await, ("VALID".to_owned(), Some(17)), "refilled to 20, then 3 spent");
+    assert_eq!(spend(&a, &m, 1).await, ("VALID".to_owned(), Some(16)), "refilled once");
+    flush(&a).await;
+    flush(&b).await;
+    let (left, period) = stored(&a, &m.key_id).await.expect("balance");
+    assert_eq!(left, 16);
+    assert_ne!(period.as_deref(), Some("2000-01"), "the refill's period is written");
+
+    // Credits taken off: the balance is gone and the key verifies without one.
+    let (st, _) = a
+        .call(reqwest::Method::PATCH, &format!("/v1/keys/{}", k.key_id), &acme.root, Some(json!({"credits": null})))
+        .await;
+    assert_eq!(st, 200);
+    let v = b.verify(json!({"key": k.secret, "cost": 1000})).await;
+    assert_eq!((v["code"].as_str(), v["credits"].is_null()), (Some("VALID"), true), "{v}");
+    flush(&a).await;
+    assert_eq!(stored(&a, &k.key_id).await, None);
+}
+
+/// Redis loses its data: the balance comes back from the database, which lacks only the spends
+/// since the last flush; those are the only credits spent twice. Redis away: spends go to the
+/// database, and the balance Redis still holds when it is back (it missed them) is not used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_redis_replays_at_most_one_flush_interval() {
+    let port = free_port();
+    let rdir = std::env::temp_dir().join(format!("kr-credits-{}", uuid::Uuid::now_v7().simple()));
+    let Some(mut redis) = OwnRedis::start(port, rdir, true) else { return };
+    let Some((shared, dir)) = fresh(Backend::Services).await else { return };
+    let shared = Shared { redis_url: Some(format!("redis://127.0.0.1:{port}")), ..shared };
+    let a = spawn_node_with(&shared, dir, NO_AUTO_FLUSH).await;
+    let acme = a.tenant("Acme").await;
+    let k = a.make_key(&acme, "acme", json!({"credits": {"remaining": 100}})).await;
+    for _ in 0..10 {
+        assert_eq!(spend(&a, &k, 1).await.0, "VALID");
+    }
+    flush(&a).await;
+    assert_eq!(stored(&a, &k.key_id).await, Some((90, None)));
+    // Five more, not written yet, when Redis loses everything.
+    for n in 1..=5 {
+        assert_eq!(spend(&a, &k, 1).await, ("VALID".to_owned(), Some(90 - n)));
+    }
+    redis.flush_all();
+    for n in 1..=3 {
+        assert_eq!(spend(&a, &k, 1).await, ("VALID".to_owned(), Some(90 - n)), "the database's 90, less what follows");
+    }
+    flush(&a).await;
+    assert_eq!(stored(&a, &k.key_id).await, Some((87, None)), "the five lost spends replayed, no more");
+
+    // Redis stops, keeping its data (87) on disk; the node spends from the database meanwhile.
+    redis.kill();
+    for n in 1..=3 {
+        assert_eq!(spend(&a, &k, 1).await, ("VALID".to_owned(), Some(87 - n)));
+    }
+    assert_eq!(stored(&a, &k.key_id).await, Some((84, None)), "spent in the database");
+    redis.restart();
+    let started = std::time::Instant::now();
+    while a.state.cache.live_l2().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(30), "Redis is not used again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Redis came back holding 87, which missed three spends: it is dropped, not used.
+    assert_eq!(spend(&a, &k, 1).await, ("VALID".to_owned(), Some(83)));
+    assert_eq!(spend(&a, &k, 1).await, ("VALID".to_owned(), Some(82)));
+    flush(&a).await;
+    assert_eq!(stored(&a, &k.key_id).await, Some((82, None)));
+}

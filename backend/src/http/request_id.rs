@@ -1,5 +1,10 @@
 //! Request ids: echoed from `x-request-id` when the client sent a sane one, otherwise a new
 //! `req_…` TypeID. Available to handlers and error rendering through a task-local.
+//!
+//! While the node drains, every answer closes its connection: a load balancer then holds no
+//! idle connection to this node when it stops listening, so none of its requests can race the
+//! closing of one (a refused connection is retried on another node; a request written to a
+//! connection the node is closing might not be).
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
@@ -74,15 +79,21 @@ where
         let id = req.headers().get(&HEADER).and_then(accept).unwrap_or_else(|| RequestId::generate().into_string());
         let service = self.service.clone();
         let peer = req.peer_addr().map(|a| a.ip());
-        let ip = match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
-            Some(state) => super::client_ip::of(&state.settings.trusted_proxies, peer, req.headers()),
-            None => peer,
+        let (ip, draining) = match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
+            Some(state) => (
+                super::client_ip::of(&state.settings.trusted_proxies, peer, req.headers()),
+                Some(state.draining.clone()),
+            ),
+            None => (peer, None),
         };
         let origin = Origin { request_id: Some(id.clone()), ip: ip.map(|a| a.to_string()) };
         Box::pin(CURRENT.scope(origin, async move {
             let mut res = service.call(req).await?;
             if let Ok(v) = HeaderValue::from_str(&id) {
                 res.headers_mut().insert(HEADER, v);
+            }
+            if draining.is_some_and(|d| d.load(std::sync::atomic::Ordering::Relaxed)) {
+                res.response_mut().head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
             }
             Ok(res)
         }))

@@ -59,6 +59,7 @@ struct Raw {
     redis_url: Option<String>,
     redis_url_file: Option<PathBuf>,
     redis_prefix: String,
+    redis: RedisOptions,
     public_url: Option<String>,
     node_url: Option<String>,
     smtp_url: Option<String>,
@@ -95,6 +96,7 @@ impl Default for Raw {
             redis_url: None,
             redis_url_file: None,
             redis_prefix: String::new(),
+            redis: RedisOptions::default(),
             public_url: None,
             node_url: None,
             smtp_url: None,
@@ -257,14 +259,24 @@ impl RotationSettings {
     }
 }
 
+/// `KEYROLL_REDIS__*`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct RedisOptions {
+    /// `KEYROLL_REDIS_URL` names seed nodes of a Redis Cluster, comma-separated.
+    cluster: bool,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: SecretString,
+    /// One Redis, or with `redis_cluster` the seed nodes of a cluster, comma-separated.
     pub redis_url: Option<SecretString>,
     pub redis_prefix: String,
+    pub redis_cluster: bool,
     pub public_url: Option<String>,
     /// Where the other nodes reach this one (playbook runs probe every live node); by default
     /// `http://` and the listening address, with `127.0.0.1` for an unspecified one.
@@ -386,13 +398,27 @@ impl Settings {
         }
         let redis_url = secret_or_file("KEYROLL_REDIS_URL", raw.redis_url, raw.redis_url_file.as_deref())?;
         if let Some(u) = &redis_url {
-            if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("redis+unix://")) {
+            let seeds = redis_seeds(u);
+            if !raw.redis.cluster && seeds.len() > 1 {
                 return Err(ConfigError(
-                    "KEYROLL_REDIS_URL: must start with redis://, rediss:// or redis+unix://".into(),
+                    "KEYROLL_REDIS_URL: several addresses need KEYROLL_REDIS__CLUSTER=true (a Redis Cluster)".into(),
                 ));
             }
-            redis::Client::open(u.as_str())
-                .map_err(|e| ConfigError(format!("KEYROLL_REDIS_URL: not a usable Redis address ({e})")))?;
+            for seed in seeds {
+                let schemes: &[&str] = if raw.redis.cluster {
+                    &["redis://", "rediss://"]
+                } else {
+                    &["redis://", "rediss://", "redis+unix://"]
+                };
+                if !schemes.iter().any(|s| seed.starts_with(s)) {
+                    return Err(ConfigError(format!(
+                        "KEYROLL_REDIS_URL: each address must start with {}",
+                        schemes.join(" or ")
+                    )));
+                }
+                redis::Client::open(seed)
+                    .map_err(|e| ConfigError(format!("KEYROLL_REDIS_URL: not a usable Redis address ({e})")))?;
+            }
         }
         let smtp_url = secret_or_file("KEYROLL_SMTP_URL", raw.smtp_url, raw.smtp_url_file.as_deref())?;
         let master_key = secret_or_file("KEYROLL_MASTER_KEY", raw.master_key, raw.master_key_file.as_deref())?;
@@ -486,6 +512,7 @@ impl Settings {
             database_url: SecretString::from(database_url),
             redis_url: redis_url.map(SecretString::from),
             redis_prefix: raw.redis_prefix,
+            redis_cluster: raw.redis.cluster,
             public_url: raw.public_url,
             node_url: raw.node_url,
             smtp_url: smtp_url.map(SecretString::from),
@@ -574,3 +601,9 @@ fn secret_or_file(name: &str, value: Option<String>, file: Option<&Path>) -> Res
 mod cache;
 #[cfg(test)]
 mod tests;
+
+/// The addresses of `KEYROLL_REDIS_URL`: one, or a cluster's seed nodes, comma-separated.
+#[must_use]
+pub fn redis_seeds(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+}

@@ -8,7 +8,6 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use redis::aio::ConnectionManagerConfig;
 use secrecy::ExposeSecret;
 
 use crate::cache::redis_tier::RedisTier;
@@ -52,24 +51,17 @@ impl Application {
         let metrics = Arc::new(Metrics::new(settings.redis_url.is_some()));
         let mut tasks = Vec::new();
 
-        let redis_client = settings
+        let bus_clients = settings
             .redis_url
             .as_ref()
-            .map(|u| redis::Client::open(u.expose_secret()))
+            .map(|u| crate::cache::redis_conn::bus_clients(u.expose_secret()))
             .transpose()
             .context("KEYROLL_REDIS_URL is not a usable Redis address")?;
-        let l2 = match &redis_client {
-            Some(client) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(Duration::from_secs(2)))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_secs(1));
-                let conn =
-                    tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager_with_config(config))
-                        .await
-                        .map_err(|_| anyhow::anyhow!("Redis did not answer within 5 s"))?
-                        .context("cannot connect to Redis (KEYROLL_REDIS_URL)")?;
+        let l2 = match &settings.redis_url {
+            Some(url) => {
+                let conn = crate::cache::redis_conn::RedisConn::connect(url.expose_secret(), settings.redis_cluster)
+                    .await
+                    .context("cannot connect to Redis (KEYROLL_REDIS_URL)")?;
                 Some(RedisTier::new(
                     conn,
                     &settings.redis_prefix,
@@ -81,9 +73,9 @@ impl Application {
         };
         let cache = Arc::new(KeyCache::new(&settings.cache, l2, metrics.clone()));
         let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        if let Some(client) = redis_client {
+        if let Some(clients) = bus_clients {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            let bus = bus::run(client, settings.redis_prefix.clone(), cache.clone(), tx, subscribed.clone());
+            let bus = bus::run(clients, settings.redis_prefix.clone(), cache.clone(), tx, subscribed.clone());
             tasks.push(tokio::spawn(bus));
             if tokio::time::timeout(Duration::from_secs(5), rx).await.is_err() {
                 tracing::warn!("the invalidation bus is not subscribed yet; serving without Redis meanwhile");

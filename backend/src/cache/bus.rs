@@ -13,9 +13,11 @@ use super::KeyCache;
 use super::redis_tier::RedisTier;
 use crate::domain::KeyHash;
 
-/// Runs until the process ends.
+/// Runs until the process ends. With several clients (the seed nodes of a cluster, where a
+/// message published on any node reaches every node's subscribers) a lost subscription is
+/// made again through the next.
 pub async fn run(
-    client: redis::Client,
+    clients: Vec<redis::Client>,
     prefix: String,
     cache: Arc<KeyCache>,
     ready: tokio::sync::oneshot::Sender<()>,
@@ -24,8 +26,11 @@ pub async fn run(
     let channel = RedisTier::channel(&prefix);
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(50);
+    let mut turn = 0_usize;
     loop {
-        match subscribe(&client, &channel).await {
+        let Some(client) = clients.get(turn % clients.len().max(1)) else { return };
+        turn = turn.wrapping_add(1);
+        match subscribe(client, &channel).await {
             Ok(mut pubsub) => {
                 // Redis is trusted again at the tail's next probe, after its purge.
                 subscribed.store(true, Ordering::Release);

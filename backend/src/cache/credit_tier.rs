@@ -171,12 +171,12 @@ impl RedisTier {
     /// # Errors
     /// Redis unreachable or slow.
     pub async fn forget_credits(&self, lineage_ids: &[String]) -> Result<(), TierError> {
-        // One key per command: the keys may sit in different slots of a cluster.
-        let mut pipe = redis::pipe();
-        for l in lineage_ids {
+        // The balances may sit in different slots of a cluster.
+        let dels = lineage_ids.iter().map(|l| {
+            let mut pipe = redis::pipe();
             pipe.del(self.balance_key(l)).ignore();
-        }
-        let _: () = self.timed(pipe.query_async(&mut self.connection())).await?;
-        Ok(())
+            pipe
+        });
+        self.each_slot(dels).await
     }
 }

@@ -19,6 +19,7 @@
 pub mod bus;
 pub mod credit_tier;
 pub mod record;
+pub mod redis_conn;
 pub mod redis_tier;
 pub mod tail;
 
@@ -316,9 +317,10 @@ impl KeyCache {
     }
 }
 
-/// Pings Redis, then tombstones and deletes every hash the log holds after `from` (every hash it
+/// Pings Redis (on a cluster, connected again from the seed nodes first), then tombstones and deletes every hash the log holds after `from` (every hash it
 /// holds when `from` is unknown); returns how many were purged.
 async fn purge(l2: &RedisTier, db: &DatabaseConnection, from: i64) -> anyhow::Result<usize> {
+    l2.reconnect().await?;
     l2.ping().await?;
     // Unknown (the tail had not started): everything the log still keeps.
     let mut pos = if from == i64::MAX { 0 } else { from };

@@ -1,9 +1,11 @@
 //! L2: key records in Redis, shared by every node, with tombstones against stale fills.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
+
+use super::redis_conn::RedisConn;
 
 use crate::domain::KeyHash;
 use crate::store::keys::KeyRecordData;
@@ -14,7 +16,10 @@ const TOMBSTONE_SECONDS: u64 = 10;
 /// The Redis side of the key cache.
 #[derive(Clone)]
 pub struct RedisTier {
-    conn: ConnectionManager,
+    /// Replaced as a whole when a cluster's topology has to be read again.
+    conn: Arc<RwLock<RedisConn>>,
+    /// A cluster's client, to connect again from the seed nodes.
+    cluster: Option<Arc<redis::cluster::ClusterClient>>,
     prefix: String,
     ttl_seconds: u64,
     timeout: Duration,
@@ -35,9 +40,15 @@ pub enum TierError {
 
 impl RedisTier {
     #[must_use]
-    pub fn new(conn: ConnectionManager, prefix: &str, ttl_seconds: u64, timeout: Duration) -> Self {
+    pub fn new(
+        (conn, cluster): (RedisConn, Option<redis::cluster::ClusterClient>),
+        prefix: &str,
+        ttl_seconds: u64,
+        timeout: Duration,
+    ) -> Self {
         Self {
-            conn,
+            conn: Arc::new(RwLock::new(conn)),
+            cluster: cluster.map(Arc::new),
             prefix: prefix.to_owned(),
             ttl_seconds,
             timeout,
@@ -62,7 +73,7 @@ impl RedisTier {
     /// # Errors
     /// Redis unreachable or slow.
     pub async fn count_in_window(&self, key_id: &str, window: i64, window_ms: i64) -> Result<u64, TierError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         let key = format!("{}kr:rl:{{{key_id}}}:{window}", self.prefix);
         let mut call = self.window_script.key(key);
         call.arg(window_ms + 1_000);
@@ -95,7 +106,7 @@ impl RedisTier {
     /// # Errors
     /// Redis unreachable, slow, or the record unreadable.
     pub async fn get(&self, h: &KeyHash) -> Result<Option<KeyRecordData>, TierError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         let key = self.record_key(h);
         let raw: Option<String> = self.timed(conn.get(&key)).await?;
         raw.map(|s| serde_json::from_str(&s)).transpose().map_err(TierError::from)
@@ -104,7 +115,7 @@ impl RedisTier {
     /// # Errors
     /// Redis unreachable or slow.
     pub async fn fill(&self, h: &KeyHash, data: &KeyRecordData) -> Result<(), TierError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         let body = serde_json::to_string(data)?;
         let mut inv = self.fill_script.key(self.record_key(h));
         inv.key(self.tombstone_key(h)).arg(body).arg(self.ttl_seconds);
@@ -117,13 +128,23 @@ impl RedisTier {
     /// # Errors
     /// Redis unreachable or slow.
     pub async fn tombstone_and_publish(&self, hashes: &[KeyHash]) -> Result<(), TierError> {
-        let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        for h in hashes {
+        let pair = |h: &KeyHash| {
+            let mut pipe = redis::pipe();
             pipe.set_ex(self.tombstone_key(h), 1, TOMBSTONE_SECONDS).ignore();
             pipe.del(self.record_key(h)).ignore();
+            pipe
+        };
+        if self.cluster.is_some() {
+            // A record and its tombstone share a slot; the records of a change do not.
+            self.each_slot(hashes.iter().map(pair)).await?;
+        } else {
+            let mut pipe = redis::pipe();
+            for h in hashes {
+                pipe.set_ex(self.tombstone_key(h), 1, TOMBSTONE_SECONDS).ignore();
+                pipe.del(self.record_key(h)).ignore();
+            }
+            let _: () = self.timed(pipe.query_async(&mut self.connection())).await?;
         }
-        let _: () = self.timed(pipe.query_async(&mut conn)).await?;
         self.publish(hashes).await
     }
 
@@ -132,7 +153,7 @@ impl RedisTier {
     /// # Errors
     /// Redis unreachable or slow.
     pub async fn publish(&self, hashes: &[KeyHash]) -> Result<(), TierError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         let payload = hashes.iter().map(KeyHash::to_hex).collect::<Vec<_>>().join(" ");
         let _: i64 = self.timed(conn.publish(Self::channel(&self.prefix), payload)).await?;
         Ok(())
@@ -143,13 +164,41 @@ impl RedisTier {
     /// # Errors
     /// Redis unreachable or slow.
     pub async fn ping(&self) -> Result<(), TierError> {
-        let mut conn = self.conn.clone();
-        let _: String = self.timed(redis::cmd("PING").query_async(&mut conn)).await?;
+        let mut conn = self.connection();
+        self.timed(conn.ping()).await
+    }
+
+    /// On a cluster, connects again from the seed nodes, reading the topology afresh: after a
+    /// failover the client may still send a slot to the master that died. Called before Redis is
+    /// trusted again after a fault; nothing to do for one server (its manager reconnects).
+    ///
+    /// # Errors
+    /// No seed node answered in time.
+    pub async fn reconnect(&self) -> Result<(), TierError> {
+        let Some(client) = &self.cluster else { return Ok(()) };
+        let fresh = tokio::time::timeout(Duration::from_secs(2), client.get_async_connection())
+            .await
+            .map_err(|_| TierError::Timeout)??;
+        *self.conn.write().unwrap_or_else(PoisonError::into_inner) = RedisConn::Cluster(fresh);
         Ok(())
     }
 
     #[must_use]
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+    pub fn connection(&self) -> RedisConn {
+        self.conn.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Runs pipelines that each stay in one slot, side by side (on a cluster, one pipeline may
+    /// not span slots).
+    ///
+    /// # Errors
+    /// Redis unreachable or slow.
+    pub(super) async fn each_slot(&self, pipes: impl Iterator<Item = redis::Pipeline>) -> Result<(), TierError> {
+        let calls = pipes.map(|pipe| {
+            let mut conn = self.connection();
+            async move { pipe.query_async::<()>(&mut conn).await }
+        });
+        let _: Vec<()> = self.timed(futures_util::future::try_join_all(calls)).await?;
+        Ok(())
     }
 }

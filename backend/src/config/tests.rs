@@ -53,3 +53,17 @@ fn secrets_do_not_show_in_debug() {
     let s = Settings::from_pairs([("redis_url", "redis://:hunter2@127.0.0.1:6379")]).expect("valid");
     assert!(!format!("{s:?}").contains("hunter2"));
 }
+
+#[test]
+fn a_cluster_takes_several_seed_addresses() {
+    let seeds = "redis://127.0.0.1:7000, redis://127.0.0.1:7001,redis://127.0.0.1:7002";
+    let err = Settings::from_pairs([("redis_url", seeds)]).expect_err("several addresses without cluster");
+    assert!(err.to_string().contains("KEYROLL_REDIS__CLUSTER"), "{err}");
+    let s = Settings::from_pairs([("redis_url", seeds), ("redis.cluster", "true")]).expect("a cluster");
+    assert!(s.redis_cluster);
+    assert_eq!(crate::config::redis_seeds(seeds).len(), 3);
+    let unix = Settings::from_pairs([("redis_url", "redis+unix:///tmp/r.sock"), ("redis.cluster", "true")]);
+    assert!(unix.expect_err("no sockets in a cluster").to_string().contains("redis:// or rediss://"));
+    let bad = Settings::from_pairs([("redis_url", "redis://127.0.0.1:7000,http://x"), ("redis.cluster", "true")]);
+    assert!(bad.is_err());
+}

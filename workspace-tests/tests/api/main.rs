@@ -40,6 +40,7 @@ mod operations;
 mod playbooks;
 mod policies;
 mod portal;
+mod redis_cluster;
 mod redis_faults;
 mod rotation;
 mod signing_schedule;

@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::helpers::{Backend, Made, Shared, TestApp, fresh, services, spawn_node};
 
 /// The promise under any single fault.
-const BOUND: Duration = Duration::from_secs(1);
+pub(crate) const BOUND: Duration = Duration::from_secs(1);
 const KEYS: usize = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,11 +173,11 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// One answer seen by a verifier: which key, from which node, when, and what.
-struct Seen {
-    key: usize,
-    node: usize,
-    at: Duration,
-    valid: bool,
+pub(crate) struct Seen {
+    pub(crate) key: usize,
+    pub(crate) node: usize,
+    pub(crate) at: Duration,
+    pub(crate) valid: bool,
 }
 
 /// What one scenario measured.
@@ -192,7 +192,7 @@ struct Figures {
 }
 
 /// Verifies every key on `node` until `stop`, as fast as one connection allows.
-async fn verifier(
+pub(crate) async fn verifier(
     app: &TestApp,
     node: usize,
     keys: Vec<String>,

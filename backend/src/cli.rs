@@ -31,6 +31,52 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Ask the node listening on `KEYROLL_LISTEN` (on this machine) whether it is alive: exits 0
+    /// when `GET /healthz` answers 200 within two seconds, 1 otherwise. For container health
+    /// checks, where the image has no shell or HTTP client.
+    Healthcheck {
+        /// The path to ask (`/readyz` to ask whether the node takes traffic).
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+    },
+}
+
+/// Sends `GET {path}` to the node at `listen` (an unspecified address means this machine) and
+/// returns the answer's status code.
+///
+/// # Errors
+/// No connection, no answer within `timeout`, or an answer that is not HTTP.
+pub fn probe(listen: std::net::SocketAddr, path: &str, timeout: std::time::Duration) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    let ip = if listen.ip().is_unspecified() {
+        if listen.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() }
+    } else {
+        listen.ip()
+    };
+    if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the path must start with / and have no spaces",
+        ));
+    }
+    let mut conn = std::net::TcpStream::connect_timeout(&std::net::SocketAddr::new(ip, listen.port()), timeout)?;
+    conn.set_read_timeout(Some(timeout))?;
+    conn.set_write_timeout(Some(timeout))?;
+    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())?;
+    let mut head = [0_u8; 64];
+    let mut read = 0;
+    while read < 12 {
+        let n = conn.read(&mut head[read..])?;
+        if n == 0 {
+            break;
+        }
+        read += n;
+    }
+    let line = std::str::from_utf8(&head[..read]).unwrap_or_default();
+    line.strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
 }
 
 #[derive(Debug, Subcommand)]

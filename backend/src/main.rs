@@ -17,6 +17,19 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Healthcheck { path }) = &cli.command {
+        return match keyroll::cli::probe(settings.listen, path, std::time::Duration::from_secs(2)) {
+            Ok(200) => ExitCode::SUCCESS,
+            Ok(code) => {
+                eprintln!("keyroll: {path} answered {code}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("keyroll: {path}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     telemetry::init(settings.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
@@ -26,6 +39,7 @@ async fn main() -> ExitCode {
             create_tenant(&settings, &name, &owner_email, json).await
         }
         Command::Tenant { command: TenantCommand::InviteLink { days } } => invite_link(&settings, days).await,
+        Command::Healthcheck { .. } => Ok(()),
         Command::Audit { command: AuditCommand::Verify { tenant, json } } => {
             match verify_audit(&settings, tenant.as_deref(), json).await {
                 Ok(true) => Ok(()),

@@ -46,6 +46,22 @@ async fn stops_gracefully_on(signal: &str) {
         async move { http.get(format!("{url}{path}")).send().await.map(|r| r.status().as_u16()).ok() }
     };
     assert_eq!(status("/readyz").await, Some(200));
+    // The container health check: the binary asks the node it would serve as.
+    let listen = url.trim_start_matches("http://").to_owned();
+    let healthcheck = |path: &str| {
+        Command::new(env!("CARGO_BIN_EXE_keyroll"))
+            .env_clear()
+            .env("KEYROLL_DATA_DIR", &dir)
+            .env("KEYROLL_LISTEN", &listen)
+            .args(["healthcheck", "--path", path])
+            .output()
+            .expect("healthcheck runs")
+    };
+    assert!(healthcheck("/healthz").status.success());
+    assert!(healthcheck("/readyz").status.success());
+    let missing = healthcheck("/nowhere");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("answered 404"), "{missing:?}");
 
     let sent = Instant::now();
     let killed = Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill runs");
@@ -56,6 +72,8 @@ async fn stops_gracefully_on(signal: &str) {
         if status("/readyz").await == Some(503) {
             saw_draining = true;
             assert_eq!(status("/healthz").await, Some(200), "requests are still served while draining");
+            assert!(healthcheck("/healthz").status.success(), "alive while draining");
+            assert!(!healthcheck("/readyz").status.success(), "not ready while draining");
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -69,6 +87,7 @@ async fn stops_gracefully_on(signal: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(code.success(), "{signal}: exit {code:?}");
+    assert!(!healthcheck("/healthz").status.success(), "nothing answers once stopped");
     assert!(sent.elapsed() >= Duration::from_secs(2), "it served through the drain period");
     let rest: Vec<String> = lines.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("Keyroll stopped")), "{rest:?}");

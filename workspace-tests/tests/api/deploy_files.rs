@@ -139,3 +139,29 @@ fn compose_runs_three_nodes_behind_nginx() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The container image: a build stage, then the binary alone on a small base, run as a
+/// non-root user, with a health check the image can run without a shell.
+#[test]
+fn the_image_is_the_binary_alone_non_root_with_a_health_check() {
+    let file =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/Dockerfile")).expect("Dockerfile");
+    let lines: Vec<&str> = file.lines().map(str::trim).filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+    let stages: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| l.starts_with("FROM ")).map(|(i, _)| i).collect();
+    assert_eq!(stages.len(), 2, "a build stage and the image: {stages:?}");
+    let image = &lines[stages[1]..];
+    let base = image[0];
+    assert!(base.contains("distroless") || base.contains("-slim"), "a small base: {base}");
+    let copies: Vec<&&str> = image.iter().filter(|l| l.starts_with("COPY")).collect();
+    assert!(copies.iter().any(|l| l.contains("target/release/keyroll")), "the binary: {copies:?}");
+    assert!(copies.iter().all(|l| l.contains("--from=build")), "nothing from the build context: {copies:?}");
+    let user = image.iter().find(|l| l.starts_with("USER ")).expect("a USER");
+    assert!(!user.contains("root") && !user.ends_with(" 0") && !user.contains(" 0:"), "non-root: {user}");
+    let check = image.iter().position(|l| l.starts_with("HEALTHCHECK")).expect("a HEALTHCHECK");
+    let command = image[check..].iter().find(|l| l.contains("CMD")).expect("its command");
+    assert!(
+        command.starts_with("CMD [") && command.contains("\"healthcheck\""),
+        "exec form, the binary asking itself: {command}"
+    );
+    assert!(file.contains("strip target/release/keyroll"), "the binary is stripped");
+}

@@ -15,27 +15,33 @@ use crate::store::credits::{StoredBalance, Taken};
 /// reconciled long before the balance goes.
 const BALANCE_TTL_SECONDS: u64 = 3_600;
 
-/// `KEYS[1]` the balance; `ARGV` cost, current period (`''` none), refill amount (`''` none),
-/// TTL. Answers `{-1}` when the balance is not in Redis, else `{spent (1|0), remaining, baseline}`.
-/// A balance of an earlier period is refilled first (periods compare as strings: `2026-12` <
-/// `2027-01`, so a node whose clock lags cannot undo another's refill).
+/// `KEYS[1]` the balance; `ARGV` current period (`''` none), refill amount (`''` none), TTL, then
+/// the costs of one or more verifications, spent in that order. Answers `{-1}` when the balance is
+/// not in Redis, else `{baseline, spent₁ (1|0), remaining₁, spent₂, remaining₂, …}`. A balance of an
+/// earlier period is refilled first (periods compare as strings: `2026-12` < `2027-01`, so a node
+/// whose clock lags cannot undo another's refill).
 static SPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0} end \
+        "if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end \
          local per = redis.call('HGET', KEYS[1], 'per') or '' \
-         if ARGV[2] ~= '' and ARGV[3] ~= '' and per < ARGV[2] then \
-           redis.call('HSET', KEYS[1], 'rem', ARGV[3], 'base', ARGV[3], 'per', ARGV[2], 'pend', 0, 'refilled', 1) \
+         if ARGV[1] ~= '' and ARGV[2] ~= '' and per < ARGV[1] then \
+           redis.call('HSET', KEYS[1], 'rem', ARGV[2], 'base', ARGV[2], 'per', ARGV[1], 'pend', 0, 'refilled', 1) \
          end \
-         redis.call('EXPIRE', KEYS[1], ARGV[4]) \
-         local cost = tonumber(ARGV[1]) \
+         redis.call('EXPIRE', KEYS[1], ARGV[3]) \
          local rem = tonumber(redis.call('HGET', KEYS[1], 'rem')) \
-         local base = tonumber(redis.call('HGET', KEYS[1], 'base')) \
-         if rem < cost then return {0, rem, base} end \
-         if cost > 0 then \
-           rem = redis.call('HINCRBY', KEYS[1], 'rem', -cost) \
-           redis.call('HINCRBY', KEYS[1], 'pend', cost) \
+         local out = {tonumber(redis.call('HGET', KEYS[1], 'base'))} \
+         local total = 0 \
+         for i = 4, #ARGV do \
+           local cost = tonumber(ARGV[i]) \
+           if rem >= cost then rem = rem - cost total = total + cost out[#out + 1] = 1 \
+           else out[#out + 1] = 0 end \
+           out[#out + 1] = rem \
          end \
-         return {1, rem, base}",
+         if total > 0 then \
+           redis.call('HINCRBY', KEYS[1], 'rem', -total) \
+           redis.call('HINCRBY', KEYS[1], 'pend', total) \
+         end \
+         return out",
     )
 });
 
@@ -72,15 +78,12 @@ static GIVE_BACK: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// What the spend script answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpendAnswer {
     /// The balance is not in Redis: load it from the database and ask again.
     Absent,
-    Done {
-        spent: bool,
-        remaining: u64,
-        baseline: u64,
-    },
+    /// The balance's baseline, and per cost (in order): spent or not, and what was left after.
+    Done { baseline: u64, each: Vec<(bool, u64)> },
 }
 
 impl RedisTier {
@@ -88,28 +91,32 @@ impl RedisTier {
         format!("{}kr:cr:{{{lineage_id}}}", self.prefix())
     }
 
-    /// Spends `cost` from the lineage's balance if it has that much.
+    /// Spends each cost, in order, from the lineage's balance while it has that much.
     ///
     /// # Errors
     /// Redis unreachable or slow.
     pub async fn spend_credits(
         &self,
         lineage_id: &str,
-        cost: u64,
+        costs: &[u64],
         period: Option<&str>,
         refill: Option<u64>,
     ) -> Result<SpendAnswer, TierError> {
         let mut call = SPEND.key(self.balance_key(lineage_id));
-        call.arg(cost)
-            .arg(period.unwrap_or_default())
+        call.arg(period.unwrap_or_default())
             .arg(refill.map(|r| r.to_string()).unwrap_or_default())
             .arg(BALANCE_TTL_SECONDS);
-        let (flag, remaining, baseline): (i64, i64, i64) =
-            self.timed(call.invoke_async(&mut self.connection())).await?;
+        for c in costs {
+            call.arg(*c);
+        }
+        let got: Vec<i64> = self.timed(call.invoke_async(&mut self.connection())).await?;
         let num = |n: i64| u64::try_from(n).unwrap_or(0);
-        Ok(match flag {
-            -1 => SpendAnswer::Absent,
-            f => SpendAnswer::Done { spent: f == 1, remaining: num(remaining), baseline: num(baseline) },
+        Ok(match got.as_slice() {
+            [-1] | [] => SpendAnswer::Absent,
+            [baseline, rest @ ..] => SpendAnswer::Done {
+                baseline: num(*baseline),
+                each: rest.chunks_exact(2).map(|p| (p[0] == 1, num(p[1]))).collect(),
+            },
         })
     }
 

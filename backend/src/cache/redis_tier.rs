@@ -20,11 +20,16 @@ pub struct RedisTier {
     conn: Arc<RwLock<RedisConn>>,
     /// A cluster's client, to connect again from the seed nodes.
     cluster: Option<Arc<redis::cluster::ClusterClient>>,
-    prefix: String,
+    prefix: Arc<str>,
     ttl_seconds: u64,
     timeout: Duration,
-    fill_script: Script,
-    window_script: Script,
+    /// Shared: a clone (one per round of credit spends) copies no script.
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
+    fill: Script,
+    window: Script,
 }
 
 /// Errors talking to Redis.
@@ -49,21 +54,23 @@ impl RedisTier {
         Self {
             conn: Arc::new(RwLock::new(conn)),
             cluster: cluster.map(Arc::new),
-            prefix: prefix.to_owned(),
+            prefix: Arc::from(prefix),
             ttl_seconds,
             timeout,
-            // Set the record only while no tombstone stands next to it.
-            fill_script: Script::new(
-                "if redis.call('EXISTS', KEYS[2]) == 0 then \
-                   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 \
-                 end return 0",
-            ),
-            // One verification in a rate-limit window: the count after it; the counter goes
-            // with the window.
-            window_script: Script::new(
-                "local n = redis.call('INCR', KEYS[1]) \
-                 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n",
-            ),
+            scripts: Arc::new(Scripts {
+                // Set the record only while no tombstone stands next to it.
+                fill: Script::new(
+                    "if redis.call('EXISTS', KEYS[2]) == 0 then \
+                       redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 \
+                     end return 0",
+                ),
+                // One verification in a rate-limit window: the count after it; the counter goes
+                // with the window.
+                window: Script::new(
+                    "local n = redis.call('INCR', KEYS[1]) \
+                     if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n",
+                ),
+            }),
         }
     }
 
@@ -75,7 +82,7 @@ impl RedisTier {
     pub async fn count_in_window(&self, key_id: &str, window: i64, window_ms: i64) -> Result<u64, TierError> {
         let mut conn = self.connection();
         let key = format!("{}kr:rl:{{{key_id}}}:{window}", self.prefix);
-        let mut call = self.window_script.key(key);
+        let mut call = self.scripts.window.key(key);
         call.arg(window_ms + 1_000);
         self.timed(call.invoke_async(&mut conn)).await
     }
@@ -117,7 +124,7 @@ impl RedisTier {
     pub async fn fill(&self, h: &KeyHash, data: &KeyRecordData) -> Result<(), TierError> {
         let mut conn = self.connection();
         let body = serde_json::to_string(data)?;
-        let mut inv = self.fill_script.key(self.record_key(h));
+        let mut inv = self.scripts.fill.key(self.record_key(h));
         inv.key(self.tombstone_key(h)).arg(body).arg(self.ttl_seconds);
         let _: i64 = self.timed(inv.invoke_async(&mut conn)).await?;
         Ok(())

@@ -1,8 +1,11 @@
 //! Credit spends on the verify path.
 //!
-//! With Redis, a balance lives there while it is used: each verification spends with one atomic
+//! With Redis, a balance lives there while it is used: verifications spend with one atomic
 //! script (exact whichever node spends, never below zero), and each node writes what its
-//! verifications spent to the database in one batch per usage flush interval. Without Redis, or
+//! verifications spent to the database in one batch per usage flush interval. While a script
+//! call for a lineage is out, the node's next spends of that lineage wait and then go together in
+//! one call, each spent in turn: a busy key costs one Redis round trip per round, not one per
+//! verification. Without Redis, or
 //! while it does not answer, each spend is one conditional update in the database.
 //!
 //! When Redis loses a balance (a restart without persistence, a failover to a replica that had
@@ -17,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
+use tokio::sync::oneshot;
 
 use crate::cache::KeyCache;
 use crate::cache::credit_tier::SpendAnswer;
@@ -25,15 +29,22 @@ use crate::domain::input::Credits;
 use crate::store::StoreError;
 use crate::store::credits::{self as stored, Spend};
 
+/// A spend waiting for its lineage's next round, and where its answer goes.
+type Waiter = (u64, oneshot::Sender<Result<Spend, Failed>>);
+
 /// The credit balances this node spends from.
 #[derive(Debug, Default)]
 pub struct CreditLedger {
     /// Lineages spent from in Redis since this node's last flush.
-    dirty: Mutex<HashSet<Arc<str>>>,
+    dirty: Arc<Mutex<HashSet<Arc<str>>>>,
     /// Lineages spent from in the database while Redis did not answer: the balance Redis holds
     /// misses those spends, so it is dropped before Redis is used for it again.
     aside: Mutex<HashSet<Arc<str>>>,
     any_aside: AtomicBool,
+    /// Per lineage with a round in flight, the spends that arrived meanwhile: they go to Redis
+    /// together in the next round, one script call for all of them (spent in arrival order), so
+    /// a busy key costs Redis one call per round trip, not one per verification.
+    queues: Arc<Mutex<HashMap<Arc<str>, Vec<Waiter>>>>,
 }
 
 /// The balance a verification spends from: its lineage's, with the key's credit settings.
@@ -44,14 +55,21 @@ pub struct Purse<'a> {
     pub credits: &'a Credits,
 }
 
+/// Why a round did not spend (shared by everyone in it).
+#[derive(Debug, Clone)]
+enum Failed {
+    Redis(String),
+    Store(String),
+}
+
 enum Fault {
-    Redis(TierError),
+    Redis(String),
     Store(StoreError),
 }
 
 impl From<TierError> for Fault {
     fn from(e: TierError) -> Self {
-        Self::Redis(e)
+        Self::Redis(e.to_string())
     }
 }
 
@@ -63,6 +81,85 @@ impl From<StoreError> for Fault {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The rounds of one lineage, run by a task of their own until no spend waits.
+struct Rounds {
+    l2: RedisTier,
+    db: DatabaseConnection,
+    tenant_id: String,
+    lineage: Arc<str>,
+    credits: Credits,
+    dirty: Arc<Mutex<HashSet<Arc<str>>>>,
+    queues: Arc<Mutex<HashMap<Arc<str>, Vec<Waiter>>>>,
+}
+
+impl Rounds {
+    async fn run(self, mut batch: Vec<Waiter>) {
+        loop {
+            let costs: Vec<u64> = batch.iter().map(|(c, _)| *c).collect();
+            match self.once(&costs).await {
+                Ok(spends) => {
+                    for ((_, tx), s) in batch.into_iter().zip(spends) {
+                        let _ = tx.send(Ok(s));
+                    }
+                }
+                Err(f) => {
+                    for (_, tx) in batch {
+                        let _ = tx.send(Err(f.clone()));
+                    }
+                }
+            }
+            let next = {
+                let mut queues = lock(&self.queues);
+                match queues.get_mut(&*self.lineage) {
+                    Some(waiting) if !waiting.is_empty() => Some(std::mem::take(waiting)),
+                    _ => {
+                        queues.remove(&*self.lineage);
+                        None
+                    }
+                }
+            };
+            match next {
+                Some(b) => batch = b,
+                None => return,
+            }
+        }
+    }
+
+    async fn once(&self, costs: &[u64]) -> Result<Vec<Spend>, Failed> {
+        let period = stored::period(&self.credits, Utc::now());
+        let refill = self.credits.refill.map(|r| r.amount);
+        let redis = |e: TierError| Failed::Redis(e.to_string());
+        for _ in 0..3 {
+            match self.l2.spend_credits(&self.lineage, costs, period.as_deref(), refill).await.map_err(redis)? {
+                SpendAnswer::Done { baseline, each } => {
+                    let low = baseline / 10;
+                    let spends: Vec<Spend> = each
+                        .iter()
+                        .zip(costs)
+                        .map(|(&(spent, remaining), &cost)| Spend {
+                            spent,
+                            remaining,
+                            // Exactly one spend takes the balance across a tenth of its baseline.
+                            now_low: spent && cost > 0 && remaining <= low && remaining.saturating_add(cost) > low,
+                        })
+                        .collect();
+                    if spends.iter().zip(costs).any(|(s, c)| s.spent && *c > 0) {
+                        lock(&self.dirty).insert(Arc::clone(&self.lineage));
+                    }
+                    return Ok(spends);
+                }
+                SpendAnswer::Absent => {
+                    let balance = stored::load(&self.db, &self.tenant_id, &self.lineage, &self.credits)
+                        .await
+                        .map_err(|e| Failed::Store(e.to_string()))?;
+                    self.l2.load_credits(&self.lineage, &balance).await.map_err(redis)?;
+                }
+            }
+        }
+        Err(Failed::Store("the credit balance could not be loaded".into()))
+    }
 }
 
 impl CreditLedger {
@@ -80,7 +177,7 @@ impl CreditLedger {
     ) -> Result<Spend, StoreError> {
         let Purse { tenant_id, lineage_id, credits: c } = purse;
         if let Some(l2) = cache.live_l2() {
-            match self.spend_in_redis(l2, db, purse, cost, now).await {
+            match self.spend_in_redis(l2, db, purse, cost).await {
                 Ok(s) => return Ok(s),
                 Err(Fault::Store(e)) => return Err(e),
                 Err(Fault::Redis(e)) => {
@@ -102,37 +199,44 @@ impl CreditLedger {
         db: &DatabaseConnection,
         purse: Purse<'_>,
         cost: u64,
-        now: DateTime<Utc>,
     ) -> Result<Spend, Fault> {
-        let Purse { tenant_id, lineage_id, credits: c } = purse;
+        let lineage_id = purse.lineage_id;
         if self.any_aside.load(Ordering::Acquire) && lock(&self.aside).contains(lineage_id) {
             l2.forget_credits(&[lineage_id.to_owned()]).await?;
             let mut aside = lock(&self.aside);
             aside.remove(lineage_id);
             self.any_aside.store(!aside.is_empty(), Ordering::Release);
         }
-        let period = stored::period(c, now);
-        let refill = c.refill.map(|r| r.amount);
-        for _ in 0..3 {
-            match l2.spend_credits(lineage_id, cost, period.as_deref(), refill).await? {
-                SpendAnswer::Done { spent, remaining, baseline } => {
-                    if spent && cost > 0 {
-                        let mut dirty = lock(&self.dirty);
-                        if !dirty.contains(lineage_id) {
-                            dirty.insert(Arc::from(lineage_id));
-                        }
-                    }
-                    let low = baseline / 10;
-                    let now_low = spent && cost > 0 && remaining <= low && remaining.saturating_add(cost) > low;
-                    return Ok(Spend { spent, remaining, now_low });
-                }
-                SpendAnswer::Absent => {
-                    let balance = stored::load(db, tenant_id, lineage_id, c).await?;
-                    l2.load_credits(lineage_id, &balance).await?;
-                }
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut queues = lock(&self.queues);
+            if let Some(waiting) = queues.get_mut(lineage_id) {
+                waiting.push((cost, tx));
+                None
+            } else {
+                queues.insert(Arc::from(lineage_id), Vec::new());
+                Some(tx)
             }
+        };
+        if let Some(tx) = lead {
+            let rounds = Rounds {
+                l2: l2.clone(),
+                db: db.clone(),
+                tenant_id: purse.tenant_id.to_owned(),
+                lineage: Arc::from(lineage_id),
+                credits: *purse.credits,
+                dirty: Arc::clone(&self.dirty),
+                queues: Arc::clone(&self.queues),
+            };
+            // A task of its own: a request that goes away mid-round strands no other.
+            tokio::spawn(rounds.run(vec![(cost, tx)]));
         }
-        Err(Fault::Store(StoreError::Conflict("the credit balance could not be loaded".into())))
+        match rx.await {
+            Ok(Ok(spend)) => Ok(spend),
+            Ok(Err(Failed::Redis(m))) => Err(Fault::Redis(m)),
+            Ok(Err(Failed::Store(m))) => Err(Fault::Store(StoreError::Db(sea_orm::DbErr::Custom(m)))),
+            Err(_) => Err(Fault::Redis("the round of credit spends ended without an answer".into())),
+        }
     }
 
     /// Writes to the database what this node's verifications spent in Redis since the last

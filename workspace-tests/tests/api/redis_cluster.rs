@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers::{Backend, Made, Shared, TestApp, fresh, spawn_node_with};
-use crate::redis_faults::{BOUND, free_port, verifier};
+use crate::redis_faults::{BOUND, FAULT_TESTS, free_port, verifier};
 
 struct OwnCluster {
     dir: PathBuf,
@@ -170,6 +170,7 @@ async fn wait_trusted(nodes: &[&TestApp]) {
 #[allow(clippy::too_many_lines)]
 async fn a_cluster_serves_and_survives_a_failover() {
     let Some((shared, data)) = fresh(Backend::Services).await else { return };
+    let _alone = FAULT_TESTS.lock().await;
     let Some(mut cluster) = OwnCluster::start() else { return };
     let shared = Shared { redis_url: Some(cluster.url()), ..shared };
     let on_cluster: &[(&str, &str)] = &[("redis.cluster", "true")];

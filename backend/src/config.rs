@@ -11,6 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 pub use cache::CacheSettings;
+use redis_url::RedisOptions;
+pub use redis_url::redis_seeds;
 
 /// What went wrong with the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -259,14 +261,6 @@ impl RotationSettings {
     }
 }
 
-/// `KEYROLL_REDIS__*`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-struct RedisOptions {
-    /// `KEYROLL_REDIS_URL` names seed nodes of a Redis Cluster, comma-separated.
-    cluster: bool,
-}
-
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -398,27 +392,7 @@ impl Settings {
         }
         let redis_url = secret_or_file("KEYROLL_REDIS_URL", raw.redis_url, raw.redis_url_file.as_deref())?;
         if let Some(u) = &redis_url {
-            let seeds = redis_seeds(u);
-            if !raw.redis.cluster && seeds.len() > 1 {
-                return Err(ConfigError(
-                    "KEYROLL_REDIS_URL: several addresses need KEYROLL_REDIS__CLUSTER=true (a Redis Cluster)".into(),
-                ));
-            }
-            for seed in seeds {
-                let schemes: &[&str] = if raw.redis.cluster {
-                    &["redis://", "rediss://"]
-                } else {
-                    &["redis://", "rediss://", "redis+unix://"]
-                };
-                if !schemes.iter().any(|s| seed.starts_with(s)) {
-                    return Err(ConfigError(format!(
-                        "KEYROLL_REDIS_URL: each address must start with {}",
-                        schemes.join(" or ")
-                    )));
-                }
-                redis::Client::open(seed)
-                    .map_err(|e| ConfigError(format!("KEYROLL_REDIS_URL: not a usable Redis address ({e})")))?;
-            }
+            redis_url::check(u, raw.redis.cluster)?;
         }
         let smtp_url = secret_or_file("KEYROLL_SMTP_URL", raw.smtp_url, raw.smtp_url_file.as_deref())?;
         let master_key = secret_or_file("KEYROLL_MASTER_KEY", raw.master_key, raw.master_key_file.as_deref())?;
@@ -599,11 +573,6 @@ fn secret_or_file(name: &str, value: Option<String>, file: Option<&Path>) -> Res
 }
 
 mod cache;
+mod redis_url;
 #[cfg(test)]
 mod tests;
-
-/// The addresses of `KEYROLL_REDIS_URL`: one, or a cluster's seed nodes, comma-separated.
-#[must_use]
-pub fn redis_seeds(url: &str) -> Vec<&str> {
-    url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
-}

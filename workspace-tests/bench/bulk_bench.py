@@ -2,17 +2,21 @@
 """Bulk rotation on PostgreSQL: N current keys (default 100 000, spread over 1 000 consumers with
 an email each and one tenant webhook endpoint, so every rotation queues notifications) are
 rotated, each time on a fresh database:
+  floor     bulk_floor.sql: the same rows written by set-based SQL in one transaction, no
+            application in between (the database's floor for this work);
   bulk      one POST /v1/rotations/bulk; the time until its job is done;
   playbook  the built-in "Breach: mass rotation" playbook (approval, rotate, notify, validate),
             started with one root key and approved with a second; the time from the approval
             until the run has completed, its validation included.
-Prints the times and the server's CPU and peak memory.
+Prints the times and the server's CPU and peak memory, and with `floor` and `bulk` both run, the ratio
+of each bulk run to the floor runs' median (the target is at most 1.5). BENCH_ROUNDS repeats the
+modes in turn, so both are measured alternately on the same machine in one run.
 
 Run from the project root:  python3 workspace-tests/bench/bulk_bench.py
-Environment: BENCH_MODES (bulk,playbook), BENCH_KEYS (100000), BENCH_DATABASE_URL, BENCH_REDIS_URL; BENCH_PG_STATS=1 also
+Environment: BENCH_MODES (floor,bulk,playbook), BENCH_ROUNDS (1), BENCH_KEYS (100000), BENCH_DATABASE_URL, BENCH_REDIS_URL; BENCH_PG_STATS=1 also
 prints the statements the database spent its time on (needs pg_stat_statements in the server's
 shared_preload_libraries)."""
-import http.client, json, os, shutil, socket, subprocess, sys, tempfile, time, uuid
+import http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time, uuid
 
 ROOT = os.getcwd()
 BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "keyroll")
@@ -47,8 +51,17 @@ def cpu_s(pid):
 def main():
     if not os.environ.get("BENCH_BIN"):
         subprocess.run(["cargo", "build", "--release", "-q", "--bin", "keyroll"], check=True)
-    for mode in os.environ.get("BENCH_MODES", "bulk,playbook").split(","):
-        measure(mode.strip())
+    modes = [m.strip() for m in os.environ.get("BENCH_MODES", "floor,bulk,playbook").split(",")]
+    took = {}
+    for _ in range(int(os.environ.get("BENCH_ROUNDS", "1"))):
+        for mode in modes:
+            took.setdefault(mode, []).append(measure(mode))
+    if took.get("floor") and took.get("bulk"):
+        floor = statistics.median(took["floor"])
+        ratios = ", ".join(f"{t / floor:.2f}" for t in took["bulk"])
+        print(f"\n== bulk rotation against the floor ({N} keys)")
+        print(f"  floor {', '.join(f'{t:.2f}' for t in took['floor'])} s (median {floor:.2f} s)")
+        print(f"  bulk  {', '.join(f'{t:.2f}' for t in took['bulk'])} s: {ratios} × the floor (target ≤ 1.5)")
 
 
 def wait_done(port, root, path, done):
@@ -72,7 +85,7 @@ def measure(mode):
                KEYROLL_DATA_DIR=data, KEYROLL_LISTEN=f"127.0.0.1:{port}", RUST_LOG="warn",
                KEYROLL_MASTER_KEY="a2V5cm9sbC10ZXN0LW1hc3Rlci1rZXktMzItYnl0ZXM=", KEYROLL_JOBS__POLL_MS="50",
                # Deliveries stay queued during the measurement (nobody listens at the endpoint).
-               KEYROLL_NOTIFY__POLL_MS="600000")
+               KEYROLL_NOTIFY__POLL_MS="600000", KEYROLL_WEBHOOKS__ALLOW_PRIVATE="true")
     proc = None
     try:
         subprocess.run([BIN, "migrate"], env=env, check=True, capture_output=True)
@@ -87,7 +100,8 @@ def measure(mode):
             except OSError:
                 time.sleep(0.1)
         st, api = call(port, "POST", "/v1/apis", {"name": "Bulk", "key_prefix": "bulk", "environment": "live"}, t["root_key"])
-        call(port, "POST", "/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/hook"}, t["root_key"])
+        st, hook = call(port, "POST", "/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/hook"}, t["root_key"])
+        assert st == 201, hook
         tid, aid = t["tenant_id"], api["id"]
         t0 = time.time()
         sql = f"""
@@ -103,7 +117,9 @@ def measure(mode):
         subprocess.run(["psql", url, "-qc", sql], check=True)
         print(f"seeded {N} keys in {time.time() - t0:.1f} s")
         base = rss_kib(proc.pid, "VmRSS:")
-        if mode == "bulk":
+        if mode == "floor":
+            pass
+        elif mode == "bulk":
             st, dry = call(port, "POST", "/v1/rotations/bulk", {"api_id": aid, "dry_run": True, "overlap_seconds": 600}, t["root_key"])
             assert dry["keys"] == N, dry
         else:
@@ -119,7 +135,13 @@ def measure(mode):
                            check=True, capture_output=True)
         cpu0 = cpu_s(proc.pid)
         t1 = time.perf_counter()
-        if mode == "bulk":
+        if mode == "floor":
+            # BENCH_FLOOR_TIMING=1 prints each statement's time.
+            timing = ["-e", "-c", "\\timing on"] if os.environ.get("BENCH_FLOOR_TIMING") == "1" else []
+            subprocess.run(["psql", url, "-q", "-v", f"tenant={tid}", "-v", f"api={aid}", "-v", "actor=root_key:bench",
+                            *timing, "-f", os.path.join(ROOT, "workspace-tests", "bench", "bulk_floor.sql")], check=True)
+            outcome = "one transaction of set-based SQL"
+        elif mode == "bulk":
             st, run = call(port, "POST", "/v1/rotations/bulk", {"api_id": aid, "overlap_seconds": 600, "compromise": True}, t["root_key"])
             assert st == 202, run
             job = wait_done(port, t["root_key"], f"/v1/jobs/{run['job_id']}", lambda j: j["state"] in ("done", "failed"))
@@ -136,19 +158,20 @@ def measure(mode):
         counts = subprocess.run(["psql", url, "-Atc",
                                  "SELECT (SELECT count(*) FROM rotations), (SELECT count(*) FROM events), "
                                  "(SELECT count(*) FROM deliveries), (SELECT count(*) FROM pending_secrets), "
-                                 "(SELECT count(*) FROM keys)"], capture_output=True, text=True).stdout.strip()
-        title = "bulk rotation" if mode == "bulk" else "mass-rotation playbook"
+                                 "(SELECT count(*) FROM keys), (SELECT count(*) FROM audit_events)"], capture_output=True, text=True).stdout.strip()
+        title = {"floor": "floor (bulk_floor.sql)", "bulk": "bulk rotation"}.get(mode, "mass-rotation playbook")
         print(f"\n== {title} on PostgreSQL, {N} keys")
         print(f"  {took:.2f} s ({N / took:.0f} keys/s); {outcome}")
         print(f"  server CPU {cpu:.2f} s ({100 * cpu / took:.0f} % of one core)")
         print(f"  server RSS before {base / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB")
-        print(f"  rotations | events | deliveries queued | secrets held | keys: {counts}")
+        print(f"  rotations | events | deliveries queued | secrets held | keys | audit entries: {counts}")
         if stats:
             # Where the database spent its time (needs pg_stat_statements preloaded).
             print(subprocess.run(["psql", url, "-c",
                                   "SELECT round(total_exec_time::numeric / 1000, 2) AS seconds, calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query "
                                   "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15"],
                                  capture_output=True, text=True).stdout)
+        return took
     finally:
         if proc:
             proc.terminate()

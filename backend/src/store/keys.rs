@@ -558,23 +558,37 @@ pub async fn load_record(db: &impl ConnectionTrait, hash: &KeyHash) -> Result<Op
     }))
 }
 
-/// Sets `last_used_at` forward (never back) for each key.
+/// Sets `last_used_at` forward (never back) for each key (each named once): one statement per
+/// 500 keys, since a flush after a busy second names thousands.
 ///
 /// # Errors
 /// Database errors.
 pub async fn touch_last_used(db: &impl ConnectionTrait, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
-    for (id, at) in uses {
-        let stmt = Query::update()
-            .table(key::Entity)
-            .value(key::Column::LastUsedAt, *at)
-            .and_where(Expr::col(key::Column::Id).eq(id.as_str()))
-            .cond_where(
-                Condition::any()
-                    .add(Expr::col(key::Column::LastUsedAt).is_null())
-                    .add(Expr::col(key::Column::LastUsedAt).lt(*at)),
-            )
-            .to_owned();
-        db.execute(&stmt).await?;
+    let backend = db.get_database_backend();
+    for chunk in uses.chunks(500) {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 2);
+        let mut rows = String::with_capacity(chunk.len() * 24);
+        for (i, (id, at)) in chunk.iter().enumerate() {
+            if i > 0 {
+                rows.push_str(", ");
+            }
+            rows.push_str(&match backend {
+                sea_orm::DbBackend::Postgres => format!("(${}, ${}::timestamptz)", 2 * i + 1, 2 * i + 2),
+                _ => "(?, ?)".to_owned(),
+            });
+            values.push(id.as_str().into());
+            values.push((*at).into());
+        }
+        // SQLite names the columns of a VALUES list column1, column2; PostgreSQL takes an alias.
+        let source = match backend {
+            sea_orm::DbBackend::Postgres => format!("(VALUES {rows}) AS v (id, at)"),
+            _ => format!("(SELECT column1 AS id, column2 AS at FROM (VALUES {rows})) AS v"),
+        };
+        let sql = format!(
+            "UPDATE keys SET last_used_at = v.at FROM {source} \
+             WHERE keys.id = v.id AND (keys.last_used_at IS NULL OR keys.last_used_at < v.at)"
+        );
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
     }
     Ok(())
 }

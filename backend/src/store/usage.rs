@@ -149,7 +149,7 @@ pub async fn add_minute_counts(db: &impl ConnectionTrait, counts: Vec<UsageCount
                     .value(usage_rollup::Column::Count, Expr::cust("usage_rollups.count + excluded.count"))
                     .to_owned(),
             )
-            .exec(db)
+            .exec_without_returning(db)
             .await?;
     }
     Ok(())

@@ -224,6 +224,8 @@ impl UsageCounter {
             .into_iter()
             .filter_map(|(k, ms)| DateTime::from_timestamp_millis(ms).map(|t| (k.to_string(), t)))
             .collect();
+        // In id order on every node, so two nodes' flushes lock the keys they share in one order.
+        out.last_used.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out.counts = counts;
         out.clients = merge_clients(std::mem::take(&mut out.clients));
         out
@@ -240,15 +242,22 @@ impl UsageCounter {
         }
         let counts = merge(counts);
         let n = counts.len();
-        if n > 0 {
-            add_minute_counts(db, counts).await?;
-        }
-        if !last_used.is_empty() {
-            keys::touch_last_used(db, &last_used).await?;
-        }
         let clients = self.not_written_lately(clients);
+        if n == 0 && last_used.is_empty() && clients.is_empty() {
+            return Ok(0);
+        }
+        // On SQLite, one transaction: one commit (one fsync) for thousands of rows, and every page
+        // written once however many statements touch it. SQLite has one writer at a time, so
+        // nothing can wait on it in a cycle. On PostgreSQL each statement commits on its own, so
+        // flushes of several nodes never hold row locks the others wait for.
+        if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+            let txn = crate::store::begin_write(db).await?;
+            write_flush(&txn, counts, &last_used, &clients).await?;
+            txn.commit().await?;
+        } else {
+            write_flush(db, counts, &last_used, &clients).await?;
+        }
         if !clients.is_empty() {
-            touch_clients(db, clients.clone()).await?;
             let now = Utc::now().timestamp_millis();
             if let Ok(mut w) = self.written.lock() {
                 if w.len() + clients.len() > CLIENTS_REMEMBERED {
@@ -269,6 +278,24 @@ impl UsageCounter {
             .filter(|c| w.get(&(c.key_id.clone(), c.ip.clone())).is_none_or(|at| now - at >= CLIENT_REWRITE_MS))
             .collect()
     }
+}
+
+async fn write_flush(
+    db: &impl sea_orm::ConnectionTrait,
+    counts: Vec<UsageCount>,
+    last_used: &[(String, DateTime<Utc>)],
+    clients: &[ClientSeen],
+) -> Result<(), StoreError> {
+    if !counts.is_empty() {
+        add_minute_counts(db, counts).await?;
+    }
+    if !last_used.is_empty() {
+        keys::touch_last_used(db, last_used).await?;
+    }
+    if !clients.is_empty() {
+        touch_clients(db, clients.to_vec()).await?;
+    }
+    Ok(())
 }
 
 /// The same key and address can come from several shards: one row each (a statement may not

@@ -140,6 +140,54 @@ async fn usage_is_counted_and_flushed(app: TestApp) {
 }
 both_backends!(usage_counters, usage_is_counted_and_flushed);
 
+async fn last_use_moves_forward_only_for_many_keys_at_once(app: TestApp) {
+    // A flush names thousands of keys; they are written 500 to a statement, and a time never
+    // goes back (another node may have written a later one).
+    use keyroll::store::entities::key;
+    use sea_orm::{PaginatorTrait, QuerySelect};
+    let t = app.tenant("Acme").await;
+    let (_, api) =
+        app.post("/v1/apis", &t.root, json!({"name": "Bulk", "key_prefix": "bulk", "environment": "live"})).await;
+    let keys: Vec<_> = (0..1_203)
+        .map(|i| {
+            let hash = keyroll::domain::KeyHash::of(&format!("last-use-{i}-{}", crate::helpers::unique())).to_hex();
+            json!({"sha256": hash, "api_id": api["id"], "external_id": format!("cus_{}", i % 50)})
+        })
+        .collect();
+    let (st, r) = app.post("/v1/keys/import", &t.root, json!({"import_id": "last-use", "keys": keys})).await;
+    assert_eq!((st, r["imported"].as_u64()), (200, Some(1_203)), "{r}");
+    let ids: Vec<String> =
+        r["key_ids"].as_array().expect("ids").iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+    let at = |secs: i64| chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("time");
+    let touch = |uses: Vec<(String, chrono::DateTime<Utc>)>| {
+        let db = app.state.db.clone();
+        async move { keyroll::store::keys::touch_last_used(&db, &uses).await.expect("touched") }
+    };
+    let tenant = t.id.clone();
+    let used_at = |t: chrono::DateTime<Utc>| {
+        key::Entity::find()
+            .filter(key::Column::TenantId.eq(tenant.as_str()))
+            .filter(key::Column::LastUsedAt.eq(t))
+            .count(&app.state.db)
+    };
+    touch(ids.iter().map(|id| (id.clone(), at(10))).collect()).await;
+    assert_eq!(used_at(at(10)).await.expect("count"), 1_203);
+    // Earlier for all, later for every other key: only the later ones move.
+    touch(ids.iter().map(|id| (id.clone(), at(5))).collect()).await;
+    touch(ids.iter().step_by(2).map(|id| (id.clone(), at(20))).collect()).await;
+    assert_eq!(used_at(at(10)).await.expect("count"), 601);
+    assert_eq!(used_at(at(20)).await.expect("count"), 602);
+    let last: Option<Option<chrono::DateTime<Utc>>> = key::Entity::find_by_id(ids[1_202].as_str())
+        .select_only()
+        .column(key::Column::LastUsedAt)
+        .into_tuple()
+        .one(&app.state.db)
+        .await
+        .expect("key");
+    assert_eq!(last, Some(Some(at(20))), "the last key of the third statement");
+}
+both_backends!(last_use_batches, last_use_moves_forward_only_for_many_keys_at_once);
+
 async fn superseded_keys_carry_rotation_headers(app: TestApp) {
     // Rotation itself is its own feature; here the verify contract for a superseded version.
     let t = app.tenant("Acme").await;

@@ -12,6 +12,24 @@ pub struct IdError {
     pub prefix: &'static str,
 }
 
+/// TypeID's suffix alphabet: Crockford's base32, lowercase.
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+/// `{prefix}_{26 characters}`: the 128 bits of `uuid` in base32, most significant first (the first
+/// character holds the top 3 bits), as TypeID writes it. Ids are made on every request (request
+/// ids), so this writes straight into one allocation.
+fn encode(prefix: &str, uuid: u128) -> String {
+    let mut out = String::with_capacity(prefix.len() + 27);
+    out.push_str(prefix);
+    out.push('_');
+    for i in 0..26 {
+        // 125 - 5i ≥ 0 for i < 26; the mask keeps the index below 32.
+        let digit = ((uuid >> (125 - 5 * i)) & 31) as usize;
+        out.push(char::from(ALPHABET[digit]));
+    }
+    out
+}
+
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -25,7 +43,7 @@ macro_rules! typed_id {
             /// A new time-ordered id.
             #[must_use]
             pub fn generate() -> Self {
-                Self($prefix.create_type_id::<V7>().to_string())
+                Self(encode($prefix, uuid::Uuid::now_v7().as_u128()))
             }
 
             /// Parses an id; the prefix must be this type's.
@@ -138,6 +156,20 @@ mod tests {
         assert!(a < b, "{a} should sort before {b}");
         assert_eq!(KeyId::parse(a.as_str()).as_ref(), Ok(&a));
         assert_eq!(a.as_str().len(), 30);
+    }
+
+    #[test]
+    fn ids_are_written_as_typeid_writes_them() {
+        for uuid in [0_u128, u128::MAX, 0x0188_bac7_a8e3_7000_8000_0000_0000_0001, uuid::Uuid::now_v7().as_u128()] {
+            let ours = encode("req", uuid);
+            let suffix = TypeIdSuffix::from(uuid::Uuid::from_u128(uuid));
+            let theirs = "req".create_type_id_with_suffix::<V7>(suffix).to_string();
+            assert_eq!(ours, theirs);
+            assert!(RequestId::parse(&ours).is_ok(), "{ours}");
+        }
+        let a = RequestId::generate();
+        let b = RequestId::generate();
+        assert!(a < b, "{a} should sort before {b} (same millisecond or not)");
     }
 
     #[test]

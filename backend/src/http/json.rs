@@ -57,7 +57,13 @@ pub fn is_json(req: &HttpRequest) -> bool {
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn read_limited(payload: &mut Payload) -> Result<Bytes, ApiError> {
-    tokio::time::timeout(BODY_TIMEOUT, read_up_to(payload, MAX_BODY)).await.map_err(|_| ApiError::RequestTimeout)?
+    let mut read = std::pin::pin!(read_up_to(payload, MAX_BODY));
+    // A small body has usually arrived with the headers: then it is read without arming a timer
+    // (one per request on the verify path). Otherwise the same read goes on under the timeout.
+    if let Some(done) = futures_util::FutureExt::now_or_never(read.as_mut()) {
+        return done;
+    }
+    tokio::time::timeout(BODY_TIMEOUT, read).await.map_err(|_| ApiError::RequestTimeout)?
 }
 
 /// Reads a body of at most `max` bytes (413 beyond).

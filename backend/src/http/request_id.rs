@@ -7,6 +7,7 @@
 //! connection the node is closing might not be).
 
 use std::future::{Ready, ready};
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
@@ -17,20 +18,29 @@ use crate::domain::{Origin, RequestId};
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The request being served. The address is written out only when asked for ([`origin`]): most
+/// answers (verifications) never need it as text.
+struct Current {
+    request_id: String,
+    ip: Option<IpAddr>,
+}
+
 tokio::task_local! {
-    static CURRENT: Origin;
+    static CURRENT: Current;
 }
 
 /// The id of the request being served (a fresh one outside a request).
 #[must_use]
 pub fn current() -> String {
-    CURRENT.try_with(|o| o.request_id.clone()).ok().flatten().unwrap_or_else(|| RequestId::generate().into_string())
+    CURRENT.try_with(|c| c.request_id.clone()).unwrap_or_else(|_| RequestId::generate().into_string())
 }
 
 /// Where the request being served comes from (nothing outside a request).
 #[must_use]
 pub fn origin() -> Origin {
-    CURRENT.try_with(Clone::clone).unwrap_or_default()
+    CURRENT
+        .try_with(|c| Origin { request_id: Some(c.request_id.clone()), ip: c.ip.map(|a| a.to_string()) })
+        .unwrap_or_default()
 }
 
 fn accept(v: &HeaderValue) -> Option<String> {
@@ -86,10 +96,10 @@ where
             ),
             None => (peer, None),
         };
-        let origin = Origin { request_id: Some(id.clone()), ip: ip.map(|a| a.to_string()) };
-        Box::pin(CURRENT.scope(origin, async move {
+        let header = HeaderValue::from_str(&id);
+        Box::pin(CURRENT.scope(Current { request_id: id, ip }, async move {
             let mut res = service.call(req).await?;
-            if let Ok(v) = HeaderValue::from_str(&id) {
+            if let Ok(v) = header {
                 res.headers_mut().insert(HEADER, v);
             }
             if draining.is_some_and(|d| d.load(std::sync::atomic::Ordering::Relaxed)) {

@@ -53,7 +53,7 @@ struct Entry {
 
 /// The tiered cache of key records, shared by every worker of a node.
 pub struct KeyCache {
-    l1: Cache<[u8; 32], Entry>,
+    l1: Cache<[u8; 32], Entry, foldhash::fast::RandomState>,
     epoch: AtomicU64,
     /// The log tail is behind (the database cannot be read): L1 lifetimes are short until it
     /// catches up.
@@ -63,7 +63,7 @@ pub struct KeyCache {
     degraded_ttl: Duration,
     l2: Option<RedisTier>,
     /// When each hash was last invalidated, by the database's clock (Unix ms).
-    invalidated: Cache<[u8; 32], i64>,
+    invalidated: Cache<[u8; 32], i64, foldhash::fast::RandomState>,
     l2_trusted: AtomicBool,
     /// The log position from which L2 must be purged before it is trusted again.
     repair_from: AtomicI64,
@@ -81,7 +81,9 @@ impl KeyCache {
             l1: Cache::builder()
                 .max_capacity(settings.l1_capacity)
                 .time_to_live(positive_ttl.max(Duration::from_secs(settings.negative_ttl_seconds)))
-                .build(),
+                // Every verification hashes its key here: foldhash, seeded per process, costs a
+                // fraction of SipHash on these 32 bytes.
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             epoch: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             positive_ttl,
@@ -90,7 +92,7 @@ impl KeyCache {
             invalidated: Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(Duration::from_secs(settings.l2_ttl_seconds.saturating_add(60)))
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             // With Redis configured, L2 is trusted once the bus has subscribed and the log tail
             // has started.
             l2_trusted: AtomicBool::new(false),

@@ -53,7 +53,8 @@ struct KeyCells {
 
 #[derive(Default)]
 struct Shard {
-    keys: HashMap<Arc<str>, KeyCells>,
+    /// By key id (foldhash: every verification looks its key up here).
+    keys: HashMap<Arc<str>, KeyCells, foldhash::fast::RandomState>,
     /// Per API: minute, `NOT_FOUND` and `MALFORMED` counts.
     misses: HashMap<MissedApi, Vec<(i64, u64, u64)>>,
 }

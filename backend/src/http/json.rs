@@ -33,7 +33,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
             if declared.is_some_and(|n| n > MAX_BODY) {
                 return Err(ApiError::PayloadTooLarge);
             }
-            let raw = read_limited(&mut payload).await?;
+            let raw = read_within(&mut payload, MAX_BODY, BODY_TIMEOUT).await?;
             // An empty body stands for `{}` on routes whose fields are all optional.
             if !raw.is_empty() && !json {
                 return Err(ApiError::UnsupportedMediaType);
@@ -56,14 +56,19 @@ pub fn is_json(req: &HttpRequest) -> bool {
 /// The longest a client may take to send its body once the headers are in.
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn read_limited(payload: &mut Payload) -> Result<Bytes, ApiError> {
-    let mut read = std::pin::pin!(read_up_to(payload, MAX_BODY));
+/// Reads a body of at most `max` bytes that must arrive within `within` (408 beyond, 413 when
+/// larger).
+///
+/// # Errors
+/// 408, 413, or a body that cannot be read.
+pub async fn read_within(payload: &mut Payload, max: usize, within: std::time::Duration) -> Result<Bytes, ApiError> {
+    let mut read = std::pin::pin!(read_up_to(payload, max));
     // A small body has usually arrived with the headers: then it is read without arming a timer
-    // (one per request on the verify path). Otherwise the same read goes on under the timeout.
+    // (one per request on the verify paths). Otherwise the same read goes on under the timeout.
     if let Some(done) = futures_util::FutureExt::now_or_never(read.as_mut()) {
         return done;
     }
-    tokio::time::timeout(BODY_TIMEOUT, read).await.map_err(|_| ApiError::RequestTimeout)?
+    tokio::time::timeout(within, read).await.map_err(|_| ApiError::RequestTimeout)?
 }
 
 /// Reads a body of at most `max` bytes (413 beyond).

@@ -567,15 +567,14 @@ pub async fn touch_last_used(db: &impl ConnectionTrait, uses: &[(String, DateTim
     let backend = db.get_database_backend();
     for chunk in uses.chunks(500) {
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 2);
-        let mut rows = String::with_capacity(chunk.len() * 24);
-        for (i, (id, at)) in chunk.iter().enumerate() {
-            if i > 0 {
-                rows.push_str(", ");
-            }
-            rows.push_str(&match backend {
-                sea_orm::DbBackend::Postgres => format!("(${}, ${}::timestamptz)", 2 * i + 1, 2 * i + 2),
+        let rows: Vec<String> = (1..=chunk.len())
+            .map(|n| match backend {
+                sea_orm::DbBackend::Postgres => format!("(${}, ${}::timestamptz)", 2 * n - 1, 2 * n),
                 _ => "(?, ?)".to_owned(),
-            });
+            })
+            .collect();
+        let rows = rows.join(", ");
+        for (id, at) in chunk {
             values.push(id.as_str().into());
             values.push((*at).into());
         }

@@ -69,8 +69,7 @@ pub async fn import(
         return Err(ApiError::PayloadTooLarge);
     }
     let mut payload = payload.into_inner();
-    let read = tokio::time::timeout(json::BODY_TIMEOUT * 6, json::read_up_to(&mut payload, MAX_IMPORT_BODY));
-    let raw = read.await.map_err(|_| ApiError::RequestTimeout)??;
+    let raw = json::read_within(&mut payload, MAX_IMPORT_BODY, json::BODY_TIMEOUT * 6).await?;
     // As for every JSON body: an empty one stands for `{}` (and is then refused for what it
     // lacks).
     if !raw.is_empty() && !json::is_json(&req) {

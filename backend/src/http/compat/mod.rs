@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use super::auth::Root;
 use super::errors::ApiError;
-use super::json::{MAX_BODY, read_up_to};
+use super::json::{MAX_BODY, read_within};
 use super::request_id;
 use crate::app::{Permission, ServiceError};
 use crate::store::StoreError;
@@ -314,11 +314,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for UnkeyBody<T> {
     fn from_request(_: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
         let mut payload = payload.take();
         Box::pin(async move {
-            let read = tokio::time::timeout(super::json::BODY_TIMEOUT, read_up_to(&mut payload, MAX_BODY)).await;
-            let raw: Bytes = match read {
-                Ok(Ok(raw)) => raw,
-                Ok(Err(ApiError::PayloadTooLarge)) => return Err(UnkeyError::TooLarge),
-                Ok(Err(_)) | Err(_) => return Err(UnkeyError::field("body", "could not be read")),
+            let raw: Bytes = match read_within(&mut payload, MAX_BODY, super::json::BODY_TIMEOUT).await {
+                Ok(raw) => raw,
+                Err(ApiError::PayloadTooLarge) => return Err(UnkeyError::TooLarge),
+                Err(_) => return Err(UnkeyError::field("body", "could not be read")),
             };
             match super::json::parse::<T>(&raw) {
                 Ok(v) => Ok(Self(v)),

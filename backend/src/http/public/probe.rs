@@ -6,7 +6,7 @@ use subtle::ConstantTimeEq;
 
 use crate::domain::KeyHash;
 use crate::http::errors::ApiError;
-use crate::http::json::{Body, MAX_BODY, parse, read_up_to};
+use crate::http::json::{Body, MAX_BODY, parse, read_within};
 use crate::playbooks::nodes::{self, ProbeAnswer, ProbeRequest};
 use crate::state::AppState;
 
@@ -31,9 +31,7 @@ pub async fn probe(
     }
     // Only an authenticated caller's body is read.
     let mut payload = payload.into_inner();
-    let raw = tokio::time::timeout(crate::http::json::BODY_TIMEOUT, read_up_to(&mut payload, MAX_BODY))
-        .await
-        .map_err(|_| ApiError::RequestTimeout)??;
+    let raw = read_within(&mut payload, MAX_BODY, crate::http::json::BODY_TIMEOUT).await?;
     let body = Body::<ProbeRequest> { value: parse(&raw)?, raw };
     if body.value.hashes.len() > nodes::MAX_PROBE {
         return Err(ApiError::field("hashes", "must list at most 1000 hashes"));

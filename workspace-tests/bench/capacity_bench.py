@@ -77,17 +77,7 @@ def round_on(proc, url, lua, label):
 
 def node(env, extra):
     """A node on the shared database with its own settings."""
-    port = vb.free_port()
-    data = tempfile.mkdtemp(prefix="kr-cap-")
-    full = dict(os.environ, KEYROLL_LISTEN=f"127.0.0.1:{port}", KEYROLL_DATA_DIR=data, RUST_LOG="warn", **env, **extra)
-    proc = subprocess.Popen([vb.BIN, "serve"], env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/readyz", timeout=1)
-            break
-        except Exception:
-            time.sleep(0.1)
+    proc, url, _, _ = vb.serve({**env, **extra}, prefix="kr-cap-")
     return proc, url
 
 

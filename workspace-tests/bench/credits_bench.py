@@ -11,10 +11,11 @@ Needs wrk (Debian package `wrk`), psql, PostgreSQL and Redis.
 Environment: BENCH_SECONDS (default 5), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32),
 BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL (redis://127.0.0.1:6379),
 BENCH_BIN (target/release/keyroll), BENCH_BIN_BEFORE (none)."""
-import json, os, shutil, subprocess, sys, tempfile, time, urllib.request, uuid
+import json, os, shutil, subprocess, sys, time, uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from verify_bench import CONNS, PG, REDIS, ROUNDS, SECONDS, fmt, free_port, http, wrk  # noqa: E402
+import verify_bench as vb  # noqa: E402
+from verify_bench import CONNS, PG, REDIS, ROUNDS, SECONDS, fmt, http, wrk  # noqa: E402
 
 ROOT = os.getcwd()
 BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "keyroll")
@@ -25,22 +26,11 @@ def psql(db_url, sql):
 
 
 def node(binary, db_url, prefix):
-    port = free_port()
-    data = tempfile.mkdtemp(prefix="kr-credits-")
-    env = dict(os.environ, KEYROLL_LISTEN=f"127.0.0.1:{port}", KEYROLL_DATA_DIR=data, RUST_LOG="warn",
-               KEYROLL_DATABASE_URL=db_url, KEYROLL_REDIS_URL=REDIS, KEYROLL_REDIS_PREFIX=prefix,
-               KEYROLL_MASTER_KEY="a2V5cm9sbC10ZXN0LW1hc3Rlci1rZXktMzItYnl0ZXM=")
-    proc = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/readyz", timeout=1)
-            break
-        except Exception:
-            time.sleep(0.1)
-    out = subprocess.run([binary, "tenant", "create", "--name", "Bench", "--owner-email", "ops@bench.test", "--json"],
-                         env=env, capture_output=True, text=True, check=True).stdout
-    root = json.loads(out.strip().splitlines()[-1])["root_key"]
+    proc, url, data, env = vb.serve({"KEYROLL_DATABASE_URL": db_url, "KEYROLL_REDIS_URL": REDIS,
+                                     "KEYROLL_REDIS_PREFIX": prefix,
+                                     "KEYROLL_MASTER_KEY": "a2V5cm9sbC10ZXN0LW1hc3Rlci1rZXktMzItYnl0ZXM="},
+                                    binary, prefix="kr-credits-")
+    root = vb.tenant_root(env, binary)
     api = http("POST", url + "/v1/apis", {"name": "Bench", "key_prefix": "bench", "environment": "live"}, root)
     con = http("POST", url + "/v1/consumers", {"external_id": "cus_bench", "name": "Bench"}, root)
     plain = http("POST", url + "/v1/keys", {"api_id": api["id"], "consumer_id": con["id"]}, root)

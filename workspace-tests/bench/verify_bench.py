@@ -41,22 +41,34 @@ def start(env_extra):
     return start_with_root(env_extra)[:4]
 
 
-def start_with_root(env_extra):
-    """The same, with the team's root key last."""
+def serve(env_extra, binary=None, prefix="kr-bench-"):
+    """A node of `binary` (BENCH_BIN) on its own port and data directory, once it answers
+    /readyz: (process, url, data dir, its environment)."""
     port = free_port()
-    data = tempfile.mkdtemp(prefix="kr-bench-")
+    data = tempfile.mkdtemp(prefix=prefix)
     env = dict(os.environ, KEYROLL_LISTEN=f"127.0.0.1:{port}", KEYROLL_DATA_DIR=data, RUST_LOG="warn", **env_extra)
-    proc = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([binary or BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    for _ in range(300):
         try:
-            urllib.request.urlopen(url + "/healthz", timeout=1)
+            urllib.request.urlopen(url + "/readyz", timeout=1)
             break
         except Exception:
             time.sleep(0.1)
-    out = subprocess.run([BIN, "tenant", "create", "--name", "Bench", "--owner-email", "ops@bench.test", "--json"],
+    return proc, url, data, env
+
+
+def tenant_root(env, binary=None):
+    """A new team's root key, from the command line."""
+    out = subprocess.run([binary or BIN, "tenant", "create", "--name", "Bench", "--owner-email", "ops@bench.test", "--json"],
                          env=env, capture_output=True, text=True, check=True).stdout
-    root = json.loads(out.strip().splitlines()[-1])["root_key"]
+    return json.loads(out.strip().splitlines()[-1])["root_key"]
+
+
+def start_with_root(env_extra, binary=None):
+    """The same, with the team's root key last."""
+    proc, url, data, env = serve(env_extra, binary)
+    root = tenant_root(env, binary)
     api = http("POST", url + "/v1/apis", {"name": "Bench", "key_prefix": "bench", "environment": "live"}, root)
     con = http("POST", url + "/v1/consumers", {"external_id": "cus_bench", "name": "Bench"}, root)
     key = http("POST", url + "/v1/keys", {"api_id": api["id"], "consumer_id": con["id"], "scopes": ["orders:*"]}, root)

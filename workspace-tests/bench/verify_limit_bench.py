@@ -12,7 +12,7 @@ BENCH_FLUSH_MS (the nodes' usage flush interval, default 5000 as shipped),
 BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_BIN (a Keyroll binary; built when not given),
 BENCH_BARE_BIN (the bare server; built when not given), BENCH_BIN_BEFORE (an earlier Keyroll build:
 measured in the same rounds, each configuration once more with it, for before/after figures)."""
-import os, random, socket, statistics, subprocess, sys, tempfile, time, urllib.request, uuid, zlib
+import os, random, socket, statistics, subprocess, sys, tempfile, time, uuid, zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import verify_bench as vb  # noqa: E402
@@ -56,12 +56,11 @@ def wrk(url, lua, seconds):
 
 def keyroll(label, env, keys_path, lua, binary):
     """A node of `binary` holding BENCH_KEYS imported keys, every one cached: (process, url)."""
-    vb.BIN = binary
     # Counts are flushed every FLUSH_MS (the default, 5 s, unless BENCH_FLUSH_MS says otherwise):
     # a round of that length holds one flush, and the pause after it holds the flush of its last
     # counts, so no round pays for another's.
     proc, url, _, _, root = vb.start_with_root(dict(env, KEYROLL_CACHE__L1_CAPACITY=str(KEYS * 2),
-                                                    KEYROLL_USAGE_FLUSH_INTERVAL_MS=str(FLUSH_MS)))
+                                                    KEYROLL_USAGE_FLUSH_INTERVAL_MS=str(FLUSH_MS)), binary)
     api = post(url, "/v1/apis", {"name": "Limit", "key_prefix": "limit", "environment": "live"}, root)
     rng = random.Random(7)
     keys = [native_key("limit_live_", rng) for _ in range(KEYS)]

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Credits at scale: POST /v1/verify on one plain key and on one credit-limited key of the same
-node (PostgreSQL + Redis), in alternating wrk rounds, with the ratio credit/plain per round and
-the database writes to the balance row per second during the credit rounds.
+node (PostgreSQL + Redis), in alternating wrk rounds, with the ratio credit/plain per round, the
+node's CPU per verification, the Redis script calls (round trips) per thousand verifications
+(read from the server's own counters, so run it on a Redis nothing else uses meanwhile), and the
+database writes to the balance row per second during the credit rounds.
 
 With BENCH_BIN_BEFORE set to another build of keyroll (an earlier commit), the same rounds run
 on it too, in the same run, for a before/after comparison.
@@ -23,6 +25,31 @@ BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "ke
 
 def psql(db_url, sql):
     return subprocess.run(["psql", db_url, "-qAtc", sql], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def cpu_seconds(pid):
+    """User + system CPU of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_scripts():
+    """Script calls Redis has run so far (EVAL and EVALSHA)."""
+    out = subprocess.run(["redis-cli", "-u", REDIS, "INFO", "commandstats"], capture_output=True, text=True).stdout
+    calls = 0
+    for line in out.splitlines():
+        if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")):
+            calls += int(line.split("calls=")[1].split(",")[0])
+    return calls
+
+
+def measured(proc, url, body):
+    """One wrk round, with the node's CPU µs per verification and Redis script calls per 1 000."""
+    cpu, calls = cpu_seconds(proc.pid), redis_scripts()
+    r = wrk(url, "/v1/verify", body)
+    n = max(r[0] * SECONDS, 1)
+    return r, (cpu_seconds(proc.pid) - cpu) * 1e6 / n, (redis_scripts() - calls) * 1000 / n
 
 
 def node(binary, db_url, prefix):
@@ -53,10 +80,10 @@ def run(label, binary):
         print(f"\n== {label}: PostgreSQL + Redis, {CONNS} connections, {ROUNDS} rounds of {SECONDS} s per key, wrk -t2")
         ratios = []
         for i in range(1, ROUNDS + 1):
-            p = wrk(url, "/v1/verify", plain_body)
+            p, p_cpu, p_cmds = measured(proc, url, plain_body)
             updates = int(psql(db_url, "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'key_credits'") or 0)
             started = time.time()
-            c = wrk(url, "/v1/verify", credit_body)
+            c, c_cpu, c_cmds = measured(proc, url, credit_body)
             # The statistics collector reports with a short delay.
             time.sleep(1.0)
             elapsed = time.time() - started
@@ -65,6 +92,8 @@ def run(label, binary):
             print(f"  round {i}: plain key {p[0]:>8.0f} req/s (p50 {fmt(p[1])}, p99 {fmt(p[2])})   "
                   f"credit key {c[0]:>8.0f} req/s (p50 {fmt(c[1])}, p99 {fmt(c[2])})   ratio {c[0] / p[0]:.3f}   "
                   f"balance-row updates {updates / elapsed:>7.1f}/s   non-2xx {p[3] + c[3]}")
+            print(f"           node CPU per verification: plain {p_cpu:.1f} µs, credit {c_cpu:.1f} µs   "
+                  f"Redis script calls per 1 000 verifications: plain {p_cmds:.2f}, credit {c_cmds:.2f}")
         ratios.sort()
         print(f"  median ratio credit/plain: {ratios[len(ratios) // 2]:.3f}")
         time.sleep(6)  # one usage flush interval: the spends reach the database

@@ -17,6 +17,7 @@
 //!   and only then is L2 used again.
 
 pub mod bus;
+pub mod credit_lease;
 pub mod credit_tier;
 pub mod record;
 pub mod redis_conn;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::credit_lease::CreditLease;
 use crate::domain::input::IpAllowlist;
 use crate::domain::{KeyTimes, ScopeSet};
 use crate::store::keys::KeyRecordData;
@@ -23,6 +24,8 @@ pub struct KeyRecord {
     pub key_json: Box<RawValue>,
     /// `{"id":…,"external_id":…,"meta":{…}}` or `null`.
     pub consumer_json: Box<RawValue>,
+    /// Credits this node holds to spend for the key (keys with credits only).
+    pub lease: Option<Box<CreditLease>>,
 }
 
 #[derive(Serialize)]
@@ -60,6 +63,7 @@ impl KeyRecord {
             tenant_id: Arc::from(data.tenant_id.as_str()),
             key_json,
             consumer_json,
+            lease: data.credits.is_some().then(Box::default),
             data,
         }
     }

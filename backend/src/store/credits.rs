@@ -18,6 +18,19 @@ pub fn period(c: &Credits, now: DateTime<Utc>) -> Option<String> {
     })
 }
 
+/// When the refill period `now` falls in ends: the next midnight or first of a month, in UTC.
+#[must_use]
+pub fn period_end(c: &Credits, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    use chrono::{Datelike, Months, NaiveTime, TimeDelta};
+    let r = c.refill?;
+    let day = now.date_naive();
+    let next = match r.interval {
+        RefillInterval::Daily => day.checked_add_signed(TimeDelta::days(1))?,
+        RefillInterval::Monthly => day.with_day(1)?.checked_add_months(Months::new(1))?,
+    };
+    Some(next.and_time(NaiveTime::MIN).and_utc())
+}
+
 /// Sets a lineage's balance to `c.remaining` (`overwrite`), or only when it has none yet (a
 /// new version of a lineage keeps the balance it shares).
 ///
@@ -278,4 +291,27 @@ pub async fn reconcile(db: &impl ConnectionTrait, lineage_id: &str, t: &Taken) -
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::input::Refill;
+
+    #[test]
+    fn a_period_ends_at_the_next_midnight_or_first_of_a_month() {
+        let at = |y, m, d, h| Utc.with_ymd_and_hms(y, m, d, h, 0, 0).single().expect("a time");
+        let with = |interval| Credits { remaining: 1, refill: Some(Refill { interval, amount: 1 }) };
+        let daily = with(RefillInterval::Daily);
+        let monthly = with(RefillInterval::Monthly);
+        assert_eq!(period_end(&daily, at(2026, 12, 31, 23)), Some(at(2027, 1, 1, 0)));
+        assert_eq!(period_end(&monthly, at(2026, 12, 6, 15)), Some(at(2027, 1, 1, 0)));
+        assert_eq!(period_end(&monthly, at(2027, 1, 31, 0)), Some(at(2027, 2, 1, 0)));
+        assert_eq!(period_end(&Credits { remaining: 1, refill: None }, at(2026, 12, 6, 0)), None);
+        // The end is the first moment of the next period.
+        let end = period_end(&daily, at(2026, 2, 28, 12)).expect("an end");
+        assert_ne!(period(&daily, end), period(&daily, end - chrono::TimeDelta::milliseconds(1)));
+    }
 }

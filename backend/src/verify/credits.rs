@@ -13,6 +13,13 @@
 //! at most the spends of one flush interval: those credits can be spent a second time, never
 //! more. The database never counts a spend twice: a flush takes and zeroes what it writes in one
 //! script, and gives it back when it cannot write it.
+//!
+//! A busy key's verifications spend from a lease instead (see [`crate::cache::credit_lease`]):
+//! credits taken from the balance in Redis with one of its spends, spent in process, and given
+//! back at the next flush, what they spent to be written with the rest. A key is leased for only
+//! while its balance is large (a hundred times the lease) and above a tenth of its baseline, so
+//! leases cost a nearly spent balance no verification; the answers of one node stay exact, and
+//! another node's answers lag by at most what this node holds.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,11 +30,16 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 
 use crate::cache::KeyCache;
-use crate::cache::credit_tier::SpendAnswer;
+use crate::cache::credit_lease::{CreditLease, Grant, LeaseTry};
+use crate::cache::credit_tier::{LeaseAnswer, Settled, SpendAnswer};
+use crate::cache::record::KeyRecord;
 use crate::cache::redis_tier::{RedisTier, TierError};
 use crate::domain::input::Credits;
 use crate::store::StoreError;
 use crate::store::credits::{self as stored, Spend};
+
+/// The most credits one lease holds.
+const LEASE_MOST: u64 = 1_000;
 
 /// A spend waiting for its lineage's next round, and where its answer goes.
 type Waiter = (u64, oneshot::Sender<Result<Spend, Failed>>);
@@ -45,13 +57,14 @@ pub struct CreditLedger {
     /// together in the next round, one script call for all of them (spent in arrival order), so
     /// a busy key costs Redis one call per round trip, not one per verification.
     queues: Arc<Mutex<HashMap<Arc<str>, Vec<Waiter>>>>,
+    /// Records whose lease holds credits or spends, given back at the next flush.
+    leased: Mutex<Vec<Arc<KeyRecord>>>,
 }
 
-/// The balance a verification spends from: its lineage's, with the key's credit settings.
+/// The balance a verification spends from: its key's lineage's, with the key's credit settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Purse<'a> {
-    pub tenant_id: &'a str,
-    pub lineage_id: &'a str,
+    pub record: &'a Arc<KeyRecord>,
     pub credits: &'a Credits,
 }
 
@@ -175,9 +188,16 @@ impl CreditLedger {
         cost: u64,
         now: DateTime<Utc>,
     ) -> Result<Spend, StoreError> {
-        let Purse { tenant_id, lineage_id, credits: c } = purse;
+        let Purse { record, credits: c } = purse;
+        let (tenant_id, lineage_id) = (record.data.tenant_id.as_str(), record.data.lineage_id.as_str());
         if let Some(l2) = cache.live_l2() {
-            match self.spend_in_redis(l2, db, purse, cost).await {
+            let tried = record.lease.as_ref().map_or(LeaseTry::Exact, |l| l.try_spend(cost, now.timestamp_millis()));
+            let spent = match tried {
+                LeaseTry::Spent { remaining } => return Ok(Spend { spent: true, remaining, now_low: false }),
+                LeaseTry::Ask => self.lease_in_redis(l2, db, purse, cost, now).await,
+                LeaseTry::Exact => self.spend_in_redis(l2, db, purse, cost).await,
+            };
+            match spent {
                 Ok(s) => return Ok(s),
                 Err(Fault::Store(e)) => return Err(e),
                 Err(Fault::Redis(e)) => {
@@ -189,8 +209,89 @@ impl CreditLedger {
         if cache.l2().is_some() {
             lock(&self.aside).insert(Arc::from(lineage_id));
             self.any_aside.store(true, Ordering::Release);
+            // The balance in Redis is dropped when it answers again: its leases end now.
+            self.void_leases(lineage_id);
         }
         stored::spend(db, tenant_id, lineage_id, c, cost, now).await
+    }
+
+    /// Drops the balance Redis holds for a lineage spent from in the database while Redis did not
+    /// answer (it missed those spends), and the leases taken from it.
+    async fn clear_aside(&self, l2: &RedisTier, lineage_id: &str) -> Result<(), Fault> {
+        if !(self.any_aside.load(Ordering::Acquire) && lock(&self.aside).contains(lineage_id)) {
+            return Ok(());
+        }
+        l2.forget_credits(&[lineage_id.to_owned()]).await?;
+        self.void_leases(lineage_id);
+        let mut aside = lock(&self.aside);
+        aside.remove(lineage_id);
+        self.any_aside.store(!aside.is_empty(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Stops this node's leases of a lineage's balance from being spent: the balance they came
+    /// from is dropped from Redis (what they spent since the last flush is not written).
+    fn void_leases(&self, lineage_id: &str) {
+        for r in lock(&self.leased).iter().filter(|r| r.data.lineage_id == lineage_id) {
+            let _ = r.lease.as_ref().and_then(|l| l.settle());
+        }
+    }
+
+    /// Spends `cost` in Redis and asks for a lease for the key along with it.
+    async fn lease_in_redis(
+        &self,
+        l2: &RedisTier,
+        db: &DatabaseConnection,
+        purse: Purse<'_>,
+        cost: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Spend, Fault> {
+        // Ends the ask however this ends, a request dropped midway included: a key left asking
+        // would never be leased for again. An answer from Redis ends it itself.
+        struct Asking<'a>(Option<&'a CreditLease>);
+        impl Drop for Asking<'_> {
+            fn drop(&mut self) {
+                if let Some(l) = self.0 {
+                    l.not_granted();
+                }
+            }
+        }
+        let mut asking = Asking(purse.record.lease.as_deref());
+        let Purse { record, credits: c } = purse;
+        let lineage_id = record.data.lineage_id.as_str();
+        self.clear_aside(l2, lineage_id).await?;
+        let period = stored::period(c, now);
+        let refill = c.refill.map(|r| r.amount);
+        for _ in 0..3 {
+            match l2.lease_credits(lineage_id, cost, LEASE_MOST, period.as_deref(), refill).await? {
+                LeaseAnswer::Done { baseline, spent, remaining, lease, generation } => {
+                    asking.0 = None;
+                    if spent && cost > 0 {
+                        lock(&self.dirty).insert(Arc::from(lineage_id));
+                    }
+                    // Only a key with a lease cell asks for a lease.
+                    if let Some(cell) = &record.lease {
+                        if lease > 0 {
+                            let until_ms = stored::period_end(c, now).map_or(i64::MAX, |t| t.timestamp_millis());
+                            let beside = remaining.saturating_sub(lease);
+                            if cell.granted(Grant { size: lease, beside, period, generation, until_ms }) {
+                                lock(&self.leased).push(Arc::clone(record));
+                            }
+                        } else {
+                            cell.not_granted();
+                        }
+                    }
+                    let low = baseline / 10;
+                    let now_low = spent && cost > 0 && remaining <= low && remaining.saturating_add(cost) > low;
+                    return Ok(Spend { spent, remaining, now_low });
+                }
+                LeaseAnswer::Absent => {
+                    let balance = stored::load(db, &record.data.tenant_id, lineage_id, c).await?;
+                    l2.load_credits(lineage_id, &balance).await?;
+                }
+            }
+        }
+        Err(Fault::Store(StoreError::Conflict("the credit balance could not be loaded".into())))
     }
 
     async fn spend_in_redis(
@@ -200,13 +301,8 @@ impl CreditLedger {
         purse: Purse<'_>,
         cost: u64,
     ) -> Result<Spend, Fault> {
-        let lineage_id = purse.lineage_id;
-        if self.any_aside.load(Ordering::Acquire) && lock(&self.aside).contains(lineage_id) {
-            l2.forget_credits(&[lineage_id.to_owned()]).await?;
-            let mut aside = lock(&self.aside);
-            aside.remove(lineage_id);
-            self.any_aside.store(!aside.is_empty(), Ordering::Release);
-        }
+        let lineage_id = purse.record.data.lineage_id.as_str();
+        self.clear_aside(l2, lineage_id).await?;
         let (tx, rx) = oneshot::channel();
         let lead = {
             let mut queues = lock(&self.queues);
@@ -222,7 +318,7 @@ impl CreditLedger {
             let rounds = Rounds {
                 l2: l2.clone(),
                 db: db.clone(),
-                tenant_id: purse.tenant_id.to_owned(),
+                tenant_id: purse.record.data.tenant_id.clone(),
                 lineage: Arc::from(lineage_id),
                 credits: *purse.credits,
                 dirty: Arc::clone(&self.dirty),
@@ -246,6 +342,7 @@ impl CreditLedger {
     /// Database errors (the spends are kept for the next flush).
     pub async fn flush(&self, cache: &KeyCache, db: &DatabaseConnection) -> Result<usize, StoreError> {
         let Some(l2) = cache.l2() else { return Ok(0) };
+        self.settle_leases(cache, l2).await;
         let dirty: Vec<Arc<str>> = lock(&self.dirty).drain().collect();
         let mut written = 0;
         let mut failed = None;
@@ -277,12 +374,44 @@ impl CreditLedger {
         failed.map_or(Ok(written), Err)
     }
 
+    /// Gives every lease back to Redis: what it spent joins the spends to write, what is left can
+    /// be spent by every node again. A lease Redis cannot take now is kept for the next flush.
+    async fn settle_leases(&self, cache: &KeyCache, l2: &RedisTier) {
+        let held = std::mem::take(&mut *lock(&self.leased));
+        for (i, record) in held.iter().enumerate() {
+            let Some(s) = record.lease.as_ref().and_then(|l| l.settle()) else { continue };
+            let lineage = record.data.lineage_id.as_str();
+            match l2.settle_credits(lineage, &s).await {
+                Ok(Settled::Taken) => {
+                    if s.spent > 0 {
+                        lock(&self.dirty).insert(Arc::from(lineage));
+                    }
+                }
+                Ok(Settled::Void | Settled::Gone) => {
+                    tracing::debug!(lineage = %lineage, spent = s.spent, "a lease of a balance refilled, changed or lost since");
+                }
+                Err(e) => {
+                    cache.l2_failed(&e);
+                    let mut leased = lock(&self.leased);
+                    if record.lease.as_ref().is_some_and(|l| l.put_back(s)) {
+                        leased.push(Arc::clone(record));
+                    }
+                    leased.extend(held[i + 1..].iter().cloned());
+                    return;
+                }
+            }
+        }
+    }
+
     /// Drops the lineages' balances from Redis after their credits were changed: the next spend
     /// reads them from the database.
     pub async fn forget(&self, cache: &KeyCache, lineage_ids: &[String]) {
         let Some(l2) = cache.l2() else { return };
         if lineage_ids.is_empty() {
             return;
+        }
+        for l in lineage_ids {
+            self.void_leases(l);
         }
         if let Err(e) = l2.forget_credits(lineage_ids).await {
             tracing::warn!(error = %e, "could not drop changed credit balances from Redis; dropped when it answers");
@@ -311,10 +440,17 @@ impl CreditLedger {
         match l2.peek_credits(&ids).await {
             Ok(live) => {
                 for (id, held) in ids.iter().zip(live) {
-                    let Some((remaining, period)) = held else { continue };
+                    let Some(h) = held else { continue };
                     let Some((_, c)) = lineages.iter().find(|(l, _)| l == id) else { continue };
+                    // What leases hold is still there to spend, less what this node's spent.
+                    let mine: u64 = lock(&self.leased)
+                        .iter()
+                        .filter(|r| r.data.lineage_id == *id)
+                        .filter_map(|r| r.lease.as_ref().map(|l| l.unsettled(&h.generation)))
+                        .sum();
+                    let remaining = h.remaining.saturating_add(h.lent).saturating_sub(mine);
                     let refilled = match (stored::period(c, now), c.refill) {
-                        (Some(p), Some(r)) if period.as_deref().is_none_or(|held| held < p.as_str()) => r.amount,
+                        (Some(p), Some(r)) if h.period.as_deref().is_none_or(|held| held < p.as_str()) => r.amount,
                         _ => remaining,
                     };
                     out.insert((*id).to_owned(), refilled);

@@ -148,8 +148,7 @@ pub async fn verify(
     if code == Code::Valid
         && let Some(c) = &record.data.credits
     {
-        let d = &record.data;
-        let purse = credits::Purse { tenant_id: &d.tenant_id, lineage_id: &d.lineage_id, credits: c };
+        let purse = credits::Purse { record: &record, credits: c };
         let spend = credits.spend(cache, db, purse, input.cost, now).await?;
         if !spend.spent {
             code = Code::UsageExceeded;

@@ -1,7 +1,7 @@
 //! Credits spent in Redis (one atomic script per verification) and written to the database in
 //! batches: exact across nodes, reconciled at each flush, dropped from Redis when an operator
 //! changes them, refilled once per period, and after Redis loses its data at most one flush
-//! interval of spends is spent again.
+//! interval of spends is spent again. Busy keys spend from leases, given back at the flush.
 
 use std::time::Duration;
 
@@ -99,7 +99,15 @@ async fn credits_are_spent_in_redis_and_written_in_batches() {
         .call(reqwest::Method::PATCH, &format!("/v1/keys/{}", k.key_id), &acme.root, Some(json!({"credits": null})))
         .await;
     assert_eq!(st, 200);
-    let v = b.verify(json!({"key": k.secret, "cost": 1000})).await;
+    // B hears of the change through the bus, a moment after the answer to A's caller.
+    let started = std::time::Instant::now();
+    let v = loop {
+        let v = b.verify(json!({"key": k.secret, "cost": 1000})).await;
+        if !v["credits"].is_object() || started.elapsed() > Duration::from_secs(5) {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!((v["code"].as_str(), v["credits"].is_null()), (Some("VALID"), true), "{v}");
     flush(&a).await;
     assert_eq!(stored(&a, &k.key_id).await, None);
@@ -151,4 +159,118 @@ async fn losing_redis_replays_at_most_one_flush_interval() {
     assert_eq!(spend(&a, &k, 1).await, ("VALID".to_owned(), Some(82)));
     flush(&a).await;
     assert_eq!(stored(&a, &k.key_id).await, Some((82, None)));
+}
+
+async fn held(app: &TestApp, lineage: &str) -> keyroll::cache::credit_tier::HeldBalance {
+    let l2 = app.state.cache.l2().expect("redis configured");
+    let mut got = l2.peek_credits(&[lineage]).await.expect("peek");
+    got.pop().flatten().expect("the balance is in Redis")
+}
+
+/// A busy key spends from a lease: credits taken from the balance in Redis with one spend, spent
+/// in process and given back at the flush. One node's answers stay exact, the database gets
+/// every spend once, and an operator's new balance voids the leases of the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_keys_spend_from_leases_given_back_at_the_flush() {
+    let Some((shared, dir)) = fresh(Backend::Services).await else { return };
+    let a = spawn_node_with(&shared, dir, NO_AUTO_FLUSH).await;
+    let b = spawn_node_with(&shared, None, NO_AUTO_FLUSH).await;
+    let acme = a.tenant("Acme").await;
+    let k = a.make_key(&acme, "acme", json!({"credits": {"remaining": 100_000}})).await;
+    for n in 1..=40_u64 {
+        assert_eq!(spend(&a, &k, 1).await, ("VALID".to_owned(), Some(100_000 - n)), "exact on one node");
+    }
+    // The 16th spend took a lease of a hundredth of what was left (99 984), with itself.
+    let h = held(&a, &k.key_id).await;
+    assert_eq!((h.remaining, h.lent), (99_984 - 999, 999), "{h:?}");
+    let c = keyroll::domain::input::Credits { remaining: 100_000, refill: None };
+    let lineages = [(k.key_id.as_str(), c)];
+    let view = a.state.credits.balances(&a.state.cache, &a.state.db, &acme.id, &lineages, chrono::Utc::now()).await;
+    assert_eq!(view.expect("balances").get(&k.key_id), Some(&99_960), "leased credits not spent still count");
+
+    // The other node, not busy with the key, spends in Redis: its answer leaves out A's lease.
+    assert_eq!(spend(&b, &k, 5).await, ("VALID".to_owned(), Some(99_984 - 999 - 5)));
+    flush(&b).await;
+    assert_eq!(stored(&a, &k.key_id).await, Some((100_000 - 16 - 5, None)), "B's and the lease-taking spends");
+    flush(&a).await;
+    assert_eq!(stored(&a, &k.key_id).await, Some((100_000 - 45, None)), "the lease's 24 spends written once");
+    let h = held(&a, &k.key_id).await;
+    assert_eq!((h.remaining, h.lent), (99_955, 0), "what the lease had left is back");
+    flush(&a).await;
+    flush(&b).await;
+    assert_eq!(stored(&a, &k.key_id).await, Some((99_955, None)));
+    assert_eq!(spend(&b, &k, 1).await, ("VALID".to_owned(), Some(99_954)));
+
+    // Busy again; then an operator sets a new balance: the lease of the old one is void, on the
+    // node that holds it too, and none of its spends is taken from the new balance.
+    // (A record read while an invalidation arrives is not cached, and an uncached key is not
+    // leased for: busy means busy on one cached record.)
+    let mut spends = 0;
+    while held(&a, &k.key_id).await.lent == 0 {
+        assert!(spends < 500, "not leased for again");
+        assert_eq!(spend(&a, &k, 1).await.0, "VALID");
+        spends += 1;
+    }
+    let (st, _) = b
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/keys/{}", k.key_id),
+            &acme.root,
+            Some(json!({"credits": {"remaining": 50_000}})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let started = std::time::Instant::now();
+    while spend(&a, &k, 0).await.1 != Some(50_000) {
+        assert!(started.elapsed() < Duration::from_secs(5), "node A still answers from the old balance");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(spend(&a, &k, 1).await, ("VALID".to_owned(), Some(49_999)));
+    flush(&a).await;
+    flush(&b).await;
+    assert_eq!(stored(&a, &k.key_id).await, Some((49_999, None)));
+    assert_eq!(held(&a, &k.key_id).await.remaining, 49_999);
+}
+
+/// Two nodes spend one balance as fast as they can: leases never let them spend more than it
+/// holds, and what they leave on leases comes back at the flush, to the last credit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_never_spend_more_than_the_balance() {
+    let Some((shared, dir)) = fresh(Backend::Services).await else { return };
+    let a = spawn_node_with(&shared, dir, NO_AUTO_FLUSH).await;
+    let b = spawn_node_with(&shared, None, NO_AUTO_FLUSH).await;
+    let acme = a.tenant("Acme").await;
+    let k = a.make_key(&acme, "acme", json!({"credits": {"remaining": 3_000}})).await;
+    let mut valid = 0_u64;
+    let mut most_lent = 0;
+    for _ in 0..3 {
+        // Until neither node can spend, 16 verifications at a time on each.
+        loop {
+            let mut calls = tokio::task::JoinSet::new();
+            for i in 0..32 {
+                let node = if i % 2 == 0 { &a } else { &b };
+                let (client, url, body) = (node.client.clone(), node.url("/v1/verify"), json!({"key": k.secret}));
+                calls.spawn(async move {
+                    let v: serde_json::Value =
+                        client.post(url).json(&body).send().await.expect("sent").json().await.expect("json");
+                    v["code"].as_str().unwrap_or_default().to_owned()
+                });
+            }
+            let codes = calls.join_all().await;
+            let passed = codes.iter().filter(|c| *c == "VALID").count() as u64;
+            assert!(codes.iter().all(|c| c == "VALID" || c == "USAGE_EXCEEDED"), "{codes:?}");
+            valid += passed;
+            most_lent = most_lent.max(held(&a, &k.key_id).await.lent);
+            if passed == 0 {
+                break;
+            }
+        }
+        flush(&a).await;
+        flush(&b).await;
+    }
+    assert!(most_lent > 0, "the nodes spent from leases");
+    assert_eq!(valid, 3_000, "every credit spent once, none twice");
+    assert_eq!(stored(&a, &k.key_id).await, Some((0, None)));
+    let h = held(&a, &k.key_id).await;
+    assert_eq!((h.remaining, h.lent), (0, 0));
 }

@@ -26,6 +26,9 @@ pub struct Application {
     server: Server,
     state: AppState,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The usage and credit flusher, stopped between two flushes (never aborted midway, which
+    /// would lose the counts it had taken), and what tells it to stop.
+    flusher: (tokio::task::JoinHandle<()>, Arc<tokio::sync::Notify>),
 }
 
 impl Application {
@@ -121,7 +124,8 @@ impl Application {
             settings: Arc::new(settings),
             master_key,
         };
-        tasks.push(tokio::spawn(flush_loop(state.clone())));
+        let stop_flushing = Arc::new(tokio::sync::Notify::new());
+        let flusher = (tokio::spawn(flush_loop(state.clone(), Arc::clone(&stop_flushing))), stop_flushing);
         tasks.push(tokio::spawn(crate::jobs::run_worker(state.clone())));
         tasks.push(tokio::spawn(crate::jobs::run_scheduler(state.clone())));
         tasks.push(tokio::spawn(crate::jobs::deliver::run(state.clone())));
@@ -149,7 +153,7 @@ impl Application {
             server = server.workers(w);
         }
         let server = server.listen(listener)?.run();
-        Ok(Self { port, server, state, tasks })
+        Ok(Self { port, server, state, tasks, flusher })
     }
 
     #[must_use]
@@ -189,6 +193,11 @@ impl Application {
         let result = self.server.await;
         for t in &self.tasks {
             t.abort();
+        }
+        let (flusher, stop) = self.flusher;
+        stop.notify_one();
+        if let Err(e) = flusher.await {
+            tracing::warn!(error = %e, "the usage flusher ended abnormally");
         }
         if self.state.draining.load(std::sync::atomic::Ordering::SeqCst) {
             match crate::store::jobs::release(&self.state.db, &self.state.node_id).await {
@@ -271,11 +280,16 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     opts.open(path)?.write_all(text.as_bytes())
 }
 
-async fn flush_loop(state: AppState) {
+/// Writes usage counts and credit spends every flush interval, until told to stop (between two
+/// flushes: the last one is written by the shutdown).
+async fn flush_loop(state: AppState, stop: Arc<tokio::sync::Notify>) {
     let mut tick = tokio::time::interval(Duration::from_millis(state.settings.usage_flush_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.notified() => return,
+        }
         if let Err(e) = state.usage.flush(&state.db).await {
             tracing::warn!(error = %e, "usage flush failed; those counts are lost");
         }

@@ -17,6 +17,7 @@ import json, os, shutil, subprocess, sys, time, uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import verify_bench as vb  # noqa: E402
+from capacity_bench import cpu_seconds  # noqa: E402
 from verify_bench import CONNS, PG, REDIS, ROUNDS, SECONDS, fmt, http, wrk  # noqa: E402
 
 ROOT = os.getcwd()
@@ -25,13 +26,6 @@ BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "ke
 
 def psql(db_url, sql):
     return subprocess.run(["psql", db_url, "-qAtc", sql], capture_output=True, text=True, check=True).stdout.strip()
-
-
-def cpu_seconds(pid):
-    """User + system CPU of a process so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def redis_scripts():

@@ -179,6 +179,21 @@ impl RedisTier {
         format!("{}kr:cr:{{{lineage_id}}}", self.prefix())
     }
 
+    /// A call of a spending script with the arguments of its shared start ([`refill_first`]).
+    fn spending<'a>(
+        &self,
+        script: &'a Script,
+        lineage_id: &str,
+        period: Option<&str>,
+        refill: Option<u64>,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut call = script.key(self.balance_key(lineage_id));
+        call.arg(period.unwrap_or_default())
+            .arg(refill.map(|r| r.to_string()).unwrap_or_default())
+            .arg(BALANCE_TTL_SECONDS);
+        call
+    }
+
     /// Spends each cost, in order, from the lineage's balance while it has that much.
     ///
     /// # Errors
@@ -190,10 +205,7 @@ impl RedisTier {
         period: Option<&str>,
         refill: Option<u64>,
     ) -> Result<SpendAnswer, TierError> {
-        let mut call = SPEND.key(self.balance_key(lineage_id));
-        call.arg(period.unwrap_or_default())
-            .arg(refill.map(|r| r.to_string()).unwrap_or_default())
-            .arg(BALANCE_TTL_SECONDS);
+        let mut call = self.spending(&SPEND, lineage_id, period, refill);
         for c in costs {
             call.arg(*c);
         }
@@ -221,12 +233,8 @@ impl RedisTier {
         period: Option<&str>,
         refill: Option<u64>,
     ) -> Result<LeaseAnswer, TierError> {
-        let mut call = LEASE.key(self.balance_key(lineage_id));
-        call.arg(period.unwrap_or_default())
-            .arg(refill.map(|r| r.to_string()).unwrap_or_default())
-            .arg(BALANCE_TTL_SECONDS)
-            .arg(cost)
-            .arg(most);
+        let mut call = self.spending(&LEASE, lineage_id, period, refill);
+        call.arg(cost).arg(most);
         let got: Vec<redis::Value> = self.timed(call.invoke_async(&mut self.connection())).await?;
         let num = |v: &redis::Value| match v {
             redis::Value::Int(n) => u64::try_from(*n).unwrap_or(0),

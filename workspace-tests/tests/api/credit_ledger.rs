@@ -8,7 +8,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 
-use crate::helpers::{Backend, Made, Shared, TestApp, fresh, spawn_node_with};
+use crate::helpers::{Backend, Made, Shared, TestApp, fresh, spawn_node_with, verify_on_both};
 use crate::redis_faults::{OwnRedis, free_port};
 
 /// Flushes only when the test says so.
@@ -246,19 +246,10 @@ async fn leases_never_spend_more_than_the_balance() {
     for _ in 0..3 {
         // Until neither node can spend, 16 verifications at a time on each.
         loop {
-            let mut calls = tokio::task::JoinSet::new();
-            for i in 0..32 {
-                let node = if i % 2 == 0 { &a } else { &b };
-                let (client, url, body) = (node.client.clone(), node.url("/v1/verify"), json!({"key": k.secret}));
-                calls.spawn(async move {
-                    let v: serde_json::Value =
-                        client.post(url).json(&body).send().await.expect("sent").json().await.expect("json");
-                    v["code"].as_str().unwrap_or_default().to_owned()
-                });
-            }
-            let codes = calls.join_all().await;
-            let passed = codes.iter().filter(|c| *c == "VALID").count() as u64;
-            assert!(codes.iter().all(|c| c == "VALID" || c == "USAGE_EXCEEDED"), "{codes:?}");
+            let answers = verify_on_both(&a, &b, &k.secret, 32).await;
+            let codes: Vec<&str> = answers.iter().map(|v| v["code"].as_str().unwrap_or_default()).collect();
+            let passed = codes.iter().filter(|c| **c == "VALID").count() as u64;
+            assert!(codes.iter().all(|c| *c == "VALID" || *c == "USAGE_EXCEEDED"), "{codes:?}");
             valid += passed;
             most_lent = most_lent.max(held(&a, &k.key_id).await.lent);
             if passed == 0 {

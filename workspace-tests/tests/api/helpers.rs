@@ -324,3 +324,15 @@ pub fn usage_count(
         count: n,
     }
 }
+
+/// `n` verifications of `secret` at once, every other one on each node.
+pub async fn verify_on_both(a: &TestApp, b: &TestApp, secret: &str, n: usize) -> Vec<serde_json::Value> {
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let node = if i % 2 == 0 { a } else { b };
+        let (client, url, body) = (node.client.clone(), node.url("/v1/verify"), json!({"key": secret}));
+        calls
+            .spawn(async move { client.post(url).json(&body).send().await.expect("sent").json().await.expect("json") });
+    }
+    calls.join_all().await
+}

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, fresh, spawn_node};
+use crate::helpers::{Backend, TestApp, fresh, spawn_node, verify_on_both};
 
 /// A window of 31 days: no test runs across its end.
 const LONG: u32 = 2_678_400;
@@ -59,18 +59,6 @@ async fn rate_limited_keys(app: TestApp) {
 }
 
 crate::both_backends!(rate_limits, rate_limited_keys);
-
-/// `n` verifications of `secret` at once, every other one on each node.
-async fn verify_on_both(a: &TestApp, b: &TestApp, secret: &str, n: usize) -> Vec<serde_json::Value> {
-    let mut calls = tokio::task::JoinSet::new();
-    for i in 0..n {
-        let node = if i % 2 == 0 { a } else { b };
-        let (client, url, body) = (node.client.clone(), node.url("/v1/verify"), json!({"key": secret}));
-        calls
-            .spawn(async move { client.post(url).json(&body).send().await.expect("sent").json().await.expect("json") });
-    }
-    calls.join_all().await
-}
 
 /// Two nodes, one Redis: 40 verifications at once, half on each node, against a limit of 10.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! The verification caches: L1 in process (moka, bounded), L2 in Redis when configured, and the
+//! The verification caches: L1 in process (bounded), L2 in Redis when configured, and the
 //! two ways a change reaches every node: the Redis bus (fast) and the invalidation log in the
 //! database, which every node tails (durable; see [`tail`]).
 //!
@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
+use quick_cache::UnitWeighter;
 use sea_orm::DatabaseConnection;
 
 use crate::config::CacheSettings;
@@ -53,8 +54,13 @@ struct Entry {
 }
 
 /// The tiered cache of key records, shared by every worker of a node.
+/// L1: every verification reads it. A lookup takes one shard's read lock and marks the entry
+/// used; eviction (S3-FIFO) happens on inserts. Lifetimes are checked here ([`KeyCache::fresh`]),
+/// not by the cache: an expired entry is never served, and is replaced by its next fill.
+type L1 = quick_cache::sync::Cache<[u8; 32], Entry, UnitWeighter, foldhash::fast::RandomState>;
+
 pub struct KeyCache {
-    l1: Cache<[u8; 32], Entry, foldhash::fast::RandomState>,
+    l1: L1,
     epoch: AtomicU64,
     /// The log tail is behind (the database cannot be read): L1 lifetimes are short until it
     /// catches up.
@@ -79,12 +85,15 @@ impl KeyCache {
     pub fn new(settings: &CacheSettings, l2: Option<RedisTier>, metrics: Arc<Metrics>) -> Self {
         let positive_ttl = Duration::from_secs(settings.l1_ttl_seconds);
         Self {
-            l1: Cache::builder()
-                .max_capacity(settings.l1_capacity)
-                .time_to_live(positive_ttl.max(Duration::from_secs(settings.negative_ttl_seconds)))
-                // Every verification hashes its key here: foldhash, seeded per process, costs a
-                // fraction of SipHash on these 32 bytes.
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            // Every verification hashes its key here: foldhash, seeded per process (the hashes of
+            // presented keys are chosen by callers), costs a fraction of SipHash on these 32 bytes.
+            l1: L1::with(
+                usize::try_from(settings.l1_capacity).unwrap_or(usize::MAX),
+                settings.l1_capacity,
+                UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                quick_cache::sync::DefaultLifecycle::default(),
+            ),
             epoch: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             positive_ttl,
@@ -216,7 +225,7 @@ impl KeyCache {
     pub fn drop_local(&self, hashes: &[KeyHash]) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         for h in hashes {
-            self.l1.invalidate(&h.0);
+            self.l1.remove(&h.0);
         }
     }
 

@@ -1,5 +1,5 @@
 //! The cached form of a key: the stored fields plus what the hot path needs ready-made
-//! (parsed scopes and allowlist, and the JSON of the `key` and `consumer` objects).
+//! (parsed scopes and allowlist, and the members of a verify answer that come from the key).
 
 use std::sync::Arc;
 
@@ -20,10 +20,10 @@ pub struct KeyRecord {
     pub ip_allowlist: Option<IpAllowlist>,
     pub key_id: Arc<str>,
     pub tenant_id: Arc<str>,
-    /// `{"id":…,"lineage_id":…,"version":…,"name":…,"scopes":[…],"meta":{…},"expires_at":…,"created_at":…}`
-    pub key_json: Box<RawValue>,
-    /// `{"id":…,"external_id":…,"meta":{…}}` or `null`.
-    pub consumer_json: Box<RawValue>,
+    /// The members of a verify answer that come from the key, as JSON written once:
+    /// `"key":{"id":…,"lineage_id":…,"version":…,"name":…,"scopes":[…],"meta":{…},"expires_at":…,"created_at":…},`
+    /// `"consumer":{"id":…,"external_id":…,"meta":{…}}` (or `null`) `,"api_id":"…"`.
+    pub answer_members: Box<str>,
     /// Credits this node holds to spend for the key (keys with credits only).
     pub lease: Option<Box<CreditLease>>,
 }
@@ -43,30 +43,46 @@ struct KeyView<'a> {
 impl KeyRecord {
     #[must_use]
     pub fn new(data: KeyRecordData) -> Self {
-        let key_view = KeyView {
-            id: &data.id,
-            lineage_id: &data.lineage_id,
-            version: data.version,
-            name: data.name.as_deref(),
-            scopes: &data.scopes,
-            meta: &data.meta,
-            expires_at: data.expires_at.map(crate::time::rfc3339),
-            created_at: crate::time::rfc3339(data.created_at),
-        };
-        let key_json = to_raw(&key_view);
-        let consumer_json = to_raw(&data.consumer);
+        let (key, consumer) = (key_json(&data), consumer_json(&data));
+        let mut members = String::with_capacity(key.get().len() + consumer.get().len() + data.api_id.len() + 32);
+        members.push_str("\"key\":");
+        members.push_str(key.get());
+        members.push_str(",\"consumer\":");
+        members.push_str(consumer.get());
+        members.push_str(",\"api_id\":");
+        members.push_str(to_raw(&data.api_id).get());
         Self {
             times: data.times(),
             scopes: ScopeSet::from_stored(&data.scopes),
             ip_allowlist: data.ip_allowlist.as_ref().and_then(|l| IpAllowlist::parse(l).ok()),
             key_id: Arc::from(data.id.as_str()),
             tenant_id: Arc::from(data.tenant_id.as_str()),
-            key_json,
-            consumer_json,
+            answer_members: members.into_boxed_str(),
             lease: data.credits.is_some().then(Box::default),
             data,
         }
     }
+}
+
+/// The `key` object of a verify answer.
+#[must_use]
+pub fn key_json(data: &KeyRecordData) -> Box<RawValue> {
+    to_raw(&KeyView {
+        id: &data.id,
+        lineage_id: &data.lineage_id,
+        version: data.version,
+        name: data.name.as_deref(),
+        scopes: &data.scopes,
+        meta: &data.meta,
+        expires_at: data.expires_at.map(crate::time::rfc3339),
+        created_at: crate::time::rfc3339(data.created_at),
+    })
+}
+
+/// The `consumer` object of a verify answer (`null` for a key without one).
+#[must_use]
+pub fn consumer_json(data: &KeyRecordData) -> Box<RawValue> {
+    to_raw(&data.consumer)
 }
 
 fn to_raw<T: Serialize>(v: &T) -> Box<RawValue> {

@@ -15,6 +15,7 @@ use crate::http::json::Body;
 use crate::http::request_id;
 use crate::state::AppState;
 use crate::time::{http_date, rfc3339};
+use crate::verify::record::KeyRecord;
 use crate::verify::{self, Code, VerifyInput};
 
 /// What a gateway asks.
@@ -120,6 +121,7 @@ pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Re
     let request_id = request_id::current();
     let mut res = HttpResponse::Ok();
     let body = match &verdict.record {
+        None => answer(&verdict, &request_id, None),
         Some(rec) => {
             let superseded = verdict.state == Some(KeyState::Superseded);
             let rotation = match (superseded, rec.data.grace_ends_at) {
@@ -136,33 +138,8 @@ pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Re
                 }
                 _ => None,
             };
-            serde_json::to_vec(&VerifyResponse {
-                valid: verdict.code == Code::Valid,
-                code: verdict.code,
-                request_id: &request_id,
-                key: Some(&rec.key_json),
-                consumer: Some(&rec.consumer_json),
-                api_id: Some(&rec.data.api_id),
-                rotation: Some(rotation),
-                ratelimit: Some(verdict.ratelimit.map(|r| RateLimitInfo {
-                    limit: r.limit,
-                    remaining: r.remaining,
-                    reset_at: chrono::DateTime::from_timestamp_millis(r.reset_at_ms).map(rfc3339).unwrap_or_default(),
-                })),
-                credits: Some(verdict.credits.map(|remaining| CreditsInfo { remaining })),
-            })
+            answer(&verdict, &request_id, Some((rec, rotation)))
         }
-        None => serde_json::to_vec(&VerifyResponse {
-            valid: false,
-            code: verdict.code,
-            request_id: &request_id,
-            key: None,
-            consumer: None,
-            api_id: None,
-            rotation: None,
-            ratelimit: None,
-            credits: None,
-        }),
     }
     .map_err(|e| ApiError::Internal(e.into()))?;
     state.metrics.verified(verdict.code, started.elapsed());
@@ -170,6 +147,46 @@ pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Re
     let mut res = res.body(body);
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(res)
+}
+
+/// The answer's JSON, member for member what serde writes for [`VerifyResponse`] (the tests hold
+/// the two to each other), with the key's own members copied from its record, where they were
+/// written once.
+fn answer(
+    verdict: &verify::Verdict,
+    request_id: &str,
+    found: Option<(&KeyRecord, Option<RotationInfo>)>,
+) -> serde_json::Result<Vec<u8>> {
+    let members = found.as_ref().map_or(0, |(rec, _)| rec.answer_members.len());
+    let mut out = Vec::with_capacity(members + 192);
+    out.extend_from_slice(if verdict.code == Code::Valid {
+        b"{\"valid\":true,\"code\":"
+    } else {
+        b"{\"valid\":false,\"code\":"
+    });
+    serde_json::to_writer(&mut out, &verdict.code)?;
+    out.extend_from_slice(b",\"request_id\":");
+    serde_json::to_writer(&mut out, request_id)?;
+    if let Some((rec, rotation)) = found {
+        out.push(b',');
+        out.extend_from_slice(rec.answer_members.as_bytes());
+        out.extend_from_slice(b",\"rotation\":");
+        serde_json::to_writer(&mut out, &rotation)?;
+        out.extend_from_slice(b",\"ratelimit\":");
+        serde_json::to_writer(&mut out, &verdict.ratelimit.map(rate_info))?;
+        out.extend_from_slice(b",\"credits\":");
+        serde_json::to_writer(&mut out, &verdict.credits.map(|remaining| CreditsInfo { remaining }))?;
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+fn rate_info(r: verify::limits::RateVerdict) -> RateLimitInfo {
+    RateLimitInfo {
+        limit: r.limit,
+        remaining: r.remaining,
+        reset_at: chrono::DateTime::from_timestamp_millis(r.reset_at_ms).map(rfc3339).unwrap_or_default(),
+    }
 }
 
 /// What a verify client may do with this answer: keep a valid one for `ttl` seconds at most, and
@@ -193,5 +210,117 @@ fn client_cache(verdict: &verify::Verdict, ttl: u64) -> HeaderValue {
     match ttl.min(left) {
         0 => no_store,
         s => HeaderValue::from_str(&format!("private, max-age={s}")).unwrap_or(no_store),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::keys::KeyRecordData;
+    use crate::verify::limits::RateVerdict;
+    use crate::verify::record::{consumer_json, key_json};
+
+    fn record(consumer: serde_json::Value) -> KeyRecord {
+        let data: KeyRecordData = serde_json::from_value(json!({
+            "id": "key_01jf0000000000000000000000", "tenant_id": "ten_01jf0000000000000000000000",
+            "api_id": "api_01jf0000000000000000000000", "lineage_id": "lin_01jf0000000000000000000000",
+            "version": 3, "is_root": false, "name": "Shop \"live\" — ünïcode\n", "scopes": ["orders:*", "a\\b"],
+            "meta": {"plan": "pro", "nested": {"n": [1, 2.5, null]}}, "enabled": true,
+            "expires_at": "2031-01-02T03:04:05Z", "grace_ends_at": "2030-06-01T00:00:00Z",
+            "superseded_at": "2030-05-01T00:00:00Z", "successor_version": 4, "revoked_at": null,
+            "ratelimit": null, "credits": null, "ip_allowlist": null, "created_at": "2030-01-01T00:00:00.123Z",
+            "consumer": consumer, "read_ms": 0
+        }))
+        .expect("a record");
+        KeyRecord::new(data)
+    }
+
+    /// What serde writes for the documented response type, built from the same parts.
+    fn by_serde(v: &verify::Verdict, request_id: &str, rotation: Option<RotationInfo>) -> Vec<u8> {
+        let (key, consumer) = match &v.record {
+            Some(r) => (Some(key_json(&r.data)), Some(consumer_json(&r.data))),
+            None => (None, None),
+        };
+        let found = v.record.is_some();
+        serde_json::to_vec(&VerifyResponse {
+            valid: v.code == Code::Valid,
+            code: v.code,
+            request_id,
+            key: key.as_deref(),
+            consumer: consumer.as_deref(),
+            api_id: v.record.as_ref().map(|r| r.data.api_id.as_str()),
+            rotation: found.then_some(rotation),
+            ratelimit: found.then(|| v.ratelimit.map(rate_info)),
+            credits: found.then(|| v.credits.map(|remaining| CreditsInfo { remaining })),
+        })
+        .expect("serializable")
+    }
+
+    fn rotation() -> Option<RotationInfo> {
+        Some(RotationInfo {
+            state: "superseded",
+            grace_ends_at: "2030-06-01T00:00:00Z".into(),
+            successor_version: Some(4),
+        })
+    }
+
+    #[test]
+    fn answers_are_written_as_serde_writes_the_response_type() {
+        let rate = RateVerdict {
+            allowed: true,
+            limit: 100,
+            remaining: 7,
+            reset_at_ms: 1_900_000_000_123,
+            first_refusal: false,
+        };
+        let with_consumer = json!({"id": "con_01jf0000000000000000000000", "external_id": "cus_\"1\"", "meta": {}});
+        for consumer in [serde_json::Value::Null, with_consumer] {
+            let rec = Arc::new(record(consumer));
+            for (code, state, ratelimit, credits, rot) in [
+                (Code::Valid, KeyState::Valid, None, None, None),
+                (Code::Valid, KeyState::Superseded, Some(rate), Some(41), rotation()),
+                (
+                    Code::RateLimited,
+                    KeyState::Valid,
+                    Some(RateVerdict { allowed: false, remaining: 0, ..rate }),
+                    None,
+                    None,
+                ),
+                (Code::UsageExceeded, KeyState::Valid, None, Some(0), None),
+                (Code::InsufficientScope, KeyState::Valid, None, None, None),
+            ] {
+                let v = verify::Verdict { code, state: Some(state), record: Some(rec.clone()), ratelimit, credits };
+                let ours =
+                    answer(&v, "req_01jf0000000000000000000000", Some((&rec, rotation_copy(&rot)))).expect("written");
+                assert_eq!(
+                    String::from_utf8_lossy(&ours),
+                    String::from_utf8_lossy(&by_serde(&v, "req_01jf0000000000000000000000", rot)),
+                    "{code:?}"
+                );
+                let parsed: serde_json::Value = serde_json::from_slice(&ours).expect("valid JSON");
+                assert_eq!(parsed["key"]["name"], "Shop \"live\" — ünïcode\n");
+            }
+        }
+        for code in [Code::NotFound, Code::Malformed] {
+            let v = verify::Verdict { code, state: None, record: None, ratelimit: None, credits: None };
+            let ours = answer(&v, "client-chosen.id:1", None).expect("written");
+            assert_eq!(ours, by_serde(&v, "client-chosen.id:1", None));
+            assert_eq!(
+                serde_json::from_slice::<serde_json::Value>(&ours).expect("valid JSON"),
+                json!({"valid": false, "code": code, "request_id": "client-chosen.id:1"})
+            );
+        }
+    }
+
+    fn rotation_copy(r: &Option<RotationInfo>) -> Option<RotationInfo> {
+        r.as_ref().map(|r| RotationInfo {
+            state: r.state,
+            grace_ends_at: r.grace_ends_at.clone(),
+            successor_version: r.successor_version,
+        })
     }
 }

@@ -190,6 +190,12 @@ impl KeyCache {
         // Only when no invalidation arrived since the read began; otherwise the row may predate it.
         if self.epoch.load(Ordering::Acquire) == epoch {
             self.l1.insert(hash.0, Entry { record, loaded_at: Instant::now() });
+            // An invalidation between the test above and the insert bumped the epoch before it
+            // removed the hash (see `drop_local`), perhaps before this entry was there to remove:
+            // then this read is dropped here (at worst a fresh entry of another reader with it).
+            if self.epoch.load(Ordering::Acquire) != epoch {
+                self.l1.remove(&hash.0);
+            }
         }
     }
 

@@ -53,12 +53,12 @@ struct Entry {
     loaded_at: Instant,
 }
 
-/// The tiered cache of key records, shared by every worker of a node.
 /// L1: every verification reads it. A lookup takes one shard's read lock and marks the entry
 /// used; eviction (S3-FIFO) happens on inserts. Lifetimes are checked here ([`KeyCache::fresh`]),
 /// not by the cache: an expired entry is never served, and is replaced by its next fill.
 type L1 = quick_cache::sync::Cache<[u8; 32], Entry, UnitWeighter, foldhash::fast::RandomState>;
 
+/// The tiered cache of key records, shared by every worker of a node.
 pub struct KeyCache {
     l1: L1,
     epoch: AtomicU64,

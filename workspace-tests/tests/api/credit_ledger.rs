@@ -161,18 +161,6 @@ async fn losing_redis_replays_at_most_one_flush_interval() {
     assert_eq!(stored(&a, &k.key_id).await, Some((82, None)));
 }
 
-/// Waits until the node has heard its own invalidations back (from the log and the bus): a new
-/// key's record cached before then is dropped once more, and with it what the record counted.
-async fn settled(app: &TestApp) {
-    let logged = keyroll::store::invalidations::last_seq(&app.state.db).await.expect("log");
-    let started = std::time::Instant::now();
-    while app.state.cache.tail_position() < logged {
-        assert!(started.elapsed() < Duration::from_secs(30), "the log tail does not move");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-}
-
 async fn held(app: &TestApp, lineage: &str) -> keyroll::cache::credit_tier::HeldBalance {
     let l2 = app.state.cache.l2().expect("redis configured");
     let mut got = l2.peek_credits(&[lineage]).await.expect("peek");
@@ -190,7 +178,7 @@ async fn busy_keys_spend_from_leases_given_back_at_the_flush() {
     let acme = a.tenant("Acme").await;
     let k = a.make_key(&acme, "acme", json!({"credits": {"remaining": 100_000}})).await;
     // The spends count towards a lease in the key's cached record: the record must stay.
-    settled(&a).await;
+    a.heard_own_invalidations().await;
     for n in 1..=40_u64 {
         assert_eq!(spend(&a, &k, 1).await, ("VALID".to_owned(), Some(100_000 - n)), "exact on one node");
     }

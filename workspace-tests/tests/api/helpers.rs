@@ -183,6 +183,21 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// Waits until the node has heard its own invalidations back: from the log (its tail has
+    /// applied every entry written so far) and, with Redis, from the bus a moment later. Until
+    /// then a record it caches may be dropped once more.
+    pub async fn heard_own_invalidations(&self) {
+        let logged = keyroll::store::invalidations::last_seq(&self.state.db).await.expect("log");
+        let started = std::time::Instant::now();
+        while self.state.cache.tail_position() < logged {
+            assert!(started.elapsed() < Duration::from_secs(30), "the log tail does not move");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.shared.redis_url.is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn tenant(&self, name: &str) -> Tenant {
         let email = format!("ops@{}.test", name.to_lowercase());
         let created = keyroll::app::tenants::create(&self.state, name, &email, keyroll::app::tenants::Via::Cli)

@@ -384,13 +384,7 @@ async fn every_operation(app: TestApp) {
         // Every key made so far is in the cache before the operation. A node hears its own
         // invalidations back from the log (and, with Redis, the bus) a moment later: they land
         // first.
-        let logged = keyroll::store::invalidations::last_seq(&app.state.db).await.expect("log");
-        while app.state.cache.tail_position() < logged {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        if app.shared.redis_url.is_some() {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        app.heard_own_invalidations().await;
         let known: Vec<(&'static str, KeyHash)> = world.keys.iter().map(|(n, k)| (*n, hash(k))).collect();
         for (name, h) in &known {
             let mut tries = 0;

@@ -106,11 +106,17 @@ pub(crate) struct OwnRedis {
 impl OwnRedis {
     pub(crate) fn start(port: u16, dir: PathBuf, aof: bool) -> Option<Self> {
         std::fs::create_dir_all(&dir).expect("redis dir");
+        let child = Self::spawn(port, &dir, aof)?;
+        Some(Self { port, dir, aof, child: Some(child) })
+    }
+
+    /// Starts `redis-server` and waits until it listens.
+    fn spawn(port: u16, dir: &std::path::Path, aof: bool) -> Option<Child> {
         let appendonly = if aof { "yes" } else { "no" };
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", appendonly])
             .args(["--appendfsync", "always", "--dir"])
-            .arg(&dir)
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -130,13 +136,14 @@ impl OwnRedis {
             assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Self { port, dir, aof, child: Some(child) })
+        Some(child)
     }
 
+    /// Stops Redis and starts it again on the same port and files. (Only the process is
+    /// replaced: dropping an `OwnRedis` removes its directory, under the new server's feet.)
     pub(crate) fn restart(&mut self) {
         self.kill();
-        let again = Self::start(self.port, self.dir.clone(), self.aof).expect("redis restarts");
-        *self = again;
+        self.child = Some(Self::spawn(self.port, &self.dir, self.aof).expect("redis restarts"));
     }
 
     fn signal(&self, sig: &str) {

@@ -29,6 +29,7 @@ mod m20261206_000023_billing;
 mod m20261206_000024_consumer_billing;
 mod m20261206_000025_api_gateway;
 mod m20261206_000026_key_import;
+mod m20261206_000027_credit_revisions;
 
 pub struct Migrator;
 
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000024_consumer_billing::Migration),
             Box::new(m20261206_000025_api_gateway::Migration),
             Box::new(m20261206_000026_key_import::Migration),
+            Box::new(m20261206_000027_credit_revisions::Migration),
         ]
     }
 }

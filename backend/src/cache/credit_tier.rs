@@ -1,9 +1,11 @@
-//! Credit balances in Redis: one hash per lineage (`rem`, `base`, `per`, `pend`, `lent`, `gen`),
+//! Credit balances in Redis: one hash per lineage (`rem`, `base`, `per`, `pend`, `lent`, `gen`,
+//! `rev`),
 //! spent by one atomic script per verification, so every node spends from the same balance
 //! exactly. `pend` holds what was spent since the last reconciliation with the database; a flush
 //! takes it (and zeroes it) in one script. `lent` is what nodes hold on leases (see
 //! [`super::credit_lease`]), and `gen` names one loading of the balance from the database: a
-//! lease of an earlier loading is void. Every operation touches one key, tagged with the
+//! lease of an earlier loading is void. `rev` is the revision of the balance in the database
+//! (which setting of it was loaded): spends are written back only to that one. Every operation touches one key, tagged with the
 //! lineage, so each stays in one slot of a Redis Cluster.
 
 use std::sync::LazyLock;
@@ -97,33 +99,35 @@ static SETTLE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// `KEYS[1]` the balance; `ARGV` remaining, baseline, period, TTL, generation: stores the balance
+/// `KEYS[1]` the balance; `ARGV` remaining, baseline, period, TTL, generation, revision: stores the balance
 /// as the database has it, unless another node already did.
 static LOAD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "if redis.call('EXISTS', KEYS[1]) == 0 then \
-           redis.call('HSET', KEYS[1], 'rem', ARGV[1], 'base', ARGV[2], 'per', ARGV[3], 'pend', 0, 'lent', 0, 'gen', ARGV[5]) \
+           redis.call('HSET', KEYS[1], 'rem', ARGV[1], 'base', ARGV[2], 'per', ARGV[3], 'pend', 0, 'lent', 0, 'gen', ARGV[5], 'rev', ARGV[6]) \
            redis.call('EXPIRE', KEYS[1], ARGV[4]) \
          end return 1",
     )
 });
 
 /// `KEYS[1]` the balance: takes what was spent since the last flush, and whether the balance
-/// was refilled since; answers `{pend, refilled, period, baseline}`, or nil when it is gone.
+/// was refilled since; answers `{pend, refilled, period, baseline, revision}`, or nil when it is
+/// gone.
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "if redis.call('EXISTS', KEYS[1]) == 0 then return false end \
-         local v = redis.call('HMGET', KEYS[1], 'pend', 'refilled', 'per', 'base') \
+         local v = redis.call('HMGET', KEYS[1], 'pend', 'refilled', 'per', 'base', 'rev') \
          redis.call('HSET', KEYS[1], 'pend', 0, 'refilled', 0) \
-         return {tonumber(v[1] or '0'), tonumber(v[2] or '0'), v[3] or '', tonumber(v[4] or '0')}",
+         return {tonumber(v[1] or '0'), tonumber(v[2] or '0'), v[3] or '', tonumber(v[4] or '0'), v[5] or ''}",
     )
 });
 
-/// `KEYS[1]` the balance; `ARGV` spends, period: gives back spends a flush could not write,
-/// unless the balance is gone or was refilled since (then they no longer count).
+/// `KEYS[1]` the balance; `ARGV` spends, period, revision: gives back spends a flush could not
+/// write, unless the balance is gone, was refilled or set again since (then they no longer count).
 static GIVE_BACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "if redis.call('HGET', KEYS[1], 'per') == ARGV[2] then \
+        "local v = redis.call('HMGET', KEYS[1], 'per', 'rev') \
+         if v[1] == ARGV[2] and (v[2] or '') == ARGV[3] then \
            redis.call('HINCRBY', KEYS[1], 'pend', ARGV[1]) \
          end return 1",
     )
@@ -284,7 +288,8 @@ impl RedisTier {
             .arg(b.baseline)
             .arg(b.period.as_deref().unwrap_or_default())
             .arg(BALANCE_TTL_SECONDS)
-            .arg(generation);
+            .arg(generation)
+            .arg(b.revision);
         let _: i64 = self.timed(call.invoke_async(&mut self.connection())).await?;
         Ok(())
     }
@@ -296,12 +301,15 @@ impl RedisTier {
     /// Redis unreachable or slow.
     pub async fn take_credits(&self, lineage_id: &str) -> Result<Option<Taken>, TierError> {
         let call = TAKE.key(self.balance_key(lineage_id));
-        let got: Option<(i64, i64, String, i64)> = self.timed(call.invoke_async(&mut self.connection())).await?;
-        Ok(got.map(|(spent, refilled, period, baseline)| Taken {
+        let got: Option<(i64, i64, String, i64, String)> =
+            self.timed(call.invoke_async(&mut self.connection())).await?;
+        Ok(got.map(|(spent, refilled, period, baseline, revision)| Taken {
             spent: u64::try_from(spent).unwrap_or(0),
             refilled: refilled == 1,
             period: (!period.is_empty()).then_some(period),
             baseline: u64::try_from(baseline).unwrap_or(0),
+            // A balance loaded by a node of an earlier release has none.
+            revision: revision.parse().ok(),
         }))
     }
 
@@ -311,7 +319,9 @@ impl RedisTier {
     /// Redis unreachable or slow.
     pub async fn give_back_credits(&self, lineage_id: &str, t: &Taken) -> Result<(), TierError> {
         let mut call = GIVE_BACK.key(self.balance_key(lineage_id));
-        call.arg(t.spent).arg(t.period.as_deref().unwrap_or_default());
+        call.arg(t.spent)
+            .arg(t.period.as_deref().unwrap_or_default())
+            .arg(t.revision.map(|r| r.to_string()).unwrap_or_default());
         let _: i64 = self.timed(call.invoke_async(&mut self.connection())).await?;
         Ok(())
     }

@@ -51,6 +51,7 @@ pub async fn set(
         baseline: i64::try_from(c.remaining).unwrap_or(i64::MAX),
         period: period(c, now),
         updated_at: now,
+        revision: new_revision(),
     };
     let mut conflict = OnConflict::column(key_credit::Column::LineageId);
     if overwrite {
@@ -58,6 +59,7 @@ pub async fn set(
             key_credit::Column::Remaining,
             key_credit::Column::Period,
             key_credit::Column::UpdatedAt,
+            key_credit::Column::Revision,
         ]);
     } else {
         conflict.do_nothing();
@@ -67,6 +69,12 @@ pub async fn set(
         .exec_without_returning(db)
         .await?;
     Ok(())
+}
+
+/// A revision no earlier setting of a balance had (random: sets on several nodes need no
+/// coordination).
+fn new_revision() -> i64 {
+    rand::random()
 }
 
 /// Removes a lineage's balance (its credits were taken off).
@@ -117,6 +125,8 @@ pub struct StoredBalance {
     pub remaining: u64,
     pub baseline: u64,
     pub period: Option<String>,
+    /// Which setting of the balance this is.
+    pub revision: i64,
 }
 
 /// What was spent from a balance held elsewhere (in Redis) since it was last written here.
@@ -128,6 +138,9 @@ pub struct Taken {
     pub refilled: bool,
     pub period: Option<String>,
     pub baseline: u64,
+    /// The revision of the balance the spends were made from (`None`: loaded before balances had
+    /// revisions).
+    pub revision: Option<i64>,
 }
 
 /// What a spend did.
@@ -226,6 +239,7 @@ pub async fn load(
                 remaining: u64::try_from(row.remaining).unwrap_or(0),
                 baseline: u64::try_from(row.baseline).unwrap_or(0),
                 period: row.period,
+                revision: row.revision,
             });
         }
         set(db, tenant_id, lineage_id, c, false).await?;
@@ -235,13 +249,18 @@ pub async fn load(
 
 /// Writes spends made elsewhere (in Redis) to the lineage's balance: a refill first when the
 /// balance was refilled for a period the database does not hold yet, then the spends, never
-/// below zero. A balance that is gone (its credits were taken off) is left alone.
+/// below zero. A balance that is gone (its credits were taken off), or was set again since the
+/// spends' balance was loaded (another revision), is left alone: the operator's setting wins.
 ///
 /// # Errors
 /// Database errors.
 pub async fn reconcile(db: &impl ConnectionTrait, lineage_id: &str, t: &Taken) -> Result<(), StoreError> {
     let now = Utc::now();
     let spent = i64::try_from(t.spent).unwrap_or(i64::MAX);
+    let same_revision = match t.revision {
+        Some(r) => Condition::all().add(key_credit::Column::Revision.eq(r)),
+        None => Condition::all(),
+    };
     if t.refilled
         && let Some(p) = &t.period
     {
@@ -252,6 +271,7 @@ pub async fn reconcile(db: &impl ConnectionTrait, lineage_id: &str, t: &Taken) -
             .col_expr(key_credit::Column::Period, Expr::value(p.clone()))
             .col_expr(key_credit::Column::UpdatedAt, Expr::value(now))
             .filter(key_credit::Column::LineageId.eq(lineage_id))
+            .filter(same_revision.clone())
             .filter(
                 Condition::any()
                     .add(key_credit::Column::Period.is_null())
@@ -275,6 +295,7 @@ pub async fn reconcile(db: &impl ConnectionTrait, lineage_id: &str, t: &Taken) -
         .col_expr(key_credit::Column::Remaining, Expr::col(key_credit::Column::Remaining).sub(spent))
         .col_expr(key_credit::Column::UpdatedAt, Expr::value(now))
         .filter(key_credit::Column::LineageId.eq(lineage_id))
+        .filter(same_revision.clone())
         .filter(same_period.clone())
         .filter(key_credit::Column::Remaining.gte(spent))
         .exec(db)
@@ -286,6 +307,7 @@ pub async fn reconcile(db: &impl ConnectionTrait, lineage_id: &str, t: &Taken) -
             .col_expr(key_credit::Column::Remaining, Expr::value(0_i64))
             .col_expr(key_credit::Column::UpdatedAt, Expr::value(now))
             .filter(key_credit::Column::LineageId.eq(lineage_id))
+            .filter(same_revision)
             .filter(same_period)
             .exec(db)
             .await?;

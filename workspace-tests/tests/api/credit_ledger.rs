@@ -113,6 +113,39 @@ async fn credits_are_spent_in_redis_and_written_in_batches() {
     assert_eq!(stored(&a, &k.key_id).await, None);
 }
 
+/// An operator sets a balance while a flush is out: the spends it took from Redis before were
+/// made from the balance that was replaced, and are neither written to the new one nor given
+/// back to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_set_during_a_flush_keeps_its_value() {
+    let Some((shared, dir)) = fresh(Backend::Services).await else { return };
+    let a = spawn_node_with(&shared, dir, NO_AUTO_FLUSH).await;
+    let acme = a.tenant("Acme").await;
+    let k = a.make_key(&acme, "acme", json!({"credits": {"remaining": 5}})).await;
+    assert_eq!(spend(&a, &k, 5).await, ("VALID".to_owned(), Some(0)));
+    // The first half of a flush: the spends are taken from Redis.
+    let l2 = a.state.cache.l2().expect("redis configured");
+    let taken = l2.take_credits(&k.key_id).await.expect("take").expect("the balance is held");
+    assert_eq!(taken.spent, 5);
+    let (st, _) = a
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/keys/{}", k.key_id),
+            &acme.root,
+            Some(json!({"credits": {"remaining": 4}})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    // The second half writes them, after the change.
+    keyroll::store::credits::reconcile(&a.state.db, &k.key_id, &taken).await.expect("reconcile");
+    assert_eq!(stored(&a, &k.key_id).await, Some((4, None)), "the balance as set");
+    assert_eq!(spend(&a, &k, 1).await, ("VALID".to_owned(), Some(3)));
+    // A flush that could not write them gives them back: not to the balance loaded since.
+    l2.give_back_credits(&k.key_id, &taken).await.expect("give back");
+    flush(&a).await;
+    assert_eq!(stored(&a, &k.key_id).await, Some((3, None)), "only the spend made after the change");
+}
+
 /// Redis loses its data: the balance comes back from the database, which lacks only the spends
 /// since the last flush; those are the only credits spent twice. Redis away: spends go to the
 /// database, and the balance Redis still holds when it is back (it missed them) is not used.

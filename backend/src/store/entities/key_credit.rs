@@ -14,6 +14,9 @@ pub struct Model {
     /// The refill period the balance belongs to, when it refills.
     pub period: Option<String>,
     pub updated_at: DateTimeUtc,
+    /// Names the last time the balance was set: spends made elsewhere (in Redis) are written
+    /// only to the balance of the revision they were spent from.
+    pub revision: i64,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

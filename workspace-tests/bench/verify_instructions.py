@@ -13,7 +13,8 @@ Run from the project root after `cargo build --release` (and `-p bare-verify`):
     python3 workspace-tests/bench/verify_instructions.py
 Needs valgrind. Environment: BENCH_KEYS (2000), BENCH_VERIFICATIONS (4000), BENCH_BIN,
 BENCH_BIN_BEFORE (an earlier Keyroll build, counted too), BENCH_BARE_BIN, BENCH_CACHE_SIM,
-BENCH_LL_BYTES (2097152)."""
+BENCH_LL_BYTES (2097152), BENCH_TOP (with BENCH_CACHE_SIM: list the functions that miss the
+last-level cache most, this many)."""
 import http.client, json, os, random, re, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,6 +26,7 @@ KEYS = int(os.environ.get("BENCH_KEYS", "2000"))
 N = int(os.environ.get("BENCH_VERIFICATIONS", "4000"))
 CACHE_SIM = os.environ.get("BENCH_CACHE_SIM") == "1"
 LL = int(os.environ.get("BENCH_LL_BYTES", "2097152"))
+TOP = int(os.environ.get("BENCH_TOP", "0"))
 DISPATCHER = "<actix_http::h1::dispatcher::Dispatcher<T,S,B,X,U> as core::future::future::Future>::poll"
 
 
@@ -85,6 +87,11 @@ def count(label, argv, env, port, keys, tmp):
     dumps = sorted(f for f in os.listdir(tmp) if f.startswith("callgrind.out."))
     text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", os.path.join(tmp, dumps[-1])],
                           capture_output=True, text=True, check=True).stdout
+    top = []
+    if CACHE_SIM and TOP:
+        by_miss = subprocess.run(["callgrind_annotate", "--show=DLmr", "--sort=DLmr", "--threshold=100", os.path.join(tmp, dumps[-1])],
+                                 capture_output=True, text=True, check=True).stdout
+        top = [ln for ln in by_miss.split("\n") if re.match(r"\s*[\d,]+\s+\(", ln)][1:TOP + 1]
     for f in os.listdir(tmp):
         if f.startswith("callgrind.out"):
             os.unlink(os.path.join(tmp, f))
@@ -102,6 +109,9 @@ def count(label, argv, env, port, keys, tmp):
         line += (f"; misses per verification: L1 data read {total['D1mr'] / N:,.1f}, write {total['D1mw'] / N:,.1f}, "
                  f"last level read {total['DLmr'] / N:,.1f}, write {total['DLmw'] / N:,.1f}")
     print(line, flush=True)
+    for ln in top:
+        fields = ln.split()
+        print(f"    {int(fields[0].replace(',', '')) / N:6.2f} last-level read misses per verification  {' '.join(fields[2:])[:150]}")
 
 
 def main():

@@ -1,7 +1,7 @@
 //! The cached form of a key: the stored fields plus what the hot path needs ready-made
 //! (parsed scopes and allowlist, and the members of a verify answer that come from the key).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -11,10 +11,14 @@ use crate::domain::input::IpAllowlist;
 use crate::domain::{KeyTimes, ScopeSet};
 use crate::store::keys::KeyRecordData;
 
-/// One key as the verify path sees it.
+/// One key as the verify path sees it. In C order: the usage slot and the fields every
+/// verification reads come first, next to the reference counts, so a verification touches few
+/// cache lines of the record.
 #[derive(Debug)]
+#[repr(C)]
 pub struct KeyRecord {
-    pub data: KeyRecordData,
+    /// This node's count of the key's verifications in the current minute.
+    pub usage: UsageSlot,
     pub times: KeyTimes,
     pub scopes: ScopeSet,
     pub ip_allowlist: Option<IpAllowlist>,
@@ -26,6 +30,27 @@ pub struct KeyRecord {
     pub answer_members: Box<str>,
     /// Credits this node holds to spend for the key (keys with credits only).
     pub lease: Option<Box<CreditLease>>,
+    pub data: KeyRecordData,
+}
+
+/// Outcomes a slot counts: one per [`crate::domain::code::Code`].
+pub const CODES: usize = crate::domain::code::Code::ALL.len();
+
+/// A key's verifications on this node in one minute, per outcome, kept in its cached record:
+/// counting them touches no memory the verification does not read anyway. The usage counter
+/// takes them at each flush, and moves them aside when the minute changes.
+#[derive(Debug, Default)]
+pub struct UsageSlot(pub Mutex<MinuteCounts>);
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MinuteCounts {
+    /// Minutes since the epoch.
+    pub minute: i64,
+    /// The last successful verification (Unix ms).
+    pub last_used_ms: i64,
+    pub counts: [u32; CODES],
+    /// The record is on the usage counter's list of records to take counts from.
+    pub listed: bool,
 }
 
 #[derive(Serialize)]
@@ -52,6 +77,7 @@ impl KeyRecord {
         members.push_str(",\"api_id\":");
         members.push_str(to_raw(&data.api_id).get());
         Self {
+            usage: UsageSlot::default(),
             times: data.times(),
             scopes: ScopeSet::from_stored(&data.scopes),
             ip_allowlist: data.ip_allowlist.as_ref().and_then(|l| IpAllowlist::parse(l).ok()),

@@ -86,7 +86,7 @@ impl FromRequest for Root {
             if !record.data.is_root || !st.verifies() {
                 return Err(ApiError::Unauthenticated("the root key is not valid"));
             }
-            state.usage.record(&record.key_id, &record.tenant_id, Code::Valid, None, now.timestamp_millis());
+            state.usage.record_verified(&record, Code::Valid, None, now.timestamp_millis());
             Ok(Self {
                 tenant_id: TenantId::from_trusted(record.data.tenant_id.clone()),
                 key_id: KeyId::from_trusted(record.data.id.clone()),

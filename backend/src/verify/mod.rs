@@ -163,7 +163,7 @@ pub async fn verify(
         }
         left = Some(spend.remaining);
     }
-    usage.record(&record.key_id, &record.tenant_id, code, input.ip, now.timestamp_millis());
+    usage.record_verified(&record, code, input.ip, now.timestamp_millis());
     Ok(Verdict { code, state: Some(state), record: Some(record), ratelimit, credits: left })
 }
 

@@ -1,6 +1,9 @@
 //! Verification counts per key, minute and outcome, aggregated in process and flushed in
-//! batches: no database write per verification. Counting takes a lock on one of several
-//! shards, chosen per worker thread, so workers never contend with each other.
+//! batches: no database write per verification. A verification counts in its key's cached
+//! record (the current minute's [`crate::cache::record::UsageSlot`]), which goes on a list of
+//! its worker's shard the first time; a minute's counts move to the shard when the next minute
+//! begins. Other counts (unknown keys, client addresses) go to the shard directly. Each worker
+//! thread has its shard, so workers never contend with each other.
 //!
 //! A node that dies loses at most the counts of its last flush interval.
 //!
@@ -18,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 
+use crate::cache::record::{CODES, KeyRecord, MinuteCounts};
 use crate::domain::code::Code;
 use crate::store::usage::{ClientSeen, UsageCount, add_minute_counts, resolve_misses, touch_clients};
 use crate::store::{StoreError, keys};
@@ -40,8 +44,18 @@ thread_local! {
 
 #[derive(Default)]
 struct Cell {
-    counts: [u64; 10],
+    counts: [u64; CODES],
     last_used_ms: i64,
+}
+
+impl Cell {
+    /// Adds a record's slot.
+    fn add(&mut self, slot: &MinuteCounts) {
+        for (sum, n) in self.counts.iter_mut().zip(slot.counts) {
+            *sum += u64::from(n);
+        }
+        self.last_used_ms = self.last_used_ms.max(slot.last_used_ms);
+    }
 }
 
 struct KeyCells {
@@ -57,6 +71,39 @@ struct Shard {
     keys: HashMap<Arc<str>, KeyCells, foldhash::fast::RandomState>,
     /// Per API: minute, `NOT_FOUND` and `MALFORMED` counts.
     misses: HashMap<MissedApi, Vec<(i64, u64, u64)>>,
+    /// Records whose usage slot holds counts.
+    listed: Vec<Arc<KeyRecord>>,
+}
+
+impl Shard {
+    fn cells(&mut self, key_id: &Arc<str>, tenant_id: &Arc<str>) -> &mut KeyCells {
+        self.keys.entry(key_id.clone()).or_insert_with(|| KeyCells {
+            tenant_id: tenant_id.clone(),
+            minutes: Vec::with_capacity(2),
+            ips: Vec::new(),
+        })
+    }
+}
+
+impl KeyCells {
+    fn seen_from(&mut self, ip: IpAddr, now_ms: i64) {
+        match self.ips.iter().position(|(a, _, _)| *a == ip) {
+            Some(i) => self.ips[i].2 = self.ips[i].2.max(now_ms),
+            None if self.ips.len() < IPS_PER_KEY => self.ips.push((ip, now_ms, now_ms)),
+            None => {}
+        }
+    }
+
+    fn minute(&mut self, minute: i64) -> &mut Cell {
+        let i = match self.minutes.iter().position(|(m, _)| *m == minute) {
+            Some(i) => i,
+            None => {
+                self.minutes.push((minute, Cell::default()));
+                self.minutes.len() - 1
+            }
+        };
+        &mut self.minutes[i].1
+    }
 }
 
 /// What one flush writes.
@@ -106,36 +153,59 @@ impl UsageCounter {
         if !self.counting {
             return;
         }
-        let minute = now_ms.div_euclid(60_000);
-        let shard = THREAD_SHARD.with(|s| *s);
-        let Ok(mut guard) = self.shards[shard].lock() else { return };
-        let cells = match guard.keys.get_mut(&**key_id) {
+        let Ok(mut guard) = self.shards[THREAD_SHARD.with(|s| *s)].lock() else { return };
+        let shard = &mut *guard;
+        // Looked up by reference first: the id is cloned only for a key new to the shard.
+        let cells = match shard.keys.get_mut(&**key_id) {
             Some(c) => c,
-            None => guard.keys.entry(key_id.clone()).or_insert_with(|| KeyCells {
-                tenant_id: tenant_id.clone(),
-                minutes: Vec::with_capacity(2),
-                ips: Vec::new(),
-            }),
+            None => shard.cells(key_id, tenant_id),
         };
         if code == Code::Valid
             && let Some(ip) = ip
         {
-            match cells.ips.iter().position(|(a, _, _)| *a == ip) {
-                Some(i) => cells.ips[i].2 = cells.ips[i].2.max(now_ms),
-                None if cells.ips.len() < IPS_PER_KEY => cells.ips.push((ip, now_ms, now_ms)),
-                None => {}
-            }
+            cells.seen_from(ip, now_ms);
         }
-        let cell = match cells.minutes.iter().position(|(m, _)| *m == minute) {
-            Some(i) => &mut cells.minutes[i].1,
-            None => {
-                cells.minutes.push((minute, Cell::default()));
-                let last = cells.minutes.len() - 1;
-                &mut cells.minutes[last].1
-            }
-        };
+        let cell = cells.minute(now_ms.div_euclid(60_000));
         cell.counts[code.index()] += 1;
         cell.last_used_ms = cell.last_used_ms.max(now_ms);
+    }
+
+    /// Counts one outcome of a verification of a cached key, as [`Self::record`] does, in the
+    /// record's usage slot.
+    pub fn record_verified(&self, rec: &Arc<KeyRecord>, code: Code, ip: Option<IpAddr>, now_ms: i64) {
+        if !self.counting {
+            return;
+        }
+        let shard = THREAD_SHARD.with(|s| *s);
+        if code == Code::Valid
+            && let Some(ip) = ip
+            && let Ok(mut guard) = self.shards[shard].lock()
+        {
+            guard.cells(&rec.key_id, &rec.tenant_id).seen_from(ip, now_ms);
+        }
+        let minute = now_ms.div_euclid(60_000);
+        let Ok(mut slot) = rec.usage.0.lock() else { return };
+        if slot.minute != minute {
+            // The slot's minute is over: its counts wait in the shard for the flush.
+            let ended = std::mem::take(&mut *slot);
+            if ended.counts.iter().any(|n| *n > 0)
+                && let Ok(mut guard) = self.shards[shard].lock()
+            {
+                guard.cells(&rec.key_id, &rec.tenant_id).minute(ended.minute).add(&ended);
+            }
+            slot.minute = minute;
+            slot.listed = ended.listed;
+        }
+        slot.counts[code.index()] = slot.counts[code.index()].saturating_add(1);
+        if code == Code::Valid {
+            slot.last_used_ms = slot.last_used_ms.max(now_ms);
+        }
+        if !slot.listed
+            && let Ok(mut guard) = self.shards[shard].lock()
+        {
+            slot.listed = true;
+            guard.listed.push(Arc::clone(rec));
+        }
     }
 
     /// Counts a `NOT_FOUND` or `MALFORMED` for the API an unknown key was meant for.
@@ -172,10 +242,28 @@ impl UsageCounter {
         let mut counts = Vec::new();
         let mut last_used: HashMap<Arc<str>, i64> = HashMap::new();
         for shard in &self.shards {
-            let (taken, misses) = match shard.lock() {
-                Ok(mut g) => (std::mem::take(&mut g.keys), std::mem::take(&mut g.misses)),
+            let (mut taken, misses, listed) = match shard.lock() {
+                Ok(mut g) => {
+                    (std::mem::take(&mut g.keys), std::mem::take(&mut g.misses), std::mem::take(&mut g.listed))
+                }
                 Err(_) => continue,
             };
+            // Taken from each slot under its lock only: a verification counting at the same
+            // time lists its record again.
+            for rec in listed {
+                let Ok(mut slot) = rec.usage.0.lock() else { continue };
+                let counted = std::mem::take(&mut *slot);
+                drop(slot);
+                taken
+                    .entry(Arc::clone(&rec.key_id))
+                    .or_insert_with(|| KeyCells {
+                        tenant_id: Arc::clone(&rec.tenant_id),
+                        minutes: Vec::with_capacity(1),
+                        ips: Vec::new(),
+                    })
+                    .minute(counted.minute)
+                    .add(&counted);
+            }
             for (api, minutes) in misses {
                 for (m, not_found, malformed) in minutes {
                     for (code, n) in [(Code::NotFound, not_found), (Code::Malformed, malformed)] {
@@ -354,6 +442,52 @@ mod tests {
             d.clients.iter().map(|c| (c.ip.as_str(), c.first.timestamp_millis(), c.last.timestamp_millis())).collect();
         assert_eq!(seen, vec![("203.0.113.9", 60_000, 60_500)], "only successful uses say where they came from");
         assert!(u.drain().counts.is_empty(), "drain empties the counters");
+    }
+
+    fn cached(key_id: &str) -> Arc<KeyRecord> {
+        let data = serde_json::from_value(serde_json::json!({
+            "id": key_id, "tenant_id": "ten_a", "api_id": "api_a", "lineage_id": key_id, "version": 1,
+            "is_root": false, "name": null, "scopes": [], "meta": {}, "enabled": true, "expires_at": null,
+            "grace_ends_at": null, "superseded_at": null, "successor_version": null, "revoked_at": null,
+            "ratelimit": null, "credits": null, "ip_allowlist": null, "created_at": "2030-01-01T00:00:00Z",
+            "consumer": null, "read_ms": 0
+        }))
+        .expect("a record");
+        Arc::new(KeyRecord::new(data))
+    }
+
+    #[test]
+    fn counts_in_cached_records_are_drained_like_the_rest() {
+        let u = UsageCounter::default();
+        let rec = cached("key_a");
+        let ip: IpAddr = "203.0.113.9".parse().expect("ip");
+        u.record_verified(&rec, Code::Valid, Some(ip), 60_000);
+        u.record_verified(&rec, Code::Valid, None, 60_500);
+        u.record_verified(&rec, Code::Revoked, None, 61_000);
+        // The next minute: the first one's counts wait in the shard.
+        u.record_verified(&rec, Code::Valid, None, 120_000);
+        // The key's record was replaced (an invalidation): the new one counts beside the old.
+        let again = cached("key_a");
+        u.record_verified(&again, Code::Valid, None, 120_100);
+        // The root-key path counts in the shard directly.
+        u.record(&rec.key_id, &rec.tenant_id, Code::Valid, None, 120_200);
+        let d = u.drain();
+        let (mut counts, last) = (merge(d.counts), d.last_used);
+        counts.sort_by_key(|c| (c.bucket_start, c.code));
+        let got: Vec<_> = counts.iter().map(|c| (c.bucket_start.timestamp(), c.code, c.count)).collect();
+        assert_eq!(got, vec![(60, "REVOKED", 1), (60, "VALID", 2), (120, "VALID", 3)]);
+        assert_eq!(
+            last.iter().map(|(k, t)| (k.as_str(), t.timestamp_millis())).collect::<Vec<_>>(),
+            [("key_a", 120_200)]
+        );
+        assert_eq!(d.clients.len(), 1, "the address is kept as before");
+        assert!(u.drain().counts.is_empty(), "drain empties the slots");
+        // Counted again after a drain, the record is listed again.
+        u.record_verified(&rec, Code::Valid, None, 120_300);
+        assert_eq!(merge(u.drain().counts).iter().map(|c| c.count).sum::<i64>(), 1);
+        let off = UsageCounter::off();
+        off.record_verified(&rec, Code::Valid, None, 120_400);
+        assert!(off.drain().counts.is_empty());
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub const IPS_PER_KEY: usize = 8;
 /// APIs whose unknown keys one shard counts between two flushes.
 pub const MISSES_PER_SHARD: usize = 16;
 
+/// Records one shard lists between two flushes, at most. A listed record stays in memory until
+/// the flush, even once L1 has let it go: past this many (a sweep through more keys than L1
+/// holds), further keys count in the shard's map, which keeps only their counts.
+pub const LISTED_PER_SHARD: usize = 10_000;
+
 pub use crate::domain::code::MissedApi;
 
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
@@ -49,6 +54,11 @@ struct Cell {
 }
 
 impl Cell {
+    fn count(&mut self, code: Code, now_ms: i64) {
+        self.counts[code.index()] += 1;
+        self.last_used_ms = self.last_used_ms.max(now_ms);
+    }
+
     /// Adds a record's slot.
     fn add(&mut self, slot: &MinuteCounts) {
         for (sum, n) in self.counts.iter_mut().zip(slot.counts) {
@@ -126,6 +136,7 @@ const CLIENTS_REMEMBERED: usize = 200_000;
 pub struct UsageCounter {
     shards: [Mutex<Shard>; SHARDS],
     counting: bool,
+    listed_per_shard: usize,
     /// (key, address) pairs this node wrote, and when: a known address is not written at every
     /// flush. Only the flush touches it.
     written: Mutex<HashMap<(String, String), i64>>,
@@ -136,6 +147,7 @@ impl Default for UsageCounter {
         Self {
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
             counting: true,
+            listed_per_shard: LISTED_PER_SHARD,
             written: Mutex::new(HashMap::new()),
         }
     }
@@ -165,9 +177,7 @@ impl UsageCounter {
         {
             cells.seen_from(ip, now_ms);
         }
-        let cell = cells.minute(now_ms.div_euclid(60_000));
-        cell.counts[code.index()] += 1;
-        cell.last_used_ms = cell.last_used_ms.max(now_ms);
+        cells.minute(now_ms.div_euclid(60_000)).count(code, now_ms);
     }
 
     /// Counts one outcome of a verification of a cached key, as [`Self::record`] does, in the
@@ -196,15 +206,19 @@ impl UsageCounter {
             slot.minute = minute;
             slot.listed = ended.listed;
         }
+        if !slot.listed {
+            let Ok(mut guard) = self.shards[shard].lock() else { return };
+            if guard.listed.len() >= self.listed_per_shard {
+                drop(slot);
+                guard.cells(&rec.key_id, &rec.tenant_id).minute(minute).count(code, now_ms);
+                return;
+            }
+            slot.listed = true;
+            guard.listed.push(Arc::clone(rec));
+        }
         slot.counts[code.index()] = slot.counts[code.index()].saturating_add(1);
         if code == Code::Valid {
             slot.last_used_ms = slot.last_used_ms.max(now_ms);
-        }
-        if !slot.listed
-            && let Ok(mut guard) = self.shards[shard].lock()
-        {
-            slot.listed = true;
-            guard.listed.push(Arc::clone(rec));
         }
     }
 
@@ -488,6 +502,22 @@ mod tests {
         let off = UsageCounter::off();
         off.record_verified(&rec, Code::Valid, None, 120_400);
         assert!(off.drain().counts.is_empty());
+    }
+
+    #[test]
+    fn past_the_list_limit_keys_count_in_the_map() {
+        let u = UsageCounter { listed_per_shard: 2, ..UsageCounter::default() };
+        let recs: Vec<_> = (0..5).map(|i| cached(&format!("key_{i}"))).collect();
+        for r in &recs {
+            u.record_verified(r, Code::Valid, None, 60_000);
+            u.record_verified(r, Code::Valid, None, 60_001);
+        }
+        let listed: usize = u.shards.iter().map(|s| s.lock().expect("shard").listed.len()).sum();
+        assert_eq!(listed, 2, "only as many records are held as the limit allows");
+        let mut got: Vec<_> = merge(u.drain().counts).into_iter().map(|c| (c.key_id, c.count)).collect();
+        got.sort();
+        let want: Vec<_> = (0..5).map(|i| (format!("key_{i}"), 2)).collect();
+        assert_eq!(got, want, "every count is kept");
     }
 
     #[test]

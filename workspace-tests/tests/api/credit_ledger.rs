@@ -62,14 +62,7 @@ async fn credits_are_spent_in_redis_and_written_in_batches() {
     // An operator's new balance replaces the one in Redis at once, on every node; spends made
     // before the change and not yet written are not taken from the new balance.
     assert_eq!(spend(&a, &k, 2).await, ("VALID".to_owned(), Some(83)));
-    let (st, _) = a
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/v1/keys/{}", k.key_id),
-            &acme.root,
-            Some(json!({"credits": {"remaining": 40}})),
-        )
-        .await;
+    let (st, _) = a.patch_key(&acme.root, &k.key_id, json!({"credits": {"remaining": 40}})).await;
     assert_eq!(st, 200);
     assert_eq!(spend(&b, &k, 1).await, ("VALID".to_owned(), Some(39)));
     flush(&a).await;
@@ -95,9 +88,7 @@ async fn credits_are_spent_in_redis_and_written_in_batches() {
     assert_ne!(period.as_deref(), Some("2000-01"), "the refill's period is written");
 
     // Credits taken off: the balance is gone and the key verifies without one.
-    let (st, _) = a
-        .call(reqwest::Method::PATCH, &format!("/v1/keys/{}", k.key_id), &acme.root, Some(json!({"credits": null})))
-        .await;
+    let (st, _) = a.patch_key(&acme.root, &k.key_id, json!({"credits": null})).await;
     assert_eq!(st, 200);
     // B hears of the change through the bus, a moment after the answer to A's caller.
     let started = std::time::Instant::now();
@@ -127,14 +118,7 @@ async fn a_balance_set_during_a_flush_keeps_its_value() {
     let l2 = a.state.cache.l2().expect("redis configured");
     let taken = l2.take_credits(&k.key_id).await.expect("take").expect("the balance is held");
     assert_eq!(taken.spent, 5);
-    let (st, _) = a
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/v1/keys/{}", k.key_id),
-            &acme.root,
-            Some(json!({"credits": {"remaining": 4}})),
-        )
-        .await;
+    let (st, _) = a.patch_key(&acme.root, &k.key_id, json!({"credits": {"remaining": 4}})).await;
     assert_eq!(st, 200);
     // The second half writes them, after the change.
     keyroll::store::credits::reconcile(&a.state.db, &k.key_id, &taken).await.expect("reconcile");
@@ -246,14 +230,7 @@ async fn busy_keys_spend_from_leases_given_back_at_the_flush() {
         assert_eq!(spend(&a, &k, 1).await.0, "VALID");
         spends += 1;
     }
-    let (st, _) = b
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/v1/keys/{}", k.key_id),
-            &acme.root,
-            Some(json!({"credits": {"remaining": 50_000}})),
-        )
-        .await;
+    let (st, _) = b.patch_key(&acme.root, &k.key_id, json!({"credits": {"remaining": 50_000}})).await;
     assert_eq!(st, 200);
     let started = std::time::Instant::now();
     while spend(&a, &k, 0).await.1 != Some(50_000) {

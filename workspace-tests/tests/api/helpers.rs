@@ -183,6 +183,11 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// `PATCH /v1/keys/{key_id}` with `body`, as the tenant's root key.
+    pub async fn patch_key(&self, root: &str, key_id: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PATCH, &format!("/v1/keys/{key_id}"), root, Some(body)).await
+    }
+
     /// Waits until the node has heard its own invalidations back: from the log (its tail has
     /// applied every entry written so far) and, with Redis, from the bus a moment later. Until
     /// then a record it caches may be dropped once more.

@@ -105,14 +105,7 @@ async fn credits(app: TestApp) {
     );
 
     // A rotation does not refill: both versions spend from one balance.
-    let (st, _) = app
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/v1/keys/{}", k.key_id),
-            &acme.root,
-            Some(json!({"credits": {"remaining": 4}})),
-        )
-        .await;
+    let (st, _) = app.patch_key(&acme.root, &k.key_id, json!({"credits": {"remaining": 4}})).await;
     assert_eq!(st, 200);
     assert_eq!(spend(1).await["credits"]["remaining"], 3);
     let (st, rotated) =

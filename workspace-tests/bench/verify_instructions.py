@@ -14,7 +14,8 @@ Run from the project root after `cargo build --release` (and `-p bare-verify`):
 Needs valgrind. Environment: BENCH_KEYS (2000), BENCH_VERIFICATIONS (4000), BENCH_BIN,
 BENCH_BIN_BEFORE (an earlier Keyroll build, counted too), BENCH_BARE_BIN, BENCH_CACHE_SIM,
 BENCH_LL_BYTES (2097152), BENCH_TOP (with BENCH_CACHE_SIM: list the functions that miss the
-last-level cache most, this many)."""
+last-level cache most, this many), BENCH_KEEP (a directory: each server's callgrind output is
+kept there, for callgrind_annotate)."""
 import http.client, json, os, random, re, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -27,6 +28,7 @@ N = int(os.environ.get("BENCH_VERIFICATIONS", "4000"))
 CACHE_SIM = os.environ.get("BENCH_CACHE_SIM") == "1"
 LL = int(os.environ.get("BENCH_LL_BYTES", "2097152"))
 TOP = int(os.environ.get("BENCH_TOP", "0"))
+KEEP = os.environ.get("BENCH_KEEP")
 DISPATCHER = "<actix_http::h1::dispatcher::Dispatcher<T,S,B,X,U> as core::future::future::Future>::poll"
 
 
@@ -92,6 +94,9 @@ def count(label, argv, env, port, keys, tmp):
         by_miss = subprocess.run(["callgrind_annotate", "--show=DLmr", "--sort=DLmr", "--threshold=100", os.path.join(tmp, dumps[-1])],
                                  capture_output=True, text=True, check=True).stdout
         top = [ln for ln in by_miss.split("\n") if re.match(r"\s*[\d,]+\s+\(", ln)][1:TOP + 1]
+    if KEEP:
+        os.makedirs(KEEP, exist_ok=True)
+        shutil.copy(os.path.join(tmp, dumps[-1]), os.path.join(KEEP, re.sub(r"\W+", "-", label).strip("-") + ".callgrind"))
     for f in os.listdir(tmp):
         if f.startswith("callgrind.out"):
             os.unlink(os.path.join(tmp, f))

@@ -19,14 +19,17 @@ const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// character holds the top 3 bits), as TypeID writes it. Ids are made on every request (request
 /// ids), so this writes straight into one allocation.
 fn encode(prefix: &str, uuid: u128) -> String {
+    let mut suffix = [0_u8; 26];
+    for (i, c) in suffix.iter_mut().enumerate() {
+        // 125 - 5i ≥ 0 for i < 26; the mask keeps the index below 32.
+        let digit = ((uuid >> (125 - 5 * i)) & 31) as usize;
+        *c = ALPHABET[digit];
+    }
     let mut out = String::with_capacity(prefix.len() + 27);
     out.push_str(prefix);
     out.push('_');
-    for i in 0..26 {
-        // 125 - 5i ≥ 0 for i < 26; the mask keeps the index below 32.
-        let digit = ((uuid >> (125 - 5 * i)) & 31) as usize;
-        out.push(char::from(ALPHABET[digit]));
-    }
+    // Every byte is of the ASCII alphabet.
+    out.push_str(std::str::from_utf8(&suffix).unwrap_or_default());
     out
 }
 
@@ -144,6 +147,55 @@ typed_id!(/// A single-use way into the consumer portal (its `jti`).
 typed_id!(/// A request, for logs and problem bodies.
     RequestId, "req");
 
+impl RequestId {
+    /// A new request id, made without the shared UUIDv7 context that [`RequestId::generate`]
+    /// takes (every request makes one): each thread keeps its own. Ordered by creation within a
+    /// thread; 73 random bits at each new millisecond keep ids of different threads apart.
+    #[must_use]
+    pub fn for_request() -> Self {
+        Self(encode(Self::PREFIX, REQUEST_UUIDS.with(|g| g.borrow_mut().next(now_ms()))))
+    }
+}
+
+thread_local! {
+    static REQUEST_UUIDS: std::cell::RefCell<ThreadUuids> = std::cell::RefCell::new(ThreadUuids::new());
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One thread's UUIDv7 source: the millisecond, then a 74-bit field (`rand_a` and `rand_b`)
+/// that starts random (top bit clear) at each new millisecond and counts up within it.
+struct ThreadUuids {
+    rng: rand::rngs::SmallRng,
+    ms: u64,
+    field: u128,
+}
+
+impl ThreadUuids {
+    fn new() -> Self {
+        Self { rng: rand::SeedableRng::from_os_rng(), ms: 0, field: 0 }
+    }
+
+    fn next(&mut self, now_ms: u64) -> u128 {
+        const FIELD: u128 = (1 << 74) - 1;
+        if now_ms > self.ms {
+            self.ms = now_ms;
+            let r = u128::from(rand::RngCore::next_u64(&mut self.rng)) << 64
+                | u128::from(rand::RngCore::next_u64(&mut self.rng));
+            self.field = r & (FIELD >> 1);
+        } else {
+            // The same millisecond (or a clock that went back): count on.
+            self.field = (self.field + 1) & FIELD;
+        }
+        let ms = u128::from(self.ms & ((1 << 48) - 1));
+        (ms << 80) | (0x7 << 76) | ((self.field >> 62) << 64) | (0b10 << 62) | (self.field & ((1 << 62) - 1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +222,32 @@ mod tests {
         let a = RequestId::generate();
         let b = RequestId::generate();
         assert!(a < b, "{a} should sort before {b} (same millisecond or not)");
+    }
+
+    #[test]
+    fn request_ids_are_uuid_v7_in_order_within_a_thread() {
+        let ids: Vec<RequestId> = (0..2_000).map(|_| RequestId::for_request()).collect();
+        for w in ids.windows(2) {
+            assert!(w[0] < w[1], "{} should sort before {}", w[0], w[1]);
+        }
+        for id in &ids {
+            let parsed = MagicTypeId::from_str(id.as_str()).expect("a TypeID");
+            let uuid = parsed.suffix().to_uuid();
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            let secs = uuid.get_timestamp().map(|t| t.to_unix()).expect("a time").0;
+            assert!(secs.abs_diff(now_ms() / 1000) <= 1, "{id}: {secs}");
+        }
+        // Another thread's ids differ (their random fields start apart).
+        let other = std::thread::spawn(RequestId::for_request).join().expect("a thread");
+        assert!(!ids.contains(&other));
+        // Within a millisecond the field counts up; past its end it wraps.
+        let mut g = ThreadUuids::new();
+        let (a, b) = (g.next(5), g.next(5));
+        assert_eq!(b, a + 1);
+        assert_eq!(a >> 80, 5);
+        g.field = (1 << 74) - 1;
+        assert_eq!(g.next(5) & 0xfff_u128 << 64, 0);
     }
 
     #[test]

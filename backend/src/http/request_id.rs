@@ -32,7 +32,7 @@ tokio::task_local! {
 /// The id of the request being served (a fresh one outside a request).
 #[must_use]
 pub fn current() -> String {
-    CURRENT.try_with(|c| c.request_id.clone()).unwrap_or_else(|_| RequestId::generate().into_string())
+    CURRENT.try_with(|c| c.request_id.clone()).unwrap_or_else(|_| RequestId::for_request().into_string())
 }
 
 /// Where the request being served comes from (nothing outside a request).
@@ -86,7 +86,7 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let id = req.headers().get(&HEADER).and_then(accept).unwrap_or_else(|| RequestId::generate().into_string());
+        let id = req.headers().get(&HEADER).and_then(accept).unwrap_or_else(|| RequestId::for_request().into_string());
         let service = self.service.clone();
         let peer = req.peer_addr().map(|a| a.ip());
         let (ip, draining) = match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {

@@ -32,11 +32,14 @@ impl KeyPrefix {
     /// # Errors
     /// When the prefix does not match `[a-z][a-z0-9]{1,11}`.
     pub fn parse(s: &str) -> Result<Self, PrefixError> {
-        let b = s.as_bytes();
-        let ok = (2..=12).contains(&b.len())
+        if Self::is_valid(s.as_bytes()) { Ok(Self(s.to_owned())) } else { Err(PrefixError) }
+    }
+
+    /// Does `b` match `[a-z][a-z0-9]{1,11}`?
+    fn is_valid(b: &[u8]) -> bool {
+        (2..=12).contains(&b.len())
             && b[0].is_ascii_lowercase()
-            && b[1..].iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        if ok { Ok(Self(s.to_owned())) } else { Err(PrefixError) }
+            && b[1..].iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
     }
 
     #[must_use]
@@ -168,8 +171,8 @@ impl ApiKey {
             return Err(KeyFormatError::Alphabet);
         }
         let root = head == ROOT_HEAD.as_bytes();
-        if !root {
-            parse_head(head).ok_or(KeyFormatError::Head)?;
+        if !root && !head_is_valid(head) {
+            return Err(KeyFormatError::Head);
         }
         let (signed, sum) = b.split_at(b.len() - CHECKSUM_LEN);
         // Not secret: the checksum is public information derived from the key's text.
@@ -235,6 +238,14 @@ fn parse_head(head: &[u8]) -> Option<(KeyPrefix, Environment)> {
     let s = s.strip_suffix('_')?;
     let (prefix, env) = s.rsplit_once('_')?;
     Some((KeyPrefix::parse(prefix).ok()?, Environment::parse(env)?))
+}
+
+/// Would [`parse_head`] accept `head`? The same rules, without making a prefix.
+fn head_is_valid(head: &[u8]) -> bool {
+    let Some((b'_', rest)) = head.split_last() else { return false };
+    let Some(sep) = rest.iter().rposition(|&c| c == b'_') else { return false };
+    let (prefix, env) = (&rest[..sep], &rest[sep + 1..]);
+    KeyPrefix::is_valid(prefix) && (env == b"live" || env == b"test")
 }
 
 /// CRC-32 (IEEE) of `signed`, big-endian base62, left-padded with `0` to six characters.
@@ -357,6 +368,16 @@ mod tests {
             m /= 62;
         }
         assert_eq!(std::str::from_utf8(&checksum(b"123456789")).ok(), Some(expect.as_str()));
+    }
+
+    #[test]
+    fn the_quick_head_check_agrees_with_parsing() {
+        let heads = "acme_live_ acme_test_ a1_live_ ab_live_ abcdefghijkl_live_ abcdefghijklm_live_ a_live_ 1a_live_ \
+                     Acme_live_ acme_prod_ acme_live acme__live_ acme_live__ _live_ live_ _ acme-x_live_ a_b_live_ \
+                     acme_LIVE_ ünï_live_ kr_root_";
+        for head in heads.split_whitespace().chain([""]) {
+            assert_eq!(head_is_valid(head.as_bytes()), parse_head(head.as_bytes()).is_some(), "{head:?}");
+        }
     }
 
     #[test]

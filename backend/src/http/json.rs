@@ -47,7 +47,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
 /// Is the body declared as JSON (`application/json`, or `application/…+json`, with parameters)?
 #[must_use]
 pub fn is_json(req: &HttpRequest) -> bool {
-    req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+    let Some(v) = req.headers().get(actix_web::http::header::CONTENT_TYPE) else { return false };
+    // What nearly every client sends, without the general parse below.
+    if v.as_bytes() == b"application/json" {
+        return true;
+    }
+    v.to_str().ok().is_some_and(|v| {
         let essence = v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
         essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
     })

@@ -164,21 +164,42 @@ fn answer(
     } else {
         b"{\"valid\":false,\"code\":"
     });
-    serde_json::to_writer(&mut out, &verdict.code)?;
+    // Codes are upper-case words: nothing to escape.
+    out.push(b'"');
+    out.extend_from_slice(verdict.code.as_str().as_bytes());
+    out.push(b'"');
     out.extend_from_slice(b",\"request_id\":");
-    serde_json::to_writer(&mut out, request_id)?;
+    if request_id.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+        // Ours, or a client's that passed the middleware's check: nothing to escape.
+        out.push(b'"');
+        out.extend_from_slice(request_id.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut out, request_id)?;
+    }
     if let Some((rec, rotation)) = found {
         out.push(b',');
         out.extend_from_slice(rec.answer_members.as_bytes());
         out.extend_from_slice(b",\"rotation\":");
-        serde_json::to_writer(&mut out, &rotation)?;
+        write_opt(&mut out, rotation.as_ref())?;
         out.extend_from_slice(b",\"ratelimit\":");
-        serde_json::to_writer(&mut out, &verdict.ratelimit.map(rate_info))?;
+        write_opt(&mut out, verdict.ratelimit.map(rate_info).as_ref())?;
         out.extend_from_slice(b",\"credits\":");
-        serde_json::to_writer(&mut out, &verdict.credits.map(|remaining| CreditsInfo { remaining }))?;
+        write_opt(&mut out, verdict.credits.map(|remaining| CreditsInfo { remaining }).as_ref())?;
     }
     out.push(b'}');
     Ok(out)
+}
+
+/// `null`, or the value as serde writes it.
+fn write_opt<T: Serialize>(out: &mut Vec<u8>, v: Option<&T>) -> serde_json::Result<()> {
+    match v {
+        None => {
+            out.extend_from_slice(b"null");
+            Ok(())
+        }
+        Some(v) => serde_json::to_writer(out, v),
+    }
 }
 
 fn rate_info(r: verify::limits::RateVerdict) -> RateLimitInfo {
@@ -200,17 +221,35 @@ fn client_cache(verdict: &verify::Verdict, ttl: u64) -> HeaderValue {
     if rec.data.ratelimit.is_some() || rec.data.credits.is_some() {
         return no_store;
     }
-    let now = chrono::Utc::now();
     let left = [rec.data.expires_at, rec.data.grace_ends_at]
         .into_iter()
         .flatten()
-        .map(|end| u64::try_from((end - now).num_seconds()).unwrap_or(0))
+        .map(|end| u64::try_from((end - chrono::Utc::now()).num_seconds()).unwrap_or(0))
         .min()
         .unwrap_or(u64::MAX);
     match ttl.min(left) {
         0 => no_store,
-        s => HeaderValue::from_str(&format!("private, max-age={s}")).unwrap_or(no_store),
+        s => max_age(s),
     }
+}
+
+thread_local! {
+    /// The last `Cache-Control` value written on this thread: nearly every answer has the
+    /// configured lifetime, and a `HeaderValue` is cloned by reference count.
+    static LAST_MAX_AGE: std::cell::RefCell<Option<(u64, HeaderValue)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `private, max-age={s}`.
+fn max_age(s: u64) -> HeaderValue {
+    LAST_MAX_AGE.with_borrow_mut(|last| match last {
+        Some((at, v)) if *at == s => v.clone(),
+        _ => {
+            let v = HeaderValue::from_str(&format!("private, max-age={s}"))
+                .unwrap_or_else(|_| HeaderValue::from_static("no-store"));
+            *last = Some((s, v.clone()));
+            v
+        }
+    })
 }
 
 #[cfg(test)]
@@ -302,6 +341,13 @@ mod tests {
                 );
                 let parsed: serde_json::Value = serde_json::from_slice(&ours).expect("valid JSON");
                 assert_eq!(parsed["key"]["name"], "Shop \"live\" — ünïcode\n");
+            }
+        }
+        // Every code, and request ids that need escaping, as serde writes them.
+        for code in Code::ALL {
+            let v = verify::Verdict { code, state: None, record: None, ratelimit: None, credits: None };
+            for id in ["req_01jf0000000000000000000000", "a \"quoted\" \\ id", "ünï\u{7f}\n"] {
+                assert_eq!(answer(&v, id, None).expect("written"), by_serde(&v, id, None), "{code:?} {id:?}");
             }
         }
         for code in [Code::NotFound, Code::Malformed] {

@@ -125,6 +125,13 @@ impl KeyCache {
             self.metrics.cache_lookup(CacheTier::L1, true);
             return Ok(e.record);
         }
+        // The reads of Redis and the database make a large future: boxed, it is made only on a
+        // miss, and the future of every lookup (of every verification) stays small.
+        Box::pin(self.get_missed(hash, db)).await
+    }
+
+    /// [`KeyCache::get`] past a miss in L1.
+    async fn get_missed(&self, hash: &KeyHash, db: &DatabaseConnection) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         self.metrics.cache_lookup(CacheTier::L1, false);
         let epoch = self.epoch.load(Ordering::Acquire);
         if let Some(l2) = self.live_l2() {

@@ -83,7 +83,9 @@ pub async fn verify(
             // A key that does not even start like ours may be an imported key of another
             // format, when an API it could belong to accepts those; anything else is malformed
             // without a lookup.
-            foreign = foreign_apis(legacy, db, input).await?;
+            // Boxed, like every await below that is not on the path of a plain cached key: the
+            // future of each verification is moved at least once, and stays small.
+            foreign = Box::pin(foreign_apis(legacy, db, input)).await?;
             if foreign.is_none() {
                 count_miss(usage, input, Code::Malformed);
                 return Ok(Verdict::bare(Code::Malformed));
@@ -132,7 +134,7 @@ pub async fn verify(
     if code == Code::Valid
         && let Some(rl) = record.data.ratelimit
     {
-        let v = limiter.hit(cache, &record.key_id, rl, now.timestamp_millis()).await;
+        let v = Box::pin(limiter.hit(cache, &record.key_id, rl, now.timestamp_millis())).await;
         if !v.allowed {
             code = Code::RateLimited;
         }
@@ -149,7 +151,7 @@ pub async fn verify(
         && let Some(c) = &record.data.credits
     {
         let purse = credits::Purse { record: &record, credits: c };
-        let spend = credits.spend(cache, db, purse, input.cost, now).await?;
+        let spend = Box::pin(credits.spend(cache, db, purse, input.cost, now)).await?;
         if !spend.spent {
             code = Code::UsageExceeded;
         }

@@ -11,23 +11,28 @@ use crate::domain::input::IpAllowlist;
 use crate::domain::{KeyTimes, ScopeSet};
 use crate::store::keys::KeyRecordData;
 
-/// One key as the verify path sees it. In C order: the usage slot and the fields every
-/// verification reads come first, next to the reference counts, so a verification touches few
-/// cache lines of the record.
+/// One key as the verify path sees it. In C order: what every verification of a plain key reads
+/// comes first, next to the reference counts (the answer's members, the times, two flags, the
+/// allowlist, then the usage slot), so a verification touches few cache lines of the record;
+/// `data` is read for keys with limits and for rotation details.
 #[derive(Debug)]
 #[repr(C)]
 pub struct KeyRecord {
-    /// This node's count of the key's verifications in the current minute.
-    pub usage: UsageSlot,
-    pub times: KeyTimes,
-    pub scopes: ScopeSet,
-    pub ip_allowlist: Option<IpAllowlist>,
-    pub key_id: Arc<str>,
-    pub tenant_id: Arc<str>,
     /// The members of a verify answer that come from the key, as JSON written once:
     /// `"key":{"id":…,"lineage_id":…,"version":…,"name":…,"scopes":[…],"meta":{…},"expires_at":…,"created_at":…},`
     /// `"consumer":{"id":…,"external_id":…,"meta":{…}}` (or `null`) `,"api_id":"…"`.
     pub answer_members: Box<str>,
+    pub times: KeyTimes,
+    /// `data.is_root`.
+    pub is_root: bool,
+    /// The key has a rate limit or credits (`data.ratelimit` or `data.credits`).
+    pub limited: bool,
+    pub ip_allowlist: Option<IpAllowlist>,
+    /// This node's count of the key's verifications in the current minute.
+    pub usage: UsageSlot,
+    pub scopes: ScopeSet,
+    pub key_id: Arc<str>,
+    pub tenant_id: Arc<str>,
     /// Credits this node holds to spend for the key (keys with credits only).
     pub lease: Option<Box<CreditLease>>,
     pub data: KeyRecordData,
@@ -77,13 +82,15 @@ impl KeyRecord {
         members.push_str(",\"api_id\":");
         members.push_str(to_raw(&data.api_id).get());
         Self {
-            usage: UsageSlot::default(),
+            answer_members: members.into_boxed_str(),
             times: data.times(),
-            scopes: ScopeSet::from_stored(&data.scopes),
+            is_root: data.is_root,
+            limited: data.ratelimit.is_some() || data.credits.is_some(),
             ip_allowlist: data.ip_allowlist.as_ref().and_then(|l| IpAllowlist::parse(l).ok()),
+            usage: UsageSlot::default(),
+            scopes: ScopeSet::from_stored(&data.scopes),
             key_id: Arc::from(data.id.as_str()),
             tenant_id: Arc::from(data.tenant_id.as_str()),
-            answer_members: members.into_boxed_str(),
             lease: data.credits.is_some().then(Box::default),
             data,
         }
@@ -113,4 +120,38 @@ pub fn consumer_json(data: &KeyRecordData) -> Box<RawValue> {
 
 fn to_raw<T: Serialize>(v: &T) -> Box<RawValue> {
     serde_json::value::to_raw_value(v).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn record(changes: serde_json::Value) -> KeyRecord {
+        let mut v = json!({
+            "id": "key_01jf0000000000000000000000", "tenant_id": "ten_01jf0000000000000000000000",
+            "api_id": "api_01jf0000000000000000000000", "lineage_id": "lin_01jf0000000000000000000000",
+            "version": 1, "is_root": false, "name": null, "scopes": [], "meta": {}, "enabled": true,
+            "expires_at": null, "grace_ends_at": null, "superseded_at": null, "successor_version": null,
+            "revoked_at": null, "ratelimit": null, "credits": null, "ip_allowlist": null,
+            "created_at": "2030-01-01T00:00:00Z", "consumer": null, "read_ms": 0
+        });
+        if let (Some(base), Some(changes)) = (v.as_object_mut(), changes.as_object()) {
+            base.extend(changes.clone());
+        }
+        KeyRecord::new(serde_json::from_value(v).expect("a record"))
+    }
+
+    #[test]
+    fn the_flags_up_front_say_what_the_data_says() {
+        let plain = record(json!({}));
+        assert!(!plain.is_root && !plain.limited && plain.lease.is_none());
+        assert!(record(json!({"is_root": true})).is_root);
+        assert!(record(json!({"ratelimit": {"limit": 5, "window_seconds": 60}})).limited);
+        let credits = record(json!({"credits": {"remaining": 3}}));
+        assert!(credits.limited && credits.lease.is_some());
+        let times = record(json!({"grace_ends_at": "2030-02-01T00:00:00Z", "enabled": false})).times;
+        assert!(times.grace_ends_at.is_some() && !times.enabled);
+    }
 }

@@ -104,7 +104,7 @@ pub async fn verify(
     }
     let other_api = !input.apis.is_empty() && !input.apis.iter().any(|a| a.as_str() == record.data.api_id);
     let other_tenant = input.tenant_id.is_some_and(|t| t != &*record.tenant_id);
-    if record.data.is_root || other_api || other_tenant {
+    if record.is_root || other_api || other_tenant {
         count_miss(usage, input, Code::NotFound);
         return Ok(Verdict::bare(Code::NotFound));
     }
@@ -132,6 +132,7 @@ pub async fn verify(
     // Only a verification that would pass counts against the limit.
     let mut ratelimit = None;
     if code == Code::Valid
+        && record.limited
         && let Some(rl) = record.data.ratelimit
     {
         let v = Box::pin(limiter.hit(cache, &record.key_id, rl, now.timestamp_millis())).await;
@@ -148,6 +149,7 @@ pub async fn verify(
     // Then credits: spent only by a verification that passes everything else.
     let mut left = None;
     if code == Code::Valid
+        && record.limited
         && let Some(c) = &record.data.credits
     {
         let purse = credits::Purse { record: &record, credits: c };

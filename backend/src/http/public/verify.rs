@@ -124,7 +124,7 @@ pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Re
         None => answer(&verdict, &request_id, None),
         Some(rec) => {
             let superseded = verdict.state == Some(KeyState::Superseded);
-            let rotation = match (superseded, rec.data.grace_ends_at) {
+            let rotation = match (superseded, rec.times.grace_ends_at) {
                 (true, Some(grace)) => {
                     if let Some(at) = rec.data.superseded_at {
                         res.insert_header(("deprecation", format!("@{}", at.timestamp())));
@@ -218,10 +218,10 @@ fn client_cache(verdict: &verify::Verdict, ttl: u64) -> HeaderValue {
     let Some(rec) = verdict.record.as_ref().filter(|_| verdict.code == Code::Valid && ttl > 0) else {
         return no_store;
     };
-    if rec.data.ratelimit.is_some() || rec.data.credits.is_some() {
+    if rec.limited {
         return no_store;
     }
-    let left = [rec.data.expires_at, rec.data.grace_ends_at]
+    let left = [rec.times.expires_at, rec.times.grace_ends_at]
         .into_iter()
         .flatten()
         .map(|end| u64::try_from((end - chrono::Utc::now()).num_seconds()).unwrap_or(0))

@@ -135,6 +135,18 @@ fn methods<const N: usize>(allowed: [Method; N]) -> actix_web::Route {
     aw::route().guard(actix_web::guard::fn_guard(move |ctx| allowed.contains(&ctx.head().method)))
 }
 
+/// The application's state, borrowed from the request. The hot paths take it so rather than by
+/// the `web::Data` extractor, whose clone of the `Arc` changes a reference count that every
+/// request of every worker shares.
+///
+/// # Errors
+/// When the application was built without its state.
+pub fn app_state(req: &actix_web::HttpRequest) -> Result<&crate::state::AppState, ApiError> {
+    req.app_data::<aw::Data<crate::state::AppState>>()
+        .map(|d| &***d)
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no application state")))
+}
+
 /// Unknown paths answer a 404 problem; a path of the API asked with a method it does not answer,
 /// a 405 with `Allow` naming the methods it does (the routes are those of the OpenAPI document).
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {

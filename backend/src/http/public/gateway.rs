@@ -116,8 +116,8 @@ pub const METHODS: [actix_web::http::Method; 7] = [
         (status = 404, body = Problem, description = "No API named, or no such API"),
         (status = 429, body = Problem,
             description = "Rate-limited (Retry-After) or out of credits")))]
-pub async fn auth(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    auth_of(&state, &req, req.match_info().get("tail")).await
+pub async fn auth(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    auth_of(crate::http::app_state(&req)?, &req, req.match_info().get("tail")).await
 }
 
 async fn auth_of(state: &AppState, req: &HttpRequest, tail: Option<&str>) -> Result<HttpResponse, ApiError> {

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -13,7 +13,6 @@ use crate::domain::{ApiId, KeyState, Scope};
 use crate::http::errors::{ApiError, Problem};
 use crate::http::json::Body;
 use crate::http::request_id;
-use crate::state::AppState;
 use crate::time::{http_date, rfc3339};
 use crate::verify::record::KeyRecord;
 use crate::verify::{self, Code, VerifyInput};
@@ -84,8 +83,9 @@ pub struct VerifyResponse<'a> {
 #[utoipa::path(post, path = "/v1/verify", tag = "verify", request_body = VerifyRequest,
     responses((status = 200, body = VerifyResponse, description = "The verdict, valid or not"),
         (status = 400, body = Problem), (status = 413, body = Problem)))]
-pub async fn verify(state: web::Data<AppState>, body: Body<VerifyRequest>) -> Result<HttpResponse, ApiError> {
+pub async fn verify(http: HttpRequest, body: Body<VerifyRequest>) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
+    let state = crate::http::app_state(&http)?;
     let req = body.value;
     // The request itself must be well-formed; the key's own shape is judged below (MALFORMED).
     let api_id = match req.api_id.as_deref() {

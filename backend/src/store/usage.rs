@@ -32,8 +32,11 @@ pub struct ClientSeen {
 ///
 /// # Errors
 /// Database errors.
-pub async fn touch_clients(db: &impl ConnectionTrait, seen: Vec<ClientSeen>) -> Result<(), StoreError> {
+pub async fn touch_clients(db: &impl ConnectionTrait, mut seen: Vec<ClientSeen>) -> Result<(), StoreError> {
     use super::entities::key_client;
+    // Every node upserts rows in the same order, so two flushes never wait on each other in a
+    // cycle (PostgreSQL would end one with a deadlock error, and its rows would be lost).
+    seen.sort_unstable_by(|a, b| (&a.key_id, &a.ip).cmp(&(&b.key_id, &b.ip)));
     for chunk in seen.chunks(500) {
         let rows = chunk.iter().map(|c| key_client::ActiveModel {
             key_id: Set(c.key_id.clone()),
@@ -130,8 +133,11 @@ fn same_cell() -> OnConflict {
 /// # Errors
 /// Database errors.
 pub async fn add_minute_counts(db: &impl ConnectionTrait, counts: Vec<UsageCount>) -> Result<(), StoreError> {
-    // Chunks keep each statement well under the bind-parameter limits of both backends.
+    // Every node upserts cells in the same order, so two flushes never wait on each other in a
+    // cycle (PostgreSQL would end one with a deadlock error, and its counts would be lost).
     let mut counts = counts;
+    counts.sort_unstable_by(|a, b| (a.bucket_start, &a.key_id, a.code).cmp(&(b.bucket_start, &b.key_id, b.code)));
+    // Chunks keep each statement well under the bind-parameter limits of both backends.
     while !counts.is_empty() {
         let rest = counts.split_off(counts.len().min(500));
         let chunk = std::mem::replace(&mut counts, rest);

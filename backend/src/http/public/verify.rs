@@ -181,25 +181,14 @@ fn answer(
         out.push(b',');
         out.extend_from_slice(rec.answer_members.as_bytes());
         out.extend_from_slice(b",\"rotation\":");
-        write_opt(&mut out, rotation.as_ref())?;
+        serde_json::to_writer(&mut out, &rotation)?;
         out.extend_from_slice(b",\"ratelimit\":");
-        write_opt(&mut out, verdict.ratelimit.map(rate_info).as_ref())?;
+        serde_json::to_writer(&mut out, &verdict.ratelimit.map(rate_info))?;
         out.extend_from_slice(b",\"credits\":");
-        write_opt(&mut out, verdict.credits.map(|remaining| CreditsInfo { remaining }).as_ref())?;
+        serde_json::to_writer(&mut out, &verdict.credits.map(|remaining| CreditsInfo { remaining }))?;
     }
     out.push(b'}');
     Ok(out)
-}
-
-/// `null`, or the value as serde writes it.
-fn write_opt<T: Serialize>(out: &mut Vec<u8>, v: Option<&T>) -> serde_json::Result<()> {
-    match v {
-        None => {
-            out.extend_from_slice(b"null");
-            Ok(())
-        }
-        Some(v) => serde_json::to_writer(out, v),
-    }
 }
 
 fn rate_info(r: verify::limits::RateVerdict) -> RateLimitInfo {

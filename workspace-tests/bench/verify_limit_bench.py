@@ -11,8 +11,11 @@ Environment: BENCH_KEYS (10000), BENCH_SECONDS (5), BENCH_ROUNDS (5), BENCH_CONN
 BENCH_FLUSH_MS (the nodes' usage flush interval, default 5000 as shipped),
 BENCH_DATABASE_URL, BENCH_REDIS_URL, BENCH_BIN (a Keyroll binary; built when not given),
 BENCH_BARE_BIN (the bare server; built when not given), BENCH_BIN_BEFORE (an earlier Keyroll build:
-measured in the same rounds, each configuration once more with it, for before/after figures)."""
-import os, random, socket, statistics, subprocess, sys, tempfile, time, uuid, zlib
+measured in the same rounds, each configuration once more with it, for before/after figures),
+BENCH_CPU=1 (each round also says where the machine's time went, per request, in microseconds:
+the server's user and kernel time, the load generator's, and how often the server's threads were
+preempted, per 1 000 requests; read from /proc, Linux only)."""
+import os, random, resource, socket, statistics, subprocess, sys, tempfile, time, uuid, zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import verify_bench as vb  # noqa: E402
@@ -48,10 +51,48 @@ def wait_port(port):
     sys.exit(f"nothing listens on {port}")
 
 
-def wrk(url, lua, seconds):
+CPU = os.environ.get("BENCH_CPU") == "1"
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def threads_cpu(pid):
+    """Ticks of user and kernel time and preemptions, summed over the process's threads."""
+    user = kernel = preempted = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+            status = open(f"/proc/{pid}/task/{tid}/status").read()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        fields = stat[stat.rindex(")") + 2:].split()
+        user, kernel = user + int(fields[11]), kernel + int(fields[12])
+        preempted += int(next(l.split()[1] for l in status.splitlines() if l.startswith("nonvoluntary_ctxt_switches")))
+    return user, kernel, preempted
+
+
+def wrk(url, lua, seconds, pid=None):
+    """wrk's figures; with BENCH_CPU and the server's pid, also the CPU each request took."""
+    before = threads_cpu(pid) if CPU and pid else None
+    # wrk is the only child reaped during the call: the children's usage grows by its own.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["wrk", "-t2", f"-c{vb.CONNS}", f"-d{seconds}s", "--latency", "-s", lua, url],
                          capture_output=True, text=True, check=True).stdout
-    return vb.parse_wrk(out)
+    result = vb.parse_wrk(out)
+    if before is None:
+        return result
+    after, n = threads_cpu(pid), result[0] * seconds
+    load = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load_us = (load.ru_utime + load.ru_stime - children.ru_utime - children.ru_stime) * 1e6 / n
+    user, kernel = ((a - b) / TICK * 1e6 / n for a, b in zip(after[:2], before[:2]))
+    return result + ((user, kernel, load_us, (after[2] - before[2]) * 1000 / n),)
+
+
+def cpu_text(r):
+    """`server 3.9 + 4.2 µs, wrk 7.3 µs, 118 preempted` for a result of `wrk` with CPU figures."""
+    if len(r) < 5:
+        return ""
+    user, kernel, load, preempted = r[4]
+    return f" [server {user:.2f} + {kernel:.2f} µs, wrk {load:.2f} µs, {preempted:.0f} preempted]"
 
 
 def keyroll(label, env, keys_path, lua, binary):
@@ -122,16 +163,17 @@ def main():
         before = {name: tiers(url) for name, _, url in targets}
         for r in range(1, ROUNDS + 1):
             # The bare handler runs before and after each Keyroll round; the ratio is to their mean.
-            b = wrk(bare_url, lua, SECONDS)
-            line = f"  round {r}: bare {b[0]:>8,.0f}"
-            for name, _, url in targets:
-                k = wrk(url, lua, SECONDS)
+            b = wrk(bare_url, lua, SECONDS, bare.pid)
+            line = f"  round {r}: bare {b[0]:>8,.0f}{cpu_text(b)}"
+            for name, proc, url in targets:
+                k = wrk(url, lua, SECONDS, proc.pid)
                 time.sleep(FLUSH_MS / 1000 + 0.5)
-                after = wrk(bare_url, lua, SECONDS)
+                after = wrk(bare_url, lua, SECONDS, bare.pid)
                 assert k[3] == 0 and b[3] == 0 and after[3] == 0, f"non-2xx answers: bare {b[3]}, {name} {k[3]}"
                 ratio = k[0] / ((b[0] + after[0]) / 2)
                 ratios[name].append(ratio)
-                line += f" | {name} {k[0]:>8,.0f} req/s (p99 {vb.fmt(k[2])}) {ratio:.3f}× | bare {after[0]:>8,.0f}"
+                line += (f" | {name} {k[0]:>8,.0f} req/s (p99 {vb.fmt(k[2])}){cpu_text(k)} {ratio:.3f}×"
+                         f" | bare {after[0]:>8,.0f}{cpu_text(after)}")
                 b = after
             print(line)
         for name, _, url in targets:

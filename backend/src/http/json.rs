@@ -80,7 +80,7 @@ pub async fn read_within(payload: &mut Payload, max: usize, within: std::time::D
 ///
 /// # Errors
 /// 413, or a body that cannot be read.
-pub async fn read_up_to(payload: &mut Payload, max: usize) -> Result<Bytes, ApiError> {
+async fn read_up_to(payload: &mut Payload, max: usize) -> Result<Bytes, ApiError> {
     let mut buf = actix_web::web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| ApiError::field("body", "could not be read"))?;

@@ -82,25 +82,52 @@ async fn the_probe_checks_its_token_first(app: TestApp) {
 
 crate::both_backends!(probe_token_first, the_probe_checks_its_token_first);
 
-/// A body that stops short of its length is answered 408 within the body timeout, not held.
+/// A body that stops short of its length is answered 408 within the body timeout, not held: on
+/// the JSON routes, and on the routes that read their body raw to check a signature (the leak
+/// intake, Stripe's webhook).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_never_ends_times_out() {
-    let Some(app) = spawn_app(Backend::Sqlite).await else { return };
+    let Some((shared, dir)) = crate::helpers::fresh(Backend::Sqlite).await else { return };
+    let app = crate::helpers::spawn_node_with(
+        &shared,
+        dir,
+        &[
+            ("leak.intake_secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ("billing.stripe_secret_key", "sk_test_keyroll"),
+            ("billing.stripe_webhook_secret", "whsec_keyroll"),
+            // Never asked: the body is not read to the end.
+            ("billing.stripe_api_base", "http://127.0.0.1:9"),
+            ("billing.default_plan", "free"),
+            ("billing.plans.free.name", "Free"),
+        ],
+    )
+    .await;
     let addr = app.address.trim_start_matches("http://").to_owned();
-    let answer = tokio::task::spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-        let head = "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"key\":";
-        s.write_all(head.as_bytes()).expect("sent");
-        let started = Instant::now();
-        let mut buf = [0_u8; 512];
-        let n = s.read(&mut buf).unwrap_or(0);
-        (started.elapsed(), String::from_utf8_lossy(&buf[..n]).into_owned())
-    })
-    .await
-    .expect("joined");
-    assert!(answer.1.starts_with("HTTP/1.1 408"), "{}", answer.1);
-    assert!(answer.0 < Duration::from_secs(15), "answered after {:?}", answer.0);
+    let routes = [
+        ("/v1/verify", ""),
+        ("/v1/intake/leaks", "webhook-id: msg_1\r\nwebhook-timestamp: 1\r\nwebhook-signature: v1,x\r\n"),
+        ("/v1/billing/stripe/webhook", "Stripe-Signature: t=1,v1=00\r\n"),
+    ];
+    let calls = routes.map(|(path, headers)| {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}Content-Length: 100\r\n\r\n{{\"key\":"
+            );
+            s.write_all(head.as_bytes()).expect("sent");
+            let started = Instant::now();
+            let mut buf = [0_u8; 512];
+            let n = s.read(&mut buf).unwrap_or(0);
+            (path, started.elapsed(), String::from_utf8_lossy(&buf[..n]).into_owned())
+        })
+    });
+    for call in calls {
+        let (path, took, answer) = call.await.expect("joined");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(took < Duration::from_secs(15), "{path}: answered after {took:?}");
+    }
 }
 
 /// The embedded database is readable by its owner only.

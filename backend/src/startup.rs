@@ -143,6 +143,7 @@ impl Application {
                 .app_data(data.clone())
                 .app_data(throttle.clone())
                 .app_data(web::PayloadConfig::new(http::json::MAX_BODY))
+                .app_data(web::FormConfig::default().error_handler(http::body_deadline::form_error))
                 .wrap(RequestIds)
                 .configure(http::routes)
         })

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod body_deadline;
 pub mod client_ip;
 pub mod compat;
 pub mod errors;

@@ -1,6 +1,9 @@
 //! Request ids: echoed from `x-request-id` when the client sent a sane one, otherwise a new
 //! `req_…` TypeID. Available to handlers and error rendering through a task-local.
 //!
+//! The same middleware first gives the bodies of the browser's routes their deadline
+//! ([`super::body_deadline`]).
+//!
 //! While the node drains, every answer closes its connection: a load balancer then holds no
 //! idle connection to this node when it stops listening, so none of its requests can race the
 //! closing of one (a refused connection is retried on another node; a request written to a
@@ -85,7 +88,8 @@ where
 
     forward_ready!(service);
 
-    fn call(&self, req: ServiceRequest) -> Self::Future {
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        super::body_deadline::guard(&mut req);
         let id = req.headers().get(&HEADER).and_then(accept).unwrap_or_else(|| RequestId::for_request().into_string());
         let service = self.service.clone();
         let peer = req.peer_addr().map(|a| a.ip());

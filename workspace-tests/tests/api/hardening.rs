@@ -83,8 +83,8 @@ async fn the_probe_checks_its_token_first(app: TestApp) {
 crate::both_backends!(probe_token_first, the_probe_checks_its_token_first);
 
 /// A body that stops short of its length is answered 408 within the body timeout, not held: on
-/// the JSON routes, and on the routes that read their body raw to check a signature (the leak
-/// intake, Stripe's webhook).
+/// the JSON routes, on the routes that read their body raw to check a signature (the leak
+/// intake, Stripe's webhook), on the dashboard's forms and on OAuth's token endpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_never_ends_times_out() {
     let Some((shared, dir)) = crate::helpers::fresh(Backend::Sqlite).await else { return };
@@ -104,18 +104,21 @@ async fn a_body_that_never_ends_times_out() {
     .await;
     let addr = app.address.trim_start_matches("http://").to_owned();
     let routes = [
-        ("/v1/verify", ""),
-        ("/v1/intake/leaks", "webhook-id: msg_1\r\nwebhook-timestamp: 1\r\nwebhook-signature: v1,x\r\n"),
-        ("/v1/billing/stripe/webhook", "Stripe-Signature: t=1,v1=00\r\n"),
+        ("/v1/verify", "Content-Type: application/json\r\n"),
+        (
+            "/v1/intake/leaks",
+            "Content-Type: application/json\r\nwebhook-id: msg_1\r\nwebhook-timestamp: 1\r\nwebhook-signature: v1,x\r\n",
+        ),
+        ("/v1/billing/stripe/webhook", "Content-Type: application/json\r\nStripe-Signature: t=1,v1=00\r\n"),
+        ("/login", "Content-Type: application/x-www-form-urlencoded\r\n"),
+        ("/v1/oauth/token", "Content-Type: application/x-www-form-urlencoded\r\n"),
     ];
     let calls = routes.map(|(path, headers)| {
         let addr = addr.clone();
         tokio::task::spawn_blocking(move || {
             let mut s = std::net::TcpStream::connect(addr).expect("connect");
             s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-            let head = format!(
-                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}Content-Length: 100\r\n\r\n{{\"key\":"
-            );
+            let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: 100\r\n\r\n{{\"key\":");
             s.write_all(head.as_bytes()).expect("sent");
             let started = Instant::now();
             let mut buf = [0_u8; 512];

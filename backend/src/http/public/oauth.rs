@@ -170,7 +170,11 @@ fn client_of(req: &HttpRequest, params: &HashMap<String, String>) -> Result<Clie
                        the API key), or Authorization: Bearer <API key>, or client_id and client_secret in the form"),
     responses((status = 200, body = TokenResponse), (status = 400, body = OAuthError), (status = 401, body = OAuthError),
         (status = 429, body = OAuthError), (status = 503, body = OAuthError)))]
-pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+pub async fn token(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let body = match read_body(payload).await {
+        Ok(b) => b,
+        Err(e) => return actix_web::ResponseError::error_response(&e),
+    };
     let params = match form(&req, &body, &["grant_type", "scope", "client_id", "client_secret"]) {
         Ok(p) => p,
         Err(f) => return f.response(),
@@ -285,9 +289,10 @@ pub async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
     root: Root,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     root.require(Permission::KeysRead)?;
+    let body = read_body(payload).await?;
     // Other parameters are ignored (RFC 7662 §2.1); the token must be there once.
     let params = form(&req, &body, &["token"])
         .map_err(|_| ApiError::field("token", "send token=… as application/x-www-form-urlencoded, once"))?;
@@ -379,4 +384,14 @@ pub async fn jwks(state: web::Data<AppState>, tenant: web::Path<String>) -> Resu
         .insert_header((CACHE_CONTROL, "public, max-age=60"))
         .content_type("application/jwk-set+json")
         .body(keys.jwks.clone()))
+}
+
+/// A form body: at most 64 KiB, within the body deadline (413 and 408 otherwise, as problems).
+async fn read_body(payload: web::Payload) -> Result<web::Bytes, ApiError> {
+    crate::http::json::read_within(
+        &mut payload.into_inner(),
+        crate::http::json::MAX_BODY,
+        crate::http::json::BODY_TIMEOUT,
+    )
+    .await
 }

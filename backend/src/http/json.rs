@@ -76,6 +76,15 @@ pub async fn read_within(payload: &mut Payload, max: usize, within: std::time::D
     tokio::time::timeout(within, read).await.map_err(|_| ApiError::RequestTimeout)?
 }
 
+/// [`read_within`] the body timeout, for handlers that take the body as `web::Payload` (those
+/// that check a signature over the raw bytes, or an authorization, before parsing).
+///
+/// # Errors
+/// 408, 413, or a body that cannot be read.
+pub async fn read_body(payload: actix_web::web::Payload, max: usize) -> Result<Bytes, ApiError> {
+    read_within(&mut payload.into_inner(), max, BODY_TIMEOUT).await
+}
+
 /// Reads a body of at most `max` bytes (413 beyond).
 ///
 /// # Errors

@@ -29,9 +29,7 @@ pub async fn stripe(
     if state.settings.billing.is_none() {
         return Err(ApiError::NotFound("billing is not configured on this install"));
     }
-    let body =
-        crate::http::json::read_within(&mut payload.into_inner(), MAX_EVENT_BODY, crate::http::json::BODY_TIMEOUT)
-            .await?;
+    let body = crate::http::json::read_body(payload, MAX_EVENT_BODY).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::field("body", "must be UTF-8 JSON"))?;
     let signature = Some(signature);
     let outcome = webhook::receive(&state, text, signature).await?;

@@ -66,9 +66,7 @@ pub async fn github(
             "GitHub secret scanning is not set up (KEYROLL_LEAK__GITHUB_PUBLIC_KEYS)".into(),
         ));
     }
-    let body =
-        crate::http::json::read_within(&mut payload.into_inner(), MAX_INTAKE_BODY, crate::http::json::BODY_TIMEOUT)
-            .await?;
+    let body = crate::http::json::read_body(payload, MAX_INTAKE_BODY).await?;
     let (Some(key_id), Some(signature)) =
         (header(&req, "github-public-key-identifier"), header(&req, "github-public-key-signature"))
     else {
@@ -93,9 +91,7 @@ pub async fn generic(
     let Some(secret) = state.settings.leak.intake_secret.as_deref() else {
         return Err(ApiError::Unavailable("the leak intake is not set up (KEYROLL_LEAK__INTAKE_SECRET)".into()));
     };
-    let body =
-        crate::http::json::read_within(&mut payload.into_inner(), MAX_INTAKE_BODY, crate::http::json::BODY_TIMEOUT)
-            .await?;
+    let body = crate::http::json::read_body(payload, MAX_INTAKE_BODY).await?;
     let hook = standardwebhooks::Webhook::new(secret)
         .map_err(|_| ApiError::Unavailable("the leak intake secret is not usable".into()))?;
     // Checks the signature and that the timestamp is within five minutes (replays fail).

@@ -171,7 +171,7 @@ fn client_of(req: &HttpRequest, params: &HashMap<String, String>) -> Result<Clie
     responses((status = 200, body = TokenResponse), (status = 400, body = OAuthError), (status = 401, body = OAuthError),
         (status = 429, body = OAuthError), (status = 503, body = OAuthError)))]
 pub async fn token(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let body = match read_body(payload).await {
+    let body = match crate::http::json::read_body(payload, crate::http::json::MAX_BODY).await {
         Ok(b) => b,
         Err(e) => return actix_web::ResponseError::error_response(&e),
     };
@@ -292,7 +292,7 @@ pub async fn introspect(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     root.require(Permission::KeysRead)?;
-    let body = read_body(payload).await?;
+    let body = crate::http::json::read_body(payload, crate::http::json::MAX_BODY).await?;
     // Other parameters are ignored (RFC 7662 §2.1); the token must be there once.
     let params = form(&req, &body, &["token"])
         .map_err(|_| ApiError::field("token", "send token=… as application/x-www-form-urlencoded, once"))?;
@@ -384,14 +384,4 @@ pub async fn jwks(state: web::Data<AppState>, tenant: web::Path<String>) -> Resu
         .insert_header((CACHE_CONTROL, "public, max-age=60"))
         .content_type("application/jwk-set+json")
         .body(keys.jwks.clone()))
-}
-
-/// A form body: at most 64 KiB, within the body deadline (413 and 408 otherwise, as problems).
-async fn read_body(payload: web::Payload) -> Result<web::Bytes, ApiError> {
-    crate::http::json::read_within(
-        &mut payload.into_inner(),
-        crate::http::json::MAX_BODY,
-        crate::http::json::BODY_TIMEOUT,
-    )
-    .await
 }

@@ -6,7 +6,7 @@ use subtle::ConstantTimeEq;
 
 use crate::domain::KeyHash;
 use crate::http::errors::ApiError;
-use crate::http::json::{Body, MAX_BODY, parse, read_within};
+use crate::http::json::{Body, MAX_BODY, parse, read_body};
 use crate::playbooks::nodes::{self, ProbeAnswer, ProbeRequest};
 use crate::state::AppState;
 
@@ -30,8 +30,7 @@ pub async fn probe(
         return Err(ApiError::Unauthenticated("this node's probe token is required"));
     }
     // Only an authenticated caller's body is read.
-    let mut payload = payload.into_inner();
-    let raw = read_within(&mut payload, MAX_BODY, crate::http::json::BODY_TIMEOUT).await?;
+    let raw = read_body(payload, MAX_BODY).await?;
     let body = Body::<ProbeRequest> { value: parse(&raw)?, raw };
     if body.value.hashes.len() > nodes::MAX_PROBE {
         return Err(ApiError::field("hashes", "must list at most 1000 hashes"));

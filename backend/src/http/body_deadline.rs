@@ -39,8 +39,7 @@ pub fn guard(req: &mut ServiceRequest) {
 }
 
 /// Is this the error of a body that did not arrive in time?
-#[must_use]
-pub fn timed_out(e: &PayloadError) -> bool {
+fn timed_out(e: &PayloadError) -> bool {
     matches!(e, PayloadError::Io(e) if e.kind() == io::ErrorKind::TimedOut)
 }
 

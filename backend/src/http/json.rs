@@ -92,14 +92,7 @@ pub async fn read_body(payload: actix_web::web::Payload, max: usize) -> Result<B
 async fn read_up_to(payload: &mut Payload, max: usize) -> Result<Bytes, ApiError> {
     let mut buf = actix_web::web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            // A body under the middleware's deadline too (`body_deadline`) may end on that one.
-            if super::body_deadline::timed_out(&e) {
-                ApiError::RequestTimeout
-            } else {
-                ApiError::field("body", "could not be read")
-            }
-        })?;
+        let chunk = chunk.map_err(|_| ApiError::field("body", "could not be read"))?;
         if buf.len() + chunk.len() > max {
             return Err(ApiError::PayloadTooLarge);
         }

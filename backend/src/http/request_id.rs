@@ -93,9 +93,9 @@ where
         let id = req.headers().get(&HEADER).and_then(accept).unwrap_or_else(|| RequestId::for_request().into_string());
         let service = self.service.clone();
         let peer = req.peer_addr().map(|a| a.ip());
-        let ip = match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
-            Some(state) => super::client_ip::of(&state.settings.trusted_proxies, peer, req.headers()),
-            None => peer,
+        let ip = match super::app_state(req.request()) {
+            Ok(state) => super::client_ip::of(&state.settings.trusted_proxies, peer, req.headers()),
+            Err(_) => peer,
         };
         let header = HeaderValue::from_str(&id);
         Box::pin(CURRENT.scope(Current { request_id: id, ip }, async move {
@@ -106,10 +106,8 @@ where
             // Read through the request, not a clone of the flag taken above: a reference count
             // that every request of every worker changes would pass its cache line from core
             // to core.
-            let draining = res
-                .request()
-                .app_data::<actix_web::web::Data<crate::state::AppState>>()
-                .is_some_and(|s| s.draining.load(std::sync::atomic::Ordering::Relaxed));
+            let draining =
+                super::app_state(res.request()).is_ok_and(|s| s.draining.load(std::sync::atomic::Ordering::Relaxed));
             if draining {
                 res.response_mut().head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
             }

@@ -52,7 +52,7 @@ def wait_port(port):
 
 
 CPU = os.environ.get("BENCH_CPU") == "1"
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def threads_cpu(pid):

@@ -92,7 +92,7 @@ async fn a_body_that_never_ends_times_out() {
         &shared,
         dir,
         &[
-            ("leak.intake_secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            ("leak.intake_secret", crate::leaks::INTAKE_SECRET),
             ("billing.stripe_secret_key", "sk_test_keyroll"),
             ("billing.stripe_webhook_secret", "whsec_keyroll"),
             // Never asked: the body is not read to the end.

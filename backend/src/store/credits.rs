@@ -32,7 +32,8 @@ pub fn period_end(c: &Credits, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
 }
 
 /// Sets a lineage's balance to `c.remaining` (`overwrite`), or only when it has none yet (a
-/// new version of a lineage keeps the balance it shares).
+/// new version of a lineage keeps the balance it shares). The balance set is also its new
+/// baseline: `credits.low` is raised at a tenth of it.
 ///
 /// # Errors
 /// Database errors.
@@ -57,6 +58,7 @@ pub async fn set(
     if overwrite {
         conflict.update_columns([
             key_credit::Column::Remaining,
+            key_credit::Column::Baseline,
             key_credit::Column::Period,
             key_credit::Column::UpdatedAt,
             key_credit::Column::Revision,

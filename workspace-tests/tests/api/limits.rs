@@ -104,6 +104,17 @@ async fn credits(app: TestApp) {
         (Some(k.key_id.as_str()), Some(0))
     );
 
+    // A balance set again is the new baseline: topped up to 1 000, it is low again at 100.
+    let (st, _) = app.patch_key(&acme.root, &k.key_id, json!({"credits": {"remaining": 1000}})).await;
+    assert_eq!(st, 200);
+    let v = spend(899).await;
+    assert_eq!((v["code"].as_str(), v["credits"]["remaining"].as_u64()), (Some("VALID"), Some(101)), "{v}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(events_of(&app, &acme.root, "credits.low", 1).await.len(), 1, "not low above a tenth of 1 000");
+    assert_eq!(spend(1).await["credits"]["remaining"], 100);
+    let low = events_of(&app, &acme.root, "credits.low", 2).await;
+    assert_eq!(low[0]["data"]["remaining"], 100, "{low:?}");
+
     // A rotation does not refill: both versions spend from one balance.
     let (st, _) = app.patch_key(&acme.root, &k.key_id, json!({"credits": {"remaining": 4}})).await;
     assert_eq!(st, 200);

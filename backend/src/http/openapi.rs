@@ -31,7 +31,8 @@ impl Modify for RootKeyAuth {
 }
 
 /// Errors are sent as `application/problem+json`: every response documented with the `Problem`
-/// schema says so; every operation that takes a root key or a consumer's key documents its 401.
+/// schema says so; every operation that takes a root key or a consumer's key documents its 401,
+/// and every one that takes a body its 408 and 413.
 struct Problems;
 
 impl Modify for Problems {
@@ -73,6 +74,16 @@ impl Modify for Problems {
                 };
                 if takes_input && !op.responses.responses.contains_key("400") {
                     op.responses.responses.insert("400".to_owned(), problem("The request is not valid"));
+                }
+                // Every body is read with a size limit and a deadline.
+                if op.request_body.is_some() {
+                    for (status, description) in
+                        [("408", "The body did not arrive in time"), ("413", "The body is larger than allowed")]
+                    {
+                        if !op.responses.responses.contains_key(status) {
+                            op.responses.responses.insert(status.to_owned(), problem(description));
+                        }
+                    }
                 }
                 if params.iter().any(|p| p.name == "Idempotency-Key") && !op.responses.responses.contains_key("409") {
                     op.responses.responses.insert(

@@ -279,7 +279,8 @@ async fn a_taken_over_bulk_job_counts_the_whole_job(app: TestApp) {
 crate::both_backends!(bulk_takeover_progress, a_taken_over_bulk_job_counts_the_whole_job);
 
 /// The OpenAPI document says what the server does: query parameters are in the query, errors
-/// are `application/problem+json` (OAuth's token errors excepted), and every operation that takes a key documents its 401.
+/// are `application/problem+json` (OAuth's token errors excepted), every operation that takes a key documents its 401,
+/// and every one that takes a body its 408 and 413 (a body too slow, a body too large).
 async fn the_openapi_document_is_faithful(app: TestApp) {
     let doc: serde_json::Value =
         app.client.get(app.url("/openapi.json")).send().await.expect("sent").json().await.expect("json");
@@ -306,6 +307,12 @@ async fn the_openapi_document_is_faithful(app: TestApp) {
             }
             if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
                 assert!(op["responses"].get("401").is_some(), "{method} {path}: 401 undocumented");
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["408", "413"] {
+                    let r = &op["responses"][status]["content"];
+                    assert!(r.get("application/problem+json").is_some(), "{method} {path}: {status} undocumented");
+                }
             }
         }
     }

@@ -256,6 +256,9 @@ pub async fn update(ctx: &Ctx<'_>, id: &str, input: KeyChanges) -> Result<key::M
         change.invalidate_hex(&after.hash);
         if credits_set {
             change.credits_changed(&after.lineage_id);
+            // Every version of the lineage spends from the balance: a lease of the old one, held
+            // in any version's cached record, goes with that record.
+            change.invalidate(store::hashes_of_lineage(txn, &ctx.tenant, &after.lineage_id).await?);
         }
         Ok(after)
     })

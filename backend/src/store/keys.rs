@@ -439,6 +439,28 @@ pub async fn hashes_of(
     Ok(hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect())
 }
 
+/// Hashes of the versions of a lineage that are not revoked: the versions that share its credit
+/// balance and may be cached.
+///
+/// # Errors
+/// Database errors.
+pub async fn hashes_of_lineage(
+    db: &impl ConnectionTrait,
+    tenant: &TenantId,
+    lineage_id: &str,
+) -> Result<Vec<KeyHash>, StoreError> {
+    let hashes: Vec<String> = key::Entity::find()
+        .select_only()
+        .column(key::Column::Hash)
+        .filter(key::Column::TenantId.eq(tenant.as_str()))
+        .filter(key::Column::LineageId.eq(lineage_id))
+        .filter(key::Column::RevokedAt.is_null())
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect())
+}
+
 /// What the verify path caches for one key: the key, its consumer and its API's id, as read
 /// from the database in one consistent moment. Serialized as is into the Redis tier.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -244,6 +244,44 @@ async fn busy_keys_spend_from_leases_given_back_at_the_flush() {
     assert_eq!(held(&a, &k.key_id).await.remaining, 49_999);
 }
 
+/// During an overlap both versions of a key spend one balance. A new balance set on the new
+/// version, through another node, voids the lease the old version's cached record holds: the
+/// old version spends from the new balance at once, not from its lease until the next flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_balance_voids_the_leases_of_every_version_on_every_node() {
+    let Some((shared, dir)) = fresh(Backend::Services).await else { return };
+    let a = spawn_node_with(&shared, dir, NO_AUTO_FLUSH).await;
+    let b = spawn_node_with(&shared, None, NO_AUTO_FLUSH).await;
+    let acme = a.tenant("Acme").await;
+    let old = a.make_key(&acme, "acme", json!({"credits": {"remaining": 100_000}})).await;
+    let (st, rotated) =
+        a.post(&format!("/v1/keys/{}/rotate", old.key_id), &acme.root, json!({"overlap_seconds": 3600})).await;
+    assert_eq!(st, 201, "{rotated}");
+    let new_id = rotated["key"]["id"].as_str().expect("the new version's id").to_owned();
+    a.heard_own_invalidations().await;
+    // The first spend loads the balance into Redis; a busy record then takes a lease.
+    for spends in 1.. {
+        assert!(spends < 500, "the old version is not leased for");
+        assert_eq!(spend(&a, &old, 1).await.0, "VALID");
+        if held(&a, &old.key_id).await.lent > 0 {
+            break;
+        }
+    }
+    let (st, _) = b.patch_key(&acme.root, &new_id, json!({"credits": {"remaining": 5}})).await;
+    assert_eq!(st, 200);
+    let started = std::time::Instant::now();
+    while spend(&a, &old, 0).await.1 != Some(5) {
+        assert!(started.elapsed() < Duration::from_secs(5), "the old version still spends from its lease");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in 1..=5 {
+        assert_eq!(spend(&a, &old, 1).await, ("VALID".to_owned(), Some(5 - n)));
+    }
+    assert_eq!(spend(&a, &old, 1).await, ("USAGE_EXCEEDED".to_owned(), Some(0)));
+    flush(&a).await;
+    assert_eq!(stored(&a, &old.key_id).await, Some((0, None)));
+}
+
 /// Two nodes spend one balance as fast as they can: leases never let them spend more than it
 /// holds, and what they leave on leases comes back at the flush, to the last credit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,6 +110,14 @@ static LOAD: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// `KEYS[1]` the balance; `ARGV` a revision: drops the balance when it is of that revision.
+static DROP_REVISION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('HGET', KEYS[1], 'rev') == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end \
+         return 0",
+    )
+});
+
 /// `KEYS[1]` the balance: takes what was spent since the last flush, and whether the balance
 /// was refilled since; answers `{pend, refilled, period, baseline, revision}`, or nil when it is
 /// gone.
@@ -292,6 +300,18 @@ impl RedisTier {
             .arg(b.revision);
         let _: i64 = self.timed(call.invoke_async(&mut self.connection())).await?;
         Ok(())
+    }
+
+    /// Drops the lineage's balance if Redis holds it at `revision`: a balance loaded from a read
+    /// of the database that a new setting has overtaken. Answers whether it was dropped.
+    ///
+    /// # Errors
+    /// Redis unreachable or slow.
+    pub async fn drop_credits_of_revision(&self, lineage_id: &str, revision: i64) -> Result<bool, TierError> {
+        let mut call = DROP_REVISION.key(self.balance_key(lineage_id));
+        call.arg(revision);
+        let dropped: i64 = self.timed(call.invoke_async(&mut self.connection())).await?;
+        Ok(dropped == 1)
     }
 
     /// Takes what was spent from the lineage's balance since the last flush; `None` when

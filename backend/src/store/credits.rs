@@ -249,6 +249,20 @@ pub async fn load(
     Err(StoreError::Conflict("the credit balance could not be read".into()))
 }
 
+/// The revision of the lineage's balance as stored (`None`: it has none).
+///
+/// # Errors
+/// Database errors.
+pub async fn revision(db: &impl ConnectionTrait, lineage_id: &str) -> Result<Option<i64>, StoreError> {
+    use sea_orm::QuerySelect;
+    Ok(key_credit::Entity::find_by_id(lineage_id)
+        .select_only()
+        .column(key_credit::Column::Revision)
+        .into_tuple()
+        .one(db)
+        .await?)
+}
+
 /// Writes spends made elsewhere (in Redis) to the lineage's balance: a refill first when the
 /// balance was refilled for a period the database does not hold yet, then the spends, never
 /// below zero. A balance that is gone (its credits were taken off), or was set again since the

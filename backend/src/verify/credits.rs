@@ -92,6 +92,43 @@ impl From<StoreError> for Fault {
     }
 }
 
+/// Why a balance read from the database could not be stored in Redis.
+#[derive(Debug)]
+pub enum LoadFault {
+    Redis(TierError),
+    Store(StoreError),
+}
+
+impl From<LoadFault> for Fault {
+    fn from(e: LoadFault) -> Self {
+        match e {
+            LoadFault::Redis(e) => Self::Redis(e.to_string()),
+            LoadFault::Store(e) => Self::Store(e),
+        }
+    }
+}
+
+/// Stores in Redis a balance read from the database, unless Redis holds one already, then reads
+/// its revision again. A new balance set between the read and the store drops the one Redis held
+/// before this store, not the old one this store wrote: that one is dropped here, and the next
+/// spend loads the new balance.
+///
+/// # Errors
+/// Redis unreachable or slow; database errors.
+pub async fn store_loaded(
+    l2: &RedisTier,
+    db: &impl sea_orm::ConnectionTrait,
+    lineage_id: &str,
+    balance: &stored::StoredBalance,
+) -> Result<(), LoadFault> {
+    l2.load_credits(lineage_id, balance).await.map_err(LoadFault::Redis)?;
+    let now = stored::revision(db, lineage_id).await.map_err(LoadFault::Store)?;
+    if now != Some(balance.revision) {
+        l2.drop_credits_of_revision(lineage_id, balance.revision).await.map_err(LoadFault::Redis)?;
+    }
+    Ok(())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -144,7 +181,8 @@ impl Rounds {
         let period = stored::period(&self.credits, Utc::now());
         let refill = self.credits.refill.map(|r| r.amount);
         let redis = |e: TierError| Failed::Redis(e.to_string());
-        for _ in 0..3 {
+        // A load can be dropped as overtaken (see [`store_loaded`]) and made again.
+        for _ in 0..4 {
             match self.l2.spend_credits(&self.lineage, costs, period.as_deref(), refill).await.map_err(redis)? {
                 SpendAnswer::Done { baseline, each } => {
                     let low = baseline / 10;
@@ -167,7 +205,10 @@ impl Rounds {
                     let balance = stored::load(&self.db, &self.tenant_id, &self.lineage, &self.credits)
                         .await
                         .map_err(|e| Failed::Store(e.to_string()))?;
-                    self.l2.load_credits(&self.lineage, &balance).await.map_err(redis)?;
+                    store_loaded(&self.l2, &self.db, &self.lineage, &balance).await.map_err(|e| match e {
+                        LoadFault::Redis(e) => redis(e),
+                        LoadFault::Store(e) => Failed::Store(e.to_string()),
+                    })?;
                 }
             }
         }
@@ -262,7 +303,7 @@ impl CreditLedger {
         self.clear_aside(l2, lineage_id).await?;
         let period = stored::period(c, now);
         let refill = c.refill.map(|r| r.amount);
-        for _ in 0..3 {
+        for _ in 0..4 {
             match l2.lease_credits(lineage_id, cost, LEASE_MOST, period.as_deref(), refill).await? {
                 LeaseAnswer::Done { baseline, spent, remaining, lease, generation } => {
                     asking.0 = None;
@@ -287,7 +328,7 @@ impl CreditLedger {
                 }
                 LeaseAnswer::Absent => {
                     let balance = stored::load(db, &record.data.tenant_id, lineage_id, c).await?;
-                    l2.load_credits(lineage_id, &balance).await?;
+                    store_loaded(l2, db, lineage_id, &balance).await?;
                 }
             }
         }

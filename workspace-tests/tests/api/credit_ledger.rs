@@ -282,6 +282,26 @@ async fn a_new_balance_voids_the_leases_of_every_version_on_every_node() {
     assert_eq!(stored(&a, &old.key_id).await, Some((0, None)));
 }
 
+/// A node reads a balance from the database just before an operator sets a new one, and stores
+/// it in Redis just after the new setting dropped the balance there: the old one is not served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balance_read_before_a_new_setting_is_not_served_after_it() {
+    let Some((shared, dir)) = fresh(Backend::Services).await else { return };
+    let a = spawn_node_with(&shared, dir, NO_AUTO_FLUSH).await;
+    let acme = a.tenant("Acme").await;
+    let k = a.make_key(&acme, "acme", json!({"credits": {"remaining": 100}})).await;
+    let c = keyroll::domain::input::Credits { remaining: 100, refill: None };
+    let read = keyroll::store::credits::load(&a.state.db, &acme.id, &k.key_id, &c).await.expect("read");
+    assert_eq!(read.remaining, 100);
+    let (st, _) = a.patch_key(&acme.root, &k.key_id, json!({"credits": {"remaining": 5}})).await;
+    assert_eq!(st, 200);
+    let l2 = a.state.cache.l2().expect("redis configured");
+    keyroll::verify::credits::store_loaded(l2, &a.state.db, &k.key_id, &read).await.expect("stored");
+    assert_eq!(spend(&a, &k, 1).await, ("VALID".to_owned(), Some(4)), "the new balance, not the one read before it");
+    flush(&a).await;
+    assert_eq!(stored(&a, &k.key_id).await, Some((4, None)));
+}
+
 /// Two nodes spend one balance as fast as they can: leases never let them spend more than it
 /// holds, and what they leave on leases comes back at the flush, to the last credit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

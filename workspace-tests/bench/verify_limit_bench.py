@@ -14,7 +14,9 @@ BENCH_BARE_BIN (the bare server; built when not given), BENCH_BIN_BEFORE (an ear
 measured in the same rounds, each configuration once more with it, for before/after figures),
 BENCH_CPU=1 (each round also says where the machine's time went, per request, in microseconds:
 the server's user and kernel time, the load generator's, and how often the server's threads were
-preempted, per 1 000 requests; read from /proc, Linux only)."""
+preempted, per 1 000 requests; read from /proc, Linux only), BENCH_FULL_ANSWER=1 (the bare server also
+runs with --full-answer, writing an answer of the size and shape of Keyroll's with its two headers
+more, measured in the same rounds as Keyroll: what the contract's answer alone costs)."""
 import os, random, resource, socket, statistics, subprocess, sys, tempfile, time, uuid, zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -52,6 +54,7 @@ def wait_port(port):
 
 
 CPU = os.environ.get("BENCH_CPU") == "1"
+FULL_ANSWER = os.environ.get("BENCH_FULL_ANSWER") == "1"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -159,15 +162,23 @@ def main():
         wait_port(port)
         bare_url = f"http://127.0.0.1:{port}"
         wrk(bare_url, lua, 2)
-        ratios = {name: [] for name, _, _ in targets}
         before = {name: tiers(url) for name, _, url in targets}
+        if FULL_ANSWER:
+            port = vb.free_port()
+            full = subprocess.Popen([BARE, f"127.0.0.1:{port}", "--full-answer"], stdout=subprocess.DEVNULL)
+            procs.append(full)
+            wait_port(port)
+            targets.append(("bare, full answer", full, f"http://127.0.0.1:{port}"))
+            wrk(targets[-1][2], lua, 2)
+        ratios = {name: [] for name, _, _ in targets}
         for r in range(1, ROUNDS + 1):
             # The bare handler runs before and after each Keyroll round; the ratio is to their mean.
             b = wrk(bare_url, lua, SECONDS, bare.pid)
             line = f"  round {r}: bare {b[0]:>8,.0f}{cpu_text(b)}"
             for name, proc, url in targets:
                 k = wrk(url, lua, SECONDS, proc.pid)
-                time.sleep(FLUSH_MS / 1000 + 0.5)
+                if name in before:
+                    time.sleep(FLUSH_MS / 1000 + 0.5)
                 after = wrk(bare_url, lua, SECONDS, bare.pid)
                 assert k[3] == 0 and b[3] == 0 and after[3] == 0, f"non-2xx answers: bare {b[3]}, {name} {k[3]}"
                 ratio = k[0] / ((b[0] + after[0]) / 2)
@@ -177,6 +188,10 @@ def main():
                 b = after
             print(line)
         for name, _, url in targets:
+            if name not in before:
+                print(f"  {name}: median {statistics.median(ratios[name]):.3f}× the bare handler "
+                      f"(range {min(ratios[name]):.3f}–{max(ratios[name]):.3f})")
+                continue
             t = {k: v - before[name].get(k, 0) for k, v in tiers(url).items()}
             hits, lookups = t.get(("l1", "hit"), 0), t.get(("l1", "hit"), 0) + t.get(("l1", "miss"), 0)
             print(f"  {name}: median {statistics.median(ratios[name]):.3f}× the bare handler "

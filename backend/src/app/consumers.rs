@@ -144,7 +144,7 @@ pub async fn update(ctx: &Ctx<'_>, id: &str, input: ConsumerChanges) -> Result<c
             )
             .change(audited(&before), audited(&after)),
         );
-        change.invalidate(keys::hashes_of(txn, &ctx.tenant, None, Some(&id)).await?);
+        change.invalidate(keys::hashes_of(txn, &ctx.tenant, keys::KeysOf::Consumer(&id)).await?);
         Ok(after)
     })
     .await

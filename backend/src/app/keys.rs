@@ -258,7 +258,7 @@ pub async fn update(ctx: &Ctx<'_>, id: &str, input: KeyChanges) -> Result<key::M
             change.credits_changed(&after.lineage_id);
             // Every version of the lineage spends from the balance: a lease of the old one, held
             // in any version's cached record, goes with that record.
-            change.invalidate(store::hashes_of_lineage(txn, &ctx.tenant, &after.lineage_id).await?);
+            change.invalidate(store::hashes_of(txn, &ctx.tenant, store::KeysOf::Lineage(&after.lineage_id)).await?);
         }
         Ok(after)
     })

@@ -417,47 +417,34 @@ pub const EXPIRY_NOTICE: i64 = 0;
 /// as sent. Advance notices have lead times of a minute or more.
 pub const DUE_NOTICE: i64 = -1;
 
-/// Hashes of every key of the tenant that a change to `api` or `consumer` affects.
+/// Whose keys [`hashes_of`] names.
+#[derive(Debug, Clone, Copy)]
+pub enum KeysOf<'a> {
+    /// Every key of the tenant.
+    All,
+    /// A consumer's: a change to the consumer is in every one's cached record.
+    Consumer(&'a ConsumerId),
+    /// A lineage's versions: they share one credit balance.
+    Lineage(&'a str),
+}
+
+/// Hashes of the tenant's keys: all, or those a change to a consumer or a lineage affects.
 ///
 /// # Errors
 /// Database errors.
 pub async fn hashes_of(
     db: &impl ConnectionTrait,
     tenant: &TenantId,
-    api: Option<&ApiId>,
-    consumer: Option<&ConsumerId>,
+    of: KeysOf<'_>,
 ) -> Result<Vec<KeyHash>, StoreError> {
-    let mut q =
+    let q =
         key::Entity::find().select_only().column(key::Column::Hash).filter(key::Column::TenantId.eq(tenant.as_str()));
-    if let Some(a) = api {
-        q = q.filter(key::Column::ApiId.eq(a.as_str()));
-    }
-    if let Some(c) = consumer {
-        q = q.filter(key::Column::ConsumerId.eq(c.as_str()));
-    }
+    let q = match of {
+        KeysOf::All => q,
+        KeysOf::Consumer(c) => q.filter(key::Column::ConsumerId.eq(c.as_str())),
+        KeysOf::Lineage(l) => q.filter(key::Column::LineageId.eq(l)),
+    };
     let hashes: Vec<String> = q.into_tuple().all(db).await?;
-    Ok(hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect())
-}
-
-/// Hashes of the versions of a lineage that are not revoked: the versions that share its credit
-/// balance and may be cached.
-///
-/// # Errors
-/// Database errors.
-pub async fn hashes_of_lineage(
-    db: &impl ConnectionTrait,
-    tenant: &TenantId,
-    lineage_id: &str,
-) -> Result<Vec<KeyHash>, StoreError> {
-    let hashes: Vec<String> = key::Entity::find()
-        .select_only()
-        .column(key::Column::Hash)
-        .filter(key::Column::TenantId.eq(tenant.as_str()))
-        .filter(key::Column::LineageId.eq(lineage_id))
-        .filter(key::Column::RevokedAt.is_null())
-        .into_tuple()
-        .all(db)
-        .await?;
     Ok(hashes.iter().filter_map(|h| KeyHash::from_hex(h)).collect())
 }
 

@@ -24,7 +24,9 @@ async fn adapters_agree(app: TestApp) {
     let (_, con) = app.post("/v1/consumers", &root, json!({"external_id": "cus_1", "name": "Bob"})).await;
     let consumer_id = con["id"].as_str().expect("consumer").to_owned();
     let before =
-        keyroll::store::keys::hashes_of(&app.state.db, &tenant_of(&app).await, None, None).await.expect("keys");
+        keyroll::store::keys::hashes_of(&app.state.db, &tenant_of(&app).await, keyroll::store::keys::KeysOf::All)
+            .await
+            .expect("keys");
 
     // A scope outside the API's catalogue; a name of 201 characters.
     let long = "n".repeat(201);
@@ -101,7 +103,10 @@ async fn adapters_agree(app: TestApp) {
     assert_eq!(page.status, 422);
 
     // Nothing was made by any refused input: one key more, the one accepted.
-    let after = keyroll::store::keys::hashes_of(&app.state.db, &tenant_of(&app).await, None, None).await.expect("keys");
+    let after =
+        keyroll::store::keys::hashes_of(&app.state.db, &tenant_of(&app).await, keyroll::store::keys::KeysOf::All)
+            .await
+            .expect("keys");
     assert_eq!(after.len(), before.len() + 1);
 }
 

@@ -161,6 +161,40 @@ pub async fn add_minute_counts(db: &impl ConnectionTrait, counts: Vec<UsageCount
     Ok(())
 }
 
+/// Sets `last_used_at` forward (never back) for each key (each named once): one statement per
+/// 500 keys, since a flush after a busy second names thousands.
+///
+/// # Errors
+/// Database errors.
+pub async fn touch_last_used(db: &impl ConnectionTrait, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
+    let backend = db.get_database_backend();
+    for chunk in uses.chunks(500) {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 2);
+        let rows: Vec<String> = (1..=chunk.len())
+            .map(|n| match backend {
+                sea_orm::DbBackend::Postgres => format!("(${}, ${}::timestamptz)", 2 * n - 1, 2 * n),
+                _ => "(?, ?)".to_owned(),
+            })
+            .collect();
+        let rows = rows.join(", ");
+        for (id, at) in chunk {
+            values.push(id.as_str().into());
+            values.push((*at).into());
+        }
+        // SQLite names the columns of a VALUES list column1, column2; PostgreSQL takes an alias.
+        let source = match backend {
+            sea_orm::DbBackend::Postgres => format!("(VALUES {rows}) AS v (id, at)"),
+            _ => format!("(SELECT column1 AS id, column2 AS at FROM (VALUES {rows})) AS v"),
+        };
+        let sql = format!(
+            "UPDATE keys SET last_used_at = v.at FROM {source} \
+             WHERE keys.id = v.id AND (keys.last_used_at IS NULL OR keys.last_used_at < v.at)"
+        );
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
+    }
+    Ok(())
+}
+
 /// Rejected verifications of a tenant's keys since `since`, by code, most frequent first.
 ///
 /// # Errors

@@ -23,8 +23,8 @@ use sea_orm::DatabaseConnection;
 
 use crate::cache::record::{CODES, KeyRecord, MinuteCounts};
 use crate::domain::code::Code;
-use crate::store::usage::{ClientSeen, UsageCount, add_minute_counts, resolve_misses, touch_clients};
-use crate::store::{StoreError, keys};
+use crate::store::StoreError;
+use crate::store::usage::{ClientSeen, UsageCount, add_minute_counts, resolve_misses, touch_clients, touch_last_used};
 
 const SHARDS: usize = 16;
 
@@ -393,7 +393,7 @@ async fn write_flush(
         add_minute_counts(db, counts).await?;
     }
     if !last_used.is_empty() {
-        keys::touch_last_used(db, last_used).await?;
+        touch_last_used(db, last_used).await?;
     }
     if !clients.is_empty() {
         touch_clients(db, clients.to_vec()).await?;

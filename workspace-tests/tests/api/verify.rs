@@ -161,7 +161,7 @@ async fn last_use_moves_forward_only_for_many_keys_at_once(app: TestApp) {
     let at = |secs: i64| chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("time");
     let touch = |uses: Vec<(String, chrono::DateTime<Utc>)>| {
         let db = app.state.db.clone();
-        async move { keyroll::store::keys::touch_last_used(&db, &uses).await.expect("touched") }
+        async move { keyroll::store::usage::touch_last_used(&db, &uses).await.expect("touched") }
     };
     let tenant = t.id.clone();
     let used_at = |t: chrono::DateTime<Utc>| {

@@ -420,15 +420,13 @@ pub const DUE_NOTICE: i64 = -1;
 /// Whose keys [`hashes_of`] names.
 #[derive(Debug, Clone, Copy)]
 pub enum KeysOf<'a> {
-    /// Every key of the tenant.
-    All,
     /// A consumer's: a change to the consumer is in every one's cached record.
     Consumer(&'a ConsumerId),
     /// A lineage's versions: they share one credit balance.
     Lineage(&'a str),
 }
 
-/// Hashes of the tenant's keys: all, or those a change to a consumer or a lineage affects.
+/// Hashes of the tenant's keys that a change to a consumer or a lineage affects.
 ///
 /// # Errors
 /// Database errors.
@@ -440,7 +438,6 @@ pub async fn hashes_of(
     let q =
         key::Entity::find().select_only().column(key::Column::Hash).filter(key::Column::TenantId.eq(tenant.as_str()));
     let q = match of {
-        KeysOf::All => q,
         KeysOf::Consumer(c) => q.filter(key::Column::ConsumerId.eq(c.as_str())),
         KeysOf::Lineage(l) => q.filter(key::Column::LineageId.eq(l)),
     };

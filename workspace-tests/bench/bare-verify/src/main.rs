@@ -41,7 +41,7 @@ async fn verify_full(body: web::Json<Ask>) -> HttpResponse {
     let answer = format!(
         concat!(
             r#"{{"valid":true,"code":"VALID","request_id":"{0}","key":{{"id":"key_01kbxq3s8v{1}","#,
-            r#""lineage_id":"key_01kbxq3s8v{1}","version":1,"name":null,"scopes":[],"meta":{{}},"#,
+            r#""lineage_id":"lin_01kbxq3s8v{1}","version":1,"name":null,"scopes":[],"meta":{{}},"#,
             r#""expires_at":null,"created_at":"2026-12-07T07:47:00.123456789Z"}},"#,
             r#""consumer":{{"id":"con_01kbxq3s8v{1}","external_id":"cus_000123","meta":{{}}}},"#,
             r#""api_id":"api_01kbxq3s8vfe3r0mgk2xq0e9t1","rotation":null,"ratelimit":null,"credits":null}}"#

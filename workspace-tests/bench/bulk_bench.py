@@ -16,7 +16,7 @@ Run from the project root:  python3 workspace-tests/bench/bulk_bench.py
 Environment: BENCH_MODES (floor,bulk,playbook), BENCH_ROUNDS (1), BENCH_KEYS (100000), BENCH_DATABASE_URL, BENCH_REDIS_URL; BENCH_PG_STATS=1 also
 prints the statements the database spent its time on (needs pg_stat_statements in the server's
 shared_preload_libraries)."""
-import http.client, json, os, shutil, socket, statistics, subprocess, tempfile, time, uuid
+import http.client, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, uuid
 
 ROOT = os.getcwd()
 BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "keyroll")
@@ -179,4 +179,6 @@ def measure(mode):
 
 
 if __name__ == "__main__":
+    # Ends through the `finally` blocks, as Ctrl-C does (see verify_bench.py).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()

@@ -8,7 +8,7 @@ of the server's time: loopback adds well under 0.1 ms).
 Run from the project root:  python3 workspace-tests/bench/page_bench.py
 Environment: BENCH_DATABASE_URL (PostgreSQL instead of the embedded SQLite), BENCH_REQUESTS (300),
 BENCH_KEYS (10000), BENCH_SETTLE (seconds after the import, 20), BENCH_KEEP (keep the SQLite data directory, to look into)."""
-import http.client, json, os, re, shutil, socket, statistics, subprocess, tempfile, time, urllib.parse, uuid
+import http.client, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.parse, uuid
 
 ROOT = os.getcwd()
 BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "keyroll")
@@ -174,4 +174,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # Ends through the `finally` blocks, as Ctrl-C does (see verify_bench.py).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()

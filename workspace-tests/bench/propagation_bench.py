@@ -5,7 +5,7 @@ until B and C answer REVOKED (both are polled in parallel threads). Prints p50/p
 
 Run from the project root:  python3 workspace-tests/bench/propagation_bench.py
 Environment: BENCH_KEYS (default 200), BENCH_DATABASE_URL, BENCH_REDIS_URL."""
-import http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time, uuid
+import http.client, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time, uuid
 
 ROOT = os.getcwd()
 BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "keyroll")
@@ -118,4 +118,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # Ends through the `finally` blocks, as Ctrl-C does (see verify_bench.py).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()

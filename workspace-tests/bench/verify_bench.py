@@ -8,7 +8,12 @@ Run from the project root:  python3 workspace-tests/bench/verify_bench.py
 Needs wrk (Debian package `wrk`) and, for the fixed-rate run, oha (`cargo install oha`).
 Environment: BENCH_SECONDS (default 5), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32),
 BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL (redis://127.0.0.1:6379)."""
-import json, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.request, uuid
+import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request, uuid
+
+# A SIGTERM (what `timeout` sends) ends a bench through its `finally` blocks, as Ctrl-C does: the
+# servers it started are stopped and its databases dropped. Every bench that imports this module
+# gets it; the others set it themselves.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 ROOT = os.getcwd()
 BIN = os.environ.get("BENCH_BIN") or os.path.join(ROOT, "target", "release", "keyroll")

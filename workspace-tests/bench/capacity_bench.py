@@ -11,7 +11,7 @@ Run from the project root after `cargo build --release`:
 Needs wrk, psql, redis-cli, PostgreSQL and Redis.
 Environment: BENCH_KEYS (30000), BENCH_SECONDS (8), BENCH_CONNECTIONS (32), BENCH_DATABASE_URL,
 BENCH_REDIS_URL, BENCH_BIN."""
-import json, os, re, shutil, subprocess, sys, tempfile, time, urllib.request, uuid
+import json, os, re, subprocess, sys, tempfile, time, urllib.request, uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import verify_bench as vb  # noqa: E402
@@ -75,14 +75,9 @@ def round_on(proc, url, lua, label):
           f"Redis CPU {redis_per_k:.1f} us per verification")
 
 
-# The nodes' data directories, removed once they are stopped.
-DATA_DIRS = []
-
-
 def node(env, extra):
     """A node on the shared database with its own settings."""
-    proc, url, data, _ = vb.serve({**env, **extra}, prefix="kr-cap-")
-    DATA_DIRS.append(data)
+    proc, url, _, _ = vb.serve({**env, **extra}, prefix="kr-cap-")
     return proc, url
 
 
@@ -102,7 +97,6 @@ def main():
     env = {"KEYROLL_DATABASE_URL": db_url, "KEYROLL_REDIS_URL": vb.REDIS, "KEYROLL_REDIS_PREFIX": prefix,
            "KEYROLL_MASTER_KEY": "a2V5cm9sbC10ZXN0LW1hc3Rlci1rZXktMzItYnl0ZXM="}
     proc, url, _, data, root = vb.start_with_root(dict(env, KEYROLL_CACHE__L1_CAPACITY=str(KEYS * 2)))
-    DATA_DIRS.append(data)
     keys_file = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
     lua = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False).name
     others = []
@@ -184,8 +178,6 @@ def main():
         os.unlink(lua)
         os.unlink(keys_file.name)
         subprocess.run(["psql", vb.PG, "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], check=False)
-        for d in DATA_DIRS:
-            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Run from the project root:  python3 workspace-tests/bench/verify_bench.py
 Needs wrk (Debian package `wrk`) and, for the fixed-rate run, oha (`cargo install oha`).
 Environment: BENCH_SECONDS (default 5), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32),
 BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL (redis://127.0.0.1:6379)."""
-import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request, uuid
+import atexit, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request, uuid
 
 # A SIGTERM (what `timeout` sends) ends a bench through its `finally` blocks, as Ctrl-C does: the
 # servers it started are stopped and its databases dropped. Every bench that imports this module
@@ -51,6 +51,8 @@ def serve(env_extra, binary=None, prefix="kr-bench-"):
     /readyz: (process, url, data dir, its environment)."""
     port = free_port()
     data = tempfile.mkdtemp(prefix=prefix)
+    # Removed when the bench ends, however it ends, after its `finally` has stopped the node.
+    atexit.register(shutil.rmtree, data, True)
     env = dict(os.environ, KEYROLL_LISTEN=f"127.0.0.1:{port}", KEYROLL_DATA_DIR=data, RUST_LOG="warn", **env_extra)
     proc = subprocess.Popen([binary or BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -17,7 +17,7 @@ the server's user and kernel time, the load generator's, and how often the serve
 preempted, per 1 000 requests; read from /proc, Linux only), BENCH_FULL_ANSWER=1 (the bare server also
 runs with --full-answer, writing an answer of the size and shape of Keyroll's with its two headers
 more, measured in the same rounds as Keyroll: what the contract's answer alone costs)."""
-import os, random, resource, shutil, socket, statistics, subprocess, sys, tempfile, time, uuid, zlib
+import os, random, resource, socket, statistics, subprocess, sys, tempfile, time, uuid, zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import verify_bench as vb  # noqa: E402
@@ -56,8 +56,6 @@ def wait_port(port):
 CPU = os.environ.get("BENCH_CPU") == "1"
 FULL_ANSWER = os.environ.get("BENCH_FULL_ANSWER") == "1"
 TICK = os.sysconf("SC_CLK_TCK")
-# The nodes' data directories, removed once they are stopped.
-DATA_DIRS = []
 
 
 def threads_cpu(pid):
@@ -105,9 +103,8 @@ def keyroll(label, env, keys_path, lua, binary):
     # Counts are flushed every FLUSH_MS (the default, 5 s, unless BENCH_FLUSH_MS says otherwise):
     # a round of that length holds one flush, and the pause after it holds the flush of its last
     # counts, so no round pays for another's.
-    proc, url, _, data, root = vb.start_with_root(dict(env, KEYROLL_CACHE__L1_CAPACITY=str(KEYS * 2),
-                                                       KEYROLL_USAGE_FLUSH_INTERVAL_MS=str(FLUSH_MS)), binary)
-    DATA_DIRS.append(data)
+    proc, url, _, _, root = vb.start_with_root(dict(env, KEYROLL_CACHE__L1_CAPACITY=str(KEYS * 2),
+                                                    KEYROLL_USAGE_FLUSH_INTERVAL_MS=str(FLUSH_MS)), binary)
     api = post(url, "/v1/apis", {"name": "Limit", "key_prefix": "limit", "environment": "live"}, root)
     rng = random.Random(7)
     keys = [native_key("limit_live_", rng) for _ in range(KEYS)]
@@ -204,8 +201,6 @@ def main():
             p.wait(30)
         for db in dbs:
             subprocess.run(["psql", vb.PG, "-qc", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'], check=False)
-        for d in DATA_DIRS:
-            shutil.rmtree(d, ignore_errors=True)
         for f in (keys_path, lua):
             if os.path.exists(f):
                 os.unlink(f)

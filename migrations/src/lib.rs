@@ -30,6 +30,7 @@ mod m20261206_000024_consumer_billing;
 mod m20261206_000025_api_gateway;
 mod m20261206_000026_key_import;
 mod m20261206_000027_credit_revisions;
+mod m20261207_000028_usage_rollups_fillfactor;
 
 pub struct Migrator;
 
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000025_api_gateway::Migration),
             Box::new(m20261206_000026_key_import::Migration),
             Box::new(m20261206_000027_credit_revisions::Migration),
+            Box::new(m20261207_000028_usage_rollups_fillfactor::Migration),
         ]
     }
 }

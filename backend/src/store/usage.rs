@@ -128,69 +128,99 @@ fn same_cell() -> OnConflict {
     ])
 }
 
+/// Rows a flush writes with one statement: the rows travel as one JSON parameter, so a
+/// statement costs one parse and one plan however many rows it carries.
+const ROWS_PER_STATEMENT: usize = 5_000;
+
+/// A time as the database keeps it: on SQLite, the text sqlx writes for a `DateTime<Utc>` (cells
+/// are found again by comparing it); PostgreSQL reads the same text as a `timestamptz`.
+fn stored_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+}
+
+/// Binds one JSON parameter, as text: `$1::jsonb` reads it on PostgreSQL, `json_each` on SQLite.
+fn json_statement(db: &impl ConnectionTrait, sql: &str, rows: String) -> sea_orm::Statement {
+    sea_orm::Statement::from_sql_and_values(db.get_database_backend(), sql, [sea_orm::Value::from(rows)])
+}
+
 /// Adds the counts into the minute rollups.
 ///
 /// # Errors
 /// Database errors.
 pub async fn add_minute_counts(db: &impl ConnectionTrait, counts: Vec<UsageCount>) -> Result<(), StoreError> {
-    // Every node upserts cells in the same order, so two flushes never wait on each other in a
-    // cycle (PostgreSQL would end one with a deadlock error, and its counts would be lost).
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        b: String,
+        k: &'a str,
+        c: &'a str,
+        t: &'a str,
+        n: i64,
+    }
+    // Every node upserts cells in the same order (a statement takes its rows in the order of the
+    // array), so two flushes never wait on each other in a cycle (PostgreSQL would end one with
+    // a deadlock error, and its counts would be lost).
     let mut counts = counts;
     counts.sort_unstable_by(|a, b| (a.bucket_start, &a.key_id, a.code).cmp(&(b.bucket_start, &b.key_id, b.code)));
-    // Chunks keep each statement well under the bind-parameter limits of both backends.
-    while !counts.is_empty() {
-        let rest = counts.split_off(counts.len().min(500));
-        let chunk = std::mem::replace(&mut counts, rest);
-        let rows = chunk.into_iter().map(|c| usage_rollup::ActiveModel {
-            bucket_start: Set(c.bucket_start),
-            granularity: Set("minute".into()),
-            key_id: Set(c.key_id),
-            code: Set(c.code.into()),
-            tenant_id: Set(c.tenant_id),
-            count: Set(c.count),
-        });
-        usage_rollup::Entity::insert_many(rows)
-            .on_conflict(
-                same_cell()
-                    .value(usage_rollup::Column::Count, Expr::cust("usage_rollups.count + excluded.count"))
-                    .to_owned(),
-            )
-            .exec_without_returning(db)
-            .await?;
+    let sql = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            "INSERT INTO usage_rollups (bucket_start, granularity, key_id, code, tenant_id, count) \
+             SELECT r.b, 'minute', r.k, r.c, r.t, r.n \
+             FROM jsonb_to_recordset($1::jsonb) AS r (b timestamptz, k text, c text, t text, n bigint) \
+             ON CONFLICT (bucket_start, granularity, key_id, code) \
+             DO UPDATE SET count = usage_rollups.count + excluded.count"
+        }
+        // `WHERE true` tells SQLite's parser that `ON CONFLICT` belongs to the insert.
+        _ => {
+            "INSERT INTO usage_rollups (bucket_start, granularity, key_id, code, tenant_id, count) \
+             SELECT json_extract(value, '$.b'), 'minute', json_extract(value, '$.k'), \
+             json_extract(value, '$.c'), json_extract(value, '$.t'), json_extract(value, '$.n') \
+             FROM json_each(?) WHERE true \
+             ON CONFLICT (bucket_start, granularity, key_id, code) \
+             DO UPDATE SET count = usage_rollups.count + excluded.count"
+        }
+    };
+    for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<Row<'_>> = chunk
+            .iter()
+            .map(|c| Row { b: stored_time(c.bucket_start), k: &c.key_id, c: c.code, t: &c.tenant_id, n: c.count })
+            .collect();
+        let rows =
+            serde_json::to_string(&rows).map_err(|e| sea_orm::DbErr::Custom(format!("usage rows as JSON: {e}")))?;
+        db.execute_raw(json_statement(db, sql, rows)).await?;
     }
     Ok(())
 }
 
-/// Sets `last_used_at` forward (never back) for each key (each named once): one statement per
-/// 500 keys, since a flush after a busy second names thousands.
+/// Sets `last_used_at` forward (never back) for each key (each named once, in id order): one
+/// statement per 5 000 keys, since a flush after a busy second names thousands. PostgreSQL
+/// finds each key by its primary key in the order given, so two nodes' flushes lock the keys
+/// they share in one order.
 ///
 /// # Errors
 /// Database errors.
 pub async fn touch_last_used(db: &impl ConnectionTrait, uses: &[(String, DateTime<Utc>)]) -> Result<(), StoreError> {
-    let backend = db.get_database_backend();
-    for chunk in uses.chunks(500) {
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 2);
-        let rows: Vec<String> = (1..=chunk.len())
-            .map(|n| match backend {
-                sea_orm::DbBackend::Postgres => format!("(${}, ${}::timestamptz)", 2 * n - 1, 2 * n),
-                _ => "(?, ?)".to_owned(),
-            })
-            .collect();
-        let rows = rows.join(", ");
-        for (id, at) in chunk {
-            values.push(id.as_str().into());
-            values.push((*at).into());
-        }
-        // SQLite names the columns of a VALUES list column1, column2; PostgreSQL takes an alias.
-        let source = match backend {
-            sea_orm::DbBackend::Postgres => format!("(VALUES {rows}) AS v (id, at)"),
-            _ => format!("(SELECT column1 AS id, column2 AS at FROM (VALUES {rows})) AS v"),
-        };
-        let sql = format!(
-            "UPDATE keys SET last_used_at = v.at FROM {source} \
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        id: &'a str,
+        at: String,
+    }
+    let sql = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            "UPDATE keys SET last_used_at = v.at \
+             FROM jsonb_to_recordset($1::jsonb) AS v (id text, at timestamptz) \
              WHERE keys.id = v.id AND (keys.last_used_at IS NULL OR keys.last_used_at < v.at)"
-        );
-        db.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
+        }
+        _ => {
+            "UPDATE keys SET last_used_at = v.at \
+             FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.at') AS at FROM json_each(?)) AS v \
+             WHERE keys.id = v.id AND (keys.last_used_at IS NULL OR keys.last_used_at < v.at)"
+        }
+    };
+    for chunk in uses.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<Row<'_>> = chunk.iter().map(|(id, at)| Row { id, at: stored_time(*at) }).collect();
+        let rows =
+            serde_json::to_string(&rows).map_err(|e| sea_orm::DbErr::Custom(format!("usage rows as JSON: {e}")))?;
+        db.execute_raw(json_statement(db, sql, rows)).await?;
     }
     Ok(())
 }

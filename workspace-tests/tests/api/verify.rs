@@ -141,21 +141,21 @@ async fn usage_is_counted_and_flushed(app: TestApp) {
 both_backends!(usage_counters, usage_is_counted_and_flushed);
 
 async fn last_use_moves_forward_only_for_many_keys_at_once(app: TestApp) {
-    // A flush names thousands of keys; they are written 500 to a statement, and a time never
+    // A flush names thousands of keys; they are written 5 000 to a statement, and a time never
     // goes back (another node may have written a later one).
     use keyroll::store::entities::key;
     use sea_orm::{PaginatorTrait, QuerySelect};
     let t = app.tenant("Acme").await;
     let (_, api) =
         app.post("/v1/apis", &t.root, json!({"name": "Bulk", "key_prefix": "bulk", "environment": "live"})).await;
-    let keys: Vec<_> = (0..1_203)
+    let keys: Vec<_> = (0..5_203)
         .map(|i| {
             let hash = keyroll::domain::KeyHash::of(&format!("last-use-{i}-{}", crate::helpers::unique())).to_hex();
             json!({"sha256": hash, "api_id": api["id"], "external_id": format!("cus_{}", i % 50)})
         })
         .collect();
     let (st, r) = app.post("/v1/keys/import", &t.root, json!({"import_id": "last-use", "keys": keys})).await;
-    assert_eq!((st, r["imported"].as_u64()), (200, Some(1_203)), "{r}");
+    assert_eq!((st, r["imported"].as_u64()), (200, Some(5_203)), "{r}");
     let ids: Vec<String> =
         r["key_ids"].as_array().expect("ids").iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
     let at = |secs: i64| chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("time");
@@ -171,22 +171,79 @@ async fn last_use_moves_forward_only_for_many_keys_at_once(app: TestApp) {
             .count(&app.state.db)
     };
     touch(ids.iter().map(|id| (id.clone(), at(10))).collect()).await;
-    assert_eq!(used_at(at(10)).await.expect("count"), 1_203);
+    assert_eq!(used_at(at(10)).await.expect("count"), 5_203);
     // Earlier for all, later for every other key: only the later ones move.
     touch(ids.iter().map(|id| (id.clone(), at(5))).collect()).await;
     touch(ids.iter().step_by(2).map(|id| (id.clone(), at(20))).collect()).await;
-    assert_eq!(used_at(at(10)).await.expect("count"), 601);
-    assert_eq!(used_at(at(20)).await.expect("count"), 602);
-    let last: Option<Option<chrono::DateTime<Utc>>> = key::Entity::find_by_id(ids[1_202].as_str())
+    assert_eq!(used_at(at(10)).await.expect("count"), 2_601);
+    assert_eq!(used_at(at(20)).await.expect("count"), 2_602);
+    let last: Option<Option<chrono::DateTime<Utc>>> = key::Entity::find_by_id(ids[5_202].as_str())
         .select_only()
         .column(key::Column::LastUsedAt)
         .into_tuple()
         .one(&app.state.db)
         .await
         .expect("key");
-    assert_eq!(last, Some(Some(at(20))), "the last key of the third statement");
+    assert_eq!(last, Some(Some(at(20))), "the last key of the second statement");
 }
 both_backends!(last_use_batches, last_use_moves_forward_only_for_many_keys_at_once);
+
+async fn minute_counts_add_up_for_many_cells_at_once(app: TestApp) {
+    // A flush names thousands of cells, 5 000 to a statement; a cell already there (written by
+    // an earlier flush, or by another node) is added to, never written twice or over.
+    use keyroll::store::entities::usage_rollup;
+    use keyroll::store::usage::{UsageCount, add_minute_counts};
+    use sea_orm::{ActiveValue::Set, PaginatorTrait};
+    let t = app.tenant("Acme").await;
+    let minute = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("a whole minute");
+    let cell = |i: usize, code: &'static str, count: i64| UsageCount {
+        bucket_start: minute + TimeDelta::minutes(i64::try_from(i % 2).expect("small")),
+        key_id: format!("key_counted_{i:05}"),
+        tenant_id: t.id.clone(),
+        code,
+        count,
+    };
+    // One cell as any other writer of the table leaves it.
+    usage_rollup::Entity::insert(usage_rollup::ActiveModel {
+        bucket_start: Set(minute),
+        granularity: Set("minute".into()),
+        key_id: Set("key_counted_00000".into()),
+        code: Set("VALID".into()),
+        tenant_id: Set(t.id.clone()),
+        count: Set(1_000),
+    })
+    .exec_without_returning(&app.state.db)
+    .await
+    .expect("a cell");
+    let first: Vec<UsageCount> = (0..6_001).map(|i| cell(i, "VALID", 2)).collect();
+    add_minute_counts(&app.state.db, first).await.expect("counts");
+    let mut second: Vec<UsageCount> = (0..6_001).step_by(3).map(|i| cell(i, "VALID", 5)).collect();
+    second.push(cell(7, "RATE_LIMITED", 4));
+    add_minute_counts(&app.state.db, second).await.expect("counts");
+    let rows = usage_rollup::Entity::find()
+        .filter(usage_rollup::Column::TenantId.eq(t.id.as_str()))
+        .all(&app.state.db)
+        .await
+        .expect("rollups");
+    assert_eq!(rows.len(), 6_002, "one row per cell");
+    let count = |key: &str, code: &str| {
+        rows.iter().filter(|r| r.key_id == key && r.code == code).map(|r| (r.count, r.bucket_start)).collect::<Vec<_>>()
+    };
+    assert_eq!(count("key_counted_00000", "VALID"), vec![(1_007, minute)], "the earlier cell added to");
+    assert_eq!(count("key_counted_00001", "VALID"), vec![(2, minute + TimeDelta::minutes(1))]);
+    assert_eq!(count("key_counted_06000", "VALID"), vec![(7, minute)], "the last of the second statement");
+    assert_eq!(count("key_counted_00007", "RATE_LIMITED"), vec![(4, minute + TimeDelta::minutes(1))]);
+    let total: i64 = rows.iter().map(|r| r.count).sum();
+    assert_eq!(total, 1_000 + 6_001 * 2 + 2_001 * 5 + 4);
+    let in_first_minute = usage_rollup::Entity::find()
+        .filter(usage_rollup::Column::TenantId.eq(t.id.as_str()))
+        .filter(usage_rollup::Column::BucketStart.eq(minute))
+        .count(&app.state.db)
+        .await
+        .expect("count");
+    assert_eq!(in_first_minute, 3_001, "cells are found by their minute as the other queries write it");
+}
+both_backends!(minute_count_batches, minute_counts_add_up_for_many_cells_at_once);
 
 async fn superseded_keys_carry_rotation_headers(app: TestApp) {
     // Rotation itself is its own feature; here the verify contract for a superseded version.

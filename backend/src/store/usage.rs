@@ -138,9 +138,20 @@ fn stored_time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }
 
-/// Binds one JSON parameter, as text: `$1::jsonb` reads it on PostgreSQL, `json_each` on SQLite.
-fn json_statement(db: &impl ConnectionTrait, sql: &str, rows: String) -> sea_orm::Statement {
-    sea_orm::Statement::from_sql_and_values(db.get_database_backend(), sql, [sea_orm::Value::from(rows)])
+/// Runs `sql` once per [`ROWS_PER_STATEMENT`] rows, the rows bound as one JSON array, as text:
+/// `$1::jsonb` reads it on PostgreSQL, `json_each` on SQLite.
+async fn execute_per_chunk<R: serde::Serialize>(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    rows: &[R],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let json =
+            serde_json::to_string(chunk).map_err(|e| sea_orm::DbErr::Custom(format!("usage rows as JSON: {e}")))?;
+        let values = [sea_orm::Value::from(json)];
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(db.get_database_backend(), sql, values)).await?;
+    }
+    Ok(())
 }
 
 /// Adds the counts into the minute rollups.
@@ -179,22 +190,18 @@ pub async fn add_minute_counts(db: &impl ConnectionTrait, counts: Vec<UsageCount
              DO UPDATE SET count = usage_rollups.count + excluded.count"
         }
     };
-    for chunk in counts.chunks(ROWS_PER_STATEMENT) {
-        let rows: Vec<Row<'_>> = chunk
-            .iter()
-            .map(|c| Row { b: stored_time(c.bucket_start), k: &c.key_id, c: c.code, t: &c.tenant_id, n: c.count })
-            .collect();
-        let rows =
-            serde_json::to_string(&rows).map_err(|e| sea_orm::DbErr::Custom(format!("usage rows as JSON: {e}")))?;
-        db.execute_raw(json_statement(db, sql, rows)).await?;
-    }
-    Ok(())
+    let rows: Vec<Row<'_>> = counts
+        .iter()
+        .map(|c| Row { b: stored_time(c.bucket_start), k: &c.key_id, c: c.code, t: &c.tenant_id, n: c.count })
+        .collect();
+    execute_per_chunk(db, sql, &rows).await
 }
 
 /// Sets `last_used_at` forward (never back) for each key (each named once, in id order): one
 /// statement per 5 000 keys, since a flush after a busy second names thousands. PostgreSQL
-/// finds each key by its primary key in the order given, so two nodes' flushes lock the keys
-/// they share in one order.
+/// plans the JSON's rows as a short list (a function's rows count as 100) and finds each key by
+/// its primary key in the order given, so two nodes' flushes lock the keys they share in one
+/// order.
 ///
 /// # Errors
 /// Database errors.
@@ -216,13 +223,8 @@ pub async fn touch_last_used(db: &impl ConnectionTrait, uses: &[(String, DateTim
              WHERE keys.id = v.id AND (keys.last_used_at IS NULL OR keys.last_used_at < v.at)"
         }
     };
-    for chunk in uses.chunks(ROWS_PER_STATEMENT) {
-        let rows: Vec<Row<'_>> = chunk.iter().map(|(id, at)| Row { id, at: stored_time(*at) }).collect();
-        let rows =
-            serde_json::to_string(&rows).map_err(|e| sea_orm::DbErr::Custom(format!("usage rows as JSON: {e}")))?;
-        db.execute_raw(json_statement(db, sql, rows)).await?;
-    }
-    Ok(())
+    let rows: Vec<Row<'_>> = uses.iter().map(|(id, at)| Row { id, at: stored_time(*at) }).collect();
+    execute_per_chunk(db, sql, &rows).await
 }
 
 /// Rejected verifications of a tenant's keys since `since`, by code, most frequent first.

@@ -197,7 +197,7 @@ async fn minute_counts_add_up_for_many_cells_at_once(app: TestApp) {
     let t = app.tenant("Acme").await;
     let minute = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("a whole minute");
     let cell = |i: usize, code: &'static str, count: i64| UsageCount {
-        bucket_start: minute + TimeDelta::minutes(i64::try_from(i % 2).expect("small")),
+        bucket_start: if i.is_multiple_of(2) { minute } else { minute + TimeDelta::minutes(1) },
         key_id: format!("key_counted_{i:05}"),
         tenant_id: t.id.clone(),
         code,

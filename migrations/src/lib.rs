@@ -69,3 +69,16 @@ impl MigratorTrait for Migrator {
         ]
     }
 }
+
+/// Sets how full PostgreSQL fills the pages of `table` (`None`: its default). SQLite has no
+/// such setting, and nothing is done there.
+async fn set_fillfactor(m: &SchemaManager<'_>, table: &str, percent: Option<u8>) -> Result<(), DbErr> {
+    if m.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    let sql = match percent {
+        Some(p) => format!("ALTER TABLE {table} SET (fillfactor = {p})"),
+        None => format!("ALTER TABLE {table} RESET (fillfactor)"),
+    };
+    m.get_connection().execute_unprepared(&sql).await.map(|_| ())
+}

@@ -10,16 +10,10 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        if m.get_database_backend() == sea_orm::DbBackend::Postgres {
-            m.get_connection().execute_unprepared("ALTER TABLE keys SET (fillfactor = 80)").await?;
-        }
-        Ok(())
+        crate::set_fillfactor(m, "keys", Some(80)).await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        if m.get_database_backend() == sea_orm::DbBackend::Postgres {
-            m.get_connection().execute_unprepared("ALTER TABLE keys RESET (fillfactor)").await?;
-        }
-        Ok(())
+        crate::set_fillfactor(m, "keys", None).await
     }
 }

@@ -14,7 +14,7 @@ Run from the project root:  python3 workspace-tests/bench/flush_bench.py
 Needs wrk; PostgreSQL and Redis for the second configuration (skipped, with a word, if absent).
 Environment: BENCH_KEYS (10000), BENCH_ROUNDS (4), BENCH_SECONDS (3), BENCH_FLUSH_MS (the
 flush interval, 5000 as shipped), BENCH_BIN, BENCH_BIN_BEFORE, BENCH_DATABASE_URL, BENCH_REDIS_URL."""
-import glob, os, statistics, subprocess, sys, tempfile, time, uuid
+import glob, os, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import verify_bench as vb  # noqa: E402
@@ -27,15 +27,8 @@ TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 
 def process_ms(pid):
     """User + kernel CPU of one process, summed over its threads, in ms."""
-    total = 0
-    for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
-        try:
-            text = open(stat).read()
-        except OSError:
-            continue  # a thread that ended meanwhile
-        fields = text[text.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])
-    return total * TICK_MS
+    user, kernel, _ = vl.threads_cpu(pid)
+    return (user + kernel) * TICK_MS
 
 
 def postgres_ms():
@@ -78,13 +71,7 @@ def main():
             nodes = []
             try:
                 for suffix, binary in builds:
-                    env = {}
-                    if config != "embedded":
-                        db = "kr_bench_" + uuid.uuid4().hex[:12]
-                        dbs.append(db)
-                        subprocess.run(["psql", vb.PG, "-qc", f'CREATE DATABASE "{db}"'], check=True)
-                        env = {"KEYROLL_DATABASE_URL": vb.PG.rsplit("/", 1)[0] + "/" + db, "KEYROLL_REDIS_URL": vb.REDIS,
-                               "KEYROLL_REDIS_PREFIX": f"{db}:", "KEYROLL_MASTER_KEY": vl.MASTER}
+                    env = {} if config == "embedded" else vl.postgres_env(dbs)
                     proc, url = vl.keyroll(config + suffix, env, keys_path, lua, binary)
                     nodes.append((suffix, proc, url))
                 time.sleep(quiet)  # the counts of the warm-up are flushed
@@ -110,6 +97,7 @@ def main():
     finally:
         for db in dbs:
             subprocess.run(["psql", vb.PG, "-qc", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'], capture_output=True)
+        shutil.rmtree(tmp, True)
 
 
 if __name__ == "__main__":

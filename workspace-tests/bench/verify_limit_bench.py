@@ -98,6 +98,15 @@ def cpu_text(r):
     return f" [server {user:.2f} + {kernel:.2f} µs, wrk {load:.2f} µs, {preempted:.0f} preempted]"
 
 
+def postgres_env(dbs):
+    """A node's environment on a new PostgreSQL database (named in `dbs`, to be dropped) and Redis."""
+    db = "kr_bench_" + uuid.uuid4().hex[:12]
+    dbs.append(db)
+    subprocess.run(["psql", vb.PG, "-qc", f'CREATE DATABASE "{db}"'], check=True)
+    return {"KEYROLL_DATABASE_URL": vb.PG.rsplit("/", 1)[0] + "/" + db, "KEYROLL_REDIS_URL": vb.REDIS,
+            "KEYROLL_REDIS_PREFIX": f"{db}:", "KEYROLL_MASTER_KEY": MASTER}
+
+
 def keyroll(label, env, keys_path, lua, binary):
     """A node of `binary` holding BENCH_KEYS imported keys, every one cached: (process, url)."""
     # Counts are flushed every FLUSH_MS (the default, 5 s, unless BENCH_FLUSH_MS says otherwise):
@@ -148,12 +157,7 @@ def main():
             procs.append(proc)
             targets.append(("embedded" + suffix, proc, url))
             if pg:
-                db = "kr_bench_" + uuid.uuid4().hex[:12]
-                dbs.append(db)
-                subprocess.run(["psql", vb.PG, "-qc", f'CREATE DATABASE "{db}"'], check=True)
-                env = {"KEYROLL_DATABASE_URL": vb.PG.rsplit("/", 1)[0] + "/" + db, "KEYROLL_REDIS_URL": vb.REDIS,
-                       "KEYROLL_REDIS_PREFIX": f"{db}:", "KEYROLL_MASTER_KEY": MASTER}
-                proc, url = keyroll("postgres+redis" + suffix, env, keys_path, lua, binary)
+                proc, url = keyroll("postgres+redis" + suffix, postgres_env(dbs), keys_path, lua, binary)
                 procs.append(proc)
                 targets.append(("postgres+redis" + suffix, proc, url))
         port = vb.free_port()

@@ -254,7 +254,8 @@ impl UsageCounter {
     fn drain(&self) -> Drained {
         let mut out = Drained::default();
         let mut counts = Vec::new();
-        let mut last_used: HashMap<Arc<str>, i64> = HashMap::new();
+        // foldhash: one entry per key used since the last flush, thousands of them.
+        let mut last_used: HashMap<Arc<str>, i64, foldhash::fast::RandomState> = HashMap::default();
         for shard in &self.shards {
             let (mut taken, misses, listed) = match shard.lock() {
                 Ok(mut g) => {
@@ -404,7 +405,8 @@ async fn write_flush(
 /// The same key and address can come from several shards: one row each (a statement may not
 /// upsert one row twice), from the first sighting to the last.
 fn merge_clients(clients: Vec<ClientSeen>) -> Vec<ClientSeen> {
-    let mut by: HashMap<(String, String), ClientSeen> = HashMap::with_capacity(clients.len());
+    let mut by: HashMap<(String, String), ClientSeen, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(clients.len(), foldhash::fast::RandomState::default());
     for c in clients {
         match by.entry((c.key_id.clone(), c.ip.clone())) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
@@ -420,13 +422,18 @@ fn merge_clients(clients: Vec<ClientSeen>) -> Vec<ClientSeen> {
     by.into_values().collect()
 }
 
-/// The same key, minute and code can come from several shards: add them up.
-fn merge(counts: Vec<UsageCount>) -> Vec<UsageCount> {
-    let mut by: HashMap<(DateTime<Utc>, String, &'static str), UsageCount> = HashMap::new();
-    for c in counts {
-        by.entry((c.bucket_start, c.key_id.clone(), c.code)).and_modify(|e| e.count += c.count).or_insert(c);
-    }
-    by.into_values().collect()
+/// The same key, minute and code can come from several shards: add them up. Sorted as the
+/// rollups are written (minute, key, code), so equal cells are neighbours and nothing is hashed.
+fn merge(mut counts: Vec<UsageCount>) -> Vec<UsageCount> {
+    counts.sort_unstable_by(|a, b| (a.bucket_start, &a.key_id, a.code).cmp(&(b.bucket_start, &b.key_id, b.code)));
+    counts.dedup_by(|next, kept| {
+        let same = next.bucket_start == kept.bucket_start && next.code == kept.code && next.key_id == kept.key_id;
+        if same {
+            kept.count = kept.count.saturating_add(next.count);
+        }
+        same
+    });
+    counts
 }
 
 #[cfg(test)]

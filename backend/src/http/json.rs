@@ -73,6 +73,12 @@ pub async fn read_within(payload: &mut Payload, max: usize, within: std::time::D
     if let Some(done) = futures_util::FutureExt::now_or_never(read.as_mut()) {
         return done;
     }
+    // actix-web's HTTP/1 dispatcher calls the handler as soon as it has the headers, before it
+    // hands over a body that came in the same packet: one turn later that body is there.
+    tokio::task::yield_now().await;
+    if let Some(done) = futures_util::FutureExt::now_or_never(read.as_mut()) {
+        return done;
+    }
     tokio::time::timeout(within, read).await.map_err(|_| ApiError::RequestTimeout)?
 }
 

@@ -120,7 +120,7 @@ impl KeyCache {
     /// When the database cannot be read (L1 and L2 missed).
     pub async fn get(&self, hash: &KeyHash, db: &DatabaseConnection) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         if let Some(e) = self.l1.get(&hash.0)
-            && self.fresh(&e)
+            && self.fresh(&hash.0, &e)
         {
             self.metrics.cache_lookup(CacheTier::L1, true);
             return Ok(e.record);
@@ -182,11 +182,11 @@ impl KeyCache {
         self.l1.get(&hash.0).map(|e| e.record.is_some())
     }
 
-    fn fresh(&self, e: &Entry) -> bool {
+    fn fresh(&self, hash: &[u8; 32], e: &Entry) -> bool {
         let ttl = if self.degraded.load(Ordering::Relaxed) {
             self.degraded_ttl
         } else if e.record.is_some() {
-            self.positive_ttl
+            spread(self.positive_ttl, hash)
         } else {
             self.negative_ttl
         };
@@ -359,5 +359,35 @@ async fn purge(l2: &RedisTier, db: &DatabaseConnection, from: i64) -> anyhow::Re
         }
         purged += hashes.len();
         pos = last;
+    }
+}
+
+/// An L1 lifetime shortened by up to a fifth, by an amount the key's hash picks: keys cached
+/// together (a node's start, a sweep through every key) are read again spread over a fifth of
+/// their lifetime, not all in the same second. Never longer than configured.
+fn spread(ttl: Duration, hash: &[u8; 32]) -> Duration {
+    let pick = u32::from(u16::from_le_bytes([hash[0], hash[1]]));
+    // (ttl / 65 536) × pick ≤ ttl: nothing overflows, whatever the configured lifetime.
+    ttl - ttl / 65_536 * pick / 5
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_spread_below_the_configured_one() {
+        let ttl = Duration::from_secs(300);
+        let lifetimes: Vec<Duration> = [[0u8, 0], [255, 255], [0, 128], [17, 3]]
+            .iter()
+            .map(|b| spread(ttl, &[b[0], b[1], 0, 0].repeat(8).try_into().expect("32 bytes")))
+            .collect();
+        assert_eq!(lifetimes[0], ttl, "the lowest pick keeps the whole lifetime");
+        assert!(lifetimes[1] >= ttl * 4 / 5 && lifetimes[1] < ttl.saturating_sub(Duration::from_secs(59)));
+        assert!(lifetimes.iter().all(|l| *l <= ttl && *l >= ttl * 4 / 5), "{lifetimes:?}");
+        assert_eq!(lifetimes.iter().collect::<std::collections::HashSet<_>>().len(), 4, "{lifetimes:?}");
+        // However long the configured lifetime, and however short.
+        assert!(spread(Duration::MAX, &[255; 32]) >= Duration::MAX / 5 * 4);
+        assert_eq!(spread(Duration::from_nanos(3), &[255; 32]), Duration::from_nanos(3));
     }
 }

@@ -200,6 +200,7 @@ async fn tour(app: &TestApp, t: &Tenant, api_id: &str, base: &str, gateway: &str
     let mut limited = base_key.clone();
     limited["ratelimit"] = json!({"limit": 1, "window_seconds": 60});
     let (_, limited) = key(limited).await;
+    crate::helpers::clear_of_window_end(60).await;
     assert_eq!(call(base, get.clone(), "/orders", Some(&limited)).await.status, 200, "{gateway}");
     let over = call(base, get.clone(), "/orders", Some(&limited)).await;
     assert_eq!(over.status, 429, "{gateway}");

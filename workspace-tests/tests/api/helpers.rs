@@ -356,3 +356,15 @@ pub async fn verify_on_both(a: &TestApp, b: &TestApp, secret: &str, n: usize) ->
     }
     calls.join_all().await
 }
+
+/// Rate-limit windows are fixed, aligned to the epoch: calls meant to fall in one window of
+/// `window_seconds` start at least 5 s before its end (a pair straddling the end would pass twice).
+pub async fn clear_of_window_end(window_seconds: u64) {
+    let window_ms = u128::from(window_seconds.max(1)) * 1_000;
+    let into =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()) % window_ms;
+    let left = window_ms - into;
+    if left < 5_000 {
+        tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(5_000) + 50)).await;
+    }
+}

@@ -17,6 +17,14 @@ pub struct UsageCount {
     pub count: i64,
 }
 
+impl UsageCount {
+    /// The rollup cell the count adds to (minute, key, code): also the order cells are written in.
+    #[must_use]
+    pub fn cell(&self) -> (DateTime<Utc>, &str, &str) {
+        (self.bucket_start, &self.key_id, self.code)
+    }
+}
+
 /// A client address seen using a key between two flushes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSeen {
@@ -171,7 +179,7 @@ pub async fn add_minute_counts(db: &impl ConnectionTrait, counts: Vec<UsageCount
     // array), so two flushes never wait on each other in a cycle (PostgreSQL would end one with
     // a deadlock error, and its counts would be lost).
     let mut counts = counts;
-    counts.sort_unstable_by(|a, b| (a.bucket_start, &a.key_id, a.code).cmp(&(b.bucket_start, &b.key_id, b.code)));
+    counts.sort_unstable_by(|a, b| a.cell().cmp(&b.cell()));
     let sql = match db.get_database_backend() {
         sea_orm::DbBackend::Postgres => {
             "INSERT INTO usage_rollups (bucket_start, granularity, key_id, code, tenant_id, count) \

@@ -425,9 +425,9 @@ fn merge_clients(clients: Vec<ClientSeen>) -> Vec<ClientSeen> {
 /// The same key, minute and code can come from several shards: add them up. Sorted as the
 /// rollups are written (minute, key, code), so equal cells are neighbours and nothing is hashed.
 fn merge(mut counts: Vec<UsageCount>) -> Vec<UsageCount> {
-    counts.sort_unstable_by(|a, b| (a.bucket_start, &a.key_id, a.code).cmp(&(b.bucket_start, &b.key_id, b.code)));
+    counts.sort_unstable_by(|a, b| a.cell().cmp(&b.cell()));
     counts.dedup_by(|next, kept| {
-        let same = next.bucket_start == kept.bucket_start && next.code == kept.code && next.key_id == kept.key_id;
+        let same = next.cell() == kept.cell();
         if same {
             kept.count = kept.count.saturating_add(next.count);
         }

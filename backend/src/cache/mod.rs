@@ -66,6 +66,8 @@ pub struct KeyCache {
     /// catches up.
     degraded: AtomicBool,
     positive_ttl: Duration,
+    /// What each step of a key's pick takes off `positive_ttl` (see [`spread`]), worked out once.
+    positive_step: Duration,
     negative_ttl: Duration,
     degraded_ttl: Duration,
     l2: Option<RedisTier>,
@@ -97,6 +99,7 @@ impl KeyCache {
             epoch: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             positive_ttl,
+            positive_step: spread_step(positive_ttl),
             negative_ttl: Duration::from_secs(settings.negative_ttl_seconds),
             degraded_ttl: Duration::from_millis(settings.degraded_ttl_ms),
             invalidated: Cache::builder()
@@ -186,7 +189,7 @@ impl KeyCache {
         let ttl = if self.degraded.load(Ordering::Relaxed) {
             self.degraded_ttl
         } else if e.record.is_some() {
-            spread(self.positive_ttl, hash)
+            spread(self.positive_ttl, self.positive_step, hash)
         } else {
             self.negative_ttl
         };
@@ -364,11 +367,17 @@ async fn purge(l2: &RedisTier, db: &DatabaseConnection, from: i64) -> anyhow::Re
 
 /// An L1 lifetime shortened by up to a fifth, by an amount the key's hash picks: keys cached
 /// together (a node's start, a sweep through every key) are read again spread over a fifth of
-/// their lifetime, not all in the same second. Never longer than configured.
-fn spread(ttl: Duration, hash: &[u8; 32]) -> Duration {
+/// their lifetime, not all in the same second. Never longer than configured. `step` is
+/// [`spread_step`] of `ttl`.
+fn spread(ttl: Duration, step: Duration, hash: &[u8; 32]) -> Duration {
     let pick = u32::from(u16::from_le_bytes([hash[0], hash[1]]));
-    // (ttl / 65 536) × pick ≤ ttl: nothing overflows, whatever the configured lifetime.
-    ttl - ttl / 65_536 * pick / 5
+    // step × pick < ttl / 5: nothing overflows, whatever the configured lifetime.
+    ttl - step * pick
+}
+
+/// A fifth of `ttl` in 65 536 steps, one per value a key's hash can pick.
+fn spread_step(ttl: Duration) -> Duration {
+    ttl / (5 * 65_536)
 }
 
 #[cfg(test)]
@@ -380,14 +389,16 @@ mod tests {
         let ttl = Duration::from_secs(300);
         let lifetimes: Vec<Duration> = [[0u8, 0], [255, 255], [0, 128], [17, 3]]
             .iter()
-            .map(|b| spread(ttl, &[b[0], b[1], 0, 0].repeat(8).try_into().expect("32 bytes")))
+            .map(|b| spread(ttl, spread_step(ttl), &[b[0], b[1], 0, 0].repeat(8).try_into().expect("32 bytes")))
             .collect();
         assert_eq!(lifetimes[0], ttl, "the lowest pick keeps the whole lifetime");
         assert!(lifetimes[1] >= ttl * 4 / 5 && lifetimes[1] < ttl.saturating_sub(Duration::from_secs(59)));
         assert!(lifetimes.iter().all(|l| *l <= ttl && *l >= ttl * 4 / 5), "{lifetimes:?}");
         assert_eq!(lifetimes.iter().collect::<std::collections::HashSet<_>>().len(), 4, "{lifetimes:?}");
         // However long the configured lifetime, and however short.
-        assert!(spread(Duration::MAX, &[255; 32]) >= Duration::MAX / 5 * 4);
-        assert_eq!(spread(Duration::from_nanos(3), &[255; 32]), Duration::from_nanos(3));
+        let longest = spread(Duration::MAX, spread_step(Duration::MAX), &[255; 32]);
+        assert!(longest >= Duration::MAX / 5 * 4);
+        let shortest = Duration::from_nanos(3);
+        assert_eq!(spread(shortest, spread_step(shortest), &[255; 32]), shortest);
     }
 }

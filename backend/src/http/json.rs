@@ -68,13 +68,13 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 /// 408, 413, or a body that cannot be read.
 pub async fn read_within(payload: &mut Payload, max: usize, within: std::time::Duration) -> Result<Bytes, ApiError> {
     let mut read = std::pin::pin!(read_up_to(payload, max));
-    // A small body has usually arrived with the headers: then it is read without arming a timer
-    // (one per request on the verify paths). Otherwise the same read goes on under the timeout.
+    // A timer is armed only for a body that is still on its way: an empty one is read at once,
+    // and a small one that came in the same packet as the headers one turn later (actix-web's
+    // HTTP/1 dispatcher calls the handler before it hands that body over). The verify paths
+    // would otherwise arm and cancel a timer on every request.
     if let Some(done) = futures_util::FutureExt::now_or_never(read.as_mut()) {
         return done;
     }
-    // actix-web's HTTP/1 dispatcher calls the handler as soon as it has the headers, before it
-    // hands over a body that came in the same packet: one turn later that body is there.
     tokio::task::yield_now().await;
     if let Some(done) = futures_util::FutureExt::now_or_never(read.as_mut()) {
         return done;

@@ -1,7 +1,7 @@
 //! `spawn_app()`: the real application on port 0 with a fresh database — SQLite always, and
 //! PostgreSQL + Redis when `KEYROLL_TEST_DATABASE_URL` / `KEYROLL_TEST_REDIS_URL` are set.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use keyroll::config::Settings;
@@ -60,6 +60,91 @@ pub struct Shared {
     pub database_url: String,
     pub redis_url: Option<String>,
     pub redis_prefix: String,
+    /// The PostgreSQL database of the install, dropped with its last handle.
+    #[expect(dead_code, reason = "held for its drop")]
+    pub database: Option<Arc<TestDatabase>>,
+}
+
+/// A PostgreSQL database made for one test, dropped when the last handle on it goes (the test's
+/// nodes and their `Shared`), so that runs do not pile databases up. A failed test's database is
+/// kept for a look, and named on stderr; [`sweep_stale_databases`] drops it some hours later.
+#[derive(Debug)]
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept the database {} of a failed test", self.name);
+            return;
+        }
+        // A drop runs inside the test's runtime, which cannot be blocked on: the statement runs
+        // on a thread and runtime of its own.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+            rt.block_on(drop_database(&admin_url, &name)).map_err(|e| e.to_string())
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("could not drop the test database {}: {e}", self.name),
+            Err(_) => eprintln!("could not drop the test database {}: the dropping thread panicked", self.name),
+        }
+    }
+}
+
+/// Drops a database, closing what is still connected to it (nodes of the test still running).
+async fn drop_database(admin_url: &str, name: &str) -> Result<(), sea_orm::DbErr> {
+    let admin = Database::connect(admin_url).await?;
+    let result = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    admin.close().await.ok();
+    result.map(|_| ())
+}
+
+/// How long a test database may be left before a later run drops it: longer than any run.
+const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);
+
+/// Drops the test databases earlier runs left behind (failed tests, killed runs) once they are
+/// older than [`STALE_AFTER`], read from the UUIDv7 in their names. Once per test process.
+async fn sweep_stale_databases(admin: &sea_orm::DatabaseConnection, admin_url: &str) {
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SWEPT.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let rows = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            r"SELECT datname FROM pg_database WHERE datname LIKE 'kr\_test\_%'",
+        ))
+        .await;
+    let names: Vec<String> = match rows {
+        Ok(rows) => rows.iter().filter_map(|r| r.try_get::<String>("", "datname").ok()).collect(),
+        Err(e) => {
+            eprintln!("could not list earlier test databases: {e}");
+            return;
+        }
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    for name in names {
+        if made_at_ms(&name)
+            .is_some_and(|at| now_ms.saturating_sub(at) > u64::try_from(STALE_AFTER.as_millis()).unwrap_or(u64::MAX))
+            && let Err(e) = drop_database(admin_url, &name).await
+        {
+            eprintln!("could not drop the stale test database {name}: {e}");
+        }
+    }
+}
+
+/// When a test database was made: the millisecond timestamp of the UUIDv7 in `kr_test_{uuid}`.
+fn made_at_ms(name: &str) -> Option<u64> {
+    let id = uuid::Uuid::parse_str(name.strip_prefix("kr_test_")?).ok()?;
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    Some(secs.saturating_mul(1000).saturating_add(u64::from(nanos / 1_000_000)))
 }
 
 /// A temporary directory removed on drop.
@@ -91,18 +176,28 @@ pub async fn fresh(backend: Backend) -> Option<(Shared, Option<TempDir>)> {
             let dir = std::env::temp_dir().join(format!("keyroll-test-{}", unique()));
             std::fs::create_dir_all(&dir).expect("temp dir");
             let url = format!("sqlite://{}/keyroll.db?mode=rwc", dir.display());
-            Some((Shared { database_url: url, redis_url: None, redis_prefix: String::new() }, Some(TempDir(dir))))
+            Some((
+                Shared { database_url: url, redis_url: None, redis_prefix: String::new(), database: None },
+                Some(TempDir(dir)),
+            ))
         }
         Backend::Services => {
             let (base, redis) = services()?;
             let name = format!("kr_test_{}", unique());
             let admin = Database::connect(base.as_str()).await.expect("connect to KEYROLL_TEST_DATABASE_URL");
+            sweep_stale_databases(&admin, &base).await;
             admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create a test database");
             admin.close().await.ok();
             let (head, _) = base.rsplit_once('/').expect("database url with a database name");
             let url = format!("{head}/{name}");
+            let database = Some(Arc::new(TestDatabase { admin_url: base, name }));
             Some((
-                Shared { database_url: url, redis_url: Some(redis), redis_prefix: format!("kr_test_{}:", unique()) },
+                Shared {
+                    database_url: url,
+                    redis_url: Some(redis),
+                    redis_prefix: format!("kr_test_{}:", unique()),
+                    database,
+                },
                 None,
             ))
         }
@@ -367,4 +462,19 @@ pub async fn clear_of_window_end(window_seconds: u64) {
     if left < 5_000 {
         tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(5_000) + 50)).await;
     }
+}
+
+#[test]
+fn a_test_database_is_dated_by_its_name() {
+    let name = format!("kr_test_{}", unique());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .expect("a clock after 1970");
+    let made = made_at_ms(&name).expect("a date");
+    assert!(now_ms.abs_diff(made) < 5_000, "{made} against {now_ms}");
+    // 2026-12-06T00:00:00Z, the layout of a UUIDv7.
+    assert_eq!(made_at_ms("kr_test_01a248a67c0070008000000000000000"), Some(1_796_515_200_000));
+    assert_eq!(made_at_ms("kr_test_not-a-uuid"), None);
+    assert_eq!(made_at_ms("kr_roll_01a248a67c0070008000000000000000"), None);
 }

@@ -32,9 +32,11 @@ def redis_server(port, workdir):
 
 
 def many_bodies(url, n):
-    out = subprocess.run([vb.BIN, "tenant", "create", "--name", "Many", "--owner-email", "ops@many.test", "--json"],
-                         env=dict(os.environ, KEYROLL_DATA_DIR=tempfile.mkdtemp(), **ENV), capture_output=True,
-                         text=True, check=True).stdout
+    # The command writes to the database of ENV; its own data directory holds nothing to keep.
+    with tempfile.TemporaryDirectory(prefix="kr-outage-cli-") as data_dir:
+        out = subprocess.run([vb.BIN, "tenant", "create", "--name", "Many", "--owner-email", "ops@many.test", "--json"],
+                             env=dict(os.environ, KEYROLL_DATA_DIR=data_dir, **ENV), capture_output=True,
+                             text=True, check=True).stdout
     root = __import__("json").loads(out.strip().splitlines()[-1])["root_key"]
     api = vb.http("POST", url + "/v1/apis", {"name": "Many", "key_prefix": "many", "environment": "live"}, root)
     con = vb.http("POST", url + "/v1/consumers", {"external_id": "cus_many", "name": "Many"}, root)

@@ -25,6 +25,22 @@ impl UsageCount {
     }
 }
 
+/// One count per cell, in the order cells are written: counts of the same cell (from several
+/// shards of a node's counter) are added up, since a statement may upsert a row once. Sorted, so
+/// equal cells are neighbours and nothing is hashed.
+#[must_use]
+pub fn merge_cells(mut counts: Vec<UsageCount>) -> Vec<UsageCount> {
+    counts.sort_unstable_by(|a, b| a.cell().cmp(&b.cell()));
+    counts.dedup_by(|next, kept| {
+        let same = next.cell() == kept.cell();
+        if same {
+            kept.count = kept.count.saturating_add(next.count);
+        }
+        same
+    });
+    counts
+}
+
 /// A client address seen using a key between two flushes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSeen {
@@ -162,11 +178,11 @@ async fn execute_per_chunk<R: serde::Serialize>(
     Ok(())
 }
 
-/// Adds the counts into the minute rollups.
+/// Adds the counts into the minute rollups ([`merge_cells`] first); returns how many cells.
 ///
 /// # Errors
 /// Database errors.
-pub async fn add_minute_counts(db: &impl ConnectionTrait, counts: Vec<UsageCount>) -> Result<(), StoreError> {
+pub async fn add_minute_counts(db: &impl ConnectionTrait, counts: Vec<UsageCount>) -> Result<usize, StoreError> {
     #[derive(serde::Serialize)]
     struct Row<'a> {
         b: String,
@@ -178,8 +194,7 @@ pub async fn add_minute_counts(db: &impl ConnectionTrait, counts: Vec<UsageCount
     // Every node upserts cells in the same order (a statement takes its rows in the order of the
     // array), so two flushes never wait on each other in a cycle (PostgreSQL would end one with
     // a deadlock error, and its counts would be lost).
-    let mut counts = counts;
-    counts.sort_unstable_by(|a, b| a.cell().cmp(&b.cell()));
+    let counts = merge_cells(counts);
     let sql = match db.get_database_backend() {
         sea_orm::DbBackend::Postgres => {
             "INSERT INTO usage_rollups (bucket_start, granularity, key_id, code, tenant_id, count) \
@@ -203,7 +218,8 @@ pub async fn add_minute_counts(db: &impl ConnectionTrait, counts: Vec<UsageCount
         .iter()
         .map(|c| Row { b: stored_time(c.bucket_start), k: &c.key_id, c: c.code, t: &c.tenant_id, n: c.count })
         .collect();
-    execute_per_chunk(db, sql, &rows).await
+    execute_per_chunk(db, sql, &rows).await?;
+    Ok(rows.len())
 }
 
 /// Sets `last_used_at` forward (never back) for each key (each named once, in id order): one

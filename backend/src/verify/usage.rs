@@ -344,23 +344,22 @@ impl UsageCounter {
         if !misses.is_empty() {
             counts.extend(resolve_misses(db, misses).await?);
         }
-        let counts = merge(counts);
-        let n = counts.len();
         let clients = self.not_written_lately(clients);
-        if n == 0 && last_used.is_empty() && clients.is_empty() {
+        if counts.is_empty() && last_used.is_empty() && clients.is_empty() {
             return Ok(0);
         }
         // On SQLite, one transaction: one commit (one fsync) for thousands of rows, and every page
         // written once however many statements touch it. SQLite has one writer at a time, so
         // nothing can wait on it in a cycle. On PostgreSQL each statement commits on its own, so
         // flushes of several nodes never hold row locks the others wait for.
-        if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        let cells = if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
             let txn = crate::store::begin_write(db).await?;
-            write_flush(&txn, counts, &last_used, &clients).await?;
+            let cells = write_flush(&txn, counts, &last_used, &clients).await?;
             txn.commit().await?;
+            cells
         } else {
-            write_flush(db, counts, &last_used, &clients).await?;
-        }
+            write_flush(db, counts, &last_used, &clients).await?
+        };
         if !clients.is_empty() {
             let now = Utc::now().timestamp_millis();
             if let Ok(mut w) = self.written.lock() {
@@ -370,7 +369,7 @@ impl UsageCounter {
                 w.extend(clients.into_iter().map(|c| ((c.key_id, c.ip), now)));
             }
         }
-        Ok(n)
+        Ok(cells)
     }
 
     /// The addresses this node has not written within [`CLIENT_REWRITE_MS`]: new ones always.
@@ -389,17 +388,15 @@ async fn write_flush(
     counts: Vec<UsageCount>,
     last_used: &[(String, DateTime<Utc>)],
     clients: &[ClientSeen],
-) -> Result<(), StoreError> {
-    if !counts.is_empty() {
-        add_minute_counts(db, counts).await?;
-    }
+) -> Result<usize, StoreError> {
+    let cells = if counts.is_empty() { 0 } else { add_minute_counts(db, counts).await? };
     if !last_used.is_empty() {
         touch_last_used(db, last_used).await?;
     }
     if !clients.is_empty() {
         touch_clients(db, clients.to_vec()).await?;
     }
-    Ok(())
+    Ok(cells)
 }
 
 /// The same key and address can come from several shards: one row each (a statement may not
@@ -422,24 +419,11 @@ fn merge_clients(clients: Vec<ClientSeen>) -> Vec<ClientSeen> {
     by.into_values().collect()
 }
 
-/// The same key, minute and code can come from several shards: add them up. Sorted as the
-/// rollups are written (minute, key, code), so equal cells are neighbours and nothing is hashed.
-fn merge(mut counts: Vec<UsageCount>) -> Vec<UsageCount> {
-    counts.sort_unstable_by(|a, b| a.cell().cmp(&b.cell()));
-    counts.dedup_by(|next, kept| {
-        let same = next.cell() == kept.cell();
-        if same {
-            kept.count = kept.count.saturating_add(next.count);
-        }
-        same
-    });
-    counts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::Environment;
+    use crate::store::usage::merge_cells;
 
     #[test]
     fn counts_by_minute_and_code_and_tracks_last_use() {
@@ -453,7 +437,7 @@ mod tests {
         u.record(&k, &t, Code::Revoked, Some(other), 61_000);
         u.record(&k, &t, Code::Valid, None, 120_000);
         let d = u.drain();
-        let (mut counts, last) = (merge(d.counts), d.last_used);
+        let (mut counts, last) = (merge_cells(d.counts), d.last_used);
         counts.sort_by_key(|c| (c.bucket_start, c.code));
         let got: Vec<_> = counts.iter().map(|c| (c.bucket_start.timestamp(), c.code, c.count)).collect();
         assert_eq!(got, vec![(60, "REVOKED", 1), (60, "VALID", 2), (120, "VALID", 1)]);
@@ -493,7 +477,7 @@ mod tests {
         // The root-key path counts in the shard directly.
         u.record(&rec.key_id, &rec.tenant_id, Code::Valid, None, 120_200);
         let d = u.drain();
-        let (mut counts, last) = (merge(d.counts), d.last_used);
+        let (mut counts, last) = (merge_cells(d.counts), d.last_used);
         counts.sort_by_key(|c| (c.bucket_start, c.code));
         let got: Vec<_> = counts.iter().map(|c| (c.bucket_start.timestamp(), c.code, c.count)).collect();
         assert_eq!(got, vec![(60, "REVOKED", 1), (60, "VALID", 2), (120, "VALID", 3)]);
@@ -505,7 +489,7 @@ mod tests {
         assert!(u.drain().counts.is_empty(), "drain empties the slots");
         // Counted again after a drain, the record is listed again.
         u.record_verified(&rec, Code::Valid, None, 120_300);
-        assert_eq!(merge(u.drain().counts).iter().map(|c| c.count).sum::<i64>(), 1);
+        assert_eq!(merge_cells(u.drain().counts).iter().map(|c| c.count).sum::<i64>(), 1);
         let off = UsageCounter::off();
         off.record_verified(&rec, Code::Valid, None, 120_400);
         assert!(off.drain().counts.is_empty());
@@ -521,7 +505,7 @@ mod tests {
         }
         let listed: usize = u.shards.iter().map(|s| s.lock().expect("shard").listed.len()).sum();
         assert_eq!(listed, 2, "only as many records are held as the limit allows");
-        let mut got: Vec<_> = merge(u.drain().counts).into_iter().map(|c| (c.key_id, c.count)).collect();
+        let mut got: Vec<_> = merge_cells(u.drain().counts).into_iter().map(|c| (c.key_id, c.count)).collect();
         got.sort();
         let want: Vec<_> = (0..5).map(|i| (format!("key_{i}"), 2)).collect();
         assert_eq!(got, want, "every count is kept");

@@ -85,7 +85,13 @@ impl Drop for TestDatabase {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         let dropped = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-            rt.block_on(drop_database(&admin_url, &name)).map_err(|e| e.to_string())
+            rt.block_on(async {
+                let admin = Database::connect(admin_url.as_str()).await?;
+                let dropped = drop_database(&admin, &name).await;
+                admin.close().await.ok();
+                dropped
+            })
+            .map_err(|e| e.to_string())
         })
         .join();
         match dropped {
@@ -97,19 +103,16 @@ impl Drop for TestDatabase {
 }
 
 /// Drops a database, closing what is still connected to it (nodes of the test still running).
-async fn drop_database(admin_url: &str, name: &str) -> Result<(), sea_orm::DbErr> {
-    let admin = Database::connect(admin_url).await?;
-    let result = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-    admin.close().await.ok();
-    result.map(|_| ())
+async fn drop_database(admin: &sea_orm::DatabaseConnection, name: &str) -> Result<(), sea_orm::DbErr> {
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map(|_| ())
 }
 
-/// How long a test database may be left before a later run drops it: longer than any run.
-const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);
+/// How long a test database may be left before a later run drops it (ms): longer than any run.
+const STALE_AFTER_MS: i64 = 6 * 3_600_000;
 
 /// Drops the test databases earlier runs left behind (failed tests, killed runs) once they are
-/// older than [`STALE_AFTER`], read from the UUIDv7 in their names. Once per test process.
-async fn sweep_stale_databases(admin: &sea_orm::DatabaseConnection, admin_url: &str) {
+/// older than [`STALE_AFTER_MS`], read from the UUIDv7 in their names. Once per test process.
+async fn sweep_stale_databases(admin: &sea_orm::DatabaseConnection) {
     static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if SWEPT.swap(true, std::sync::atomic::Ordering::Relaxed) {
         return;
@@ -127,13 +130,10 @@ async fn sweep_stale_databases(admin: &sea_orm::DatabaseConnection, admin_url: &
             return;
         }
     };
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now_ms = chrono::Utc::now().timestamp_millis();
     for name in names {
-        if made_at_ms(&name)
-            .is_some_and(|at| now_ms.saturating_sub(at) > u64::try_from(STALE_AFTER.as_millis()).unwrap_or(u64::MAX))
-            && let Err(e) = drop_database(admin_url, &name).await
+        if made_at_ms(&name).is_some_and(|at| now_ms - at > STALE_AFTER_MS)
+            && let Err(e) = drop_database(admin, &name).await
         {
             eprintln!("could not drop the stale test database {name}: {e}");
         }
@@ -141,10 +141,10 @@ async fn sweep_stale_databases(admin: &sea_orm::DatabaseConnection, admin_url: &
 }
 
 /// When a test database was made: the millisecond timestamp of the UUIDv7 in `kr_test_{uuid}`.
-fn made_at_ms(name: &str) -> Option<u64> {
+fn made_at_ms(name: &str) -> Option<i64> {
     let id = uuid::Uuid::parse_str(name.strip_prefix("kr_test_")?).ok()?;
     let (secs, nanos) = id.get_timestamp()?.to_unix();
-    Some(secs.saturating_mul(1000).saturating_add(u64::from(nanos / 1_000_000)))
+    Some(chrono::DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)?.timestamp_millis())
 }
 
 /// A temporary directory removed on drop.
@@ -185,7 +185,7 @@ pub async fn fresh(backend: Backend) -> Option<(Shared, Option<TempDir>)> {
             let (base, redis) = services()?;
             let name = format!("kr_test_{}", unique());
             let admin = Database::connect(base.as_str()).await.expect("connect to KEYROLL_TEST_DATABASE_URL");
-            sweep_stale_databases(&admin, &base).await;
+            sweep_stale_databases(&admin).await;
             admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create a test database");
             admin.close().await.ok();
             let (head, _) = base.rsplit_once('/').expect("database url with a database name");
@@ -467,10 +467,7 @@ pub async fn clear_of_window_end(window_seconds: u64) {
 #[test]
 fn a_test_database_is_dated_by_its_name() {
     let name = format!("kr_test_{}", unique());
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .expect("a clock after 1970");
+    let now_ms = chrono::Utc::now().timestamp_millis();
     let made = made_at_ms(&name).expect("a date");
     assert!(now_ms.abs_diff(made) < 5_000, "{made} against {now_ms}");
     // 2026-12-06T00:00:00Z, the layout of a UUIDv7.

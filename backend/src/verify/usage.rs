@@ -389,7 +389,7 @@ async fn write_flush(
     last_used: &[(String, DateTime<Utc>)],
     clients: &[ClientSeen],
 ) -> Result<usize, StoreError> {
-    let cells = if counts.is_empty() { 0 } else { add_minute_counts(db, counts).await? };
+    let cells = add_minute_counts(db, counts).await?;
     if !last_used.is_empty() {
         touch_last_used(db, last_used).await?;
     }

@@ -104,7 +104,9 @@ impl Drop for TestDatabase {
 
 /// Drops a database, closing what is still connected to it (nodes of the test still running).
 async fn drop_database(admin: &sea_orm::DatabaseConnection, name: &str) -> Result<(), sea_orm::DbErr> {
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map(|_| ())
+    // Quoted: a listed name is only known to start like ours (the parse of its UUID takes braces
+    // and hyphens too).
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.map(|_| ())
 }
 
 /// How long a test database may be left before a later run drops it (ms): longer than any run.

@@ -56,10 +56,11 @@ pub struct ClientSeen {
 ///
 /// # Errors
 /// Database errors.
-pub async fn touch_clients(db: &impl ConnectionTrait, mut seen: Vec<ClientSeen>) -> Result<(), StoreError> {
+pub async fn touch_clients(db: &impl ConnectionTrait, seen: &[ClientSeen]) -> Result<(), StoreError> {
     use super::entities::key_client;
     // Every node upserts rows in the same order, so two flushes never wait on each other in a
     // cycle (PostgreSQL would end one with a deadlock error, and its rows would be lost).
+    let mut seen: Vec<&ClientSeen> = seen.iter().collect();
     seen.sort_unstable_by(|a, b| (&a.key_id, &a.ip).cmp(&(&b.key_id, &b.ip)));
     for chunk in seen.chunks(500) {
         let rows = chunk.iter().map(|c| key_client::ActiveModel {

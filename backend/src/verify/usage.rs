@@ -389,13 +389,10 @@ async fn write_flush(
     last_used: &[(String, DateTime<Utc>)],
     clients: &[ClientSeen],
 ) -> Result<usize, StoreError> {
+    // Each writes nothing for none.
     let cells = add_minute_counts(db, counts).await?;
-    if !last_used.is_empty() {
-        touch_last_used(db, last_used).await?;
-    }
-    if !clients.is_empty() {
-        touch_clients(db, clients.to_vec()).await?;
-    }
+    touch_last_used(db, last_used).await?;
+    touch_clients(db, clients).await?;
     Ok(cells)
 }
 

@@ -205,7 +205,7 @@ async fn traffic_through_verify(app: TestApp) {
         first: before,
         last: before,
     };
-    touch_clients(&app.state.db, vec![seen]).await.expect("clients");
+    touch_clients(&app.state.db, &[seen]).await.expect("clients");
     let (st, rotated) =
         app.post(&format!("/v1/keys/{}/rotate", old.key_id), &acme.root, json!({"overlap_seconds": 86_400})).await;
     assert_eq!(st, 201, "{rotated}");

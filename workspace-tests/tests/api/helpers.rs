@@ -477,3 +477,29 @@ fn a_test_database_is_dated_by_its_name() {
     assert_eq!(made_at_ms("kr_test_not-a-uuid"), None);
     assert_eq!(made_at_ms("kr_roll_01a248a67c0070008000000000000000"), None);
 }
+
+/// The sweep lists names as stored: one with upper-case letters (a UUID may be written so) is
+/// dropped by that name, not by the lower-case one PostgreSQL folds an unquoted name to.
+#[tokio::test]
+async fn a_listed_database_is_dropped_by_its_stored_name() {
+    let Some((base, _)) = services() else { return };
+    let admin = Database::connect(base.as_str()).await.expect("connect to KEYROLL_TEST_DATABASE_URL");
+    let name = format!("kr_test_{}", unique().to_uppercase());
+    admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create a database");
+    let listed = |admin: &sea_orm::DatabaseConnection| {
+        let sql = format!("SELECT count(*) AS n FROM pg_database WHERE datname = '{name}'");
+        let admin = admin.clone();
+        async move {
+            let row = admin
+                .query_one_raw(sea_orm::Statement::from_string(sea_orm::DatabaseBackend::Postgres, sql))
+                .await
+                .expect("list databases")
+                .expect("a row");
+            row.try_get::<i64>("", "n").expect("a count")
+        }
+    };
+    assert_eq!(listed(&admin).await, 1);
+    drop_database(&admin, &name).await.expect("dropped");
+    assert_eq!(listed(&admin).await, 0, "{name} is still there");
+    admin.close().await.ok();
+}
